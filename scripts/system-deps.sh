@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite talks to (real peers: OpenSSH,
+# rsyslog, promtool, ...). Each entry is "command:package"; only missing ones
+# are installed, and only where apt-get can run as root.
+set -euo pipefail
+
+needs=(
+    "cc:gcc"
+    "ssh:openssh-client"
+    "sftp:openssh-client"
+    "ssh-keygen:openssh-client"
+)
+
+missing=()
+for entry in "${needs[@]}"; do
+    cmd=${entry%%:*}
+    pkg=${entry##*:}
+    command -v "$cmd" >/dev/null 2>&1 || missing+=("$pkg")
+done
+# Python headers and venv support are packages, not commands.
+python3 -c 'import sysconfig, os, sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)' \
+    || missing+=("python3-dev")
+python3 -c 'import ensurepip' 2>/dev/null || missing+=("python3-venv")
+
+if [ ${#missing[@]} -eq 0 ]; then
+    exit 0
+fi
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
+if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "system-deps: missing packages: ${missing[*]} (install them with apt-get as root)" >&2
+    exit 1
+fi
+echo "system-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
