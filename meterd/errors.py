@@ -23,6 +23,7 @@ class ConfigError(MeterdError):
         key_path: Dotted TOML key path of the offending value, e.g.
             ``roles.operator.permissions[2]``; empty when the whole file is bad.
         suggestion: A did-you-mean hint, or empty.
+
     """
 
     def __init__(self, message: str, *, source: str = "", key_path: str = "", suggestion: str = "") -> None:
@@ -45,18 +46,20 @@ class PolicyError(ConfigError):
     """The policy (roles, principals, scopes, constraints) is invalid."""
 
 
-class PolicyErrors(PolicyError):
+class PolicyValidationError(PolicyError):
     """Several policy errors found in one pass, reported together.
 
     Attributes:
         errors: Every individual error, in file order.
+
     """
 
     def __init__(self, errors: list[ConfigError]) -> None:
         self.errors = list(errors)
         first = errors[0] if errors else ConfigError("invalid policy")
-        super().__init__(first.message, source=first.source, key_path=first.key_path,
-                         suggestion=first.suggestion)
+        super().__init__(
+            first.message, source=first.source, key_path=first.key_path, suggestion=first.suggestion
+        )
 
     def render(self) -> str:  # noqa: D102 - documented on the base class
         return "\n".join(e.render() for e in self.errors)

@@ -22,6 +22,7 @@ class PermissionInfo:
         bit: Stable bit number in compiled masks.
         display_name: The name the meter documentation uses.
         description: The documentation's description, verbatim.
+
     """
 
     bit: int
@@ -29,8 +30,39 @@ class PermissionInfo:
     description: str
 
 
+#: The stable bit of each permission identifier: the one table that fixes them.
+STABLE_BITS: dict[str, int] = {
+    "certificate_management": 0,
+    "comm_config": 1,
+    "dss_config": 2,
+    "fs_read_write": 3,
+    "fs_read_only": 4,
+    "firmware_management": 5,
+    "front_panel_config": 6,
+    "front_panel_restart": 7,
+    "ion_module_config": 8,
+    "master_reset": 9,
+    "password_self_management": 10,
+    "peak_demand_reset": 11,
+    "security_logs_access": 12,
+    "terminal_access": 13,
+    "test_mode_toggle": 14,
+    "time_sync": 15,
+    "user_management": 16,
+}
+
+
 class Permission(enum.Enum):
-    """One of the meter's permissions; the value is its stable identifier."""
+    """One of the meter's permissions; the value is its stable identifier.
+
+    Attributes:
+        bit: The stable bit number (a plain attribute: it is read on every decision).
+        mask: ``1 << bit``.
+
+    """
+
+    bit: int
+    mask: int
 
     CERTIFICATE_MANAGEMENT = "certificate_management"
     COMM_CONFIG = "comm_config"
@@ -42,7 +74,7 @@ class Permission(enum.Enum):
     FRONT_PANEL_RESTART = "front_panel_restart"
     ION_MODULE_CONFIG = "ion_module_config"
     MASTER_RESET = "master_reset"
-    PASSWORD_SELF_MANAGEMENT = "password_self_management"
+    PASSWORD_SELF_MANAGEMENT = "password_self_management"  # noqa: S105 - a permission name, not a secret
     PEAK_DEMAND_RESET = "peak_demand_reset"
     SECURITY_LOGS_ACCESS = "security_logs_access"
     TERMINAL_ACCESS = "terminal_access"
@@ -50,69 +82,104 @@ class Permission(enum.Enum):
     TIME_SYNC = "time_sync"
     USER_MANAGEMENT = "user_management"
 
+    def __init__(self, identifier: str) -> None:
+        self.bit = STABLE_BITS[identifier]
+        self.mask = 1 << self.bit
+
+    # Members are singletons compared by identity; hashing by identity keeps
+    # dictionary lookups on the decision path cheap.
+    __hash__ = object.__hash__
+
     @property
     def info(self) -> PermissionInfo:
         """The permission's bit, display name and description."""
         return CATALOGUE[self]
 
-    @property
-    def bit(self) -> int:
-        """The stable bit number."""
-        return CATALOGUE[self].bit
-
-    @property
-    def mask(self) -> int:
-        """``1 << bit``."""
-        return 1 << CATALOGUE[self].bit
-
 
 CATALOGUE: dict[Permission, PermissionInfo] = {
     Permission.CERTIFICATE_MANAGEMENT: PermissionInfo(
-        0, "Certificate Management",
-        "Upload and manage digital certificates to help ensure secure communication."),
+        STABLE_BITS["certificate_management"],
+        "Certificate Management",
+        "Upload and manage digital certificates to help ensure secure communication.",
+    ),
     Permission.COMM_CONFIG: PermissionInfo(
-        1, "Comm Config",
-        "Configure communication modules, including protocols, baud rates, and network settings."),
+        STABLE_BITS["comm_config"],
+        "Comm Config",
+        "Configure communication modules, including protocols, baud rates, and network settings.",
+    ),
     Permission.DSS_CONFIG: PermissionInfo(
-        2, "DSS Config", "Update the Specific Settings Values using CAE."),
+        STABLE_BITS["dss_config"], "DSS Config", "Update the Specific Settings Values using CAE."
+    ),
     Permission.FS_READ_WRITE: PermissionInfo(
-        3, "File System Read and Write Access",
-        "Read and write access to the meter’s file system using SFTP."),
+        STABLE_BITS["fs_read_write"],
+        "File System Read and Write Access",
+        "Read and write access to the meter’s file system using SFTP.",
+    ),
     Permission.FS_READ_ONLY: PermissionInfo(
-        4, "File System Read-Only Access", "Read-only access to the meter’s file system using SFTP."),
+        STABLE_BITS["fs_read_only"],
+        "File System Read-Only Access",
+        "Read-only access to the meter’s file system using SFTP.",
+    ),
     Permission.FIRMWARE_MANAGEMENT: PermissionInfo(
-        5, "Firmware Management", "Install and manage firmware, including device templates."),
+        STABLE_BITS["firmware_management"],
+        "Firmware Management",
+        "Install and manage firmware, including device templates.",
+    ),
     Permission.FRONT_PANEL_CONFIG: PermissionInfo(
-        6, "Front Panel Config", "Make configuration changes using the front panel."),
+        STABLE_BITS["front_panel_config"],
+        "Front Panel Config",
+        "Make configuration changes using the front panel.",
+    ),
     Permission.FRONT_PANEL_RESTART: PermissionInfo(
-        7, "Front Panel Restart", "Restart the meter from the front panel."),
+        STABLE_BITS["front_panel_restart"], "Front Panel Restart", "Restart the meter from the front panel."
+    ),
     Permission.ION_MODULE_CONFIG: PermissionInfo(
-        8, "ION Module Config",
-        "Configure ION modules, which are used to build custom logic and data processing within the meter."),
+        STABLE_BITS["ion_module_config"],
+        "ION Module Config",
+        "Configure ION modules, which are used to build custom logic and data processing within the meter.",
+    ),
     Permission.MASTER_RESET: PermissionInfo(
-        9, "Master Reset", "Clear all accumulated energy values, logs, and waveforms."),
+        STABLE_BITS["master_reset"],
+        "Master Reset",
+        "Clear all accumulated energy values, logs, and waveforms.",
+    ),
     Permission.PASSWORD_SELF_MANAGEMENT: PermissionInfo(
-        10, "Password Self-Management",
-        "Users can change their own passwords without administrator assistance."),
+        STABLE_BITS["password_self_management"],
+        "Password Self-Management",
+        "Users can change their own passwords without administrator assistance.",
+    ),
     Permission.PEAK_DEMAND_RESET: PermissionInfo(
-        11, "Peak Demand Reset",
+        STABLE_BITS["peak_demand_reset"],
+        "Peak Demand Reset",
         "Reset peak demand measurements. A configurable lockout period helps ensure resets are not "
-        "performed too frequently."),
+        "performed too frequently.",
+    ),
     Permission.SECURITY_LOGS_ACCESS: PermissionInfo(
-        12, "Security Logs Access",
+        STABLE_BITS["security_logs_access"],
+        "Security Logs Access",
         "View logs related to security events, such as login attempts, configuration changes, and "
-        "authentication issues."),
+        "authentication issues.",
+    ),
     Permission.TERMINAL_ACCESS: PermissionInfo(
-        13, "Terminal Access", "Access the terminal using SSH or a serial console and run commands."),
+        STABLE_BITS["terminal_access"],
+        "Terminal Access",
+        "Access the terminal using SSH or a serial console and run commands.",
+    ),
     Permission.TEST_MODE_TOGGLE: PermissionInfo(
-        14, "Test Mode Toggle",
-        "Enable or disable test mode to help ensure meter functionality without affecting billing data."),
+        STABLE_BITS["test_mode_toggle"],
+        "Test Mode Toggle",
+        "Enable or disable test mode to help ensure meter functionality without affecting billing data.",
+    ),
     Permission.TIME_SYNC: PermissionInfo(
-        15, "Time Synchronization",
-        "Configure time sync settings to help ensure the internal clock aligns with external sources."),
+        STABLE_BITS["time_sync"],
+        "Time Synchronization",
+        "Configure time sync settings to help ensure the internal clock aligns with external sources.",
+    ),
     Permission.USER_MANAGEMENT: PermissionInfo(
-        16, "User Management",
-        "Create, modify, and delete user accounts and roles, assign permissions, and manage credentials."),
+        STABLE_BITS["user_management"],
+        "User Management",
+        "Create, modify, and delete user accounts and roles, assign permissions, and manage credentials.",
+    ),
 }
 
 #: Every permission bit set; masks never carry bits outside it.

@@ -17,7 +17,13 @@ class Channel(enum.Enum):
 
     The order is part of the compiled-table format (the channel index is the
     position in this enumeration); append, never reorder.
+
+    Attributes:
+        index: The channel's stable index in compiled tables.
+
     """
+
+    index: int
 
     SSH = "ssh"
     SFTP = "sftp"
@@ -26,13 +32,11 @@ class Channel(enum.Enum):
     MODBUS = "modbus"
     LOCAL = "local"
 
-    @property
-    def index(self) -> int:
-        """The channel's stable index in compiled tables."""
-        return CHANNEL_INDEX[self]
+    def __init__(self, name: str) -> None:
+        # Members are created in definition order, so the count so far is the index.
+        self.index = len(type(self)._member_names_)
 
-
-CHANNEL_INDEX: dict[Channel, int] = {c: i for i, c in enumerate(Channel)}
+    __hash__ = object.__hash__
 
 
 class Outcome(enum.Enum):
@@ -69,6 +73,7 @@ class Request:
         resource: Meter resource path, e.g. ``/files/data/log1.csv``; ``/`` is all of the meter.
         channel: Where the request came from.
         source: Peer address or device, for the log only.
+
     """
 
     principal: str
@@ -87,6 +92,7 @@ class Decision:
         outcome: ``ALLOW`` or ``DENY`` (``ERROR`` when deciding failed; it denies too).
         reason: Machine-readable cause of a refusal; ``None`` on allow.
         detail: Human-readable explanation, safe to show the requester.
+
     """
 
     request: Request

@@ -1,0 +1,1 @@
+"""Command-line tools: ``meterctl`` (the operator's tool) and its sub-commands."""
