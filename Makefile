@@ -18,9 +18,7 @@ system-deps:
 	@bash scripts/system-deps.sh
 
 run: $(STAMP)
-	$(BIN)/meterctl policy validate config/policy.toml
-	$(BIN)/meterctl policy lint config/policy.toml
-	$(BIN)/meterctl policy review config/policy.toml
+	$(BIN)/meterd --config config/daemon/meterd.toml
 
 test: system-deps $(STAMP)
 	$(BIN)/python -m pytest

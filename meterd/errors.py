@@ -42,27 +42,28 @@ class ConfigError(MeterdError):
         return text
 
 
-class PolicyError(ConfigError):
-    """The policy (roles, principals, scopes, constraints) is invalid."""
-
-
-class PolicyValidationError(PolicyError):
-    """Several policy errors found in one pass, reported together.
+class ConfigValidationError(ConfigError):
+    """Several configuration errors found in one pass, reported together.
 
     Attributes:
         errors: Every individual error, in file order.
-
     """
 
     def __init__(self, errors: list[ConfigError]) -> None:
         self.errors = list(errors)
-        first = errors[0] if errors else ConfigError("invalid policy")
-        super().__init__(
-            first.message, source=first.source, key_path=first.key_path, suggestion=first.suggestion
-        )
+        first = errors[0] if errors else ConfigError("invalid configuration")
+        super().__init__(first.message, source=first.source, key_path=first.key_path, suggestion=first.suggestion)
 
     def render(self) -> str:  # noqa: D102 - documented on the base class
         return "\n".join(e.render() for e in self.errors)
+
+
+class PolicyError(ConfigError):
+    """The policy (roles, principals, scopes, constraints) is invalid."""
+
+
+class PolicyValidationError(ConfigValidationError, PolicyError):
+    """Several policy errors found in one pass, reported together."""
 
 
 class EvaluatorError(MeterdError):

@@ -3,12 +3,20 @@
 # rsyslog, promtool, ...). Each entry is "command:package"; only missing ones
 # are installed, and only where apt-get can run as root.
 set -euo pipefail
+# Daemons such as rsyslogd live in sbin, which an unprivileged PATH may lack.
+export PATH="$PATH:/usr/sbin:/sbin"
 
 needs=(
     "cc:gcc"
     "ssh:openssh-client"
     "sftp:openssh-client"
     "ssh-keygen:openssh-client"
+    "rsyslogd:rsyslog"
+    "promtool:prometheus"
+    "systemd-analyze:systemd"
+    "sshpass:sshpass"
+    "sshd:openssh-server"
+    "mbpoll:mbpoll"
 )
 
 missing=()
@@ -21,6 +29,9 @@ done
 python3 -c 'import sysconfig, os, sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)' \
     || missing+=("python3-dev")
 python3 -c 'import ensurepip' 2>/dev/null || missing+=("python3-venv")
+# rsyslog's TLS (RFC 5425) stream driver is a module, not a command.
+compgen -G "/usr/lib/*/rsyslog/lmnsd_gtls.so" >/dev/null || compgen -G "/usr/lib/rsyslog/lmnsd_gtls.so" >/dev/null \
+    || missing+=("rsyslog-gnutls")
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from meterd.cli import push_cmd
 from meterd.errors import PolicyError, PolicyValidationError
 from meterd.policy.compile import compile_policy
 from meterd.policy.diff import diff_policies
@@ -51,6 +52,8 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("old", type=Path, metavar="OLD")
     p.add_argument("new", type=Path, metavar="NEW")
     p.set_defaults(handler=_diff)
+
+    push_cmd.add_subcommands(sub)
 
 
 def _load(path: Path) -> Policy | None:

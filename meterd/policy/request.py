@@ -61,6 +61,7 @@ class DenyReason(enum.Enum):
     LOCKOUT_PERIOD = "lockout_period"
     DUAL_CONTROL = "dual_control"
     LOG_UNAVAILABLE = "log_unavailable"
+    SESSION_CLOSED = "session_closed"
 
 
 @dataclass(frozen=True, slots=True)

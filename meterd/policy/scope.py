@@ -112,6 +112,15 @@ class ScopeTree:
         """Parent index of each node; -1 for the root."""
         return self._parents
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ScopeTree) and other._paths == self._paths
+
+    def __hash__(self) -> int:
+        return hash(self._paths)
+
+    def __repr__(self) -> str:
+        return f"ScopeTree({list(self._paths)!r})"
+
     def __contains__(self, path: object) -> bool:
         return path in self._index
 

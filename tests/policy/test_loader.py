@@ -11,10 +11,12 @@ from hypothesis import strategies as st
 from meterd.credentials import hash_secret
 from meterd.errors import PolicyError, PolicyValidationError
 from meterd.policy.builtin import BUILTIN_ROLES
+from meterd.policy.dump import dump_policy
 from meterd.policy.files import read_policy_file, read_policy_text
 from meterd.policy.loader import load_policy
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel
+from tests.policy.strategies import policy_documents
 
 CONFIG = Path(__file__).resolve().parents[2] / "config"
 KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAILzV46COZHdDjA1kQLxBGjl6dfPlpLj0A3f3W9N+0eCC tool"
@@ -223,3 +225,11 @@ def test_arbitrary_documents_never_crash(doc: object) -> None:
         return
     assert errors
     assert all(err.source for err in errors)
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=policy_documents())
+def test_dump_round_trips(doc: dict[str, object]) -> None:
+    policy = load_policy(doc)
+    again = read_policy_text(dump_policy(policy), "dumped.toml")
+    assert again == policy

@@ -1,0 +1,223 @@
+"""Start-up cost of meterd: time from start to READY, and resident memory with every channel idle.
+
+Run: ``python benchmarks/bench_footprint.py [--config PATH] [--runs N] [--settle S] [--json]``.
+
+Each run starts ``meterd --config CONFIG`` with a ``NOTIFY_SOCKET`` this
+script owns (a Unix datagram socket, as systemd's ``Type=notify`` provides),
+measures the time until the daemon sends ``READY=1``, waits ``--settle``
+seconds with no client connected, reads ``VmRSS`` (and the peak, ``VmHWM``)
+from ``/proc/PID/status`` and stops it with SIGTERM.  The first run starts on
+an empty state directory (it creates the security log and, for the embedded
+default, the demo accounts); the later runs are restarts on that state, the
+common case, and are reported as a median.
+
+The baseline, measured in the same run: a bare interpreter, and the import
+floor of the declared dependencies (``asyncssh, pymodbus, serial,
+prometheus_client, cffi``) in a fresh interpreter: no daemon built on them can
+start faster or smaller.
+
+Without ``--config`` the embedded default (``config/daemon/meterd.toml``) is
+used with its state directory moved to a scratch directory and every TCP port
+replaced by a free one, so the benchmark never touches ``./var`` or collides
+with a running meterd.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_CONFIG = ROOT / "config" / "daemon" / "meterd.toml"
+DEPENDENCIES = ("asyncssh", "pymodbus", "serial", "prometheus_client", "cffi")
+READY_TIMEOUT = 60.0
+MIB = 1024 * 1024
+
+# Runs in a fresh interpreter: time and memory after importing, measured from inside.
+_PROBE = """
+import sys, time
+t0 = time.perf_counter()
+for name in sys.argv[1:]:
+    __import__(name)
+elapsed = time.perf_counter() - t0
+status = dict(line.split(":", 1) for line in open("/proc/self/status"))
+print(elapsed, int(status["VmRSS"].split()[0]) * 1024)
+"""
+
+
+class StartError(Exception):
+    """meterd did not reach READY."""
+
+
+@dataclass
+class Sample:
+    """One start: seconds from spawn to the event, and resident bytes after it."""
+
+    seconds: float
+    rss: int
+    peak_rss: int = 0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def import_floor(modules: tuple[str, ...]) -> Sample:
+    """Spawn an interpreter importing ``modules``; return spawn-to-exit time and RSS after importing."""
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", _PROBE, *modules], capture_output=True, text=True, check=True)
+    wall = time.perf_counter() - start
+    _, rss = out.stdout.split()
+    return Sample(wall, int(rss))
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string is a JSON string for these values
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise TypeError(f"cannot write {type(value).__name__} to TOML")
+
+
+def scratch_config(source: Path, directory: Path) -> Path:
+    """Write ``source`` with the state directory in ``directory`` and free ports; return its path."""
+    data = tomllib.loads(source.read_text())
+    daemon = data.setdefault("daemon", {})
+    daemon["state_dir"] = str(directory / "state")
+    daemon["policy"] = str((source.parent / daemon.get("policy", "policy.toml")).resolve())
+    for section in data.values():
+        if isinstance(section, dict) and "port" in section:
+            section["port"] = free_port()
+    lines: list[str] = []
+    for name, section in data.items():
+        lines.append(f"[{name}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in section.items()]
+    path = directory / "meterd.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def meterd_command(config: Path) -> list[str]:
+    """The daemon's command line: the installed ``meterd`` script, else the module."""
+    script = Path(sys.executable).parent / "meterd"
+    if script.exists():
+        return [str(script), "--config", str(config)]
+    return [sys.executable, "-m", "meterd.daemon.main", "--config", str(config)]
+
+
+def _memory(pid: int) -> tuple[int, int]:
+    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+    return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
+
+
+def start_to_ready(config: Path, directory: Path, settle: float) -> Sample:
+    """Start meterd once; return time to READY=1 and its memory after ``settle`` idle seconds."""
+    address = str(directory / "notify.sock")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.bind(address)
+        env = {**os.environ, "NOTIFY_SOCKET": address}
+        env.pop("WATCHDOG_USEC", None)
+        start = time.perf_counter()
+        process = subprocess.Popen(
+            meterd_command(config), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            notify.settimeout(0.2)
+            deadline = start + READY_TIMEOUT
+            while True:
+                if process.poll() is not None:
+                    err = process.stderr.read() if process.stderr else ""
+                    raise StartError(f"meterd exited with {process.returncode} before READY:\n{err}")
+                if time.perf_counter() > deadline:
+                    raise StartError(f"no READY=1 from meterd within {READY_TIMEOUT} s")
+                try:
+                    message = notify.recv(4096).decode()
+                except TimeoutError:
+                    continue
+                if "READY=1" in message.splitlines():
+                    ready = time.perf_counter() - start
+                    break
+            time.sleep(settle)
+            rss, peak = _memory(process.pid)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            if process.stderr:
+                process.stderr.close()
+        Path(address).unlink()
+    return Sample(ready, rss, peak)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", type=Path, help="meterd.toml to start with, as is")
+    parser.add_argument("--runs", type=int, default=5, help="starts to measure (the first on empty state)")
+    parser.add_argument(
+        "--settle", type=float, default=2.0, help="idle seconds after READY before reading RSS"
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args()
+
+    rows = {
+        "bare interpreter (spawn to exit)": _median([import_floor(()) for _ in range(args.runs)]),
+        "import floor of the dependencies (spawn to exit)": _median(
+            [import_floor(DEPENDENCIES) for _ in range(args.runs)]
+        ),
+    }
+    failure = ""
+    work = Path(tempfile.mkdtemp(prefix="meterd-bench-"))
+    try:
+        config = args.config or scratch_config(DEFAULT_CONFIG, work)
+        runs = [start_to_ready(config, work, args.settle) for _ in range(args.runs)]
+        rows["meterd first start, empty state (to READY)"] = runs[0]
+        rows["meterd restart (to READY), median"] = _median(runs[1:] or runs)
+    except StartError as e:
+        failure = str(e)  # the baseline is still worth printing
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    if args.json:
+        print(json.dumps({name: asdict(sample) for name, sample in rows.items()}, indent=2))
+    else:
+        print(f"{'':52} {'seconds':>8} {'RSS MiB':>8} {'peak MiB':>9}")
+        for name, sample in rows.items():
+            peak = f"{sample.peak_rss / MIB:9.1f}" if sample.peak_rss else f"{'':9}"
+            print(f"{name:52} {sample.seconds:8.2f} {sample.rss / MIB:8.1f} {peak}")
+    if failure:
+        sys.exit(failure)
+
+
+def _median(samples: list[Sample]) -> Sample:
+    return Sample(
+        statistics.median(s.seconds for s in samples),
+        int(statistics.median(s.rss for s in samples)),
+        int(statistics.median(s.peak_rss for s in samples)),
+    )
+
+
+if __name__ == "__main__":
+    main()

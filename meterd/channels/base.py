@@ -1,0 +1,57 @@
+"""What every channel gets from the daemon, and what the daemon expects of a channel."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from meterd.guard import Guard, Session
+from meterd.meter.interface import Meter
+from meterd.policy.model import Policy
+
+
+class PolicyCommands(Protocol):
+    """The daemon's policy service, as channels see it (push, rollback, shell edits)."""
+
+    async def run(
+        self, guard: Guard, session: Session, argv: Sequence[str], payload: bytes
+    ) -> tuple[int, str]:
+        """Run a ``meterd-policy`` command line for ``session``; return (exit status, output)."""
+
+    async def edit(self, guard: Guard, session: Session, policy: Policy, how: str) -> tuple[int, str]:
+        """Put an edited policy (from the meter shell) in force; return (exit status, output)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """The daemon's shared parts, handed to each channel at start.
+
+    Attributes:
+        guard: The single decision point; every request goes through it.
+        meter: The meter the actions act upon (only after an allow).
+        state_dir: The daemon's state directory (host keys, sockets, pty links live below it).
+        policies: The policy service (``meterd-policy`` commands and shell edits), if any.
+    """
+
+    guard: Guard
+    meter: Meter
+    state_dir: Path
+    policies: PolicyCommands | None = None
+
+
+class Listener(Protocol):
+    """A channel as the daemon's supervisor runs it."""
+
+    name: str
+
+    async def start(self) -> None:
+        """Bind and start accepting; raise :class:`~meterd.errors.ChannelError` if it cannot.
+
+        Called before the daemon reports READY; nothing may be listening
+        if any channel fails to start.
+        """
+
+    async def stop(self) -> None:
+        """Stop accepting, tell open sessions, and return within a few seconds."""

@@ -1,0 +1,254 @@
+"""One Modbus request: check its shape, ask the guard, act on the meter, answer.
+
+The order is fixed, and each step's refusal has one answer:
+    1. a unit id the meter does not serve: exception 0B, nothing recorded;
+    2. a function meterd does not serve: 01; a PDU wrong for its function: 03;
+    3. a register range that is not entirely mapped: 02; a write that is not
+       to whole writable fields: 02; written words that mean nothing: 03;
+    4. the guard (or the certificate's NULL role) refuses: 01, recorded;
+    5. the meter refuses the value: 03; the meter fails: 04, both recorded.
+
+Reads are authorised with ``aggregate=True`` (counted, then recorded once per
+sweep), so a SCADA poll loop cannot flood the security log; every write that
+reaches step 3 is recorded, whatever becomes of it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+
+from meterd.channels.base import Runtime
+from meterd.channels.modbus import pdu
+from meterd.channels.modbus.encoding import EncodingError
+from meterd.channels.modbus.pdu import ExceptionCode, ReadRequest, Refusal, WriteRequest
+from meterd.channels.modbus.registers import READ_PERMISSION, Field, covers_whole_fields, fields_in
+from meterd.channels.modbus.values import Change, MeasurementCache, apply, decode_write, read_words
+from meterd.errors import MeterError
+from meterd.guard import Session
+from meterd.guard.guard import ALLOW_EVENTS
+from meterd.meter.errors import MeterValueError
+from meterd.policy.permissions import Permission
+from meterd.policy.request import Channel, DenyReason, Outcome
+from meterd.seclog import EventType
+from meterd.seclog.events import DetailValue
+
+log = logging.getLogger(__name__)
+
+
+class SessionEndedError(Exception):
+    """The guard ended the session (idle timeout, revoked); the connection must close."""
+
+
+@dataclass(slots=True)
+class Peer:
+    """One connection's principal as far as requests are concerned.
+
+    Attributes:
+        session: The guard session every request is decided in.
+        role: For Modbus/TCP Security, the role the client certificate names
+            (None: the NULL role); ignored on plain TCP.
+        tls: True for a Modbus/TCP Security connection.
+    """
+
+    session: Session
+    role: str | None = None
+    tls: bool = False
+
+
+class ModbusService:
+    """Answers requests for every connection of the Modbus channel.
+
+    Args:
+        runtime: The guard and the meter.
+        unit_ids: Unit ids the meter answers to.
+    """
+
+    def __init__(self, runtime: Runtime, unit_ids: tuple[int, ...]) -> None:
+        self.guard = runtime.guard
+        self.meter = runtime.meter
+        self.unit_ids = frozenset(unit_ids)
+        self.measurements = MeasurementCache(runtime.meter)
+        self.counters: Counter[str] = Counter()
+
+    def null_role_reason(self, peer: Peer) -> str:
+        """Why a TLS peer holds the NULL role under the policy in force, or empty if it does not."""
+        if not peer.tls:
+            return ""
+        if peer.role is None:
+            return "certificate carries no role"
+        app = self.guard.compiled.policy.applications.get(peer.session.principal)
+        wanted = peer.role.lower() if peer.role.isascii() else ""
+        if app is None or wanted not in app.roles:
+            return f"certificate role {peer.role[:64]!r} is not a role of {peer.session.principal}"
+        return ""
+
+    async def handle(self, peer: Peer, header: pdu.Header, body: bytes) -> bytes:
+        """Return the response PDU for one request PDU.
+
+        Raises:
+            SessionEndedError: The guard ended the session; close the connection.
+        """
+        self.counters["requests"] += 1
+        request = pdu.parse_request(body)
+        if header.unit not in self.unit_ids:
+            return self._refuse(body[0], ExceptionCode.GATEWAY_TARGET_FAILED, "unknown_unit")
+        if isinstance(request, Refusal):
+            return self._refuse(request.function, request.code, request.why)
+        fields = fields_in(request.address, request.count)
+        resource = f"/modbus/unit/{header.unit}"
+        detail: dict[str, DetailValue] = {
+            "function": request.function,
+            "address": request.address,
+            "count": request.count,
+            "unit": header.unit,
+        }
+        if isinstance(request, ReadRequest):
+            return await self._read(peer, request, fields, resource, detail)
+        return await self._write(peer, request, fields, resource, detail)
+
+    async def _read(
+        self,
+        peer: Peer,
+        request: ReadRequest,
+        fields: tuple[Field, ...] | None,
+        resource: str,
+        detail: dict[str, DetailValue],
+    ) -> bytes:
+        if fields is None:
+            return self._refuse(request.function, ExceptionCode.ILLEGAL_DATA_ADDRESS, "unmapped")
+        if not await self._authorize(peer, READ_PERMISSION, resource, detail, aggregate=True):
+            return self._refuse(request.function, ExceptionCode.ILLEGAL_FUNCTION, "denied")
+        try:
+            words = read_words(self.meter, fields, request.address, request.count, self.measurements)
+        except MeterError as e:
+            log.error("modbus: meter failed a read: %s", e)
+            return self._refuse(request.function, ExceptionCode.SERVER_DEVICE_FAILURE, "meter_error")
+        return pdu.read_response_pdu(request.function, words)
+
+    async def _write(
+        self,
+        peer: Peer,
+        request: WriteRequest,
+        fields: tuple[Field, ...] | None,
+        resource: str,
+        detail: dict[str, DetailValue],
+    ) -> bytes:
+        permission = fields[0].group.write_permission if fields else None
+        if (
+            not fields
+            or permission is None
+            or not covers_whole_fields(fields, request.address, request.count)
+        ):
+            await self._record_refused_write(peer, None, resource, detail, "not_writable")
+            return self._refuse(request.function, ExceptionCode.ILLEGAL_DATA_ADDRESS, "not_writable")
+        detail["registers"] = fields[0].group.label
+        try:
+            change = decode_write(fields, request.values)
+        except EncodingError as e:
+            detail["error"] = str(e)[:200]
+            await self._record_refused_write(peer, permission, resource, detail, "bad_value")
+            return self._refuse(request.function, ExceptionCode.ILLEGAL_DATA_VALUE, "bad_value")
+        detail["change"] = change.describe()
+        if not await self._authorize(peer, permission, resource, detail, aggregate=False):
+            return self._refuse(request.function, ExceptionCode.ILLEGAL_FUNCTION, "denied")
+        return await self._apply(
+            peer, request, change, permission=permission, resource=resource, detail=detail
+        )
+
+    async def _apply(
+        self,
+        peer: Peer,
+        request: WriteRequest,
+        change: Change,
+        *,
+        permission: Permission,
+        resource: str,
+        detail: dict[str, DetailValue],
+    ) -> bytes:
+        # apply() is synchronous: no read can refill the cache before the change is made.
+        self.measurements.invalidate()
+        try:
+            apply(self.meter, change)
+        except MeterError as e:
+            code = (
+                ExceptionCode.ILLEGAL_DATA_VALUE
+                if isinstance(e, MeterValueError)
+                else (ExceptionCode.SERVER_DEVICE_FAILURE)
+            )
+            detail["error"] = str(e)[:200]
+            session = peer.session
+            await self.guard.record(
+                ALLOW_EVENTS.get(permission, EventType.ACCESS_DECISION),
+                session.principal,
+                Outcome.ERROR,
+                channel=Channel.MODBUS,
+                source=session.source,
+                permission=permission,
+                resource=resource,
+                detail=detail,
+            )
+            return self._refuse(request.function, code, "meter_refused")
+        self.counters["writes"] += 1
+        return pdu.write_response_pdu(request)
+
+    async def _authorize(
+        self,
+        peer: Peer,
+        permission: Permission,
+        resource: str,
+        detail: dict[str, DetailValue],
+        *,
+        aggregate: bool,
+    ) -> bool:
+        null_role = self.null_role_reason(peer)
+        session = peer.session
+        if null_role:
+            detail["reason"] = "null_role"
+            detail["why"] = null_role
+            await self.guard.record(
+                EventType.PERMISSION_DENIED,
+                session.principal,
+                Outcome.DENY,
+                channel=Channel.MODBUS,
+                source=session.source,
+                permission=permission,
+                resource=resource,
+                detail=detail,
+            )
+            self.guard.observer.decision(Channel.MODBUS, permission, Outcome.DENY)
+            return False
+        decision = await self.guard.authorize(
+            session, permission, resource, detail=detail, aggregate=aggregate
+        )
+        if decision.reason is DenyReason.SESSION_CLOSED:
+            raise SessionEndedError(decision.detail)
+        return decision.allowed
+
+    async def _record_refused_write(
+        self,
+        peer: Peer,
+        permission: Permission | None,
+        resource: str,
+        detail: dict[str, DetailValue],
+        why: str,
+    ) -> None:
+        """Record a write refused for its shape: writes are always recorded, even nonsensical ones."""
+        detail["reason"] = why
+        session = peer.session
+        await self.guard.record(
+            EventType.ACCESS_DECISION,
+            session.principal,
+            Outcome.DENY,
+            channel=Channel.MODBUS,
+            source=session.source,
+            permission=permission,
+            resource=resource,
+            detail=detail,
+        )
+
+    def _refuse(self, function: int, code: ExceptionCode, why: str) -> bytes:
+        self.counters[f"exception_{code.value:02x}"] += 1
+        self.counters[why] += 1
+        return pdu.exception_pdu(function, code)

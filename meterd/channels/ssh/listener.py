@@ -1,0 +1,96 @@
+"""The SSH listener: binds, generates or loads the host key, serves shells and SFTP."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import asyncssh
+
+from meterd.channels.base import Runtime
+from meterd.channels.ssh.config import SshConfig
+from meterd.channels.ssh.hostkeys import load_or_create_host_key
+from meterd.channels.ssh.paths import Area
+from meterd.channels.ssh.server import MeterSSHServer, close_guard_session, open_guard_session, run_process
+from meterd.channels.ssh.sftp import READ, MeterSFTPServer
+from meterd.errors import ChannelError
+from meterd.guard import Session
+from meterd.policy.request import Channel
+
+log = logging.getLogger(__name__)
+
+STOP_TIMEOUT = 3.0
+
+
+class SshListener:
+    """The SSH and SFTP channel as the daemon's supervisor runs it.
+
+    Args:
+        config: The ``[ssh]`` settings.
+        runtime: The daemon's shared parts.
+
+    Attributes:
+        sessions: Open guard sessions of this listener (shell and SFTP).
+        port: The bound port once started (useful when the configured port is 0).
+    """
+
+    name = "ssh"
+
+    def __init__(self, config: SshConfig, runtime: Runtime) -> None:
+        self.config = config
+        self.runtime = runtime
+        self.sessions: set[Session] = set()
+        self.port = config.port
+        self._server: asyncssh.SSHAcceptor | None = None
+        self._area = Area(runtime.meter.file_area)
+
+    async def start(self) -> None:
+        """Load or create the host key and start listening.
+
+        Raises:
+            ChannelError: The key cannot be made or the address cannot be bound.
+        """
+        host_key = await asyncio.to_thread(load_or_create_host_key, self.config.host_key_dir)
+        try:
+            self._server = await asyncssh.listen(
+                self.config.listen,
+                self.config.port,
+                server_factory=lambda: MeterSSHServer(self),
+                server_host_keys=[host_key],
+                process_factory=lambda process: run_process(self, process),
+                sftp_factory=self._sftp,
+                sftp_version=3,
+                allow_scp=False,
+                agent_forwarding=False,
+                x11_forwarding=False,
+                login_timeout=self.config.login_grace_time,
+                encoding="utf-8",
+                kbdint_auth=True,
+            )
+        except OSError as e:
+            raise ChannelError(f"ssh: cannot listen on {self.config.listen}:{self.config.port}: {e}") from e
+        self.port = self._server.get_port()
+        log.info("ssh listening on %s:%d", self.config.listen, self.port)
+
+    async def _sftp(self, chan: asyncssh.SSHServerChannel[bytes]) -> MeterSFTPServer:
+        opened = await open_guard_session(self, chan, Channel.SFTP, READ, "/files")
+        if not isinstance(opened, Session):
+            chan.write_stderr(f"denied: {opened.request.permission.value} ({opened.detail})\n".encode())
+            chan.exit(1)
+            return MeterSFTPServer(chan, self._area, None, self.runtime)
+        return MeterSFTPServer(
+            chan, self._area, opened, self.runtime, lambda: close_guard_session(self, opened, "logged out")
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, end every session, and close connections within a few seconds."""
+        if self._server is None:
+            return
+        server, self._server = self._server, None
+        server.close()
+        for session in list(self.sessions):
+            await close_guard_session(self, session, "daemon stopping")
+        try:
+            await asyncio.wait_for(server.wait_closed(), STOP_TIMEOUT)
+        except TimeoutError:
+            log.warning("ssh connections did not close within %s s", STOP_TIMEOUT)

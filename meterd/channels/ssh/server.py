@@ -1,0 +1,235 @@
+"""One SSH connection: authentication through the guard, sessions, refusals.
+
+Invariants:
+    * Every login question goes to the guard: passwords to
+      :meth:`~meterd.guard.Guard.authenticate`; public keys are first checked
+      side-effect free (the client has not yet proved it holds the key) and a
+      refused key is recorded through ``authenticate``.
+    * A shell or command needs ``terminal_access`` (a guard session on the
+      ``ssh`` channel); the ``sftp`` subsystem needs ``fs_read_only`` or
+      ``fs_read_write`` (a session on the ``sftp`` channel).  Each session
+      channel is one guard session, closed when the channel ends.
+    * No port forwarding (TCP or Unix, either direction), no agent or X11
+      forwarding, no other subsystem, no legacy SCP; a refused forwarding
+      request is recorded.
+    * A client gets ``max_auth_tries`` attempts per connection, then is
+      disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Awaitable
+from typing import TYPE_CHECKING
+
+import asyncssh
+
+from meterd.channels.base import Runtime
+from meterd.channels.ssh.terminal import ProcessTerminal
+from meterd.guard import Password, PublicKey, Session
+from meterd.policy.permissions import Permission
+from meterd.policy.request import Channel, Decision, Outcome, Request
+from meterd.seclog import EventType
+from meterd.shell import EXIT_DENIED, MeterShell
+
+if TYPE_CHECKING:
+    from asyncssh.connection import SSHConnection
+
+    from meterd.channels.ssh.listener import SshListener
+
+log = logging.getLogger(__name__)
+
+
+def source_of(conn: SSHConnection) -> str:
+    """Return ``host:port`` of the peer."""
+    peer = conn.get_extra_info("peername") or ("", 0)
+    return f"{peer[0]}:{peer[1]}"
+
+
+class MeterSSHServer(asyncssh.SSHServer):
+    """The per-connection handler asyncssh calls for authentication and channel requests.
+
+    Args:
+        listener: The listener this connection belongs to.
+    """
+
+    def __init__(self, listener: SshListener) -> None:
+        self._listener = listener
+        self._guard = listener.runtime.guard
+        self._conn: asyncssh.SSHServerConnection | None = None
+        self.source = ""
+        self._failures = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # -- connection ---------------------------------------------------------
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        """Remember the connection and its peer."""
+        self._conn = conn
+        self.source = source_of(conn)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Nothing to do: each session's channel closes its guard session."""
+
+    # -- authentication -------------------------------------------------------
+
+    def begin_auth(self, username: str) -> bool:
+        """Every user must authenticate."""
+        return True
+
+    def password_auth_supported(self) -> bool:
+        """Passwords are accepted (kbd-interactive maps onto them)."""
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        """OpenSSH authorized-key lines in the policy are accepted."""
+        return True
+
+    def _failed(self) -> None:
+        self._failures += 1
+        if self._failures >= self._listener.config.max_auth_tries:
+            raise asyncssh.DisconnectError(
+                asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "too many authentication failures"
+            )
+
+    async def validate_password(self, username: str, password: str) -> bool:
+        """Check a password with the guard (lockout, equal cost for unknown users)."""
+        ok = await self._guard.authenticate(Channel.SSH, self.source, username, Password(password))
+        if not ok:
+            self._failed()
+        return ok
+
+    async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        """Accept a listed key; asyncssh then checks the signature before login succeeds."""
+        credential = PublicKey(key.get_algorithm(), base64.b64encode(key.public_data).decode())
+        if self._guard.key_acceptable(Channel.SSH, username, credential):
+            return True
+        await self._guard.authenticate(Channel.SSH, self.source, username, credential)
+        self._failed()
+        return False
+
+    # -- refusals ---------------------------------------------------------------
+
+    def _refuse(self, what: str, detail: dict[str, str | int]) -> None:
+        user = self._conn.get_extra_info("username", "") if self._conn else ""
+        record = self._guard.record(
+            EventType.PERMISSION_DENIED,
+            user or "anonymous",
+            Outcome.DENY,
+            channel=Channel.SSH,
+            source=self.source,
+            detail={"refused": what, **detail},
+        )
+        self._spawn(record)
+
+    def _spawn(self, coro: Awaitable[object]) -> None:
+        async def run() -> None:
+            await coro
+
+        task = asyncio.ensure_future(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
+        """Refuse local port forwarding (``ssh -L``, ``-D``)."""
+        self._refuse("port_forwarding", {"dest_host": dest_host[:64], "dest_port": dest_port})
+        return False
+
+    def server_requested(self, listen_host: str, listen_port: int) -> bool:
+        """Refuse remote port forwarding (``ssh -R``)."""
+        self._refuse("remote_forwarding", {"listen_host": listen_host[:64], "listen_port": listen_port})
+        return False
+
+    def unix_connection_requested(self, dest_path: str) -> bool:
+        """Refuse Unix socket forwarding."""
+        self._refuse("unix_forwarding", {"path": dest_path[:128]})
+        return False
+
+    def unix_server_requested(self, listen_path: str) -> bool:
+        """Refuse remote Unix socket forwarding."""
+        self._refuse("unix_forwarding", {"path": listen_path[:128]})
+        return False
+
+    def tun_requested(self, unit: int | None) -> bool:
+        """Refuse tunnel devices."""
+        self._refuse("tun_forwarding", {})
+        return False
+
+    def tap_requested(self, unit: int | None) -> bool:
+        """Refuse tap devices."""
+        self._refuse("tap_forwarding", {})
+        return False
+
+
+async def open_guard_session(
+    listener: SshListener,
+    chan: asyncssh.SSHServerChannel[str] | asyncssh.SSHServerChannel[bytes],
+    channel: Channel,
+    any_of: tuple[Permission, ...],
+    resource: str,
+) -> Session | Decision:
+    """Open the guard session of one SSH session channel, within the listener's session limit."""
+    conn = chan.get_connection()
+    user = conn.get_extra_info("username", "")
+    source = source_of(conn)
+    runtime: Runtime = listener.runtime
+    if len(listener.sessions) >= listener.config.max_sessions:
+        await runtime.guard.record(
+            EventType.LOGIN_FAILURE,
+            user,
+            Outcome.DENY,
+            channel=channel,
+            source=source,
+            detail={"reason": "too_many_sessions"},
+        )
+        return Decision(
+            Request(user, any_of[0], resource, channel, source), Outcome.DENY, None, "too many sessions"
+        )
+    opened = await runtime.guard.open_session(user, channel, source, any_of, resource)
+    if isinstance(opened, Session):
+        listener.sessions.add(opened)
+        opened.on_close.append(lambda _reason: chan.close())
+    return opened
+
+
+async def close_guard_session(listener: SshListener, session: Session, reason: str) -> None:
+    """Close a session opened by :func:`open_guard_session`."""
+    listener.sessions.discard(session)
+    await listener.runtime.guard.close_session(session, reason=reason)
+
+
+async def run_process(listener: SshListener, process: asyncssh.SSHServerProcess[str]) -> None:
+    """Serve one shell, command or refused subsystem on a session channel."""
+    if process.subsystem:
+        process.stderr.write(f"subsystem {process.subsystem[:32]!r} is not available\n")
+        process.exit(EXIT_DENIED)
+        return
+    opened = await open_guard_session(
+        listener, process.channel, Channel.SSH, (Permission.TERMINAL_ACCESS,), "/"
+    )
+    if not isinstance(opened, Session):
+        process.stderr.write(f"denied: {opened.request.permission.value} ({opened.detail or 'refused'})\n")
+        process.exit(EXIT_DENIED)
+        return
+    shell = MeterShell(listener.runtime, opened, ProcessTerminal(process))
+    status = EXIT_DENIED
+    reason = ""
+    try:
+        if process.command is not None:
+            status = await shell.execute(process.command)
+        else:
+            await shell.run()
+            status = 0
+    except (asyncssh.Error, OSError, ConnectionError) as e:
+        reason = "disconnected"
+        log.info("ssh session of %s ended: %s", opened.principal, e)
+    except Exception:  # a bug in a command must end the session, never the listener
+        reason = "internal error"
+        log.exception("ssh session of %s failed", opened.principal)
+    finally:
+        # Exit status first: the guard's close callback hangs the channel up.
+        if not process.channel.is_closing():
+            process.exit(status)
+        await close_guard_session(listener, opened, reason or "logged out")

@@ -1,0 +1,472 @@
+"""The SFTP channel: the meter's file area, every operation decided by the guard.
+
+Permissions (resources are ``/files/<path>``):
+    * listing, stat and reading need ``fs_read_only`` or ``fs_read_write``;
+    * every mutating request (open for write/create/truncate/append, write,
+      remove, rename, mkdir, rmdir, setstat, symlink, link) needs
+      ``fs_read_write``, plus ``firmware_management`` under ``/firmware`` and
+      ``certificate_management`` under ``/certs``, as OpenSSH's
+      ``sftp-server -R`` refuses them in read-only mode;
+    * ``/security-log`` needs ``security_logs_access`` and is never writable.
+      It is a virtual folder holding ``records.jsonl``: opening it performs
+      one gated read of the log (recorded as ``audit_log_access``) and serves
+      the newest records as JSON lines.  Its listed size is 0 (it is rendered
+      when opened); clients read to end of file.
+
+Opens are recorded one by one; the reads and writes on an open handle are
+decided again each time (a revoked permission stops a transfer at once) and
+their allows are aggregated, their refusals recorded.  Links are never
+created or followed (see :mod:`meterd.channels.ssh.paths`); escape attempts
+are refused and recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import json
+import os
+import stat
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+import asyncssh
+from asyncssh.constants import FXF_APPEND, FXF_CREAT, FXF_EXCL, FXF_READ, FXF_TRUNC, FXF_WRITE
+
+from meterd.channels.base import Runtime
+from meterd.channels.ssh.paths import AREA_FOLDERS, SECURITY_LOG, Area, PathRefusedError, VPath, normalise
+from meterd.guard import Session
+from meterd.policy.permissions import Permission
+from meterd.policy.request import Channel, Outcome
+from meterd.seclog import EventType, Query
+
+READ = (Permission.FS_READ_ONLY, Permission.FS_READ_WRITE)
+LOG_FILE = "records.jsonl"
+LOG_RECORDS = 10_000
+_FOLDER_PERMISSION = {"firmware": Permission.FIRMWARE_MANAGEMENT, "certs": Permission.CERTIFICATE_MANAGEMENT}
+_WRITE_FLAGS = FXF_WRITE | FXF_CREAT | FXF_TRUNC | FXF_APPEND | FXF_EXCL
+
+
+def _denied(message: str = "permission denied") -> asyncssh.SFTPError:
+    return asyncssh.SFTPPermissionDenied(message)
+
+
+@dataclass(slots=True)
+class _Handle:
+    path: VPath
+    fd: int | None
+    data: bytes = b""
+    writable: bool = False
+
+
+def _dir_attrs(mode: int = 0o555) -> asyncssh.SFTPAttrs:
+    now = int(time.time())
+    return asyncssh.SFTPAttrs(
+        type=asyncssh.FILEXFER_TYPE_DIRECTORY,
+        permissions=stat.S_IFDIR | mode,
+        size=0,
+        uid=0,
+        gid=0,
+        atime=now,
+        mtime=now,
+    )
+
+
+class MeterSFTPServer(asyncssh.SFTPServer):
+    """One SFTP session (a guard session on the ``sftp`` channel).
+
+    Args:
+        chan: The SSH channel.
+        area: The file area.
+        session: The guard session, or None when the login was refused
+            (every request is then refused).
+        runtime: The daemon's shared parts.
+        on_exit: Awaited once when the session ends.
+    """
+
+    def __init__(
+        self,
+        chan: asyncssh.SSHServerChannel[bytes],
+        area: Area,
+        session: Session | None,
+        runtime: Runtime,
+        on_exit: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        # The chroot is defence in depth: every method that touches files is overridden.
+        super().__init__(chan, chroot=bytes(area.root))
+        self._runtime = runtime
+        self._guard = runtime.guard
+        self._area = area
+        self._session = session
+        self._on_exit = on_exit
+
+    # -- deciding -------------------------------------------------------------
+
+    def _live(self) -> Session:
+        if self._session is None:
+            raise _denied("not logged in")
+        return self._session
+
+    async def _refuse(self, why: str, raw: bytes | str, op: str) -> asyncssh.SFTPError:
+        session = self._live()
+        shown = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        await self._guard.record(
+            EventType.PERMISSION_DENIED,
+            session.principal,
+            Outcome.DENY,
+            channel=Channel.SFTP,
+            source=session.source,
+            detail={"op": op, "refused": why, "path": shown[:200]},
+        )
+        return _denied(f"refused: {why}")
+
+    async def _path(self, raw: bytes, op: str) -> VPath:
+        try:
+            return normalise(raw)
+        except PathRefusedError as e:
+            raise await self._refuse(e.why, raw, op) from e
+
+    async def _check_read(self, path: VPath, op: str, aggregate: bool = False) -> None:
+        session = self._live()
+        detail = {"op": op, "path": path.text[:200]}
+        if path.top == SECURITY_LOG:
+            decision = await self._guard.authorize(
+                session, Permission.SECURITY_LOGS_ACCESS, path.resource, detail=detail, aggregate=aggregate
+            )
+        else:
+            decision = await self._guard.authorize_any(
+                session,
+                READ,
+                path.resource,
+                event=EventType.ACCESS_DECISION,
+                detail=detail,
+                aggregate=aggregate,
+            )
+        if not decision.allowed:
+            raise _denied(f"denied: {decision.request.permission.value} ({decision.detail})")
+
+    async def _check_write(self, path: VPath, op: str, aggregate: bool = False) -> None:
+        session = self._live()
+        if path.is_virtual:
+            raise await self._refuse("read_only", path.text, op)
+        needed = [Permission.FS_READ_WRITE]
+        if path.top in _FOLDER_PERMISSION:
+            needed.append(_FOLDER_PERMISSION[path.top])
+        for permission in needed:
+            decision = await self._guard.authorize(
+                session,
+                permission,
+                path.resource,
+                event=EventType.ACCESS_DECISION,
+                detail={"op": op, "path": path.text[:200]},
+                aggregate=aggregate,
+            )
+            if not decision.allowed:
+                raise _denied(f"denied: {permission.value} ({decision.detail})")
+
+    async def _guarded(self, path: VPath, op: str, call: object) -> object:
+        """Run a file-system call, turning a refused path into a recorded refusal."""
+        try:
+            assert callable(call)
+            return call()
+        except PathRefusedError as e:
+            raise await self._refuse(e.why, path.text, op) from e
+
+    # -- paths and attributes -----------------------------------------------------
+
+    def realpath(self, path: bytes) -> bytes:
+        """Return the normalised path (lexical: links are never resolved, so nothing else can change it)."""
+        try:
+            return normalise(path).text.encode()
+        except PathRefusedError as e:
+            raise _denied(str(e)) from e
+
+    def _virtual_attrs(self, path: VPath) -> asyncssh.SFTPAttrs:
+        if len(path.parts) <= 1:
+            return _dir_attrs()
+        if path.parts[1:] == (LOG_FILE,):
+            now = int(time.time())
+            return asyncssh.SFTPAttrs(
+                type=asyncssh.FILEXFER_TYPE_REGULAR,
+                permissions=stat.S_IFREG | 0o444,
+                size=0,
+                uid=0,
+                gid=0,
+                atime=now,
+                mtime=now,
+            )
+        raise asyncssh.SFTPNoSuchFile("no such file")
+
+    async def lstat(self, path: bytes) -> asyncssh.SFTPAttrs:
+        """Attributes of an entry; a link is refused (listing its folder still shows it as a link)."""
+        vpath = await self._path(path, "stat")
+        await self._check_read(vpath, "stat")
+        if vpath.is_virtual:
+            return self._virtual_attrs(vpath)
+        result = await self._guarded(vpath, "stat", lambda: self._area.lstat(vpath))
+        assert isinstance(result, os.stat_result)
+        if stat.S_ISLNK(result.st_mode):
+            raise await self._refuse("symlink", vpath.text, "stat")
+        return asyncssh.SFTPAttrs.from_local(result)
+
+    async def stat(self, path: bytes) -> asyncssh.SFTPAttrs:
+        """Same as :meth:`lstat`: links are never followed."""
+        return await self.lstat(path)
+
+    async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
+        """List a folder."""
+        vpath = await self._path(path, "list")
+        await self._check_read(vpath, "list")
+        if not vpath.parts:
+            for name in (*AREA_FOLDERS, SECURITY_LOG):
+                yield asyncssh.SFTPName(name.encode(), attrs=_dir_attrs())
+            return
+        if vpath.is_virtual:
+            if len(vpath.parts) != 1:
+                raise asyncssh.SFTPNoSuchFile("no such folder")
+            yield asyncssh.SFTPName(
+                LOG_FILE.encode(), attrs=self._virtual_attrs(VPath.of((SECURITY_LOG, LOG_FILE)))
+            )
+            return
+        fd = await self._guarded(vpath, "list", lambda: self._area.open_dir(vpath))
+        assert isinstance(fd, int)
+        try:
+            names = sorted(os.listdir(fd))
+            entries = []
+            for name in names:
+                try:
+                    info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except OSError:
+                    continue
+                entries.append(asyncssh.SFTPName(name.encode(), attrs=asyncssh.SFTPAttrs.from_local(info)))
+        finally:
+            os.close(fd)
+        for entry in entries:
+            yield entry
+
+    # -- files ----------------------------------------------------------------------
+
+    async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
+        """Open a file; any write, create, truncate or append flag needs the write permissions."""
+        vpath = await self._path(path, "open")
+        if pflags & _WRITE_FLAGS:
+            await self._check_write(vpath, "open_write")
+        else:
+            await self._check_read(vpath, "open_read")
+        if vpath.is_virtual:
+            return await self._open_log(vpath)
+        flags = (
+            os.O_RDWR
+            if pflags & FXF_READ and pflags & FXF_WRITE
+            else (os.O_WRONLY if pflags & FXF_WRITE else os.O_RDONLY)
+        )
+        for bit, os_flag in (
+            (FXF_APPEND, os.O_APPEND),
+            (FXF_CREAT, os.O_CREAT),
+            (FXF_TRUNC, os.O_TRUNC),
+            (FXF_EXCL, os.O_EXCL),
+        ):
+            if pflags & bit:
+                flags |= os_flag
+        fd = await self._guarded(vpath, "open", lambda: self._area.open_file(vpath, flags))
+        assert isinstance(fd, int)
+        return _Handle(vpath, fd, writable=bool(pflags & _WRITE_FLAGS))
+
+    async def _open_log(self, vpath: VPath) -> _Handle:
+        if vpath.parts[1:] != (LOG_FILE,):
+            raise asyncssh.SFTPNoSuchFile("no such file")
+        session = self._live()
+        decision = await self._guard.authorize(
+            session,
+            Permission.SECURITY_LOGS_ACCESS,
+            vpath.resource,
+            detail={"op": "open_read", "path": vpath.text},
+        )
+        if not decision.allowed:
+            raise _denied(f"denied: security_logs_access ({decision.detail})")
+        records = await asyncio.to_thread(self._guard.seclog.read, decision, Query(limit=LOG_RECORDS))
+        data = "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in records).encode()
+        return _Handle(vpath, None, data)
+
+    async def read(self, file_obj: object, offset: int, size: int) -> bytes:
+        """Read from an open file (the read permission is decided again, allows aggregated)."""
+        assert isinstance(file_obj, _Handle)
+        await self._check_read(file_obj.path, "read", aggregate=True)
+        if file_obj.fd is None:
+            return file_obj.data[offset : offset + size]
+        return os.pread(file_obj.fd, size, offset)
+
+    async def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        """Write to a file opened for writing (decided again each time, allows aggregated)."""
+        assert isinstance(file_obj, _Handle)
+        if not file_obj.writable or file_obj.fd is None:
+            raise _denied("not open for writing")
+        await self._check_write(file_obj.path, "write", aggregate=True)
+        return os.pwrite(file_obj.fd, data, offset)
+
+    def close(self, file_obj: object) -> None:
+        """Close a handle."""
+        assert isinstance(file_obj, _Handle)
+        if file_obj.fd is not None:
+            os.close(file_obj.fd)
+            file_obj.fd = None
+
+    async def fstat(self, file_obj: object) -> asyncssh.SFTPAttrs:
+        """Attributes of an open file."""
+        assert isinstance(file_obj, _Handle)
+        await self._check_read(file_obj.path, "stat", aggregate=True)
+        if file_obj.fd is None:
+            attrs = self._virtual_attrs(file_obj.path)
+            attrs.size = len(file_obj.data)
+            return attrs
+        return asyncssh.SFTPAttrs.from_local(os.fstat(file_obj.fd))
+
+    async def fsync(self, file_obj: object) -> None:
+        """Flush a written file."""
+        assert isinstance(file_obj, _Handle)
+        if file_obj.fd is not None:
+            os.fsync(file_obj.fd)
+
+    # -- changes ----------------------------------------------------------------------
+
+    async def _apply_attrs(self, vpath: VPath, fd: int, attrs: asyncssh.SFTPAttrs) -> None:
+        if attrs.uid is not None or attrs.gid is not None or attrs.owner or attrs.group:
+            raise await self._refuse("ownership", vpath.text, "setstat")
+        if attrs.size is not None:
+            os.ftruncate(fd, attrs.size)
+        if attrs.permissions is not None:
+            os.fchmod(fd, attrs.permissions & 0o777)
+        if attrs.atime is not None and attrs.mtime is not None:
+            os.utime(fd, (attrs.atime, attrs.mtime))
+
+    async def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        """Change size, mode or times (ownership is never changed)."""
+        vpath = await self._path(path, "setstat")
+        await self._check_write(vpath, "setstat")
+        info = await self._guarded(vpath, "setstat", lambda: self._area.lstat(vpath))
+        assert isinstance(info, os.stat_result)
+        if stat.S_ISDIR(info.st_mode):
+            fd = await self._guarded(vpath, "setstat", lambda: self._area.open_dir(vpath))
+        else:
+            fd = await self._guarded(vpath, "setstat", lambda: self._area.open_file(vpath, os.O_WRONLY))
+        assert isinstance(fd, int)
+        try:
+            await self._apply_attrs(vpath, fd, attrs)
+        finally:
+            os.close(fd)
+
+    async def lsetstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        """Same as :meth:`setstat`: links are never followed anyway."""
+        await self.setstat(path, attrs)
+
+    async def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
+        """Change an open file's attributes."""
+        assert isinstance(file_obj, _Handle)
+        await self._check_write(file_obj.path, "setstat")
+        if file_obj.fd is None:
+            raise _denied("read-only")
+        await self._apply_attrs(file_obj.path, file_obj.fd, attrs)
+
+    async def _in_parent(self, vpath: VPath, op: str, action: object) -> None:
+        def run() -> None:
+            fd, name = self._area.parent_fd(vpath)
+            try:
+                assert callable(action)
+                action(fd, name)
+            finally:
+                os.close(fd)
+
+        if len(vpath.parts) < 2:
+            raise await self._refuse("area_folder", vpath.text, op)
+        await self._guarded(vpath, op, run)
+
+    async def remove(self, path: bytes) -> None:
+        """Remove a file (a link is removed, not followed)."""
+        vpath = await self._path(path, "remove")
+        await self._check_write(vpath, "remove")
+        await self._in_parent(vpath, "remove", lambda fd, name: os.unlink(name, dir_fd=fd))
+
+    async def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
+        """Create a folder."""
+        vpath = await self._path(path, "mkdir")
+        await self._check_write(vpath, "mkdir")
+        await self._in_parent(vpath, "mkdir", lambda fd, name: os.mkdir(name, 0o750, dir_fd=fd))
+
+    async def rmdir(self, path: bytes) -> None:
+        """Remove an empty folder."""
+        vpath = await self._path(path, "rmdir")
+        await self._check_write(vpath, "rmdir")
+        await self._in_parent(vpath, "rmdir", lambda fd, name: os.rmdir(name, dir_fd=fd))
+
+    async def _rename(self, oldpath: bytes, newpath: bytes, replace: bool) -> None:
+        old = await self._path(oldpath, "rename")
+        new = await self._path(newpath, "rename")
+        await self._check_write(old, "rename")
+        await self._check_write(new, "rename")
+        if len(old.parts) < 2 or len(new.parts) < 2:
+            raise await self._refuse("area_folder", old.text, "rename")
+
+        def run() -> None:
+            old_fd, old_name = self._area.parent_fd(old)
+            try:
+                new_fd, new_name = self._area.parent_fd(new)
+                try:
+                    if not replace:
+                        try:
+                            os.stat(new_name, dir_fd=new_fd, follow_symlinks=False)
+                        except FileNotFoundError:
+                            pass
+                        else:
+                            raise OSError(errno.EEXIST, "target exists")
+                    os.rename(old_name, new_name, src_dir_fd=old_fd, dst_dir_fd=new_fd)
+                finally:
+                    os.close(new_fd)
+            finally:
+                os.close(old_fd)
+
+        await self._guarded(old, "rename", run)
+
+    async def rename(self, oldpath: bytes, newpath: bytes) -> None:
+        """Rename; the target must not exist."""
+        await self._rename(oldpath, newpath, replace=False)
+
+    async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
+        """Rename, replacing the target."""
+        await self._rename(oldpath, newpath, replace=True)
+
+    async def symlink(self, oldpath: bytes, newpath: bytes) -> None:
+        """Checked like any change, then refused: the file area holds no links."""
+        vpath = await self._path(newpath, "symlink")
+        await self._check_write(vpath, "symlink")
+        raise await self._refuse("links_not_supported", vpath.text, "symlink")
+
+    async def link(self, oldpath: bytes, newpath: bytes) -> None:
+        """Checked like any change, then refused: the file area holds no links."""
+        vpath = await self._path(newpath, "link")
+        await self._check_write(vpath, "link")
+        raise await self._refuse("links_not_supported", vpath.text, "link")
+
+    async def readlink(self, path: bytes) -> bytes:
+        """Refused: links are not served (their targets may name places outside the area)."""
+        vpath = await self._path(path, "readlink")
+        await self._check_read(vpath, "readlink")
+        raise await self._refuse("symlink", vpath.text, "readlink")
+
+    def statvfs(self, path: bytes) -> asyncssh.SFTPVFSAttrs:
+        """Not offered (it would describe the controller's file systems)."""
+        raise asyncssh.SFTPOpUnsupported("statvfs is not supported")
+
+    def fstatvfs(self, file_obj: object) -> asyncssh.SFTPVFSAttrs:
+        """Not offered."""
+        raise asyncssh.SFTPOpUnsupported("statvfs is not supported")
+
+    def open56(self, path: bytes, desired_access: int, flags: int, attrs: asyncssh.SFTPAttrs) -> object:
+        """Not offered: the listener negotiates SFTP version 3."""
+        raise asyncssh.SFTPOpUnsupported("SFTP v5+ open is not supported")
+
+    async def exit(self) -> None:
+        """End the guard session when the SFTP session ends (asyncssh has closed the handles)."""
+        if self._on_exit is not None:
+            on_exit, self._on_exit = self._on_exit, None
+            await on_exit()

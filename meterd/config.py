@@ -1,0 +1,190 @@
+"""``meterd.toml``: the daemon's settings, validated into frozen dataclasses.
+
+Each channel owns the parsing of its own section (``load(reader, base)`` in
+its ``config`` module); this module reads the file, checks the top-level
+keys and the daemon's own sections, and resolves relative paths against the
+directory of the configuration file.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from meterd.channels.modbus.config import ModbusConfig
+from meterd.channels.modbus.config import load as load_modbus
+from meterd.channels.panel.config import PanelConfig
+from meterd.channels.panel.config import load as load_panel
+from meterd.channels.serial.config import SerialConfig
+from meterd.channels.serial.config import load as load_serial
+from meterd.channels.ssh.config import SshConfig
+from meterd.channels.ssh.config import load as load_ssh
+from meterd.errors import ConfigError, ConfigValidationError
+from meterd.metrics.config import MetricsConfig
+from meterd.metrics.config import load as load_metrics
+from meterd.policy.reader import Reader
+from meterd.seclog import FullPolicy, LogConfig
+
+_TOP = ("daemon", "security_log", "ssh", "serial", "panel", "modbus", "metrics")
+MAX_CONFIG_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class SecurityLogSettings:
+    """Where the security log lives and how it behaves.
+
+    Attributes:
+        directory: The log directory (below the state directory unless absolute).
+        config: Segment size, capacity, full policy, checkpoint interval.
+    """
+
+    directory: Path
+    config: LogConfig
+
+
+@dataclass(frozen=True, slots=True)
+class DaemonConfig:
+    """Everything ``meterd --config`` needs.
+
+    Attributes:
+        source: The configuration file.
+        state_dir: Where state lives (created 0700 if missing).
+        policy: The policy file meterd seeds its policy store from and re-reads on reload.
+        policy_signing_key: The configuration tool's Ed25519 public key (PEM); when
+            set, only bundles it signed are accepted.
+        demo_accounts: Give enabled users without credentials random ones on
+            first start (the embedded default only; never in production).
+        shutdown_timeout: Seconds a shutdown may take before listeners are abandoned.
+        sweep_interval: Seconds between idle-session sweeps and aggregate records.
+        security_log: The security log's settings.
+        ssh: SSH/SFTP channel, or None when disabled.
+        serial: Serial console, or None.
+        panel: Front panel socket, or None.
+        modbus: Modbus channel, or None.
+        metrics: Metrics endpoint, or None.
+    """
+
+    source: Path
+    state_dir: Path
+    policy: Path
+    policy_signing_key: Path | None
+    demo_accounts: bool
+    shutdown_timeout: float
+    sweep_interval: float
+    security_log: SecurityLogSettings
+    ssh: SshConfig | None
+    serial: SerialConfig | None
+    panel: PanelConfig | None
+    modbus: ModbusConfig | None
+    metrics: MetricsConfig | None
+
+
+def _path(base: Path, text: str) -> Path:
+    path = Path(text)
+    return path if path.is_absolute() else (base / path)
+
+
+def _security_log(reader: Reader, state_dir: Path) -> SecurityLogSettings:
+    reader.check_keys(
+        (
+            "directory",
+            "segment_bytes",
+            "capacity_bytes",
+            "full_policy",
+            "checkpoint_interval",
+            "append_timeout",
+            "append_only_attr",
+        )
+    )
+    defaults = LogConfig()
+    policies = {p.value: p for p in FullPolicy}
+    full = reader.get("full_policy", str, defaults.full_policy.value)
+    if full not in policies:
+        reader.error("full_policy", f'must be one of {", ".join(sorted(policies))}, not "{full}"')
+        full = defaults.full_policy.value
+    try:
+        config = LogConfig(
+            segment_bytes=reader.bounded_int("segment_bytes", defaults.segment_bytes, 4096, 1 << 30),
+            capacity_bytes=reader.bounded_int("capacity_bytes", defaults.capacity_bytes, 8192, 1 << 40),
+            full_policy=policies[full],
+            checkpoint_interval=reader.bounded_int(
+                "checkpoint_interval", defaults.checkpoint_interval, 1, 1_000_000
+            ),
+            append_timeout=float(reader.bounded_int("append_timeout", int(defaults.append_timeout), 1, 600)),
+            append_only_attr=reader.get("append_only_attr", bool, defaults.append_only_attr),
+        )
+    except ValueError as e:
+        reader.error(None, str(e))
+        config = defaults
+    return SecurityLogSettings(_path(state_dir, reader.get("directory", str, "security-log")), config)
+
+
+def _section(top: Reader, key: str) -> Reader | None:
+    """Return the reader of an enabled section, or None if it is absent or ``enabled = false``."""
+    if key not in top.table:
+        return None
+    section = top.sub(key)
+    return section if section.table.get("enabled", True) is not False else None
+
+
+def load_config(data: dict[str, Any], source: Path) -> DaemonConfig:
+    """Validate parsed ``meterd.toml`` data.
+
+    Raises:
+        ConfigValidationError: Listing every problem with its key path.
+    """
+    errors: list[ConfigError] = []
+    top = Reader(data, "", str(source), errors)
+    top.check_keys(_TOP)
+    base = source.parent
+    daemon = top.sub("daemon")
+    daemon.check_keys(
+        ("state_dir", "policy", "policy_signing_key", "demo_accounts", "shutdown_timeout", "sweep_interval")
+    )
+    signing_key = daemon.get("policy_signing_key", str, "")
+    state_dir = _path(base, daemon.get("state_dir", str, "/var/lib/meterd"))
+    seclog = _security_log(top.sub("security_log"), state_dir)
+
+    def channel(key: str, loader: Any) -> Any:
+        section = _section(top, key)
+        return None if section is None else loader(section, base)
+
+    config = DaemonConfig(
+        source=source,
+        state_dir=state_dir,
+        policy=_path(base, daemon.get("policy", str, "policy.toml")),
+        policy_signing_key=_path(base, signing_key) if signing_key else None,
+        demo_accounts=daemon.get("demo_accounts", bool, False),
+        shutdown_timeout=float(daemon.bounded_int("shutdown_timeout", 10, 1, 300)),
+        sweep_interval=float(daemon.bounded_int("sweep_interval", 5, 1, 3600)),
+        security_log=seclog,
+        ssh=channel("ssh", load_ssh),
+        serial=channel("serial", load_serial),
+        panel=channel("panel", load_panel),
+        modbus=channel("modbus", load_modbus),
+        metrics=channel("metrics", load_metrics),
+    )
+    if errors:
+        raise ConfigValidationError(errors)
+    return config
+
+
+def read_config(path: Path) -> DaemonConfig:
+    """Read and validate a ``meterd.toml``.
+
+    Raises:
+        ConfigError: If the file cannot be read or is invalid.
+    """
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read: {e.strerror}", source=str(path)) from e
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"larger than {MAX_CONFIG_BYTES} bytes", source=str(path))
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"not valid TOML: {e}", source=str(path)) from e
+    return load_config(data, path.resolve())

@@ -1,0 +1,1 @@
+"""The daemon: configuration, policy store, channels under one supervisor, signals and shutdown."""

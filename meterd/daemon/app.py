@@ -1,0 +1,193 @@
+"""The daemon's life: start everything or nothing, run under one supervisor, stop within a bound."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from meterd.channels.base import Listener, Runtime
+from meterd.config import DaemonConfig
+from meterd.daemon.fsutil import private_dir, write_atomic
+from meterd.daemon.listeners import build_listeners
+from meterd.daemon.notify import Notifier
+from meterd.daemon.policies import PolicyManager
+from meterd.daemon.policy_service import PolicyService
+from meterd.errors import ConfigError, MeterdError
+from meterd.guard import Guard
+from meterd.meter.simulated import SimulatedMeter
+from meterd.metrics.registry import MeterdMetrics
+from meterd.metrics.server import MetricsServer
+from meterd.policy.request import Channel, Outcome
+from meterd.seclog import EventType, SecurityLog
+
+log = logging.getLogger(__name__)
+INITIAL_KEY_FILE = "security-log-initial-key"
+MEASUREMENT_INTERVAL = 60.0
+
+
+class _StopRequestedError(Exception):
+    """Raised inside the supervisor's task group to end it (and cancel its tasks) on a stop signal."""
+
+
+class StartupError(MeterdError):
+    """The daemon could not start; nothing is left listening."""
+
+
+def open_security_log(config: DaemonConfig) -> SecurityLog:
+    """Open the security log, creating it (and exporting its initial key) on first start."""
+    settings = config.security_log
+    directory = settings.directory
+    if not directory.exists() or not any(directory.iterdir()):
+        key = SecurityLog.init(directory, settings.config)
+        key_file = config.state_dir / INITIAL_KEY_FILE
+        write_atomic(key_file, key.hex().encode() + b"\n")
+        log.warning(
+            "security log created; its initial sealing key is in %s: give it to the auditor and delete it "
+            "from the meter (whoever holds it can forge records)",
+            key_file,
+        )
+    return SecurityLog.open(directory, settings.config)
+
+
+class Daemon:
+    """One meterd process."""
+
+    def __init__(self, config: DaemonConfig, notifier: Notifier | None = None) -> None:
+        self.config = config
+        self.notifier = notifier or Notifier()
+        self._stop = asyncio.Event()
+        self._listeners: list[Listener] = []
+        self._reloads: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> int:
+        """Start, serve until SIGTERM/SIGINT, stop; return the exit code."""
+        config = self.config
+        private_dir(config.state_dir)
+        seclog = await asyncio.to_thread(open_security_log, config)
+        try:
+            return await self._run(seclog)
+        finally:
+            await asyncio.to_thread(seclog.close)
+
+    async def _run(self, seclog: SecurityLog) -> int:
+        config = self.config
+        policies = PolicyManager(config.policy, config.state_dir, demo_accounts=config.demo_accounts)
+        compiled, version = policies.initial()
+        meter = SimulatedMeter(config.state_dir)
+        metrics = MeterdMetrics(seclog=seclog) if config.metrics else None
+        guard = Guard(compiled, seclog, observer=metrics, last_demand_reset=meter.status().last_peak_reset)
+        if metrics is not None:
+            metrics.policy_loaded(compiled.policy.version, ok=True)
+        service = PolicyService.from_key_file(policies, config.policy_signing_key)
+        runtime = Runtime(guard, meter, config.state_dir, service)
+        self._listeners = build_listeners(config, runtime)
+        if metrics is not None and config.metrics is not None:
+            self._listeners.append(MetricsServer(config.metrics, metrics))
+        await self._start_all()
+        await guard.record(
+            EventType.REBOOT,
+            "meterd",
+            Outcome.ALLOW,
+            channel=Channel.LOCAL,
+            detail={"state": "started", "policy_store_version": version},
+        )
+        if policies.new_demo_credentials is not None:
+            log.warning(
+                "demo accounts created; their passwords and PINs are in %s", policies.new_demo_credentials
+            )
+        # Handlers first: SIGHUP's default action would kill a daemon that just said READY.
+        self._install_signals(guard, policies, metrics)
+        self.notifier.send(READY="1", STATUS=f"serving; policy version {version}")
+        log.info("meterd ready: %s", ", ".join(listener.name for listener in self._listeners))
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._housekeeping(guard, meter))
+                if self.notifier.watchdog_interval is not None:
+                    tasks.create_task(self._watchdog(self.notifier.watchdog_interval))
+                tasks.create_task(self._until_stopped())
+        except* _StopRequestedError:
+            pass
+        finally:
+            self.notifier.send(STOPPING="1", STATUS="stopping")
+        await self._stop_all()
+        await guard.sweep()
+        await guard.record(
+            EventType.REBOOT, "meterd", Outcome.ALLOW, channel=Channel.LOCAL, detail={"state": "stopped"}
+        )
+        return 0
+
+    async def _start_all(self) -> None:
+        started: list[Listener] = []
+        for listener in self._listeners:
+            try:
+                await listener.start()
+            except (MeterdError, OSError) as e:
+                self._listeners = started
+                await self._stop_all()
+                raise StartupError(f"{listener.name}: {e}") from e
+            started.append(listener)
+
+    async def _stop_all(self) -> None:
+        async def stop(listener: Listener) -> None:
+            try:
+                await asyncio.wait_for(listener.stop(), self.config.shutdown_timeout)
+            except TimeoutError:
+                log.error(
+                    "%s did not stop within %.0f s; abandoning it",
+                    listener.name,
+                    self.config.shutdown_timeout,
+                )
+            except Exception:
+                log.exception("%s failed while stopping", listener.name)
+
+        await asyncio.gather(*(stop(listener) for listener in reversed(self._listeners)))
+
+    def _install_signals(self, guard: Guard, policies: PolicyManager, metrics: MeterdMetrics | None) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._stop.set)
+
+        def reload() -> None:
+            task = loop.create_task(self._reload(guard, policies, metrics))
+            self._reloads.add(task)
+            task.add_done_callback(self._reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, reload)
+
+    async def _reload(self, guard: Guard, policies: PolicyManager, metrics: MeterdMetrics | None) -> None:
+        self.notifier.send(RELOADING="1", STATUS="reloading policy")
+        try:
+            applied = await policies.reload(guard)
+        except ConfigError as e:
+            log.error("reload refused, previous policy stays in force: %s", e.render())
+            self.notifier.send(READY="1", STATUS=f"reload refused: {e.message[:200]}")
+            if metrics is not None:
+                metrics.policy_loaded(guard.compiled.policy.version, ok=False)
+            return
+        log.info("reloaded: policy store version %d", applied.version)
+        self.notifier.send(READY="1", STATUS=f"serving; policy version {applied.version}")
+        if metrics is not None:
+            metrics.policy_loaded(guard.compiled.policy.version, ok=True)
+
+    async def _housekeeping(self, guard: Guard, meter: SimulatedMeter) -> None:
+        loop = asyncio.get_running_loop()
+        next_measurement = loop.time() + MEASUREMENT_INTERVAL
+        while True:
+            await asyncio.sleep(self.config.sweep_interval)
+            await guard.sweep()
+            if loop.time() >= next_measurement:
+                next_measurement += MEASUREMENT_INTERVAL
+                with contextlib.suppress(MeterdError, OSError):
+                    await asyncio.to_thread(meter.record_interval)
+
+    async def _until_stopped(self) -> None:
+        await self._stop.wait()
+        raise _StopRequestedError
+
+    async def _watchdog(self, interval: float) -> None:
+        # Pinged from the event loop itself: a stuck loop stops the pings and systemd restarts us.
+        while True:
+            self.notifier.send(WATCHDOG="1")
+            await asyncio.sleep(interval)

@@ -1,0 +1,193 @@
+"""The meter's side of ``meterctl policy push|rollback``: commands run over an SSH session.
+
+The configuration tool runs ``meterd-policy push [--dry-run]`` (bundle on
+standard input), ``meterd-policy rollback [--to VERSION] [--dry-run]`` or
+``meterd-policy versions`` as an SSH command.  Every command first asks the
+guard for ``user_management`` on ``/meter/users``; what it changes goes
+through :class:`~meterd.daemon.policies.PolicyManager`, so a push is
+validated, linted, stored, installed and recorded exactly like any other
+change, and a refused push leaves the running policy untouched.
+
+Exit statuses: 0 applied (or a clean dry run), 1 refused or denied, 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from meterd.daemon.policies import PolicyManager, PolicyRefusedError, check, summarise_text
+from meterd.errors import ConfigError, PolicyError, PolicyValidationError
+from meterd.guard import Guard, Session
+from meterd.policy.bundle import check_signature, decode_bundle, load_verify_key
+from meterd.policy.diff import diff_policies
+from meterd.policy.files import read_policy_text
+from meterd.policy.model import Policy
+from meterd.policy.permissions import Permission
+from meterd.policy.request import Outcome
+from meterd.seclog import EventType
+
+COMMAND = "meterd-policy"
+RESOURCE = "/meter/users"
+Reply = tuple[int, str]
+
+
+class _UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise _UsageError(message)
+
+
+def _parser() -> _Parser:
+    parser = _Parser(prog=COMMAND, add_help=False)
+    sub = parser.add_subparsers(dest="action", required=True)
+    push = sub.add_parser("push", add_help=False)
+    push.add_argument("--dry-run", action="store_true")
+    rollback = sub.add_parser("rollback", add_help=False)
+    rollback.add_argument("--to", type=int, default=None)
+    rollback.add_argument("--dry-run", action="store_true")
+    sub.add_parser("versions", add_help=False)
+    return parser
+
+
+class PolicyService:
+    """Runs policy commands for an authenticated session.
+
+    Args:
+        manager: The daemon's policy manager.
+        signing_key: The configuration tool's Ed25519 public key; when set,
+            unsigned or wrongly signed bundles are refused.
+    """
+
+    def __init__(self, manager: PolicyManager, signing_key: Ed25519PublicKey | None = None) -> None:
+        self.manager = manager
+        self.signing_key = signing_key
+
+    @classmethod
+    def from_key_file(cls, manager: PolicyManager, key_file: Path | None) -> PolicyService:
+        """Build the service, loading the signing key if one is configured.
+
+        Raises:
+            ConfigError: The key file is unreadable or not an Ed25519 public key.
+        """
+        if key_file is None:
+            return cls(manager)
+        try:
+            pem = key_file.read_bytes()
+        except OSError as e:
+            raise ConfigError(f"cannot read: {e.strerror}", source=str(key_file)) from e
+        return cls(manager, load_verify_key(pem, str(key_file)))
+
+    async def run(self, guard: Guard, session: Session, argv: Sequence[str], payload: bytes) -> Reply:
+        """Run one command line (without the leading ``meterd-policy``)."""
+        try:
+            args = _parser().parse_args(list(argv))
+        except _UsageError as e:
+            return (
+                2,
+                f"usage: {COMMAND} push [--dry-run] | rollback [--to VERSION] [--dry-run] | versions ({e})",
+            )
+        decision = await guard.authorize(
+            session,
+            Permission.USER_MANAGEMENT,
+            RESOURCE,
+            event=EventType.CONFIG_ACCESS,
+            detail={"command": args.action},
+        )
+        if not decision.allowed:
+            return 1, f"denied: user_management ({decision.detail or decision.reason})"
+        if args.action == "versions":
+            current = self.manager.store.current()
+            lines = [f"{v}{' (in force)' if v == current else ''}" for v in self.manager.store.versions()]
+            return 0, "\n".join(lines)
+        if args.action == "push":
+            return await self._push(guard, session, payload, dry_run=args.dry_run)
+        return await self._rollback(guard, session, args.to, dry_run=args.dry_run)
+
+    async def edit(self, guard: Guard, session: Session, policy: Policy, how: str) -> Reply:
+        """Put a policy edited in the meter shell in force (the shell has had its decision)."""
+        try:
+            applied = await self.manager.apply(
+                guard, policy, by=session.principal, channel=session.channel, source=session.source, how=how
+            )
+        except PolicyRefusedError as e:
+            return 1, "\n".join(["refused; the running policy is unchanged:", *e.problems])
+        return 0, f"applied: policy store version {applied.version}"
+
+    async def _refuse(
+        self, guard: Guard, session: Session, how: str, problems: list[str], status: int
+    ) -> Reply:
+        await guard.record(
+            EventType.POLICY_CHANGE,
+            session.principal,
+            Outcome.DENY,
+            channel=session.channel,
+            source=session.source,
+            detail={"how": how, "refused": summarise_text("; ".join(problems))},
+        )
+        return status, "\n".join(["refused; the running policy is unchanged:", *problems])
+
+    async def _push(self, guard: Guard, session: Session, payload: bytes, *, dry_run: bool) -> Reply:
+        try:
+            bundle = decode_bundle(payload)
+        except PolicyError as e:
+            return await self._refuse(guard, session, "push", [e.render()], 2)
+        try:
+            check_signature(bundle, self.signing_key)
+        except PolicyError as e:
+            return await self._refuse(guard, session, "push", [e.render()], 1)
+        try:
+            policy = read_policy_text(bundle.policy_text, "pushed policy")
+        except PolicyValidationError as e:
+            return await self._refuse(guard, session, "push", [err.render() for err in e.errors], 2)
+        except PolicyError as e:
+            return await self._refuse(guard, session, "push", [e.render()], 2)
+        return await self._apply(guard, session, policy, "push", dry_run=dry_run)
+
+    async def _rollback(self, guard: Guard, session: Session, to: int | None, *, dry_run: bool) -> Reply:
+        store = self.manager.store
+        current = store.current()
+        earlier = [v for v in store.versions() if current is None or v < current]
+        target = to if to is not None else (earlier[-1] if earlier else None)
+        if target is None or target == current:
+            return 2, "no earlier policy version to roll back to"
+        try:
+            policy = read_policy_text(store.read(target), f"policy version {target}")
+        except ConfigError as e:
+            return 2, e.render()
+        return await self._apply(guard, session, policy, f"rollback to {target}", dry_run=dry_run)
+
+    async def _apply(
+        self, guard: Guard, session: Session, policy: Policy, how: str, *, dry_run: bool
+    ) -> Reply:
+        if dry_run:
+            try:
+                findings = check(policy)
+            except PolicyRefusedError as e:
+                return 1, "\n".join(["dry run: would be refused:", *e.problems])
+            lines = [
+                "dry run: nothing applied",
+                *(c.render() for c in diff_policies(guard.compiled.policy, policy)),
+            ]
+            lines += [f.render() for f in findings]
+            return 0, "\n".join(lines)
+        try:
+            applied = await self.manager.apply(
+                guard,
+                policy,
+                by=session.principal,
+                channel=session.channel,
+                source=session.source,
+                how=how.split(maxsplit=1)[0],
+            )
+        except PolicyRefusedError as e:
+            return 1, "\n".join(["refused; the running policy is unchanged:", *e.problems])
+        lines = [f"applied: policy store version {applied.version}", *(c.render() for c in applied.changes)]
+        lines += [w.render() for w in applied.warnings]
+        return 0, "\n".join(lines)

@@ -1,0 +1,26 @@
+"""The guard: meterd's single decision point.
+
+Channels turn wire activity into requests and ask the :class:`Guard`; it
+decides with the compiled policy, applies the stateful rules (login lockout,
+session idle timeout, the peak-demand-reset lockout period, dual control),
+writes the security-log record and counts the metric.  No channel checks a
+permission itself.
+"""
+
+from meterd.guard.credentials import Certificate, Credential, Password, Pin, PublicKey
+from meterd.guard.guard import Guard, LoginOutcome
+from meterd.guard.observer import GuardObserver, NullObserver
+from meterd.guard.sessions import Session
+
+__all__ = [
+    "Certificate",
+    "Credential",
+    "Guard",
+    "GuardObserver",
+    "LoginOutcome",
+    "NullObserver",
+    "Password",
+    "Pin",
+    "PublicKey",
+    "Session",
+]

@@ -1,0 +1,102 @@
+"""What a principal presents at login, and how it is checked against the policy.
+
+The check is pure apart from the deliberate cost of scrypt; the guard decides
+what a failure means (lockout counting, the answer the client sees).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from meterd.credentials import dummy_verify, verify_secret
+from meterd.policy.model import Application, Policy, User
+
+
+@dataclass(frozen=True, slots=True)
+class Password:
+    """A password typed at a login prompt (SSH, serial)."""
+
+    secret: str
+
+    def __repr__(self) -> str:
+        return "Password(<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """A front-panel PIN."""
+
+    secret: str
+
+    def __repr__(self) -> str:
+        return "Pin(<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKey:
+    """An SSH public key whose signature the transport has verified.
+
+    Attributes:
+        key_type: e.g. ``ssh-ed25519``.
+        blob: The key's base64 blob as in an authorized-key line.
+    """
+
+    key_type: str
+    blob: str
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    """A TLS client certificate the transport has verified against the trusted CA.
+
+    Attributes:
+        fingerprint: ``sha256:<hex>`` of the certificate's DER.
+    """
+
+    fingerprint: str
+
+
+Credential = Password | Pin | PublicKey | Certificate
+
+
+def _key_matches(lines: tuple[str, ...], key: PublicKey) -> bool:
+    for line in lines:
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == key.key_type and fields[1] == key.blob:
+            return True
+    return False
+
+
+def counts_toward_lockout(credential: Credential) -> bool:
+    """True for guessable secrets; offering a key or certificate that is not listed is not a guess."""
+    return isinstance(credential, Password | Pin)
+
+
+def check_credential(policy: Policy, name: str, credential: Credential) -> bool:
+    """Return True if ``credential`` proves identity ``name`` under ``policy``.
+
+    Unknown names and missing hashes cost the same scrypt work as a real check,
+    so response time does not reveal which names exist.
+    """
+    principal: User | Application | None = policy.users.get(name) or policy.applications.get(name)
+    if isinstance(credential, Password | Pin):
+        stored = None
+        if isinstance(principal, User):
+            stored = principal.password_hash if isinstance(credential, Password) else principal.pin_hash
+        if stored is None:
+            return dummy_verify(credential.secret)
+        return verify_secret(credential.secret, stored)
+    if isinstance(credential, PublicKey):
+        return principal is not None and _key_matches(principal.ssh_keys, credential)
+    return (
+        isinstance(principal, Application) and credential.fingerprint.lower() in principal.cert_fingerprints
+    )
+
+
+def application_for_certificate(policy: Policy, fingerprint: str) -> str | None:
+    """Return the application a certificate fingerprint identifies, or None."""
+    wanted = fingerprint.lower()
+    for name, app in sorted(policy.applications.items()):
+        if wanted in app.cert_fingerprints:
+            return name
+    return None

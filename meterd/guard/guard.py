@@ -1,0 +1,588 @@
+"""The guard: decides, applies the stateful rules, records, counts.
+
+Invariants:
+    * Every call that decides returns a :class:`Decision`; it never raises for
+      a refusal, and any unexpected error while deciding is a refusal
+      (``Outcome.ERROR``), recorded where the log allows.
+    * Nothing is allowed unless its record is durable in the security log
+      (except aggregated allows, whose count is recorded by :meth:`sweep`).
+    * The policy in force is swapped in one step (:meth:`install_policy`);
+      each request uses the policy current when it is decided, so revoking a
+      role or disabling a user takes effect at the next request of an open session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from meterd.errors import MeterdError
+from meterd.guard.credentials import Credential, PublicKey, check_credential, counts_toward_lockout
+from meterd.guard.dual_control import DualControl, PendingApproval
+from meterd.guard.lockout import LoginLockout
+from meterd.guard.observer import GuardObserver, NullObserver
+from meterd.guard.sessions import Session, SessionRegistry
+from meterd.policy.compile import CompiledPolicy
+from meterd.policy.grants import PrincipalKind
+from meterd.policy.model import ANONYMOUS
+from meterd.policy.permissions import Permission
+from meterd.policy.request import Channel, Decision, DenyReason, Outcome, Request
+from meterd.seclog import EventType, SecurityLog
+from meterd.seclog.events import DetailValue
+from meterd.seclog.events import PrincipalKind as LoggedKind
+
+log = logging.getLogger(__name__)
+
+Detail = Mapping[str, DetailValue]
+PendingCallback = Callable[[PendingApproval], None]
+
+#: The event an allowed use of a permission is recorded as, unless the channel says otherwise.
+ALLOW_EVENTS: dict[Permission, EventType] = {
+    Permission.PEAK_DEMAND_RESET: EventType.DEMAND_RESET,
+    Permission.MASTER_RESET: EventType.MASTER_RESET,
+    Permission.TEST_MODE_TOGGLE: EventType.VALUE_FORCING,
+    Permission.TIME_SYNC: EventType.TIME_CHANGE,
+    Permission.FIRMWARE_MANAGEMENT: EventType.FIRMWARE_CHANGE,
+    Permission.FRONT_PANEL_RESTART: EventType.REBOOT,
+    Permission.COMM_CONFIG: EventType.CONFIG_CHANGE,
+    Permission.DSS_CONFIG: EventType.CONFIG_CHANGE,
+    Permission.ION_MODULE_CONFIG: EventType.CONFIG_CHANGE,
+    Permission.FRONT_PANEL_CONFIG: EventType.CONFIG_CHANGE,
+    Permission.CERTIFICATE_MANAGEMENT: EventType.CONFIG_CHANGE,
+    Permission.USER_MANAGEMENT: EventType.CONFIG_CHANGE,
+    Permission.PASSWORD_SELF_MANAGEMENT: EventType.PASSWORD_CHANGE,
+    Permission.SECURITY_LOGS_ACCESS: EventType.AUDIT_LOG_ACCESS,
+}
+
+
+class LoginOutcome:
+    """The generic answer a client sees for any failed login (no reason leaks)."""
+
+    REFUSED = "Permission denied"
+
+
+def _kind(compiled: CompiledPolicy, name: str) -> PrincipalKind:
+    if name == ANONYMOUS:
+        return PrincipalKind.ANONYMOUS
+    if name in compiled.policy.applications:
+        return PrincipalKind.APPLICATION
+    return PrincipalKind.USER
+
+
+@dataclass(frozen=True, slots=True)
+class _Aggregate:
+    principal: str
+    channel: Channel
+    permission: Permission
+    resource: str
+
+
+class Guard:
+    """The single decision point.  All methods run on the daemon's event loop.
+
+    Args:
+        compiled: The policy in force.
+        seclog: The security log every decision is recorded in.
+        observer: Metrics sink.
+        monotonic: Clock for idle timeouts and login lockouts.
+        wall: Clock for the demand-reset lockout period (it must survive restarts).
+        last_demand_reset: Wall time of the last peak-demand reset, from the meter.
+    """
+
+    def __init__(
+        self,
+        compiled: CompiledPolicy,
+        seclog: SecurityLog,
+        *,
+        observer: GuardObserver | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+        last_demand_reset: float | None = None,
+    ) -> None:
+        self._compiled = compiled
+        self.seclog = seclog
+        self.observer: GuardObserver = observer or NullObserver()
+        self._monotonic = monotonic
+        self._wall = wall
+        self.sessions = SessionRegistry()
+        self.lockout = LoginLockout()
+        self.dual_control = DualControl()
+        self._last_demand_reset = last_demand_reset
+        self._aggregates: Counter[_Aggregate] = Counter()
+
+    # -- policy -----------------------------------------------------------
+
+    @property
+    def compiled(self) -> CompiledPolicy:
+        """The policy in force."""
+        return self._compiled
+
+    def install_policy(self, compiled: CompiledPolicy) -> CompiledPolicy:
+        """Put ``compiled`` in force in one step; return the policy it replaced."""
+        previous, self._compiled = self._compiled, compiled
+        return previous
+
+    # -- recording --------------------------------------------------------
+
+    async def record(
+        self,
+        event: EventType,
+        principal: str,
+        outcome: Outcome,
+        *,
+        channel: Channel,
+        source: str = "",
+        permission: Permission | None = None,
+        resource: str = "",
+        detail: Detail | None = None,
+    ) -> bool:
+        """Append a record that is not a decision (login, logout, an action's result).
+
+        Returns:
+            False if the log could not take it (the caller must then fail closed).
+        """
+        try:
+            await self.seclog.append_async(
+                event,
+                principal=principal,
+                outcome=outcome,
+                channel=channel,
+                source=source,
+                permission=permission,
+                resource=resource,
+                detail=detail,
+                principal_kind=LoggedKind(_kind(self._compiled, principal).value),
+            )
+        except MeterdError as e:
+            log.error("security log refused a %s record: %s", event.value, e)
+            return False
+        return True
+
+    async def _commit(self, decision: Decision, event: EventType | None, detail: Detail | None) -> Decision:
+        """Record a decision; an allow whose record is not durable becomes a denial."""
+        request = decision.request
+        if event is None and decision.allowed:
+            event = ALLOW_EVENTS.get(request.permission, EventType.ACCESS_DECISION)
+        if not decision.allowed:
+            event = EventType.PERMISSION_DENIED
+        try:
+            await self.seclog.append_decision_async(decision, event=event, detail=detail)
+        except MeterdError as e:
+            log.error("security log unavailable, denying %s: %s", request.permission.value, e)
+            decision = Decision(request, Outcome.DENY, DenyReason.LOG_UNAVAILABLE, "security log unavailable")
+        self.observer.decision(request.channel, request.permission, decision.outcome)
+        return decision
+
+    # -- login and sessions -------------------------------------------------
+
+    async def authenticate(self, channel: Channel, source: str, name: str, credential: Credential) -> bool:
+        """Check a credential, counting failures and locking accounts.
+
+        A locked account, an unknown name and a wrong secret all return False
+        after the same work, so the answer reveals nothing; the log says which.
+        """
+        compiled = self._compiled
+        settings = compiled.policy.settings
+        now = self._monotonic()
+        locked = self.lockout.locked(name, channel, now)
+        # Always do the expensive check, so a locked account answers as slowly as any other.
+        valid = await asyncio.to_thread(check_credential, compiled.policy, name, credential)
+        if valid and not locked:
+            self.lockout.success(name, channel)
+            return True
+        reason = "locked" if locked else "bad_credentials"
+        await self.record(
+            EventType.LOGIN_FAILURE,
+            name,
+            Outcome.DENY,
+            channel=channel,
+            source=source,
+            detail={"reason": reason, "method": type(credential).__name__.lower()},
+        )
+        self.observer.login_failure(channel)
+        if (
+            not locked
+            and counts_toward_lockout(credential)
+            and self.lockout.failure(
+                name, channel, now, settings.login_failure_threshold, settings.login_lockout
+            )
+        ):
+            self.observer.account_locked(channel)
+            await self.record(
+                EventType.ACCOUNT_LOCKED,
+                name,
+                Outcome.DENY,
+                channel=channel,
+                source=source,
+                detail={"seconds": settings.login_lockout, "failures": settings.login_failure_threshold},
+            )
+        return False
+
+    async def open_session(
+        self,
+        principal: str,
+        channel: Channel,
+        source: str,
+        any_of: tuple[Permission, ...],
+        resource: str = "/",
+    ) -> Session | Decision:
+        """Open a session if ``principal`` holds one of ``any_of`` on ``channel``.
+
+        Returns:
+            The session, or the refusing decision (recorded as a login failure).
+        """
+        compiled = self._compiled
+        refusal: Decision | None = None
+        for permission in any_of:
+            decision = self._decide(compiled, Request(principal, permission, resource, channel, source))
+            if decision.allowed:
+                break
+            refusal = refusal or decision
+        else:
+            denied = refusal or Decision(
+                Request(principal, Permission.TERMINAL_ACCESS, resource, channel, source),
+                Outcome.DENY,
+                DenyReason.NOT_GRANTED,
+                "no permission to log in",
+            )
+            await self._commit(denied, None, {"login": True})
+            await self.record(
+                EventType.LOGIN_FAILURE,
+                principal,
+                Outcome.DENY,
+                channel=channel,
+                source=source,
+                detail={"reason": "not_permitted"},
+            )
+            self.observer.login_failure(channel)
+            return denied
+        session = self.sessions.open(
+            principal, _kind(compiled, principal), channel, source, self._monotonic()
+        )
+        if not await self.record(
+            EventType.LOGIN_SUCCESS,
+            principal,
+            Outcome.ALLOW,
+            channel=channel,
+            source=source,
+            detail={"session": session.id[:8]},
+        ):
+            self.sessions.remove(session)
+            return Decision(
+                Request(principal, any_of[0], resource, channel, source),
+                Outcome.DENY,
+                DenyReason.LOG_UNAVAILABLE,
+                "security log unavailable",
+            )
+        self.observer.sessions(channel, self.sessions.count(channel))
+        return session
+
+    async def close_session(self, session: Session, *, timed_out: bool = False, reason: str = "") -> None:
+        """End a session (logout, idle timeout, disconnect) and record it once."""
+        if not self.sessions.remove(session):
+            return
+        session.closed = True
+        event = EventType.LOGOUT_TIMEOUT if timed_out else EventType.LOGOUT_MANUAL
+        detail: dict[str, DetailValue] = {"session": session.id[:8]}
+        if reason:
+            detail["reason"] = reason
+        await self.record(
+            event,
+            session.principal,
+            Outcome.ALLOW,
+            channel=session.channel,
+            source=session.source,
+            detail=detail,
+        )
+        self.observer.sessions(session.channel, self.sessions.count(session.channel))
+        for callback in list(session.on_close):
+            try:
+                callback("idle timeout" if timed_out else reason or "logged out")
+            except Exception:  # a channel's hang-up must not break the guard
+                log.exception("session close callback failed")
+
+    # -- deciding -----------------------------------------------------------
+
+    def _decide(self, compiled: CompiledPolicy, request: Request) -> Decision:
+        try:
+            return compiled.decide(request)
+        except Exception as e:  # fail closed on anything unexpected
+            log.exception("evaluator failed")
+            return Decision(request, Outcome.ERROR, DenyReason.EVALUATOR_ERROR, f"evaluator error: {e}")
+
+    async def authorize(
+        self,
+        session: Session,
+        permission: Permission,
+        resource: str = "/",
+        *,
+        event: EventType | None = None,
+        detail: Detail | None = None,
+        action: str = "",
+        on_pending: PendingCallback | None = None,
+        aggregate: bool = False,
+    ) -> Decision:
+        """Decide whether ``session`` may use ``permission`` on ``resource`` now.
+
+        Args:
+            session: The requester's session.
+            permission: What the action needs.
+            resource: Where it acts.
+            event: How an allow is recorded (default by permission).
+            detail: Small, secret-free facts for the record (e.g. the setting changed).
+            action: A short description shown to a dual-control approver.
+            on_pending: Called with the pending approval before a dual-control wait.
+            aggregate: Count allows instead of recording each (measurement polling);
+                refusals are always recorded.
+
+        Returns:
+            The decision; the action may run only if it is an allow.
+        """
+        request = Request(session.principal, permission, resource, session.channel, session.source)
+        now = self._monotonic()
+        if session.closed:
+            return await self._commit(
+                Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session has ended"), event, detail
+            )
+        idle = self._compiled.policy.settings.session_idle_timeout
+        if now - session.last_active > idle:
+            await self.close_session(session, timed_out=True)
+            return await self._commit(
+                Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session timed out"), event, detail
+            )
+        session.last_active = now
+        decision = self._decide(self._compiled, request)
+        if decision.allowed and permission is Permission.PEAK_DEMAND_RESET:
+            decision = self._demand_reset_lockout(decision)
+        if decision.allowed and permission in self._compiled.policy.constraints.dual_control:
+            decision, detail = await self._await_approval(session, decision, action, detail, on_pending)
+        if aggregate and decision.allowed:
+            if self.seclog.failed:
+                return await self._commit(decision, event, detail)
+            self._aggregates[_Aggregate(request.principal, request.channel, permission, resource)] += 1
+            self.observer.decision(request.channel, permission, decision.outcome)
+            return decision
+        return await self._commit(decision, event, detail)
+
+    def _demand_reset_lockout(self, decision: Decision) -> Decision:
+        period = self._compiled.policy.settings.demand_reset_lockout
+        now = self._wall()
+        last = self._last_demand_reset
+        if last is not None and 0 <= now - last < period:
+            wait = int(period - (now - last)) + 1
+            return Decision(
+                decision.request,
+                Outcome.DENY,
+                DenyReason.LOCKOUT_PERIOD,
+                f"peak demand was reset {int(now - last)} s ago; next reset allowed in {wait} s",
+            )
+        # Reserve the reset now, before any await, so two concurrent resets cannot both pass.
+        self._last_demand_reset = now
+        return decision
+
+    async def _await_approval(
+        self,
+        session: Session,
+        decision: Decision,
+        action: str,
+        detail: Detail | None,
+        on_pending: PendingCallback | None,
+    ) -> tuple[Decision, Detail | None]:
+        request = decision.request
+        pending = self.dual_control.open(
+            session.principal, request.permission, request.resource, action or request.permission.value
+        )
+        merged: dict[str, DetailValue] = dict(detail or {})
+        merged["dual_control"] = pending.id
+        await self.record(
+            EventType.ACCESS_DECISION,
+            session.principal,
+            Outcome.ALLOW,
+            channel=session.channel,
+            source=session.source,
+            permission=request.permission,
+            resource=request.resource,
+            detail={"dual_control": pending.id, "state": "awaiting_approval"},
+        )
+        if on_pending is not None:
+            on_pending(pending)
+        timeout = self._compiled.policy.settings.dual_control_timeout
+        try:
+            approved, approver = await asyncio.wait_for(asyncio.shield(pending.result), timeout)
+        except TimeoutError:
+            approved, approver = False, ""
+        finally:
+            self.dual_control.close(pending)
+        if approved:
+            merged["approved_by"] = approver
+            return decision, merged
+        reason = f"rejected by {approver}" if approver else f"not approved within {timeout} s"
+        return Decision(request, Outcome.DENY, DenyReason.DUAL_CONTROL, f"dual control: {reason}"), merged
+
+    async def approve(self, session: Session, approval_id: int, *, approve: bool = True) -> Decision:
+        """Approve (or reject) a pending dual-control request as a second person.
+
+        The approver must be a different principal and must hold the same
+        permission for the same resource on their own channel.
+        """
+        pending = self.dual_control.get(approval_id)
+        permission = pending.permission if pending else Permission.USER_MANAGEMENT
+        resource = pending.resource if pending else "/"
+        request = Request(session.principal, permission, resource, session.channel, session.source)
+        detail: dict[str, DetailValue] = {"approves": approval_id, "approve": approve}
+        if pending is None or pending.result.done():
+            decision = Decision(
+                request, Outcome.DENY, DenyReason.BAD_REQUEST, f"no pending request {approval_id}"
+            )
+            return await self._commit(decision, None, detail)
+        if pending.requester == session.principal:
+            decision = Decision(
+                request, Outcome.DENY, DenyReason.DUAL_CONTROL, "the second person must be someone else"
+            )
+            return await self._commit(decision, None, detail)
+        decision = await self._approver_decision(session, permission, resource, detail)
+        if decision.allowed and not pending.result.done():
+            pending.result.set_result((approve, session.principal))
+        return decision
+
+    # -- housekeeping ---------------------------------------------------------
+
+    def unlock(self, user: str) -> bool:
+        """Clear a user's login lockout on every channel (after an allowed ``user unlock``)."""
+        return self.lockout.unlock(user)
+
+    async def sweep(self) -> None:
+        """Close idle sessions and record the aggregated allows; call every few seconds."""
+        now = self._monotonic()
+        idle = self._compiled.policy.settings.session_idle_timeout
+        for session in self.sessions:
+            if now - session.last_active > idle:
+                await self.close_session(session, timed_out=True)
+        aggregates, self._aggregates = self._aggregates, Counter()
+        for key, count in sorted(aggregates.items(), key=lambda kv: (kv[0].principal, kv[0].resource)):
+            await self.record(
+                EventType.ACCESS_DECISION,
+                key.principal,
+                Outcome.ALLOW,
+                channel=key.channel,
+                permission=key.permission,
+                resource=key.resource,
+                detail={"aggregated": count},
+            )
+
+    # -- channel helpers ------------------------------------------------------
+    # Added for the shell and SFTP: a side-effect-free question ("what would the
+    # policy grant?") for listings, and an any-of check that records one decision.
+
+    def permitted(self, session: Session, resource: str | None = None) -> frozenset[Permission]:
+        """Return what the policy in force grants ``session`` on its channel.
+
+        Side-effect free: nothing is recorded and no stateful rule (lockout
+        period, dual control, idle timeout) is applied, so the answer is only
+        fit for listings (``help``, ``whoami``), never to permit an action.
+
+        Args:
+            session: Whose permissions.
+            resource: Where; ``None`` for anywhere in the scope tree.
+        """
+        compiled = self._compiled
+        paths = compiled.policy.scopes.paths if resource is None else (resource,)
+        granted: set[Permission] = set()
+        try:
+            for permission in Permission:
+                if any(
+                    compiled.verdict(session.principal, permission, path, session.channel).allowed
+                    for path in paths
+                ):
+                    granted.add(permission)
+        except Exception:  # a listing fails closed: show nothing rather than too much
+            log.exception("evaluator failed while listing permissions")
+            return frozenset()
+        return frozenset(granted)
+
+    def key_acceptable(self, channel: Channel, name: str, key: PublicKey) -> bool:
+        """Return True if ``key`` is listed for ``name`` and the account is not locked on ``channel``.
+
+        Side-effect free, for the SSH public-key *query* (before the client
+        proves it holds the private key): a public key is public, so offering
+        one must neither reset nor add to the failure count.  A refused key
+        goes to :meth:`authenticate`, which records the failure.
+        """
+        if self.lockout.locked(name, channel, self._monotonic()):
+            return False
+        return check_credential(self._compiled.policy, name, key)
+
+    async def authorize_any(
+        self,
+        session: Session,
+        permissions: tuple[Permission, ...],
+        resource: str = "/",
+        *,
+        event: EventType | None = None,
+        detail: Detail | None = None,
+        aggregate: bool = False,
+    ) -> Decision:
+        """Like :meth:`authorize` for an action any one of ``permissions`` permits.
+
+        The first permission the policy grants is authorized (and recorded);
+        if none is granted, the refusal of the first one is recorded.
+        """
+        compiled = self._compiled
+        chosen = permissions[0]
+        try:
+            for permission in permissions:
+                if compiled.verdict(session.principal, permission, resource, session.channel).allowed:
+                    chosen = permission
+                    break
+        except Exception:  # authorize below decides again and fails closed
+            log.exception("evaluator failed while choosing a permission")
+        return await self.authorize(
+            session, chosen, resource, event=event, detail=detail, aggregate=aggregate
+        )
+
+    # -- unauthenticated channels -----------------------------------------------
+
+    def anonymous_session(self, channel: Channel, source: str) -> Session:
+        """Return a session for the anonymous principal of an unauthenticated connection.
+
+        Nothing is recorded and the session is not registered: an
+        unauthenticated channel (plain Modbus TCP) has no login, and a client
+        that reconnects in a loop must not write a login and a logout record
+        per connection.  Every request on the session is still decided by
+        :meth:`authorize` (refusals recorded, allows recorded or aggregated),
+        so what anonymous may do is exactly what the policy's ``[anonymous]``
+        section grants.  :meth:`close_session` ignores such a session; the
+        channel simply drops it.
+        """
+        now = self._monotonic()
+        return Session(secrets.token_hex(16), ANONYMOUS, PrincipalKind.ANONYMOUS, channel, source, now, now)
+
+    # -- dual-control approver check (added for the serial and panel channels) --
+
+    async def _approver_decision(
+        self, session: Session, permission: Permission, resource: str, detail: Detail
+    ) -> Decision:
+        """Decide whether ``session`` may approve a use of ``permission`` on ``resource``.
+
+        Like :meth:`authorize` (closed and idle sessions are refused, the
+        decision is recorded as ``access_decision``) but without the stateful
+        rules of the *use* itself: approving a dual-control permission must
+        not open a second dual-control wait, and approving must not spend the
+        demand-reset lockout period.
+        """
+        request = Request(session.principal, permission, resource, session.channel, session.source)
+        now = self._monotonic()
+        if session.closed:
+            decision = Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session has ended")
+        elif now - session.last_active > self._compiled.policy.settings.session_idle_timeout:
+            await self.close_session(session, timed_out=True)
+            decision = Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session timed out")
+        else:
+            session.last_active = now
+            decision = self._decide(self._compiled, request)
+        return await self._commit(decision, EventType.ACCESS_DECISION, detail)

@@ -1,0 +1,46 @@
+"""What the guard reports to metrics: a protocol, so the policy core never imports a metrics library."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from meterd.policy.permissions import Permission
+from meterd.policy.request import Channel, Outcome
+
+
+class GuardObserver(Protocol):
+    """Receives one call per event; must be cheap and must not raise."""
+
+    def decision(self, channel: Channel, permission: Permission, outcome: Outcome) -> None:
+        """A request was decided."""
+
+    def login_failure(self, channel: Channel) -> None:
+        """A login attempt failed."""
+
+    def account_locked(self, channel: Channel) -> None:
+        """An account was locked after repeated failures."""
+
+    def sessions(self, channel: Channel, active: int) -> None:
+        """The number of open sessions on ``channel`` changed."""
+
+    def modbus_request(self, function_code: int, outcome: Outcome) -> None:
+        """A Modbus request was answered (allowed, refused, or failed)."""
+
+
+class NullObserver:
+    """An observer that ignores everything (tests, tools)."""
+
+    def decision(self, channel: Channel, permission: Permission, outcome: Outcome) -> None:
+        """Ignore."""
+
+    def login_failure(self, channel: Channel) -> None:
+        """Ignore."""
+
+    def account_locked(self, channel: Channel) -> None:
+        """Ignore."""
+
+    def sessions(self, channel: Channel, active: int) -> None:
+        """Ignore."""
+
+    def modbus_request(self, function_code: int, outcome: Outcome) -> None:
+        """Ignore."""

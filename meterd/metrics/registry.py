@@ -1,0 +1,189 @@
+"""Every metric meterd exports, on one registry per :class:`MeterdMetrics`.
+
+Invariants:
+    * No label value comes from a client: channels, permissions and outcomes
+      are enumerations, Modbus functions map onto a fixed table (anything else
+      is ``other``), policy-load results are ``ok`` or ``refused``.  So a scrape
+      never shows a user name, an address or a register, and a client cannot
+      grow the number of series.
+    * The guard's calls (:class:`~meterd.guard.observer.GuardObserver`) are
+      cheap and never raise: a decision costs one dictionary lookup and one
+      increment.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+
+from meterd import __version__
+from meterd.metrics.modbus import function_name
+from meterd.metrics.seclog import ForwarderState, LogState, SecurityLogCollector
+from meterd.policy.permissions import Permission
+from meterd.policy.request import Channel, Outcome
+
+#: Group-commit latency of the security log: an fdatasync on flash takes from
+#: under a millisecond to seconds; the top bucket is the default append timeout.
+FLUSH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+LOAD_RESULTS = ("ok", "refused")
+
+_DecisionKey = tuple[Channel, Permission, Outcome]
+
+
+class MeterdMetrics:
+    """The daemon's metrics and the guard's observer.
+
+    Each instance owns its own :class:`~prometheus_client.CollectorRegistry`
+    (never the process-wide default), so several can coexist, e.g. in tests.
+
+    Args:
+        seclog: The security log to report (see :meth:`watch_seclog`), if already open.
+        forwarder: Its forwarder, if the log is forwarded.
+        clock: Wall clock for the last-load timestamp.
+
+    Attributes:
+        registry: Serve this (see :class:`~meterd.metrics.server.MetricsServer`).
+    """
+
+    def __init__(
+        self,
+        *,
+        seclog: LogState | None = None,
+        forwarder: ForwarderState | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._clock = clock
+        self.registry = r = CollectorRegistry(auto_describe=True)
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        Info("meterd_build", "The running meterd.", registry=r).info({"version": __version__})
+
+        self._decisions = Counter(
+            "meterd_decisions",
+            "Requests decided by the guard.",
+            ("channel", "permission", "outcome"),
+            registry=r,
+        )
+        self._decision_children: dict[_DecisionKey, Counter] = {}
+        self._login_failures = Counter(
+            "meterd_login_failures", "Failed login attempts.", ("channel",), registry=r
+        )
+        self._lockouts = Counter(
+            "meterd_account_lockouts",
+            "Accounts locked after repeated login failures.",
+            ("channel",),
+            registry=r,
+        )
+        self._sessions = Gauge("meterd_sessions_active", "Open sessions.", ("channel",), registry=r)
+        for channel in Channel:
+            # Present from the start, so a rate over the first failure is not lost.
+            self._login_failures.labels(channel.value)
+            self._lockouts.labels(channel.value)
+            self._sessions.labels(channel.value)
+
+        self._flush = Histogram(
+            "meterd_seclog_flush_duration_seconds",
+            "Time to make one group commit of the security log durable.",
+            buckets=FLUSH_BUCKETS,
+            registry=r,
+        )
+
+        self._policy_version = Gauge("meterd_policy_version", "Version of the policy in force.", registry=r)
+        self._loads = Counter(
+            "meterd_policy_loads",
+            "Policy loads (at start, on reload, by push) by result (ok or refused).",
+            ("result",),
+            registry=r,
+        )
+        for result in LOAD_RESULTS:
+            self._loads.labels(result)
+        self._last_load_ok = Gauge(
+            "meterd_policy_last_load_success",
+            "1 if the last policy load or reload was put in force, 0 if it was refused.",
+            registry=r,
+        )
+        self._last_load_time = Gauge(
+            "meterd_policy_last_load_timestamp_seconds",
+            "When the last policy load or reload finished (Unix time).",
+            registry=r,
+        )
+
+        self._modbus = Counter(
+            "meterd_modbus_requests",
+            "Modbus requests by function and outcome.",
+            ("function", "outcome"),
+            registry=r,
+        )
+        self._seclog: SecurityLogCollector | None = None
+        if seclog is not None:
+            self.watch_seclog(seclog, forwarder)
+
+    # -- the guard's observer -------------------------------------------------
+
+    def decision(self, channel: Channel, permission: Permission, outcome: Outcome) -> None:
+        """Count one decision."""
+        key = (channel, permission, outcome)
+        child = self._decision_children.get(key)
+        if child is None:
+            child = self._decision_children[key] = self._decisions.labels(
+                channel.value, permission.value, outcome.value
+            )
+        child.inc()
+
+    def login_failure(self, channel: Channel) -> None:
+        """Count one failed login."""
+        self._login_failures.labels(channel.value).inc()
+
+    def account_locked(self, channel: Channel) -> None:
+        """Count one lockout."""
+        self._lockouts.labels(channel.value).inc()
+
+    def sessions(self, channel: Channel, active: int) -> None:
+        """Set the number of open sessions on ``channel``."""
+        self._sessions.labels(channel.value).set(active)
+
+    # -- the security log -----------------------------------------------------
+
+    def watch_seclog(self, log: LogState, forwarder: ForwarderState | None = None) -> None:
+        """Report ``log`` (appends, usage, fill ratio, failure) and its forwarder's backlog.
+
+        The values are read at scrape time.  Calling it again replaces the
+        log watched (after the daemon reopens it).
+
+        Args:
+            log: The open :class:`~meterd.seclog.SecurityLog`.
+            forwarder: Its forwarder, or None when the log is not forwarded.
+        """
+        if self._seclog is not None:
+            self.registry.unregister(self._seclog)
+        self._seclog = SecurityLogCollector(log, forwarder)
+        self.registry.register(self._seclog)
+
+    def seclog_flushed(self, seconds: float) -> None:
+        """Observe the duration of one group commit (write and sync) of the security log."""
+        self._flush.observe(seconds)
+
+    # -- the policy -----------------------------------------------------------
+
+    def policy_loaded(self, version: int, *, ok: bool) -> None:
+        """Count a policy load (at start, on reload, by push) and remember its result and time.
+
+        Args:
+            version: The version in force afterwards (the previous one when refused).
+            ok: The new policy was put in force; False if it was refused.
+        """
+        self._loads.labels("ok" if ok else "refused").inc()
+        self._last_load_ok.set(1 if ok else 0)
+        self._last_load_time.set(self._clock())
+        self._policy_version.set(version)
+
+    # -- Modbus ---------------------------------------------------------------
+
+    def modbus_request(self, function_code: int, outcome: Outcome) -> None:
+        """Count one Modbus request; unknown function codes count as ``other``."""
+        self._modbus.labels(function_name(function_code), outcome.value).inc()

@@ -1,0 +1,224 @@
+"""The on-disk encoding of a record, and the chain, MAC and key evolution over it.
+
+Frame format (one line per record, robust to torn writes)::
+
+    CRC SP BODY SP MAC LF
+
+* ``BODY`` is compact, ASCII-only JSON (non-ASCII and control characters are
+  escaped, so a body never contains a newline) with a fixed key order:
+  ``v, seq, ts, ev, pr, pk, ch, src, perm, res, out, det, prev``.
+* ``prev`` is the hex SHA-256 of the previous record's ``BODY`` bytes (64 zeros
+  for the first record of a log): the hash chain.  A record's own *digest* is
+  SHA-256 of its ``BODY`` bytes exactly as stored, so nothing is ever
+  re-serialised to be checked.
+* ``MAC`` is the hex HMAC-SHA-256 of the record's digest under the record's
+  sealing key ``k[seq]``; keys evolve one-way, ``k[seq+1] = SHA-256(EVOLVE || k[seq])``.
+* ``CRC`` is 8 hex digits of the CRC-32 of ``BODY SP MAC``.  It tells a torn or
+  damaged frame from a well-formed one without any key; tampering is caught by
+  the chain and the MAC, not by the CRC.
+
+A frame without its final ``LF`` is torn (a write that never completed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import json.encoder
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from meterd.seclog.events import (
+    BY_CHANNEL_NAME,
+    BY_EVENT_NAME,
+    BY_KIND_NAME,
+    BY_OUTCOME_NAME,
+    DetailValue,
+    Record,
+)
+
+FORMAT_VERSION = 1
+KEY_BYTES = 32
+#: The ``prev`` of the first record of a log.
+GENESIS = "0" * 64
+#: Domain separation of the one-way key step.
+EVOLVE = b"meterd-seclog-v1 evolve"
+_MAC_HEX = 64
+_MIN_FRAME = 8 + 1 + 2 + 1 + _MAC_HEX + 1
+
+
+#: JSON string escaper to ASCII (the C one where available): a body never holds a newline.
+_escape: Callable[[str], str] = json.encoder.encode_basestring_ascii
+
+
+class FrameError(ValueError):
+    """A line is not a well-formed frame (bad checksum, bad JSON, wrong shape)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded line: the body bytes as stored and the MAC.
+
+    Attributes:
+        body: The exact ``BODY`` bytes (what the digest and chain cover).
+        mac: Hex MAC.
+        record: The decoded record (its ``digest`` and ``mac`` filled in).
+    """
+
+    body: bytes
+    mac: str
+    record: Record
+
+
+def evolve(key: bytes) -> bytes:
+    """Return the next sealing key; the step cannot be reversed."""
+    return hashlib.sha256(EVOLVE + key).digest()
+
+
+def key_at(initial: bytes, seq: int) -> bytes:
+    """Return the sealing key of record ``seq`` given the initial key (that of seq 1)."""
+    key = initial
+    for _ in range(seq - 1):
+        key = evolve(key)
+    return key
+
+
+def seal(key: bytes, digest: bytes) -> str:
+    """Return the hex MAC of a record digest under ``key``."""
+    return hmac.digest(key, digest, "sha256").hex()
+
+
+def encode_fields(
+    *,
+    event: str,
+    principal: str,
+    kind: str,
+    channel: str,
+    source: str,
+    permission: str,
+    resource: str,
+    outcome: str,
+    detail: dict[str, DetailValue],
+) -> str:
+    """Return the JSON fragment of the caller-supplied fields (no braces).
+
+    Done in the appending thread so the single writer only adds ``seq``, ``ts``
+    and ``prev``.  Built by hand with the C string escaper because it is on
+    every append and ``json.dumps`` of a mapping costs several times more;
+    ``event``, ``kind``, ``channel``, ``permission`` and ``outcome`` are enum
+    values (no escaping needed) and detail keys are validated identifiers.
+    """
+    esc = _escape
+    return (
+        f'"ev":"{event}","pr":{esc(principal)},"pk":"{kind}","ch":"{channel}","src":{esc(source)},'
+        f'"perm":"{permission}","res":{esc(resource)},"out":"{outcome}","det":{_detail_json(detail)}'
+    )
+
+
+def _detail_json(detail: dict[str, DetailValue]) -> str:
+    if not detail:
+        return "{}"
+    parts = []
+    for key, value in detail.items():
+        if isinstance(value, str):
+            text = _escape(value)
+        elif value is None:
+            text = "null"
+        elif isinstance(value, bool):
+            text = "true" if value else "false"
+        else:
+            text = str(int(value))
+        parts.append(f'"{key}":{text}')
+    return "{" + ",".join(parts) + "}"
+
+
+def make_body(seq: int, ts: str, fields: str, prev: str) -> bytes:
+    """Return the ``BODY`` bytes of a record."""
+    return f'{{"v":{FORMAT_VERSION},"seq":{seq},"ts":"{ts}",{fields},"prev":"{prev}"}}'.encode("ascii")
+
+
+def make_frame(body: bytes, mac: str) -> bytes:
+    """Return the full line for a body and its MAC."""
+    tail = body + b" " + mac.encode("ascii")
+    return b"%08x %s\n" % (zlib.crc32(tail), tail)
+
+
+def decode_frame(line: bytes) -> Frame:
+    """Decode one complete line (with or without its ``LF``).
+
+    Raises:
+        FrameError: The checksum, the JSON or a field is wrong.
+    """
+    if line.endswith(b"\n"):
+        line = line[:-1]
+    if len(line) < _MIN_FRAME or line[8:9] != b" " or line[-_MAC_HEX - 1 : -_MAC_HEX] != b" ":
+        raise FrameError("not a record frame")
+    try:
+        crc = int(line[:8], 16)
+    except ValueError:
+        raise FrameError("bad checksum field") from None
+    tail = line[9:]
+    if zlib.crc32(tail) != crc:
+        raise FrameError("checksum mismatch")
+    body = tail[: -_MAC_HEX - 1]
+    mac = tail[-_MAC_HEX:].decode("ascii", "replace")
+    return Frame(body, mac, decode_body(body, mac))
+
+
+def decode_body(body: bytes, mac: str = "") -> Record:
+    """Decode a ``BODY`` into a :class:`Record`.
+
+    Raises:
+        FrameError: The body is not a valid record.
+    """
+    try:
+        raw = json.loads(body)
+        if not isinstance(raw, dict) or raw.get("v") != FORMAT_VERSION:
+            raise FrameError("unknown record version")
+        detail = raw["det"]
+        if not isinstance(detail, dict):
+            raise FrameError("detail is not a mapping")
+        seq = raw["seq"]
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 1:
+            raise FrameError("bad sequence number")
+        strings = [raw[k] for k in ("ts", "pr", "src", "perm", "res", "prev")]
+        if not all(isinstance(s, str) for s in strings):
+            raise FrameError("a text field is not a string")
+        return Record(
+            seq=seq,
+            time=raw["ts"],
+            event=BY_EVENT_NAME[raw["ev"]],
+            principal=raw["pr"],
+            principal_kind=BY_KIND_NAME[raw["pk"]],
+            channel=BY_CHANNEL_NAME[raw["ch"]],
+            source=raw["src"],
+            permission=raw["perm"],
+            resource=raw["res"],
+            outcome=BY_OUTCOME_NAME[raw["out"]],
+            detail=MappingProxyType(detail),
+            prev=raw["prev"],
+            digest=hashlib.sha256(body).hexdigest(),
+            mac=mac,
+        )
+    except (KeyError, TypeError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise FrameError(f"bad record body ({type(e).__name__})") from None
+
+
+def find_frame(line: bytes) -> bytes | None:
+    """Return the frame embedded in a line of another format (RFC 5424), or None.
+
+    The frame is the suffix starting eight hex digits and a space before the
+    first ``{``; syslog headers and our structured data contain no ``{``.
+    """
+    brace = line.find(b"{")
+    if brace < 9 or line[brace - 1 : brace] != b" ":
+        return None
+    start = brace - 9
+    try:
+        int(line[start : start + 8], 16)
+    except ValueError:
+        return None
+    return line[start:].rstrip(b"\r\n")

@@ -1,0 +1,207 @@
+"""What a caller asks the log to write, checked before it is queued.
+
+Validation runs in the appending thread, so a bad record fails its own caller
+at once and the single writer only sequences and seals.
+
+Invariants checked here:
+    * No secret reaches the log: detail keys naming a password, PIN, key,
+      secret, token or hash are refused, and so are values shaped like a
+      crypt(3)/argon2 hash or a PEM private key.
+    * Records stay small: bounded field lengths, at most 16 detail entries of
+      scalar values.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from meterd.policy.permissions import Permission
+from meterd.policy.request import Channel, Decision, Outcome
+from meterd.seclog.codec import encode_fields
+from meterd.seclog.errors import RecordRejectedError
+from meterd.seclog.events import SYSTEM_PRINCIPAL, DetailValue, EventType, PrincipalKind
+
+MAX_DETAIL_ITEMS = 16
+MAX_TEXT = 256
+_DETAIL_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
+_SECRET_TOKENS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "pin",
+        "secret",
+        "key",
+        "hash",
+        "token",
+        "credential",
+        "credentials",
+        "passphrase",
+        "otp",
+        "salt",
+        "private",
+    }
+)
+#: Suffixes that make a key about a secret, not the secret itself (``key_fingerprint``).
+_SAFE_SUFFIXES = ("_fingerprint", "_id", "_type", "_name", "_length")
+_SECRET_VALUE = re.compile(
+    r"^(\$(argon2(id|i|d)?|2[abxy]|[1567y]|gy|scrypt|pbkdf2[-_a-z0-9]*)\$|-----BEGIN [A-Z ]*PRIVATE KEY)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A validated record waiting for its sequence number.
+
+    Attributes:
+        event: The event type.
+        fields: The caller's fields, already encoded (see :func:`encode_fields`).
+    """
+
+    event: EventType
+    fields: str
+
+
+def _text(name: str, value: str) -> str:
+    if not isinstance(value, str):
+        raise RecordRejectedError("must be a string", field=name)
+    if len(value) > MAX_TEXT:
+        raise RecordRejectedError(f"longer than {MAX_TEXT} characters", field=name)
+    return value
+
+
+#: Keys already checked: they come from code, so the set stays small (and is bounded anyway).
+_GOOD_KEYS: set[str] = set()
+_GOOD_KEYS_MAX = 4096
+
+
+def _check_key(key: str) -> None:
+    if not isinstance(key, str) or not _DETAIL_KEY.fullmatch(key):
+        raise RecordRejectedError(
+            "detail keys are lower_snake_case, at most 32 characters", field=f"detail.{key}"
+        )
+    if not key.endswith(_SAFE_SUFFIXES) and _SECRET_TOKENS.intersection(key.split("_")):
+        raise RecordRejectedError("secrets never go into the security log", field=f"detail.{key}")
+    if len(_GOOD_KEYS) < _GOOD_KEYS_MAX:
+        _GOOD_KEYS.add(key)
+
+
+def check_detail(detail: Mapping[str, DetailValue] | None) -> dict[str, DetailValue]:
+    """Return a validated copy of ``detail``.
+
+    Raises:
+        RecordRejectedError: Too many items, a bad or secret-naming key, a
+            non-scalar, oversized or secret-looking value.
+    """
+    if not detail:
+        return {}
+    if len(detail) > MAX_DETAIL_ITEMS:
+        raise RecordRejectedError(f"more than {MAX_DETAIL_ITEMS} items", field="detail")
+    out: dict[str, DetailValue] = {}
+    for key, value in detail.items():
+        if key not in _GOOD_KEYS:
+            _check_key(key)
+        if isinstance(value, str):
+            _text(f"detail.{key}", value)
+            if _SECRET_VALUE.match(value):
+                raise RecordRejectedError("value looks like a secret", field=f"detail.{key}")
+        elif value is not None and not isinstance(value, int | bool):
+            raise RecordRejectedError("detail values are str, int, bool or None", field=f"detail.{key}")
+        out[key] = value
+    return out
+
+
+def infer_kind(principal: str) -> PrincipalKind:
+    """Return the principal kind implied by a bare name (user unless special)."""
+    if principal == "anonymous":
+        return PrincipalKind.ANONYMOUS
+    if principal == SYSTEM_PRINCIPAL:
+        return PrincipalKind.SYSTEM
+    return PrincipalKind.USER
+
+
+def make_entry(
+    event: EventType,
+    *,
+    principal: str,
+    outcome: Outcome,
+    channel: Channel = Channel.LOCAL,
+    source: str = "",
+    permission: Permission | None = None,
+    resource: str = "",
+    detail: Mapping[str, DetailValue] | None = None,
+    principal_kind: PrincipalKind | None = None,
+) -> Entry:
+    """Validate and encode one record's caller fields.
+
+    Raises:
+        RecordRejectedError: A field is invalid (see module invariants).
+    """
+    if not isinstance(event, EventType):
+        raise RecordRejectedError("must be an EventType", field="event")
+    if not isinstance(outcome, Outcome):
+        raise RecordRejectedError("must be an Outcome", field="outcome")
+    if not isinstance(channel, Channel):
+        raise RecordRejectedError("must be a Channel", field="channel")
+    if permission is not None and not isinstance(permission, Permission):
+        raise RecordRejectedError("must be a Permission or None", field="permission")
+    for name, text in (("principal", principal), ("source", source), ("resource", resource)):
+        if not isinstance(text, str) or len(text) > MAX_TEXT:
+            raise RecordRejectedError(f"must be a string of at most {MAX_TEXT} characters", field=name)
+    kind = principal_kind or infer_kind(principal)
+    # ``_value_`` is a plain attribute; ``.value`` (a descriptor) and hashing an
+    # enum member (a Python-level __hash__) cost several times more per append.
+    fields = encode_fields(
+        event=event._value_,
+        principal=principal,
+        kind=kind._value_,
+        channel=channel._value_,
+        source=source,
+        permission=permission._value_ if permission is not None else "",
+        resource=resource,
+        outcome=outcome._value_,
+        detail=check_detail(detail),
+    )
+    return Entry(event, fields)
+
+
+def entry_for_decision(
+    decision: Decision,
+    *,
+    event: EventType | None = None,
+    detail: Mapping[str, DetailValue] | None = None,
+    principal_kind: PrincipalKind | None = None,
+) -> Entry:
+    """Return the entry recording a guard decision.
+
+    The event defaults to ``permission_denied`` for a refusal and
+    ``access_decision`` for an allow; the deny reason goes into ``detail.reason``.
+    """
+    request = decision.request
+    merged: dict[str, DetailValue] = dict(detail or {})
+    if decision.reason is not None:
+        merged.setdefault("reason", decision.reason.value)
+    if event is None:
+        event = EventType.ACCESS_DECISION if decision.allowed else EventType.PERMISSION_DENIED
+    return make_entry(
+        event,
+        principal=request.principal,
+        outcome=decision.outcome,
+        channel=request.channel,
+        source=request.source,
+        permission=request.permission,
+        resource=request.resource,
+        detail=merged,
+        principal_kind=principal_kind,
+    )
+
+
+def system_entry(
+    event: EventType, detail: Mapping[str, DetailValue] | None = None, outcome: Outcome = Outcome.ALLOW
+) -> Entry:
+    """Return an entry written by the log itself (principal ``meterd``, channel ``local``)."""
+    return make_entry(
+        event, principal=SYSTEM_PRINCIPAL, outcome=outcome, detail=detail, principal_kind=PrincipalKind.SYSTEM
+    )

@@ -1,0 +1,283 @@
+"""The security log as the daemon uses it: append (blocking or async), read, checkpoint.
+
+Forward-secure sealing: the key evolves on **every record**.  Why per record
+rather than per epoch: an epoch key lets whoever seizes the meter re-seal the
+whole current epoch, and closing epochs early is exactly the truncation
+weakness of journald's sealing.  Per record, the seized key only seals records
+that do not exist yet.  The cost is one SHA-256 per record in memory (about a
+microsecond) and one key-file sync per *group commit*, not per record, so the
+hot path stays fast.  The auditor keeps the initial key printed by
+``meterctl log init`` and recomputes every later key.
+
+Checkpoints: a ``log_checkpoint`` record (head seq and digest, sealed like
+any record) is written every ``checkpoint_interval`` records, on
+:meth:`SecurityLog.checkpoint` and on close.  Checkpoints leave the meter in
+the forwarded and exported copies; a verifier holding one detects any
+truncation behind it (``meterctl log verify --from-checkpoint``).
+
+Reading is gated: :meth:`SecurityLog.read` takes the permission core's
+:class:`~meterd.policy.request.Decision` and returns records only if it allows
+``security_logs_access``.  Every call is recorded as ``audit_log_access``,
+refused calls too (outcome ``deny``), because a refused attempt to read the
+audit trail is itself security-relevant; if that record cannot be written the
+read fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+
+from meterd.errors import SecurityLogError
+from meterd.policy.permissions import Permission
+from meterd.policy.request import Channel, Decision, Outcome
+from meterd.seclog.config import LogConfig
+from meterd.seclog.entry import Entry, entry_for_decision, make_entry, system_entry
+from meterd.seclog.errors import LogAccessError
+from meterd.seclog.events import DetailValue, EventType, PrincipalKind, Record
+from meterd.seclog.reader import Query, read_records
+from meterd.seclog.store import SegmentStore
+from meterd.seclog.writer import GroupCommitWriter
+
+
+class SecurityLog:
+    """An open, writable security log.  Thread-safe; usable from asyncio.
+
+    Use :meth:`init` once to create a log and :meth:`open` to open it.
+
+    Args:
+        store: An open store (use :meth:`open`).
+    """
+
+    def __init__(self, store: SegmentStore) -> None:
+        self._store = store
+        self.config = store.config
+        self.directory = store.directory
+        self._writer = GroupCommitWriter(store, store.config.max_pending, store.close)
+        recovery = store.recovery
+        if recovery.cut_bytes:
+            self._writer.append(
+                system_entry(
+                    EventType.LOG_RECOVERED,
+                    {
+                        "segment": recovery.segment,
+                        "offset": recovery.offset,
+                        "cut_bytes": recovery.cut_bytes,
+                    },
+                    Outcome.ERROR,
+                ),
+                self.config.append_timeout,
+            )
+
+    @classmethod
+    def init(cls, directory: Path, config: LogConfig | None = None) -> bytes:
+        """Create a new log in ``directory`` (0700) and return its initial sealing key.
+
+        The caller hands the key to the auditor and must not keep it: it
+        verifies every record ever written.
+
+        Raises:
+            FileExistsError: A log already exists there.
+            SecurityLogError: The first record could not be written.
+        """
+        initial = SegmentStore.create(directory)
+        with cls.open(directory, config) as log:
+            log._writer.append(system_entry(EventType.LOG_INIT, {"format": 1}), log.config.append_timeout)
+        return initial
+
+    @classmethod
+    def open(cls, directory: Path, config: LogConfig | None = None) -> SecurityLog:
+        """Open an existing log, recovering from a crash if needed.
+
+        A torn last record is cut and a ``log_recovered`` record says so.
+
+        Raises:
+            LogCorruptError: Damage other than a torn last record.
+            LogKeyError: The key file is missing, damaged or does not match.
+        """
+        return cls(SegmentStore(directory, config or LogConfig()))
+
+    # -- appending --------------------------------------------------------
+
+    def append(
+        self,
+        event: EventType,
+        *,
+        principal: str,
+        outcome: Outcome,
+        channel: Channel = Channel.LOCAL,
+        source: str = "",
+        permission: Permission | None = None,
+        resource: str = "",
+        detail: Mapping[str, DetailValue] | None = None,
+        principal_kind: PrincipalKind | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Append one record and return its seq once it is on stable storage.
+
+        Blocking and thread-safe; concurrent callers share one sync.
+
+        Raises:
+            RecordRejectedError: A field is invalid or detail looks secret.
+            LogUnavailableError: Not durable (closed, failed, full, overloaded, timed out).
+        """
+        entry = make_entry(
+            event,
+            principal=principal,
+            outcome=outcome,
+            channel=channel,
+            source=source,
+            permission=permission,
+            resource=resource,
+            detail=detail,
+            principal_kind=principal_kind,
+        )
+        return self.append_entry(entry, timeout)
+
+    async def append_async(
+        self,
+        event: EventType,
+        *,
+        principal: str,
+        outcome: Outcome,
+        channel: Channel = Channel.LOCAL,
+        source: str = "",
+        permission: Permission | None = None,
+        resource: str = "",
+        detail: Mapping[str, DetailValue] | None = None,
+        principal_kind: PrincipalKind | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Like :meth:`append`, but awaits durability without blocking the event loop."""
+        entry = make_entry(
+            event,
+            principal=principal,
+            outcome=outcome,
+            channel=channel,
+            source=source,
+            permission=permission,
+            resource=resource,
+            detail=detail,
+            principal_kind=principal_kind,
+        )
+        return await self._writer.submit(entry, timeout or self.config.append_timeout)
+
+    def append_decision(
+        self,
+        decision: Decision,
+        *,
+        event: EventType | None = None,
+        detail: Mapping[str, DetailValue] | None = None,
+        principal_kind: PrincipalKind | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Record a guard decision (blocking) and return its seq once durable.
+
+        The event defaults to ``permission_denied`` for a refusal and
+        ``access_decision`` for an allow; a deny reason goes into ``detail.reason``.
+
+        Raises:
+            RecordRejectedError: A field is invalid or detail looks secret.
+            LogUnavailableError: Not durable; the guard must then deny.
+        """
+        entry = entry_for_decision(decision, event=event, detail=detail, principal_kind=principal_kind)
+        return self.append_entry(entry, timeout)
+
+    async def append_decision_async(
+        self,
+        decision: Decision,
+        *,
+        event: EventType | None = None,
+        detail: Mapping[str, DetailValue] | None = None,
+        principal_kind: PrincipalKind | None = None,
+        timeout: float | None = None,
+    ) -> int:
+        """Like :meth:`append_decision`, awaiting without blocking the loop: the guard's hot path."""
+        entry = entry_for_decision(decision, event=event, detail=detail, principal_kind=principal_kind)
+        return await self._writer.submit(entry, timeout or self.config.append_timeout)
+
+    def append_entry(self, entry: Entry, timeout: float | None = None) -> int:
+        """Append a prepared entry (blocking); return its seq."""
+        return self._writer.append(entry, timeout or self.config.append_timeout)
+
+    async def append_entry_async(self, entry: Entry, timeout: float | None = None) -> int:
+        """Append a prepared entry (async); return its seq."""
+        return await self._writer.submit(entry, timeout or self.config.append_timeout)
+
+    def checkpoint(self) -> None:
+        """Write a checkpoint record now and wait until it is durable (call it periodically)."""
+        self._writer.request_checkpoint(self.config.append_timeout)
+
+    # -- reading ----------------------------------------------------------
+
+    def read(self, decision: Decision, query: Query | None = None) -> list[Record]:
+        """Return records matching ``query`` if ``decision`` allows reading the log.
+
+        The access is recorded (``audit_log_access``) and durable before any
+        record is returned.
+
+        Raises:
+            LogAccessError: The decision is not an allow of ``security_logs_access``
+                (the refusal is recorded).
+            LogUnavailableError: The access could not be recorded.
+        """
+        query = query or Query()
+        request = decision.request
+        permitted = decision.allowed and request.permission is Permission.SECURITY_LOGS_ACCESS
+        detail: dict[str, DetailValue] = dict(query.describe())
+        if not permitted:
+            detail["refused"] = "decision does not allow security_logs_access"
+        entry = make_entry(
+            EventType.AUDIT_LOG_ACCESS,
+            principal=request.principal,
+            outcome=Outcome.ALLOW if permitted else Outcome.DENY,
+            channel=request.channel,
+            source=request.source,
+            permission=request.permission,
+            resource=request.resource,
+            detail=detail,
+        )
+        if not permitted:
+            with contextlib.suppress(SecurityLogError):  # refused either way; recorded if possible
+                self.append_entry(entry)
+            raise LogAccessError(
+                f"{request.principal} may not read the security log", principal=request.principal
+            )
+        self.append_entry(entry)
+        return read_records(self.directory, query)
+
+    # -- state ------------------------------------------------------------
+
+    @property
+    def head_seq(self) -> int:
+        """Seq of the last durable record."""
+        return self._store.seq
+
+    @property
+    def usage_bytes(self) -> int:
+        """Bytes used by all segments."""
+        return self._store.usage
+
+    @property
+    def fill_ratio(self) -> float:
+        """Used fraction of the configured capacity (for the fill metric)."""
+        return self._store.usage / self.config.capacity_bytes
+
+    @property
+    def failed(self) -> bool:
+        """True once a write failed; every append then raises until the log is reopened."""
+        return self._writer.failure is not None
+
+    def close(self) -> None:
+        """Write a final checkpoint, stop the writer and close the files."""
+        self._writer.close(self.config.append_timeout + 5)
+
+    def __enter__(self) -> SecurityLog:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

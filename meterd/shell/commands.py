@@ -1,0 +1,354 @@
+"""The shell's command table: command words → permission, resource, handler, usage.
+
+The table is the one place a command's permission is named; the shell asks
+the guard for it before the handler runs.  ``exit`` is the only command
+without one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from meterd.policy.model import Policy
+from meterd.policy.permissions import Permission
+from meterd.shell import log_cmds, meter_cmds, user_cmds
+from meterd.shell.context import Context, Handler
+from meterd.shell.terminal import EXIT_DENIED, EXIT_OK
+
+P = Permission
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One shell command.
+
+    Attributes:
+        words: The command words (``("show", "readings")``).
+        permission: What the guard must allow; None only for ``exit``.
+        resource: The meter resource the command acts on.
+        handler: Runs after an allow.
+        args: Argument synopsis for the usage line.
+        summary: One line for ``help``.
+        min_args: Fewest argument words.
+        max_args: Most argument words (None: no limit).
+    """
+
+    words: tuple[str, ...]
+    permission: Permission | None
+    resource: str
+    handler: Handler
+    args: str = ""
+    summary: str = ""
+    min_args: int = 0
+    max_args: int | None = 0
+
+    @property
+    def name(self) -> str:
+        """The command words joined by spaces."""
+        return " ".join(self.words)
+
+    @property
+    def usage(self) -> str:
+        """``name ARGS``."""
+        return f"{self.name} {self.args}".rstrip()
+
+
+async def _help(ctx: Context) -> int:
+    # The guard answers from the policy in force, so the list matches what would be allowed.
+    cache: dict[str, frozenset[Permission]] = {}
+    rows = []
+    for command in COMMANDS:
+        if command.permission is not None:
+            granted = cache.get(command.resource)
+            if granted is None:
+                granted = cache[command.resource] = ctx.runtime.guard.permitted(ctx.session, command.resource)
+            if command.permission not in granted:
+                continue
+        rows.append((command.usage, command.summary))
+    await ctx.table(("command", "description"), rows)
+    return EXIT_OK
+
+
+def roles_of(policy: Policy, name: str) -> tuple[str, ...]:
+    """Return a principal's roles, direct ones first, then those of its groups."""
+    principal = policy.users.get(name) or policy.applications.get(name)
+    direct = principal.roles if principal is not None else ()
+    return tuple(dict.fromkeys([*direct, *(r for g in policy.groups_of(name) for r in g.roles)]))
+
+
+async def _whoami(ctx: Context) -> int:
+    policy = ctx.runtime.guard.compiled.policy
+    granted = ctx.runtime.guard.permitted(ctx.session)
+    await ctx.fields(
+        [
+            ("user", ctx.session.principal),
+            ("channel", ctx.session.channel.value),
+            ("roles", ",".join(roles_of(policy, ctx.session.principal)) or None),
+            ("permissions", ",".join(sorted(p.value for p in granted)) or None),
+        ]
+    )
+    return EXIT_OK
+
+
+async def _approvals(ctx: Context) -> int:
+    pending = ctx.runtime.guard.dual_control.pending()
+    await ctx.table(
+        ("id", "requester", "permission", "action"),
+        [(p.id, p.requester, p.permission.value, p.action) for p in pending],
+    )
+    return EXIT_OK
+
+
+async def _decide_approval(ctx: Context, approve: bool) -> int:
+    if not ctx.args[0].isdigit():
+        await ctx.line(f"error: {ctx.args[0]!r} is not a request number")
+        return EXIT_DENIED
+    decision = await ctx.runtime.guard.approve(ctx.session, int(ctx.args[0]), approve=approve)
+    if not decision.allowed:
+        reason = decision.detail or (decision.reason.value if decision.reason else "refused")
+        await ctx.line(f"denied: {decision.request.permission.value} ({reason})")
+        return EXIT_DENIED
+    await ctx.line(f"request {ctx.args[0]} {'approved' if approve else 'rejected'}")
+    return EXIT_OK
+
+
+async def _approve(ctx: Context) -> int:
+    return await _decide_approval(ctx, True)
+
+
+async def _reject(ctx: Context) -> int:
+    return await _decide_approval(ctx, False)
+
+
+async def _exit(ctx: Context) -> int:
+    return EXIT_OK
+
+
+KV = "KEY=VALUE..."
+COMMANDS: tuple[Command, ...] = (
+    Command(("help",), P.TERMINAL_ACCESS, "/", _help, summary="list the commands you may run"),
+    Command(("whoami",), P.TERMINAL_ACCESS, "/", _whoami, summary="your user, roles and permissions"),
+    Command(
+        ("show", "readings"),
+        P.TERMINAL_ACCESS,
+        "/meter",
+        meter_cmds.show_readings,
+        summary="current measurements",
+    ),
+    Command(
+        ("show", "status"),
+        P.TERMINAL_ACCESS,
+        "/meter",
+        meter_cmds.show_status,
+        summary="meter identity and state",
+    ),
+    Command(
+        ("show", "settings"),
+        P.TERMINAL_ACCESS,
+        "/meter/settings",
+        meter_cmds.show_settings,
+        summary="setting values and ION modules",
+    ),
+    Command(
+        ("show", "comm"),
+        P.TERMINAL_ACCESS,
+        "/meter/comm",
+        meter_cmds.show_comm,
+        summary="communication settings",
+    ),
+    Command(("show", "time"), P.TERMINAL_ACCESS, "/meter/clock", meter_cmds.show_time, summary="meter clock"),
+    Command(
+        ("demand", "reset"),
+        P.PEAK_DEMAND_RESET,
+        "/meter/demand",
+        meter_cmds.demand_reset,
+        summary="reset the peak demand",
+    ),
+    Command(
+        ("test-mode",),
+        P.TEST_MODE_TOGGLE,
+        "/meter",
+        meter_cmds.test_mode,
+        "on|off",
+        "enter or leave test mode",
+        1,
+        1,
+    ),
+    Command(
+        ("time", "set"),
+        P.TIME_SYNC,
+        "/meter/clock",
+        meter_cmds.time_set,
+        "TIME",
+        "set the clock (ISO 8601 or POSIX seconds)",
+        1,
+        1,
+    ),
+    Command(
+        ("comm", "set"),
+        P.COMM_CONFIG,
+        "/meter/comm",
+        meter_cmds.comm_set,
+        KV,
+        "change communication settings",
+        1,
+        None,
+    ),
+    Command(
+        ("settings", "set"),
+        P.DSS_CONFIG,
+        "/meter/settings",
+        meter_cmds.settings_set,
+        KV,
+        "change setting values",
+        1,
+        None,
+    ),
+    Command(
+        ("module", "set"),
+        P.ION_MODULE_CONFIG,
+        "/meter/modules",
+        meter_cmds.module_set,
+        "MODULE " + KV,
+        "change an ION module",
+        2,
+        None,
+    ),
+    Command(
+        ("firmware", "install"),
+        P.FIRMWARE_MANAGEMENT,
+        "/meter/firmware",
+        meter_cmds.firmware_install,
+        "FILE",
+        "install an image uploaded to /firmware",
+        1,
+        1,
+    ),
+    Command(
+        ("cert", "list"),
+        P.CERTIFICATE_MANAGEMENT,
+        "/meter/certificates",
+        meter_cmds.cert_list,
+        summary="installed certificates",
+    ),
+    Command(
+        ("cert", "install"),
+        P.CERTIFICATE_MANAGEMENT,
+        "/meter/certificates",
+        meter_cmds.cert_install,
+        "FILE",
+        "install a PEM certificate uploaded to /certs",
+        1,
+        1,
+    ),
+    Command(
+        ("cert", "remove"),
+        P.CERTIFICATE_MANAGEMENT,
+        "/meter/certificates",
+        meter_cmds.cert_remove,
+        "FINGERPRINT",
+        "remove a certificate",
+        1,
+        1,
+    ),
+    Command(
+        ("master-reset",),
+        P.MASTER_RESET,
+        "/meter",
+        meter_cmds.master_reset,
+        summary="clear energy, demand and measurement files",
+    ),
+    Command(
+        ("passwd",),
+        P.PASSWORD_SELF_MANAGEMENT,
+        "/meter/users",
+        user_cmds.passwd,
+        summary="change your password",
+    ),
+    Command(("user", "list"), P.USER_MANAGEMENT, "/meter/users", user_cmds.user_list, summary="list users"),
+    Command(
+        ("user", "add"),
+        P.USER_MANAGEMENT,
+        "/meter/users",
+        user_cmds.user_add,
+        "NAME ROLE[,ROLE...] [KEYTYPE KEYDATA]",
+        "add a user",
+        2,
+        4,
+    ),
+    Command(
+        ("user", "remove"),
+        P.USER_MANAGEMENT,
+        "/meter/users",
+        user_cmds.user_remove,
+        "NAME",
+        "remove a user",
+        1,
+        1,
+    ),
+    Command(
+        ("user", "roles"),
+        P.USER_MANAGEMENT,
+        "/meter/users",
+        user_cmds.user_roles,
+        "NAME ROLE[,ROLE...]",
+        "set a user's roles",
+        2,
+        2,
+    ),
+    Command(
+        ("user", "unlock"),
+        P.USER_MANAGEMENT,
+        "/meter/users",
+        user_cmds.user_unlock,
+        "NAME",
+        "clear a login lockout",
+        1,
+        1,
+    ),
+    Command(
+        ("user", "reset-password"),
+        P.USER_MANAGEMENT,
+        "/meter/users",
+        user_cmds.user_reset_password,
+        "NAME",
+        "set a user's password",
+        1,
+        1,
+    ),
+    Command(
+        ("log", "show"),
+        P.SECURITY_LOGS_ACCESS,
+        "/files/security-log",
+        log_cmds.log_show,
+        "[limit=N] [user=NAME] [event=TYPE]",
+        "show security-log records",
+        0,
+        3,
+    ),
+    Command(
+        ("log", "verify"),
+        P.SECURITY_LOGS_ACCESS,
+        "/files/security-log",
+        log_cmds.log_verify,
+        summary="check the security log's chain",
+    ),
+    Command(("approvals",), P.TERMINAL_ACCESS, "/", _approvals, summary="dual-control requests waiting"),
+    # The guard decides approvals itself: the approver needs the requested permission.
+    Command(("approve",), P.TERMINAL_ACCESS, "/", _approve, "ID", "approve a dual-control request", 1, 1),
+    Command(("reject",), P.TERMINAL_ACCESS, "/", _reject, "ID", "reject a dual-control request", 1, 1),
+    Command(("exit",), None, "/", _exit, summary="end the session"),
+)
+
+
+def find(words: Sequence[str]) -> tuple[Command, Sequence[str]] | None:
+    """Return the command whose words start ``words`` (longest match) and the remaining arguments."""
+    best: Command | None = None
+    for command in COMMANDS:
+        n = len(command.words)
+        if tuple(words[:n]) == command.words and (best is None or n > len(best.words)):
+            best = command
+    if best is None:
+        return None
+    return best, words[len(best.words) :]

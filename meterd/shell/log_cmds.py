@@ -1,0 +1,75 @@
+"""Handlers of ``log show`` and ``log verify``: the security log, read only through the gated read."""
+
+from __future__ import annotations
+
+import asyncio
+
+from meterd.seclog import EventType, Query
+from meterd.seclog.events import BY_EVENT_NAME
+from meterd.seclog.verify import verify
+from meterd.shell.context import Context, UsageError
+from meterd.shell.terminal import EXIT_DENIED, EXIT_OK
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 10_000
+
+
+def _query(args: list[str]) -> Query:
+    """Parse ``[limit=N] [user=NAME] [event=TYPE]``."""
+    limit, users, events = DEFAULT_LIMIT, frozenset[str](), frozenset[EventType]()
+    for word in args:
+        key, _, value = word.partition("=")
+        if key == "limit" and value.isdigit() and 1 <= int(value) <= MAX_LIMIT:
+            limit = int(value)
+        elif key == "user" and value:
+            users = frozenset({value})
+        elif key == "event" and value in BY_EVENT_NAME:
+            events = frozenset({BY_EVENT_NAME[value]})
+        else:
+            raise UsageError(f"unexpected {word!r}")
+    return Query(principals=users, events=events, limit=limit)
+
+
+async def log_show(ctx: Context) -> int:
+    """``log show [limit=N] [user=NAME] [event=TYPE]``: the newest records, oldest first."""
+    query = _query(list(ctx.args))
+    assert ctx.decision is not None  # the shell passes the allow of security_logs_access
+    records = await asyncio.to_thread(ctx.runtime.guard.seclog.read, ctx.decision, query)
+    await ctx.table(
+        ("seq", "time", "event", "principal", "channel", "outcome", "permission", "resource"),
+        [
+            (
+                r.seq,
+                r.time,
+                r.event.value,
+                r.principal,
+                r.channel.value,
+                r.outcome.value,
+                r.permission or "-",
+                r.resource or "-",
+            )
+            for r in records
+        ],
+    )
+    return EXIT_OK
+
+
+async def log_verify(ctx: Context) -> int:
+    """``log verify``: check the chain of the whole log (MACs need the auditor's key, off the meter)."""
+    report = await asyncio.to_thread(verify, ctx.runtime.guard.seclog.directory)
+    pairs: list[tuple[str, object]] = [
+        ("records", report.records),
+        ("first_seq", report.first_seq),
+        ("last_seq", report.last_seq),
+        ("checkpoints", report.checkpoints),
+        ("mac_checked", report.mac_checked),
+        ("status", "ok" if report.ok else "damaged"),
+    ]
+    if report.finding is not None:
+        pairs += [
+            ("finding", report.finding.problem.value),
+            ("finding_seq", report.finding.seq),
+            ("message", report.finding.message),
+        ]
+    await ctx.fields(pairs)
+    return EXIT_OK if report.ok else EXIT_DENIED

@@ -1,0 +1,186 @@
+"""Handlers of ``passwd`` and ``user ...``: policy edits through :mod:`meterd.shell.policy_edit`."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+from meterd.credentials import hash_secret, password_problems
+from meterd.guard import Password
+from meterd.policy.keys import check_authorized_key
+from meterd.policy.model import Policy, User
+from meterd.shell.context import Context, UsageError
+from meterd.shell.policy_edit import PolicyEditError, apply_policy_change, remove_user, replace_user
+from meterd.shell.terminal import EXIT_DENIED, EXIT_OK
+
+
+async def _new_password(ctx: Context) -> str | None:
+    """Prompt twice for a new password and check the policy's rules; None if refused."""
+    first = await ctx.terminal.read_line("new password: ", echo=False)
+    second = await ctx.terminal.read_line("repeat new password: ", echo=False)
+    if first is None or second is None:
+        return None
+    if first != second:
+        await ctx.line("error: the passwords differ")
+        return None
+    rules = ctx.runtime.guard.compiled.policy.settings.password
+    problems = password_problems(first, rules.min_length, rules.min_character_classes)
+    if problems:
+        await ctx.line("error: password " + "; ".join(problems))
+        return None
+    return first
+
+
+def _user(policy: Policy, name: str) -> User:
+    user = policy.users.get(name)
+    if user is None:
+        raise PolicyEditError(f"no user {name!r}")
+    return user
+
+
+async def passwd(ctx: Context) -> int:
+    """``passwd``: change one's own password (the current one is checked like a login)."""
+    guard, session = ctx.runtime.guard, ctx.session
+    current = await ctx.terminal.read_line("current password: ", echo=False)
+    if current is None:
+        return EXIT_DENIED
+    if not await guard.authenticate(session.channel, session.source, session.principal, Password(current)):
+        await ctx.line("error: current password is wrong")
+        return EXIT_DENIED
+    new = await _new_password(ctx)
+    if new is None:
+        return EXIT_DENIED
+    hashed = await asyncio.to_thread(hash_secret, new)
+    name = session.principal
+    await apply_policy_change(
+        ctx.runtime,
+        session,
+        lambda p: replace_user(p, dataclasses.replace(_user(p, name), password_hash=hashed)),
+        "password_change",
+        name,
+    )
+    await ctx.line("password changed")
+    return EXIT_OK
+
+
+async def user_list(ctx: Context) -> int:
+    """``user list``."""
+    policy = ctx.runtime.guard.compiled.policy
+    rows = []
+    for name, user in sorted(policy.users.items()):
+        group_roles = [r for g in policy.groups_of(name) for r in g.roles]
+        roles = ",".join(dict.fromkeys([*user.roles, *group_roles])) or "-"
+        rows.append((name, roles, user.enabled, user.password_hash is not None, len(user.ssh_keys)))
+    await ctx.table(("user", "roles", "enabled", "password", "keys"), rows)
+    return EXIT_OK
+
+
+def _roles(policy: Policy, text: str) -> tuple[str, ...]:
+    roles = tuple(r for r in text.split(",") if r)
+    for role in roles:
+        if role not in policy.roles:
+            raise PolicyEditError(f"no role {role!r}")
+    return roles
+
+
+async def user_add(ctx: Context) -> int:
+    """``user add NAME ROLE[,ROLE...] [KEYTYPE KEYDATA]``: prompts for a password (blank: none)."""
+    name, roles_text, key_words = ctx.args[0], ctx.args[1], ctx.args[2:]
+    key = " ".join(key_words)
+    if key_words:
+        problem = check_authorized_key(key)
+        if problem:
+            raise UsageError(problem)
+    guard = ctx.runtime.guard
+    if name in guard.compiled.policy.users or name in guard.compiled.policy.applications:
+        raise PolicyEditError(f"{name!r} already exists")
+    _roles(guard.compiled.policy, roles_text)
+    hashed = None
+    first = await ctx.terminal.read_line("new password (blank for key only): ", echo=False)
+    if first:
+        new = await _confirm(ctx, first)
+        if new is None:
+            return EXIT_DENIED
+        hashed = await asyncio.to_thread(hash_secret, new)
+    elif not key:
+        raise PolicyEditError("a user needs a password or an SSH key")
+    user = User(name=name, roles=(), password_hash=hashed, ssh_keys=(key,) if key else ())
+
+    def change(p: Policy) -> Policy:
+        if name in p.users or name in p.applications:
+            raise PolicyEditError(f"{name!r} already exists")
+        return replace_user(p, dataclasses.replace(user, roles=_roles(p, roles_text)))
+
+    await apply_policy_change(ctx.runtime, ctx.session, change, "user_add", name)
+    await ctx.line(f"user {name} added")
+    return EXIT_OK
+
+
+async def _confirm(ctx: Context, first: str) -> str | None:
+    second = await ctx.terminal.read_line("repeat new password: ", echo=False)
+    if second != first:
+        await ctx.line("error: the passwords differ")
+        return None
+    rules = ctx.runtime.guard.compiled.policy.settings.password
+    problems = password_problems(first, rules.min_length, rules.min_character_classes)
+    if problems:
+        await ctx.line("error: password " + "; ".join(problems))
+        return None
+    return first
+
+
+async def user_remove(ctx: Context) -> int:
+    """``user remove NAME``: the user's open sessions end at once."""
+    name = ctx.args[0]
+    guard = ctx.runtime.guard
+
+    def change(p: Policy) -> Policy:
+        _user(p, name)
+        return remove_user(p, name)
+
+    await apply_policy_change(ctx.runtime, ctx.session, change, "user_remove", name)
+    for session in guard.sessions:
+        if session.principal == name and session is not ctx.session:
+            await guard.close_session(session, reason="user removed")
+    await ctx.line(f"user {name} removed")
+    return EXIT_OK
+
+
+async def user_roles(ctx: Context) -> int:
+    """``user roles NAME ROLE[,ROLE...]``: replace the user's direct roles."""
+    name, roles_text = ctx.args[0], ctx.args[1]
+
+    def change(p: Policy) -> Policy:
+        return replace_user(p, dataclasses.replace(_user(p, name), roles=_roles(p, roles_text)))
+
+    await apply_policy_change(ctx.runtime, ctx.session, change, "user_roles", name)
+    await ctx.line(f"user {name} roles: {roles_text}")
+    return EXIT_OK
+
+
+async def user_unlock(ctx: Context) -> int:
+    """``user unlock NAME``: clear a login lockout."""
+    name = ctx.args[0]
+    was_locked = ctx.runtime.guard.unlock(name)
+    await ctx.line(f"user {name} unlocked" if was_locked else f"user {name} was not locked")
+    return EXIT_OK
+
+
+async def user_reset_password(ctx: Context) -> int:
+    """``user reset-password NAME``: set another user's password."""
+    name = ctx.args[0]
+    guard = ctx.runtime.guard
+    _user(guard.compiled.policy, name)
+    new = await _new_password(ctx)
+    if new is None:
+        return EXIT_DENIED
+    hashed = await asyncio.to_thread(hash_secret, new)
+    await apply_policy_change(
+        ctx.runtime,
+        ctx.session,
+        lambda p: replace_user(p, dataclasses.replace(_user(p, name), password_hash=hashed)),
+        "password_reset",
+        name,
+    )
+    await ctx.line(f"password of {name} reset")
+    return EXIT_OK

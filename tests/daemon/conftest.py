@@ -1,0 +1,122 @@
+"""A real meterd process per test: its own state directory, free loopback ports, a notify socket."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+READY_TIMEOUT = 30.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class RunningDaemon:
+    process: subprocess.Popen[str]
+    notify: socket.socket
+    state_dir: Path
+    config: Path
+    messages: list[str] = field(default_factory=list)
+
+    def wait_for(self, key: str, timeout: float = READY_TIMEOUT) -> str:
+        """Wait for a notify message containing ``key`` (e.g. "READY=1"); return it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for message in self.messages:
+                if key in message:
+                    self.messages.remove(message)
+                    return message
+            if self.process.poll() is not None and not self._drain():
+                raise AssertionError(f"meterd exited with {self.process.returncode}: {self.stderr()}")
+            self.notify.settimeout(max(0.05, min(0.5, deadline - time.monotonic())))
+            try:
+                self.messages.append(self.notify.recv(4096).decode())
+            except TimeoutError:
+                continue
+        raise AssertionError(f"no {key} from meterd within {timeout} s; got {self.messages}")
+
+    def _drain(self) -> bool:
+        """Read whatever the exited daemon left in the socket; True if anything new arrived."""
+        before = len(self.messages)
+        self.notify.setblocking(False)
+        try:
+            while True:
+                self.messages.append(self.notify.recv(4096).decode())
+        except BlockingIOError:
+            return len(self.messages) > before
+        finally:
+            self.notify.setblocking(True)
+
+    def stderr(self) -> str:
+        if self.process.poll() is None:
+            return ""
+        assert self.process.stderr is not None
+        return self.process.stderr.read()
+
+    def stop(self, timeout: float = 20.0) -> tuple[int, float]:
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        code = self.process.wait(timeout)
+        return code, time.monotonic() - started
+
+
+def write_config(directory: Path, policy: Path, *, ssh_port: int | None = None, extra: str = "") -> Path:
+    config = directory / "meterd.toml"
+    sections = [
+        "[daemon]",
+        f'state_dir = "{directory / "state"}"',
+        f'policy = "{policy}"',
+        "demo_accounts = true",
+        "shutdown_timeout = 5",
+        "sweep_interval = 1",
+    ]
+    if ssh_port is not None:
+        sections += ["[ssh]", 'listen = "127.0.0.1"', f"port = {ssh_port}"]
+    config.write_text("\n".join(sections) + "\n" + extra)
+    return config
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[object]:
+    started: list[RunningDaemon] = []
+
+    def start(config: Path) -> RunningDaemon:
+        notify_path = tmp_path / f"notify-{len(started)}.sock"
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        sock.bind(str(notify_path))
+        env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "2000000"}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "meterd.daemon.main", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            cwd=ROOT,
+        )
+        daemon = RunningDaemon(process, sock, tmp_path / "state", config)
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        if daemon.process.poll() is None:
+            daemon.process.kill()
+            daemon.process.wait(10)
+        if daemon.process.stderr is not None:
+            daemon.process.stderr.close()
+        daemon.notify.close()
