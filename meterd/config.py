@@ -32,16 +32,68 @@ MAX_CONFIG_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
+class ForwardSettings:
+    """The off-meter copy: an RFC 5424 collector over TCP, or TLS (RFC 5425).
+
+    Attributes:
+        host: Collector address.
+        port: Collector port.
+        tls: Use TLS.
+        ca: CA certificate that signed the collector's certificate (TLS only).
+        cert: Client certificate, when the collector asks for one.
+        key: The client certificate's private key.
+        server_hostname: Name expected in the collector's certificate (default: host).
+    """
+
+    host: str
+    port: int
+    tls: bool
+    ca: Path | None
+    cert: Path | None
+    key: Path | None
+    server_hostname: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class SecurityLogSettings:
     """Where the security log lives and how it behaves.
 
     Attributes:
         directory: The log directory (below the state directory unless absolute).
         config: Segment size, capacity, full policy, checkpoint interval.
+        forward: The off-meter copy, or None.
     """
 
     directory: Path
     config: LogConfig
+    forward: ForwardSettings | None = None
+
+
+def _forward(reader: Reader, base: Path) -> ForwardSettings | None:
+    if not reader.table or reader.table.get("enabled", True) is False:
+        return None
+    reader.check_keys(("enabled", "host", "port", "tls", "ca", "cert", "key", "server_hostname"))
+    host = reader.get("host", str, "")
+    if not host:
+        reader.error("host", "a collector host is required")
+    tls = reader.get("tls", bool, False)
+
+    def optional(key: str) -> Path | None:
+        text = reader.get(key, str, "")
+        return _path(base, text) if text else None
+
+    ca = optional("ca")
+    if tls and ca is None:
+        reader.error("ca", "TLS needs the CA certificate that signed the collector's certificate")
+    return ForwardSettings(
+        host=host,
+        port=reader.bounded_int("port", 6514 if tls else 514, 1, 65535),
+        tls=tls,
+        ca=ca,
+        cert=optional("cert"),
+        key=optional("key"),
+        server_hostname=reader.get("server_hostname", str, "") or None,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +138,7 @@ def _path(base: Path, text: str) -> Path:
     return path if path.is_absolute() else (base / path)
 
 
-def _security_log(reader: Reader, state_dir: Path) -> SecurityLogSettings:
+def _security_log(reader: Reader, state_dir: Path, base: Path) -> SecurityLogSettings:
     reader.check_keys(
         (
             "directory",
@@ -96,6 +148,7 @@ def _security_log(reader: Reader, state_dir: Path) -> SecurityLogSettings:
             "checkpoint_interval",
             "append_timeout",
             "append_only_attr",
+            "forward",
         )
     )
     defaults = LogConfig()
@@ -118,7 +171,8 @@ def _security_log(reader: Reader, state_dir: Path) -> SecurityLogSettings:
     except ValueError as e:
         reader.error(None, str(e))
         config = defaults
-    return SecurityLogSettings(_path(state_dir, reader.get("directory", str, "security-log")), config)
+    directory = _path(state_dir, reader.get("directory", str, "security-log"))
+    return SecurityLogSettings(directory, config, _forward(reader.sub("forward"), base))
 
 
 def _section(top: Reader, key: str) -> Reader | None:
@@ -145,7 +199,7 @@ def load_config(data: dict[str, Any], source: Path) -> DaemonConfig:
     )
     signing_key = daemon.get("policy_signing_key", str, "")
     state_dir = _path(base, daemon.get("state_dir", str, "/var/lib/meterd"))
-    seclog = _security_log(top.sub("security_log"), state_dir)
+    seclog = _security_log(top.sub("security_log"), state_dir, base)
 
     def channel(key: str, loader: Any) -> Any:
         section = _section(top, key)

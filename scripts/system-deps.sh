@@ -15,6 +15,7 @@ needs=(
     "promtool:prometheus"
     "systemd-analyze:systemd"
     "sshpass:sshpass"
+    "picocom:picocom"
     "sshd:openssh-server"
     "mbpoll:mbpoll"
 )

@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 import signal
+import ssl
 
 from meterd.channels.base import Listener, Runtime
-from meterd.config import DaemonConfig
+from meterd.config import DaemonConfig, ForwardSettings
 from meterd.daemon.fsutil import private_dir, write_atomic
 from meterd.daemon.listeners import build_listeners
 from meterd.daemon.notify import Notifier
@@ -19,8 +20,10 @@ from meterd.guard import Guard
 from meterd.meter.simulated import SimulatedMeter
 from meterd.metrics.registry import MeterdMetrics
 from meterd.metrics.server import MetricsServer
+from meterd.policy.compile import CompiledPolicy
 from meterd.policy.request import Channel, Outcome
 from meterd.seclog import EventType, SecurityLog
+from meterd.seclog.forwarder import CollectorConfig, Forwarder
 
 log = logging.getLogger(__name__)
 INITIAL_KEY_FILE = "security-log-initial-key"
@@ -33,6 +36,29 @@ class _StopRequestedError(Exception):
 
 class StartupError(MeterdError):
     """The daemon could not start; nothing is left listening."""
+
+
+def start_forwarder(settings: ForwardSettings, seclog: SecurityLog) -> Forwarder:
+    """Start the off-meter copy of the security log.
+
+    Raises:
+        ConfigError: The TLS material cannot be loaded.
+    """
+    context = None
+    if settings.tls:
+        try:
+            context = ssl.create_default_context(cafile=str(settings.ca) if settings.ca else None)
+            context.minimum_version = ssl.TLSVersion.TLSv1_2
+            if settings.cert is not None:
+                context.load_cert_chain(str(settings.cert), str(settings.key) if settings.key else None)
+        except (OSError, ssl.SSLError) as e:
+            raise ConfigError(
+                f"cannot load the collector's TLS material: {e}", key_path="security_log.forward"
+            ) from e
+    collector = CollectorConfig(settings.host, settings.port, context, settings.server_hostname)
+    forwarder = Forwarder(seclog.directory, collector, durable_seq=lambda: seclog.head_seq)
+    forwarder.start()
+    return forwarder
 
 
 def open_security_log(config: DaemonConfig) -> SecurityLog:
@@ -76,7 +102,33 @@ class Daemon:
         policies = PolicyManager(config.policy, config.state_dir, demo_accounts=config.demo_accounts)
         compiled, version = policies.initial()
         meter = SimulatedMeter(config.state_dir)
-        metrics = MeterdMetrics(seclog=seclog) if config.metrics else None
+        forward = config.security_log.forward
+        forwarder = start_forwarder(forward, seclog) if forward is not None else None
+        try:
+            return await self._serve(
+                seclog=seclog,
+                policies=policies,
+                compiled=compiled,
+                version=version,
+                meter=meter,
+                forwarder=forwarder,
+            )
+        finally:
+            if forwarder is not None:
+                await asyncio.to_thread(forwarder.stop)
+
+    async def _serve(
+        self,
+        *,
+        seclog: SecurityLog,
+        policies: PolicyManager,
+        compiled: CompiledPolicy,
+        version: int,
+        meter: SimulatedMeter,
+        forwarder: Forwarder | None,
+    ) -> int:
+        config = self.config
+        metrics = MeterdMetrics(seclog=seclog, forwarder=forwarder) if config.metrics else None
         guard = Guard(compiled, seclog, observer=metrics, last_demand_reset=meter.status().last_peak_reset)
         if metrics is not None:
             metrics.policy_loaded(compiled.policy.version, ok=True)

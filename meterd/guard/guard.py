@@ -28,7 +28,7 @@ from meterd.guard.lockout import LoginLockout
 from meterd.guard.observer import GuardObserver, NullObserver
 from meterd.guard.sessions import Session, SessionRegistry
 from meterd.policy.compile import CompiledPolicy
-from meterd.policy.grants import PrincipalKind
+from meterd.policy.grants import PrincipalKind, grants_of
 from meterd.policy.model import ANONYMOUS
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, DenyReason, Outcome, Request
@@ -58,6 +58,9 @@ ALLOW_EVENTS: dict[Permission, EventType] = {
     Permission.PASSWORD_SELF_MANAGEMENT: EventType.PASSWORD_CHANGE,
     Permission.SECURITY_LOGS_ACCESS: EventType.AUDIT_LOG_ACCESS,
 }
+
+
+WHY_LIMIT = 200
 
 
 class LoginOutcome:
@@ -170,6 +173,9 @@ class Guard:
             event = ALLOW_EVENTS.get(request.permission, EventType.ACCESS_DECISION)
         if not decision.allowed:
             event = EventType.PERMISSION_DENIED
+            if decision.detail:
+                # The auditor sees the same reason the requester was given.
+                detail = {**(detail or {}), "why": decision.detail[:WHY_LIMIT]}
         try:
             await self.seclog.append_decision_async(decision, event=event, detail=detail)
         except MeterdError as e:
@@ -357,6 +363,8 @@ class Guard:
             )
         session.last_active = now
         decision = self._decide(self._compiled, request)
+        if decision.allowed and session.role_limit is not None:
+            decision = self._within_role_limit(session, decision)
         if decision.allowed and permission is Permission.PEAK_DEMAND_RESET:
             decision = self._demand_reset_lockout(decision)
         if decision.allowed and permission in self._compiled.policy.constraints.dual_control:
@@ -368,6 +376,28 @@ class Guard:
             self.observer.decision(request.channel, permission, decision.outcome)
             return decision
         return await self._commit(decision, event, detail)
+
+    def _within_role_limit(self, session: Session, decision: Decision) -> Decision:
+        """Narrow an allow to the roles the session may act through (never widens it).
+
+        The evaluator has already checked scope and channel cap for the
+        principal; this only removes permissions that none of the session's
+        roles, among those the principal currently holds, grants.
+        """
+        policy = self._compiled.policy
+        held = {grant.role for grant in grants_of(policy, session.principal)}
+        limit = session.role_limit or ()
+        usable = [r for r in limit if r in held]
+        permission = decision.request.permission
+        if any(permission in policy.roles[r].permissions for r in usable):
+            return decision
+        if not limit:
+            detail = "the session holds the NULL role, which is granted nothing"
+        elif not usable:
+            detail = f"role {limit[0]!r} of this session is not a role of {session.principal}"
+        else:
+            detail = f"role {', '.join(usable)} of this session does not grant {permission.value}"
+        return Decision(decision.request, Outcome.DENY, DenyReason.ROLE_LIMIT, detail)
 
     def _demand_reset_lockout(self, decision: Decision) -> Decision:
         period = self._compiled.policy.settings.demand_reset_lockout

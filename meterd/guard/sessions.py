@@ -32,6 +32,9 @@ class Session:
         closed: Set by the guard when the session ends; later requests are refused.
         on_close: Called with the reason when the guard ends the session
             (idle timeout, principal removed), so the channel can hang up.
+        role_limit: When set, the session acts only through these roles (a
+            Modbus/TCP Security certificate names one); an empty tuple is the
+            NULL role, which is granted nothing.  None: every role of the principal.
     """
 
     id: str
@@ -43,6 +46,7 @@ class Session:
     last_active: float
     closed: bool = False
     on_close: list[CloseCallback] = field(default_factory=list)
+    role_limit: tuple[str, ...] | None = None
 
 
 class SessionRegistry:

@@ -62,6 +62,7 @@ class DenyReason(enum.Enum):
     DUAL_CONTROL = "dual_control"
     LOG_UNAVAILABLE = "log_unavailable"
     SESSION_CLOSED = "session_closed"
+    ROLE_LIMIT = "role_limit"
 
 
 @dataclass(frozen=True, slots=True)

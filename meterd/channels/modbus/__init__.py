@@ -5,9 +5,27 @@ Every request is decided by the guard: reads need ``fs_read_only`` on
 written.  A refusal is exception 01 and a security-log record; allowed reads
 are counted rather than recorded one by one.  The register map is
 :data:`~meterd.channels.modbus.registers.REGISTER_MAP`.
+
+:class:`ModbusListener` is imported on first use, so reading the daemon's
+configuration (which needs :func:`load`) does not load the server and its
+TLS and X.509 dependencies on a meter that runs no Modbus.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from meterd.channels.modbus.config import ModbusConfig, TlsConfig, load
-from meterd.channels.modbus.server import ModbusListener
+
+if TYPE_CHECKING:
+    from meterd.channels.modbus.server import ModbusListener
 
 __all__ = ["ModbusConfig", "ModbusListener", "TlsConfig", "load"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "ModbusListener":
+        from meterd.channels.modbus.server import ModbusListener  # noqa: PLC0415 - see module docstring
+
+        return ModbusListener
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

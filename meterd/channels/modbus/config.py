@@ -76,7 +76,7 @@ class ModbusConfig:
     unit_ids: tuple[int, ...] = (1,)
     max_connections: int = 32
     max_connections_per_client: int = 8
-    max_requests_per_second: int = 200
+    max_requests_per_second: int = 100
     idle_timeout: float = 120.0
     frame_timeout: float = 5.0
     tls: TlsConfig = field(default_factory=TlsConfig)
@@ -166,7 +166,7 @@ def load(reader: Reader, base: Path) -> ModbusConfig:
         unit_ids=_unit_ids(reader),
         max_connections=max_connections,
         max_connections_per_client=per_client,
-        max_requests_per_second=reader.bounded_int("max_requests_per_second", 200, 1, 100_000),
+        max_requests_per_second=reader.bounded_int("max_requests_per_second", 100, 1, 100_000),
         idle_timeout=_seconds(reader, "idle_timeout", 120.0, 0.1, 86_400.0),
         frame_timeout=_seconds(reader, "frame_timeout", 5.0, 0.05, 600.0),
         tls=_tls(reader.sub("tls"), base),

@@ -71,7 +71,7 @@ class ModbusListener:
         self.limits = ConnectionLimits(config.max_connections, config.max_connections_per_client)
         self.rate = RateLimiter(config.max_requests_per_second)
         self._servers: list[asyncio.Server] = []
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._ssl: ssl.SSLContext | None = None
         self.ports: dict[str, int] = {}
 
@@ -111,9 +111,18 @@ class ModbusListener:
         log.info("modbus: %s listening on %s:%d", kind, self.config.listen, self.ports[kind])
 
     async def stop(self) -> None:
-        """Stop accepting, close every connection, and return within a few seconds."""
+        """Stop accepting, close every connection, and return within a few seconds.
+
+        Connections are hung up first, so a task that is recording (a login
+        failure, a write) finishes its record; only a task still busy after
+        the grace period is cancelled.
+        """
         for server in self._servers:
             server.close()
+        for writer in list(self._tasks.values()):
+            writer.close()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=STOP_GRACE)
         for task in list(self._tasks):
             task.cancel()
         if self._tasks:
@@ -137,7 +146,7 @@ class ModbusListener:
             return
         task = asyncio.current_task()
         if task is not None:
-            self._tasks.add(task)
+            self._tasks[task] = writer
         peer: Peer | None = None
         try:
             peer = (
@@ -159,13 +168,14 @@ class ModbusListener:
         except SessionEndedError:
             self.service.counters["sessions_ended"] += 1
         except asyncio.CancelledError:
-            # stop() cancels connection tasks; the task is the connection's own top
-            # level, and asyncio's start_server reports a cancelled handler as an error.
+            # stop() cancels a connection task that outlives the grace period; the task
+            # is the connection's own top level, and asyncio's start_server reports a
+            # cancelled handler as an error.
             self.service.counters["connections_stopped"] += 1
         finally:
             self.limits.release(client)
             if task is not None:
-                self._tasks.discard(task)
+                self._tasks.pop(task, None)
             if peer is not None and peer.tls:
                 await asyncio.shield(self.runtime.guard.close_session(peer.session, reason="disconnected"))
             writer.close()
@@ -201,7 +211,8 @@ class ModbusListener:
     async def _tls_login(self, writer: asyncio.StreamWriter, source: str) -> Peer | None:
         """Handshake, identify the application by its certificate, open its session."""
         guard = self.runtime.guard
-        assert self._ssl is not None
+        if self._ssl is None:
+            raise ChannelError("modbus: TLS connection without a TLS context")
         try:
             async with asyncio.timeout(self.config.frame_timeout):
                 await writer.start_tls(self._ssl)
@@ -234,4 +245,7 @@ class ModbusListener:
         if not isinstance(session, Session):
             return None
         session.on_close.append(lambda _reason: writer.close())
+        # The certificate names the one role this connection acts through (none: the
+        # NULL role); the guard enforces it on every request.
+        session.role_limit = (identity.role.lower(),) if identity.role and identity.role.isascii() else ()
         return Peer(session, identity.role, tls=True)

@@ -72,24 +72,24 @@ class ModbusService:
         self.measurements = MeasurementCache(runtime.meter)
         self.counters: Counter[str] = Counter()
 
-    def null_role_reason(self, peer: Peer) -> str:
-        """Why a TLS peer holds the NULL role under the policy in force, or empty if it does not."""
-        if not peer.tls:
-            return ""
-        if peer.role is None:
-            return "certificate carries no role"
-        app = self.guard.compiled.policy.applications.get(peer.session.principal)
-        wanted = peer.role.lower() if peer.role.isascii() else ""
-        if app is None or wanted not in app.roles:
-            return f"certificate role {peer.role[:64]!r} is not a role of {peer.session.principal}"
-        return ""
-
     async def handle(self, peer: Peer, header: pdu.Header, body: bytes) -> bytes:
-        """Return the response PDU for one request PDU.
+        """Return the response PDU for one request PDU, counting it by function and outcome.
 
         Raises:
             SessionEndedError: The guard ended the session; close the connection.
         """
+        answer = await self._handle(peer, header, body)
+        function = body[0] if body else 0
+        if answer[0] & 0x80 == 0:
+            outcome = Outcome.ALLOW
+        elif answer[1:2] == bytes([ExceptionCode.ILLEGAL_FUNCTION.value]):
+            outcome = Outcome.DENY
+        else:
+            outcome = Outcome.ERROR
+        self.guard.observer.modbus_request(function, outcome)
+        return answer
+
+    async def _handle(self, peer: Peer, header: pdu.Header, body: bytes) -> bytes:
         self.counters["requests"] += 1
         request = pdu.parse_request(body)
         if header.unit not in self.unit_ids:
@@ -172,11 +172,8 @@ class ModbusService:
         try:
             apply(self.meter, change)
         except MeterError as e:
-            code = (
-                ExceptionCode.ILLEGAL_DATA_VALUE
-                if isinstance(e, MeterValueError)
-                else (ExceptionCode.SERVER_DEVICE_FAILURE)
-            )
+            refused = isinstance(e, MeterValueError)
+            code = ExceptionCode.ILLEGAL_DATA_VALUE if refused else ExceptionCode.SERVER_DEVICE_FAILURE
             detail["error"] = str(e)[:200]
             session = peer.session
             await self.guard.record(
@@ -202,23 +199,7 @@ class ModbusService:
         *,
         aggregate: bool,
     ) -> bool:
-        null_role = self.null_role_reason(peer)
         session = peer.session
-        if null_role:
-            detail["reason"] = "null_role"
-            detail["why"] = null_role
-            await self.guard.record(
-                EventType.PERMISSION_DENIED,
-                session.principal,
-                Outcome.DENY,
-                channel=Channel.MODBUS,
-                source=session.source,
-                permission=permission,
-                resource=resource,
-                detail=detail,
-            )
-            self.guard.observer.decision(Channel.MODBUS, permission, Outcome.DENY)
-            return False
         decision = await self.guard.authorize(
             session, permission, resource, detail=detail, aggregate=aggregate
         )

@@ -1,0 +1,63 @@
+"""meterd.toml: every section validated with key paths; the shipped embedded default loads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from meterd.config import load_config, read_config
+from meterd.errors import ConfigValidationError
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def errors_of(data: dict[str, object], tmp_path: Path) -> list[str]:
+    with pytest.raises(ConfigValidationError) as caught:
+        load_config(data, tmp_path / "meterd.toml")
+    return [e.render() for e in caught.value.errors]
+
+
+def test_embedded_default_loads_and_listens_on_loopback_only() -> None:
+    config = read_config(ROOT / "config" / "daemon" / "meterd.toml")
+    assert config.state_dir.resolve() == (ROOT / "var").resolve()
+    assert config.policy.resolve() == (ROOT / "config" / "policy.toml").resolve()
+    assert config.demo_accounts
+    assert config.ssh is not None and config.ssh.listen == "127.0.0.1"
+    assert config.metrics is not None and config.metrics.listen == "127.0.0.1"
+    assert config.modbus is not None
+
+
+def test_unknown_keys_with_suggestions(tmp_path: Path) -> None:
+    found = errors_of({"deamon": {}, "daemon": {"state_dri": "x"}}, tmp_path)
+    path = tmp_path / "meterd.toml"
+    assert f'{path}: deamon: unknown key "deamon"; did you mean "daemon"?' in found
+    assert f'{path}: daemon.state_dri: unknown key "state_dri"; did you mean "state_dir"?' in found
+
+
+def test_forwarder_settings(tmp_path: Path) -> None:
+    found = errors_of({"security_log": {"forward": {"tls": True, "prot": 1}}}, tmp_path)
+    assert any("security_log.forward.host: a collector host is required" in f for f in found)
+    assert any("security_log.forward.ca: TLS needs the CA certificate" in f for f in found)
+    assert any('security_log.forward.prot: unknown key "prot"; did you mean "port"?' in f for f in found)
+    config = load_config(
+        {"security_log": {"forward": {"host": "127.0.0.1", "tls": True, "ca": "ca.pem"}}},
+        tmp_path / "meterd.toml",
+    )
+    forward = config.security_log.forward
+    assert forward is not None
+    assert forward.port == 6514
+    assert forward.ca == tmp_path / "ca.pem"
+
+
+def test_disabled_sections_are_none(tmp_path: Path) -> None:
+    config = load_config({"ssh": {"enabled": False}, "modbus": {"enabled": False}}, tmp_path / "meterd.toml")
+    assert config.ssh is None and config.modbus is None and config.serial is None
+
+
+def test_bad_security_log_values(tmp_path: Path) -> None:
+    found = errors_of({"security_log": {"full_policy": "delete_everything", "segment_bytes": 10}}, tmp_path)
+    assert any(
+        "security_log.full_policy: must be one of drop_exported, drop_oldest, refuse" in f for f in found
+    )
+    assert any("security_log.segment_bytes: must be between 4096" in f for f in found)

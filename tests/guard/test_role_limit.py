@@ -1,0 +1,45 @@
+"""A session limited to one role (a Modbus/TCP Security certificate's) acts through that role only."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from meterd.guard import Guard, Session
+from meterd.policy.compile import compile_policy
+from meterd.policy.loader import load_policy
+from meterd.policy.permissions import Permission
+from meterd.policy.request import Channel, DenyReason
+from meterd.seclog import SecurityLog
+
+DOC = {
+    "users": {"admin": {"roles": ["rbacmnt"]}},
+    "applications": {"scada": {"roles": ["viewer", "engineer"]}},
+}
+
+
+def test_role_limit_narrows_and_never_widens(tmp_path: Path) -> None:
+    async def main() -> None:
+        SecurityLog.init(tmp_path / "log")
+        with SecurityLog.open(tmp_path / "log") as seclog:
+            guard = Guard(compile_policy(load_policy(DOC)), seclog)
+            opened = await guard.open_session(
+                "scada", Channel.MODBUS, "127.0.0.1", (Permission.FS_READ_ONLY,)
+            )
+            assert isinstance(opened, Session)
+            assert (await guard.authorize(opened, Permission.DSS_CONFIG, "/modbus/unit/1")).allowed
+            opened.role_limit = ("viewer",)
+            read = await guard.authorize(opened, Permission.FS_READ_ONLY, "/modbus/unit/1")
+            assert read.allowed
+            write = await guard.authorize(opened, Permission.DSS_CONFIG, "/modbus/unit/1")
+            assert write.reason is DenyReason.ROLE_LIMIT
+            assert "does not grant dss_config" in write.detail
+            opened.role_limit = ("rbacmnt",)  # a role the application does not hold grants nothing
+            denied = await guard.authorize(opened, Permission.USER_MANAGEMENT, "/meter/users")
+            assert not denied.allowed
+            opened.role_limit = ()  # the NULL role
+            null = await guard.authorize(opened, Permission.FS_READ_ONLY, "/modbus/unit/1")
+            assert null.reason is DenyReason.ROLE_LIMIT
+            assert "NULL role" in null.detail
+
+    asyncio.run(main())
