@@ -446,6 +446,13 @@ class Guard:
             approved, approver = await asyncio.wait_for(asyncio.shield(pending.result), timeout)
         except TimeoutError:
             approved, approver = False, ""
+        except asyncio.CancelledError:
+            # The requester went away (disconnect, shutdown): the request still gets its final record.
+            abandoned = Decision(
+                request, Outcome.DENY, DenyReason.DUAL_CONTROL, "dual control: request abandoned"
+            )
+            await asyncio.shield(self._commit(abandoned, None, merged))
+            raise
         finally:
             self.dual_control.close(pending)
         if approved:

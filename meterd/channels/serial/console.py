@@ -8,7 +8,7 @@ Invariants:
       prompt) is never written to the log: it is checked and recorded as
       :data:`INVALID_NAME`.
     * Every session ends with exactly one record: ``logout_manual`` on
-      ``exit``, Ctrl-D or hang-up (reason in the record), ``logout_timeout``
+      ``exit``, Ctrl-D, hang-up or shutdown (reason in the record), ``logout_timeout``
       when the shell's idle timeout fires.
 """
 
@@ -104,19 +104,26 @@ class Console:
         ended: list[str] = []
 
         def on_close(reason: str) -> None:
-            ended.append(reason)
+            # Only a session ended under a waiting prompt needs telling; the shell reports its own timeout.
+            if terminal.reading:
+                ended.append(reason)
             terminal.interrupt()
 
         session.on_close.append(on_close)
         shell = MeterShell(self._runtime, session, terminal)
+        reason = ""
         try:
             await shell.run()
+        except asyncio.CancelledError:
+            reason = "shutdown"
+            raise
         finally:
             if not session.closed:
-                reason = "exit" if shell.exited else "hangup" if terminal.hung_up else "end of input"
+                reason = reason or (
+                    "exit" if shell.exited else "hangup" if terminal.hung_up else "end of input"
+                )
                 await guard.close_session(session, reason=reason)
         if not terminal.hung_up:
-            # The shell reports its own idle timeout; a session the guard ended is reported here.
-            if ended and ended[0] != "idle timeout" and not shell.exited:
+            if ended:
                 await terminal.write(f"\nsession closed: {ended[0]}\n")
             await terminal.write("logged out\n\n")

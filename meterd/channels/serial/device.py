@@ -43,10 +43,17 @@ _PARITY = {
 }
 
 
-def ignore_breaks(fd: int) -> None:
-    """Make the line discard break conditions instead of flushing or reading them as NUL."""
+def prepare_line(fd: int) -> None:
+    """Discard break conditions, and make reads wait for a byte.
+
+    A break is ignored rather than flushing the queues or reading as NUL.
+    ``VMIN=1`` matters: with pyserial's ``VMIN=0`` a read with nothing to
+    read returns 0 bytes, which looks exactly like a hang-up.
+    """
     attrs = termios.tcgetattr(fd)
     attrs[0] = (attrs[0] | termios.IGNBRK) & ~termios.BRKINT
+    attrs[6][termios.VMIN] = 1
+    attrs[6][termios.VTIME] = 0
     termios.tcsetattr(fd, termios.TCSANOW, attrs)
 
 
@@ -90,7 +97,7 @@ class PtyDevice:
             self.name = os.ttyname(slave)
             # Raw, so the pty itself neither echoes nor edits: the console's line discipline does.
             tty.setraw(slave)
-            ignore_breaks(slave)
+            prepare_line(slave)
             _link(self._link, self.name)
         except OSError as e:
             os.close(master)
@@ -148,7 +155,7 @@ class TtyDevice:
             exclusive=True,
         )
         try:
-            ignore_breaks(port.fileno())
+            prepare_line(port.fileno())
             return Port(port.fileno(), self.name, closer=port.close)
         except (OSError, termios.error):
             port.close()

@@ -42,6 +42,7 @@ class Port:
         self._initial = initial
         self._waiter: asyncio.Future[None] | None = None
         self._woken = False
+        self._stalled = False
         self.hung_up = False
 
     async def _wait(self, writable: bool, timeout: float | None) -> bool:
@@ -95,13 +96,19 @@ class Port:
         return None
 
     async def write(self, data: bytes) -> None:
-        """Send ``data``; drop what a stalled line cannot take within :data:`WRITE_TIMEOUT`."""
+        """Send ``data``; drop what a stalled line cannot take within :data:`WRITE_TIMEOUT`.
+
+        Once a write has timed out the line counts as stalled, and output is
+        dropped at once (not after another timeout) until it drains again, so
+        a terminal that stops reading cannot slow the console down.
+        """
         view = memoryview(data)
         while view and not self.hung_up:
             try:
                 sent = os.write(self.fd, view)
             except BlockingIOError:
-                if not await self._wait(True, WRITE_TIMEOUT):
+                if self._stalled or not await self._wait(True, WRITE_TIMEOUT):
+                    self._stalled = True
                     log.debug("serial device %s stalled; %d bytes dropped", self.name, len(view))
                     return
                 continue
@@ -109,6 +116,7 @@ class Port:
                 log.info("serial device %s: %s", self.name, e)
                 self.hung_up = True
                 return
+            self._stalled = False
             view = view[sent:]
 
     def close(self) -> None:

@@ -35,6 +35,8 @@ class ConsoleTerminal:
         self._editor = LineEditor(max_line)
         self._typeahead = bytearray()
         self._interrupted = False
+        #: True while a :meth:`read_line` waits for input.
+        self.reading = False
 
     @property
     def hung_up(self) -> bool:
@@ -67,8 +69,15 @@ class ConsoleTerminal:
         """
         if self._interrupted or self.hung_up:
             return None
-        await self.write(prompt)
-        self._editor.start(echo=echo, max_line=max_line)
+        self.reading = True
+        try:
+            await self.write(prompt)
+            self._editor.start(echo=echo, max_line=max_line)
+            return await self._edit()
+        finally:
+            self.reading = False
+
+    async def _edit(self) -> str | None:
         while True:
             while self._typeahead:
                 byte = self._typeahead.pop(0)

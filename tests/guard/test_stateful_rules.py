@@ -1,4 +1,4 @@
-"""A session limited to one role (a Modbus/TCP Security certificate's) acts through that role only."""
+"""The guard's stateful rules: per-session role limits and dual-control requests that are abandoned."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from meterd.guard import Guard, Session
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
 from meterd.policy.permissions import Permission
-from meterd.policy.request import Channel, DenyReason
-from meterd.seclog import SecurityLog
+from meterd.policy.request import Channel, DenyReason, Outcome
+from meterd.seclog import EventType, Query, SecurityLog, read_records
 
 DOC = {
     "users": {"admin": {"roles": ["rbacmnt"]}},
@@ -41,5 +41,32 @@ def test_role_limit_narrows_and_never_widens(tmp_path: Path) -> None:
             null = await guard.authorize(opened, Permission.FS_READ_ONLY, "/modbus/unit/1")
             assert null.reason is DenyReason.ROLE_LIMIT
             assert "NULL role" in null.detail
+
+    asyncio.run(main())
+
+
+def test_abandoned_dual_control_request_is_recorded(tmp_path: Path) -> None:
+    doc = {
+        "users": {"admin": {"roles": ["rbacmnt"]}, "inst": {"roles": ["installer"]}},
+        "constraints": {"dual_control": ["master_reset"]},
+    }
+
+    async def main() -> None:
+        SecurityLog.init(tmp_path / "log")
+        with SecurityLog.open(tmp_path / "log") as seclog:
+            guard = Guard(compile_policy(load_policy(doc)), seclog)
+            opened = await guard.open_session("inst", Channel.SSH, "127.0.0.1", (Permission.TERMINAL_ACCESS,))
+            assert isinstance(opened, Session)
+            waiting = asyncio.create_task(guard.authorize(opened, Permission.MASTER_RESET, "/meter"))
+            await asyncio.sleep(0.2)
+            assert guard.dual_control.pending()
+            waiting.cancel()
+            await asyncio.gather(waiting, return_exceptions=True)
+            assert not guard.dual_control.pending()
+        denied = read_records(tmp_path / "log", Query(events=frozenset({EventType.PERMISSION_DENIED})))
+        assert [(r.principal, r.permission, r.outcome) for r in denied] == [
+            ("inst", "master_reset", Outcome.DENY)
+        ]
+        assert denied[0].detail["why"] == "dual control: request abandoned"
 
     asyncio.run(main())
