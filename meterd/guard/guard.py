@@ -32,6 +32,7 @@ from meterd.policy.grants import PrincipalKind, grants_of
 from meterd.policy.model import ANONYMOUS
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, DenyReason, Outcome, Request
+from meterd.policy.scope import contains
 from meterd.seclog import EventType, SecurityLog
 from meterd.seclog.events import DetailValue
 from meterd.seclog.events import PrincipalKind as LoggedKind
@@ -67,6 +68,16 @@ class LoginOutcome:
     """The generic answer a client sees for any failed login (no reason leaks)."""
 
     REFUSED = "Permission denied"
+
+
+def _scopes_below(compiled: CompiledPolicy, principal: str, resource: str) -> set[str]:
+    """The principal's grant scopes that lie strictly below ``resource``."""
+    return {
+        scope
+        for grant in grants_of(compiled.policy, principal)
+        for scope in grant.scopes
+        if scope != resource and contains(resource, scope)
+    }
 
 
 def _kind(compiled: CompiledPolicy, name: str) -> PrincipalKind:
@@ -237,15 +248,20 @@ class Guard:
         any_of: tuple[Permission, ...],
         resource: str = "/",
     ) -> Session | Decision:
-        """Open a session if ``principal`` holds one of ``any_of`` on ``channel``.
+        """Open a session if ``principal`` holds one of ``any_of`` on ``channel`` at or below ``resource``.
+
+        A principal whose grants are scoped below ``resource`` (a technician
+        limited to one feeder) may still log in; what each later request may
+        touch is decided request by request.
 
         Returns:
             The session, or the refusing decision (recorded as a login failure).
         """
         compiled = self._compiled
+        places = [resource, *sorted(_scopes_below(compiled, principal, resource))]
         refusal: Decision | None = None
-        for permission in any_of:
-            decision = self._decide(compiled, Request(principal, permission, resource, channel, source))
+        for permission, place in ((p, r) for p in any_of for r in places):
+            decision = self._decide(compiled, Request(principal, permission, place, channel, source))
             if decision.allowed:
                 break
             refusal = refusal or decision
@@ -541,6 +557,33 @@ class Guard:
             log.exception("evaluator failed while listing permissions")
             return frozenset()
         return frozenset(granted)
+
+    async def reauthorize(self, session: Session, allowed: Decision) -> Decision:
+        """Decide again, for the next step of an action allowed earlier (a transfer's next block).
+
+        The same request is decided by the policy in force now, so a revoked
+        permission stops the action at its next step; the session must still be
+        open and not idle.  Dual control and the demand-reset lockout period
+        are not applied again: they gated the action's start.  Allows are
+        aggregated (see :meth:`sweep`); refusals are recorded.
+        """
+        request = allowed.request
+        if session.closed or not allowed.allowed or request.principal != session.principal:
+            refused = Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session has ended")
+            return await self._commit(refused, EventType.ACCESS_DECISION, None)
+        now = self._monotonic()
+        if now - session.last_active > self._compiled.policy.settings.session_idle_timeout:
+            await self.close_session(session, timed_out=True)
+            refused = Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session timed out")
+            return await self._commit(refused, EventType.ACCESS_DECISION, None)
+        session.last_active = now
+        decision = self._decide(self._compiled, request)
+        if not decision.allowed or self.seclog.failed:
+            return await self._commit(decision, EventType.ACCESS_DECISION, None)
+        key = _Aggregate(request.principal, request.channel, request.permission, request.resource)
+        self._aggregates[key] += 1
+        self.observer.decision(request.channel, request.permission, decision.outcome)
+        return decision
 
     def key_acceptable(self, channel: Channel, name: str, key: PublicKey) -> bool:
         """Return True if ``key`` is listed for ``name`` and the account is not locked on ``channel``.

@@ -70,3 +70,37 @@ def test_abandoned_dual_control_request_is_recorded(tmp_path: Path) -> None:
         assert denied[0].detail["why"] == "dual control: request abandoned"
 
     asyncio.run(main())
+
+
+def test_scoped_principals_log_in_but_only_below_the_login_resource(tmp_path: Path) -> None:
+    doc = {
+        "scopes": {"paths": ["/files/data/feeder-a"]},
+        "users": {
+            "admin": {"roles": ["rbacmnt"]},
+            "tech": {"roles": ["operator"], "scopes": ["/files/data/feeder-a", "/modbus"]},
+            "unit": {"roles": ["viewer"], "scopes": ["/modbus"]},
+        },
+    }
+
+    async def main() -> None:
+        SecurityLog.init(tmp_path / "log")
+        with SecurityLog.open(tmp_path / "log") as seclog:
+            guard = Guard(compile_policy(load_policy(doc)), seclog)
+            shell = await guard.open_session("tech", Channel.SSH, "127.0.0.1", (Permission.TERMINAL_ACCESS,))
+            assert isinstance(shell, Session)
+            files = await guard.open_session(
+                "tech", Channel.SFTP, "127.0.0.1", (Permission.FS_READ_ONLY,), "/files"
+            )
+            assert isinstance(files, Session)
+            assert (
+                await guard.authorize(files, Permission.FS_READ_ONLY, "/files/data/feeder-a/x.csv")
+            ).allowed
+            assert not (
+                await guard.authorize(files, Permission.FS_READ_ONLY, "/files/firmware/x.bin")
+            ).allowed
+            refused = await guard.open_session(
+                "unit", Channel.SFTP, "127.0.0.1", (Permission.FS_READ_ONLY,), "/files"
+            )
+            assert not isinstance(refused, Session)
+
+    asyncio.run(main())

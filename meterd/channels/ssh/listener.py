@@ -12,7 +12,8 @@ from meterd.channels.ssh.config import SshConfig
 from meterd.channels.ssh.hostkeys import load_or_create_host_key
 from meterd.channels.ssh.paths import Area
 from meterd.channels.ssh.server import MeterSSHServer, close_guard_session, open_guard_session, run_process
-from meterd.channels.ssh.sftp import READ, MeterSFTPServer
+from meterd.channels.ssh.sftp import MeterSFTPServer
+from meterd.channels.ssh.sftp_guard import READ
 from meterd.errors import ChannelError
 from meterd.guard import Session
 from meterd.policy.request import Channel

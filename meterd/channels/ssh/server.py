@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import shlex
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING
 
@@ -32,7 +33,7 @@ from meterd.guard import Password, PublicKey, Session
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome, Request
 from meterd.seclog import EventType
-from meterd.shell import EXIT_DENIED, MeterShell
+from meterd.shell import EXIT_DENIED, EXIT_USAGE, MeterShell
 
 if TYPE_CHECKING:
     from asyncssh.connection import SSHConnection
@@ -200,6 +201,32 @@ async def close_guard_session(listener: SshListener, session: Session, reason: s
     await listener.runtime.guard.close_session(session, reason=reason)
 
 
+POLICY_COMMAND = "meterd-policy"
+MAX_POLICY_PAYLOAD = 4 * 1024 * 1024
+
+
+async def _policy_command(runtime: Runtime, session: Session, process: asyncssh.SSHServerProcess[str]) -> int:
+    """Hand ``meterd-policy ARGS`` to the daemon's policy service, with stdin (to EOF) as payload.
+
+    The service decides what the session may do; without one the command does not exist here.
+    """
+    if runtime.policies is None:
+        process.stderr.write(f"{POLICY_COMMAND}: not available on this meter\n")
+        return EXIT_USAGE
+    try:
+        argv = shlex.split(process.command or "")[1:]
+    except ValueError as e:
+        process.stderr.write(f"{POLICY_COMMAND}: {e}\n")
+        return EXIT_USAGE
+    payload = await process.stdin.read(MAX_POLICY_PAYLOAD + 1)
+    if len(payload) > MAX_POLICY_PAYLOAD:
+        process.stderr.write(f"{POLICY_COMMAND}: input larger than {MAX_POLICY_PAYLOAD} bytes\n")
+        return EXIT_USAGE
+    status, output = await runtime.policies.run(runtime.guard, session, argv, payload.encode())
+    process.stdout.write(output)
+    return status
+
+
 async def run_process(listener: SshListener, process: asyncssh.SSHServerProcess[str]) -> None:
     """Serve one shell, command or refused subsystem on a session channel."""
     if process.subsystem:
@@ -217,7 +244,9 @@ async def run_process(listener: SshListener, process: asyncssh.SSHServerProcess[
     status = EXIT_DENIED
     reason = ""
     try:
-        if process.command is not None:
+        if process.command is not None and process.command.split(maxsplit=1)[:1] == [POLICY_COMMAND]:
+            status = await _policy_command(listener.runtime, opened, process)
+        elif process.command is not None:
             status = await shell.execute(process.command)
         else:
             await shell.run()

@@ -13,9 +13,11 @@ Permissions (resources are ``/files/<path>``):
       the newest records as JSON lines.  Its listed size is 0 (it is rendered
       when opened); clients read to end of file.
 
-Opens are recorded one by one; the reads and writes on an open handle are
-decided again each time (a revoked permission stops a transfer at once) and
-their allows are aggregated, their refusals recorded.  Links are never
+Opens and changes are recorded one by one.  Metadata reads (stat, listing)
+and the reads and writes on an open handle are decided each time (a revoked
+permission stops a transfer at its next block) and their allows are
+aggregated like measurement polling (recorded as counts by the guard's
+sweep); every refusal is recorded.  Links are never
 created or followed (see :mod:`meterd.channels.ssh.paths`); escape attempts
 are refused and recorded.
 """
@@ -28,28 +30,21 @@ import json
 import os
 import stat
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import asyncssh
 from asyncssh.constants import FXF_APPEND, FXF_CREAT, FXF_EXCL, FXF_READ, FXF_TRUNC, FXF_WRITE
 
-from meterd.channels.base import Runtime
-from meterd.channels.ssh.paths import AREA_FOLDERS, SECURITY_LOG, Area, PathRefusedError, VPath, normalise
-from meterd.guard import Session
+from meterd.channels.ssh.paths import AREA_FOLDERS, SECURITY_LOG, PathRefusedError, VPath, normalise
+from meterd.channels.ssh.sftp_guard import GuardedSFTPServer, denied
 from meterd.policy.permissions import Permission
-from meterd.policy.request import Channel, Outcome
-from meterd.seclog import EventType, Query
+from meterd.policy.request import Decision
+from meterd.seclog import Query
 
-READ = (Permission.FS_READ_ONLY, Permission.FS_READ_WRITE)
 LOG_FILE = "records.jsonl"
 LOG_RECORDS = 10_000
-_FOLDER_PERMISSION = {"firmware": Permission.FIRMWARE_MANAGEMENT, "certs": Permission.CERTIFICATE_MANAGEMENT}
 _WRITE_FLAGS = FXF_WRITE | FXF_CREAT | FXF_TRUNC | FXF_APPEND | FXF_EXCL
-
-
-def _denied(message: str = "permission denied") -> asyncssh.SFTPError:
-    return asyncssh.SFTPPermissionDenied(message)
 
 
 @dataclass(slots=True)
@@ -58,6 +53,8 @@ class _Handle:
     fd: int | None
     data: bytes = b""
     writable: bool = False
+    # The allows the open was granted; every block of the transfer decides them again.
+    decisions: tuple[Decision, ...] = ()
 
 
 def _dir_attrs(mode: int = 0o555) -> asyncssh.SFTPAttrs:
@@ -73,105 +70,8 @@ def _dir_attrs(mode: int = 0o555) -> asyncssh.SFTPAttrs:
     )
 
 
-class MeterSFTPServer(asyncssh.SFTPServer):
-    """One SFTP session (a guard session on the ``sftp`` channel).
-
-    Args:
-        chan: The SSH channel.
-        area: The file area.
-        session: The guard session, or None when the login was refused
-            (every request is then refused).
-        runtime: The daemon's shared parts.
-        on_exit: Awaited once when the session ends.
-    """
-
-    def __init__(
-        self,
-        chan: asyncssh.SSHServerChannel[bytes],
-        area: Area,
-        session: Session | None,
-        runtime: Runtime,
-        on_exit: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        # The chroot is defence in depth: every method that touches files is overridden.
-        super().__init__(chan, chroot=bytes(area.root))
-        self._runtime = runtime
-        self._guard = runtime.guard
-        self._area = area
-        self._session = session
-        self._on_exit = on_exit
-
-    # -- deciding -------------------------------------------------------------
-
-    def _live(self) -> Session:
-        if self._session is None:
-            raise _denied("not logged in")
-        return self._session
-
-    async def _refuse(self, why: str, raw: bytes | str, op: str) -> asyncssh.SFTPError:
-        session = self._live()
-        shown = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        await self._guard.record(
-            EventType.PERMISSION_DENIED,
-            session.principal,
-            Outcome.DENY,
-            channel=Channel.SFTP,
-            source=session.source,
-            detail={"op": op, "refused": why, "path": shown[:200]},
-        )
-        return _denied(f"refused: {why}")
-
-    async def _path(self, raw: bytes, op: str) -> VPath:
-        try:
-            return normalise(raw)
-        except PathRefusedError as e:
-            raise await self._refuse(e.why, raw, op) from e
-
-    async def _check_read(self, path: VPath, op: str, aggregate: bool = False) -> None:
-        session = self._live()
-        detail = {"op": op, "path": path.text[:200]}
-        if path.top == SECURITY_LOG:
-            decision = await self._guard.authorize(
-                session, Permission.SECURITY_LOGS_ACCESS, path.resource, detail=detail, aggregate=aggregate
-            )
-        else:
-            decision = await self._guard.authorize_any(
-                session,
-                READ,
-                path.resource,
-                event=EventType.ACCESS_DECISION,
-                detail=detail,
-                aggregate=aggregate,
-            )
-        if not decision.allowed:
-            raise _denied(f"denied: {decision.request.permission.value} ({decision.detail})")
-
-    async def _check_write(self, path: VPath, op: str, aggregate: bool = False) -> None:
-        session = self._live()
-        if path.is_virtual:
-            raise await self._refuse("read_only", path.text, op)
-        needed = [Permission.FS_READ_WRITE]
-        if path.top in _FOLDER_PERMISSION:
-            needed.append(_FOLDER_PERMISSION[path.top])
-        for permission in needed:
-            decision = await self._guard.authorize(
-                session,
-                permission,
-                path.resource,
-                event=EventType.ACCESS_DECISION,
-                detail={"op": op, "path": path.text[:200]},
-                aggregate=aggregate,
-            )
-            if not decision.allowed:
-                raise _denied(f"denied: {permission.value} ({decision.detail})")
-
-    async def _guarded(self, path: VPath, op: str, call: object) -> object:
-        """Run a file-system call, turning a refused path into a recorded refusal."""
-        try:
-            assert callable(call)
-            return call()
-        except PathRefusedError as e:
-            raise await self._refuse(e.why, path.text, op) from e
+class MeterSFTPServer(GuardedSFTPServer):
+    """The meter file area over SFTP (the operations; the checks are :class:`GuardedSFTPServer`'s)."""
 
     # -- paths and attributes -----------------------------------------------------
 
@@ -180,7 +80,7 @@ class MeterSFTPServer(asyncssh.SFTPServer):
         try:
             return normalise(path).text.encode()
         except PathRefusedError as e:
-            raise _denied(str(e)) from e
+            raise denied(str(e)) from e
 
     def _virtual_attrs(self, path: VPath) -> asyncssh.SFTPAttrs:
         if len(path.parts) <= 1:
@@ -201,7 +101,7 @@ class MeterSFTPServer(asyncssh.SFTPServer):
     async def lstat(self, path: bytes) -> asyncssh.SFTPAttrs:
         """Attributes of an entry; a link is refused (listing its folder still shows it as a link)."""
         vpath = await self._path(path, "stat")
-        await self._check_read(vpath, "stat")
+        await self._check_read(vpath, "stat", aggregate=True)
         if vpath.is_virtual:
             return self._virtual_attrs(vpath)
         result = await self._guarded(vpath, "stat", lambda: self._area.lstat(vpath))
@@ -217,7 +117,7 @@ class MeterSFTPServer(asyncssh.SFTPServer):
     async def scandir(self, path: bytes) -> AsyncIterator[asyncssh.SFTPName]:
         """List a folder."""
         vpath = await self._path(path, "list")
-        await self._check_read(vpath, "list")
+        await self._check_read(vpath, "list", aggregate=True)
         if not vpath.parts:
             for name in (*AREA_FOLDERS, SECURITY_LOG):
                 yield asyncssh.SFTPName(name.encode(), attrs=_dir_attrs())
@@ -251,9 +151,9 @@ class MeterSFTPServer(asyncssh.SFTPServer):
         """Open a file; any write, create, truncate or append flag needs the write permissions."""
         vpath = await self._path(path, "open")
         if pflags & _WRITE_FLAGS:
-            await self._check_write(vpath, "open_write")
+            decisions = await self._check_write(vpath, "open_write")
         else:
-            await self._check_read(vpath, "open_read")
+            decisions = (await self._check_read(vpath, "open_read"),)
         if vpath.is_virtual:
             return await self._open_log(vpath)
         flags = (
@@ -271,7 +171,7 @@ class MeterSFTPServer(asyncssh.SFTPServer):
                 flags |= os_flag
         fd = await self._guarded(vpath, "open", lambda: self._area.open_file(vpath, flags))
         assert isinstance(fd, int)
-        return _Handle(vpath, fd, writable=bool(pflags & _WRITE_FLAGS))
+        return _Handle(vpath, fd, writable=bool(pflags & _WRITE_FLAGS), decisions=decisions)
 
     async def _open_log(self, vpath: VPath) -> _Handle:
         if vpath.parts[1:] != (LOG_FILE,):
@@ -284,25 +184,25 @@ class MeterSFTPServer(asyncssh.SFTPServer):
             detail={"op": "open_read", "path": vpath.text},
         )
         if not decision.allowed:
-            raise _denied(f"denied: security_logs_access ({decision.detail})")
+            raise denied(f"denied: security_logs_access ({decision.detail})")
         records = await asyncio.to_thread(self._guard.seclog.read, decision, Query(limit=LOG_RECORDS))
         data = "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in records).encode()
-        return _Handle(vpath, None, data)
+        return _Handle(vpath, None, data, decisions=(decision,))
 
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:
-        """Read from an open file (the read permission is decided again, allows aggregated)."""
+        """Read from an open file (the open's allow is decided again, allows aggregated)."""
         assert isinstance(file_obj, _Handle)
-        await self._check_read(file_obj.path, "read", aggregate=True)
+        await self._recheck(file_obj.decisions)
         if file_obj.fd is None:
             return file_obj.data[offset : offset + size]
         return os.pread(file_obj.fd, size, offset)
 
     async def write(self, file_obj: object, offset: int, data: bytes) -> int:
-        """Write to a file opened for writing (decided again each time, allows aggregated)."""
+        """Write to a file opened for writing (the open's allows decided again, allows aggregated)."""
         assert isinstance(file_obj, _Handle)
         if not file_obj.writable or file_obj.fd is None:
-            raise _denied("not open for writing")
-        await self._check_write(file_obj.path, "write", aggregate=True)
+            raise denied("not open for writing")
+        await self._recheck(file_obj.decisions)
         return os.pwrite(file_obj.fd, data, offset)
 
     def close(self, file_obj: object) -> None:
@@ -315,7 +215,7 @@ class MeterSFTPServer(asyncssh.SFTPServer):
     async def fstat(self, file_obj: object) -> asyncssh.SFTPAttrs:
         """Attributes of an open file."""
         assert isinstance(file_obj, _Handle)
-        await self._check_read(file_obj.path, "stat", aggregate=True)
+        await self._recheck(file_obj.decisions)
         if file_obj.fd is None:
             attrs = self._virtual_attrs(file_obj.path)
             attrs.size = len(file_obj.data)
@@ -365,7 +265,7 @@ class MeterSFTPServer(asyncssh.SFTPServer):
         assert isinstance(file_obj, _Handle)
         await self._check_write(file_obj.path, "setstat")
         if file_obj.fd is None:
-            raise _denied("read-only")
+            raise denied("read-only")
         await self._apply_attrs(file_obj.path, file_obj.fd, attrs)
 
     async def _in_parent(self, vpath: VPath, op: str, action: object) -> None:

@@ -1,0 +1,233 @@
+"""The meter shell on a scripted terminal: parsing, denials, help, policy edits, session end."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from meterd.channels.base import Runtime
+from meterd.credentials import hash_secret
+from meterd.guard import Guard, Session
+from meterd.meter.simulated import SimulatedMeter
+from meterd.policy.compile import compile_policy
+from meterd.policy.loader import load_policy
+from meterd.policy.model import Policy
+from meterd.policy.permissions import Permission
+from meterd.policy.request import Channel
+from meterd.seclog import EventType, LogConfig, SecurityLog, read_records
+from meterd.shell import EXIT_DENIED, EXIT_OK, EXIT_USAGE, MeterShell
+from meterd.shell.commands import COMMANDS
+
+PASSWORD = "Correct-Horse-7"
+
+
+class ScriptedTerminal:
+    """Feeds lines and collects output."""
+
+    def __init__(self, lines: Sequence[str] = ()) -> None:
+        self.lines = list(lines)
+        self.output = ""
+        self.prompts: list[tuple[str, bool]] = []
+
+    async def write(self, text: str) -> None:
+        self.output += text
+
+    async def read_line(self, prompt: str, *, echo: bool = True) -> str | None:
+        self.prompts.append((prompt, echo))
+        return self.lines.pop(0) if self.lines else None
+
+
+class StubPolicies:
+    """The daemon's policy service, as a stub that accepts or refuses edits."""
+
+    def __init__(self, status: int = 0) -> None:
+        self.status = status
+        self.edits: list[tuple[Policy, str]] = []
+
+    async def run(
+        self, guard: Guard, session: Session, argv: Sequence[str], payload: bytes
+    ) -> tuple[int, str]:
+        return 2, "not used"
+
+    async def edit(self, guard: Guard, session: Session, policy: Policy, how: str) -> tuple[int, str]:
+        self.edits.append((policy, how))
+        if self.status == 0:
+            guard.install_policy(compile_policy(policy))
+            return 0, f"policy version {policy.version} in force\n"
+        return self.status, "refused by the policy service\n"
+
+
+def _policy() -> Policy:
+    hashed = hash_secret(PASSWORD, log2_n=14)
+    return load_policy(
+        {
+            "users": {
+                "alice": {"roles": ["engineer"], "password": hashed},
+                "root": {"roles": ["rbacmnt"], "password": hashed},
+                "bob": {"roles": ["viewer"], "password": hashed},
+            },
+        }
+    )
+
+
+def shell_test(policies: StubPolicies | None = None) -> Callable[[Callable[..., Awaitable[None]]], Any]:
+    """Run an async test with a fresh runtime (log, meter, guard) in tmp_path."""
+
+    def wrap(body: Callable[..., Awaitable[None]]) -> Any:
+        def test(tmp_path: Path) -> None:
+            async def main() -> None:
+                config = LogConfig(append_only_attr=False)
+                SecurityLog.init(tmp_path / "log", config)
+                seclog = SecurityLog.open(tmp_path / "log", config)
+                try:
+                    guard = Guard(compile_policy(_policy()), seclog)
+                    runtime = Runtime(guard, SimulatedMeter(tmp_path), tmp_path, policies)
+                    await body(runtime, tmp_path)
+                finally:
+                    seclog.close()
+
+            asyncio.run(main())
+
+        test.__name__ = body.__name__
+        return test
+
+    return wrap
+
+
+async def login(runtime: Runtime, user: str) -> Session:
+    session = await runtime.guard.open_session(user, Channel.SSH, "test", (Permission.TERMINAL_ACCESS,))
+    assert isinstance(session, Session)
+    return session
+
+
+@shell_test()
+async def test_parsing_and_usage(runtime: Runtime, tmp_path: Path) -> None:
+    term = ScriptedTerminal()
+    shell = MeterShell(runtime, await login(runtime, "alice"), term)
+    assert await shell.execute("") == EXIT_OK
+    assert await shell.execute("   # a comment") == EXIT_OK
+    assert await shell.execute("show 'readings") == EXIT_USAGE
+    assert await shell.execute("shwo readings") == EXIT_USAGE
+    assert 'did you mean "show"?' in term.output
+    assert await shell.execute("show nothing") == EXIT_USAGE
+    assert "one of: show comm" in term.output
+    assert await shell.execute("demand reset now") == EXIT_USAGE
+    assert "usage: demand reset" in term.output
+    assert await shell.execute("x" * 5000) == EXIT_USAGE
+    assert await shell.execute("comm set novalue") == EXIT_USAGE
+    assert "expected key=value" in term.output
+
+
+@shell_test()
+async def test_denial_names_the_permission_and_the_reason(runtime: Runtime, tmp_path: Path) -> None:
+    term = ScriptedTerminal()
+    shell = MeterShell(runtime, await login(runtime, "bob"), term)
+    assert await shell.execute("settings set demand_interval_min=30") == EXIT_DENIED
+    assert term.output == "denied: dss_config (no role of bob grants dss_config)\n"
+    records = read_records(tmp_path / "log")
+    assert records[-1].event is EventType.PERMISSION_DENIED
+    assert records[-1].permission == "dss_config"
+
+
+@shell_test()
+async def test_help_follows_the_policy(runtime: Runtime, tmp_path: Path) -> None:
+    term = ScriptedTerminal()
+    await MeterShell(runtime, await login(runtime, "alice"), term).execute("help")
+    assert "settings set KEY=VALUE..." in term.output
+    assert "user add" not in term.output
+    term = ScriptedTerminal()
+    await MeterShell(runtime, await login(runtime, "root"), term).execute("help")
+    assert "user add" in term.output
+    assert "settings set" not in term.output
+
+
+@shell_test()
+async def test_interactive_loop_until_exit(runtime: Runtime, tmp_path: Path) -> None:
+    term = ScriptedTerminal(["whoami", "exit", "show time"])
+    session = await login(runtime, "alice")
+    await MeterShell(runtime, session, term).run()
+    assert "user: alice" in term.output
+    assert "meter_time" not in term.output
+    assert [p for p, _ in term.prompts] == ["meter> ", "meter> "]
+
+
+@shell_test()
+async def test_a_closed_session_runs_nothing(runtime: Runtime, tmp_path: Path) -> None:
+    session = await login(runtime, "alice")
+    await runtime.guard.close_session(session, reason="test")
+    term = ScriptedTerminal(["whoami"])
+    shell = MeterShell(runtime, session, term)
+    await shell.run()
+    assert term.prompts == []
+    assert await shell.execute("whoami") == EXIT_DENIED
+    assert "session has ended" in term.output
+
+
+@shell_test()
+async def test_user_add_reads_the_password_without_echo(runtime: Runtime, tmp_path: Path) -> None:
+    term = ScriptedTerminal(["Fresh-Password-9", "Fresh-Password-9"])
+    shell = MeterShell(runtime, await login(runtime, "root"), term)
+    assert await shell.execute("user add carol operator") == EXIT_OK, term.output
+    assert all(not echo for _, echo in term.prompts)
+    policy = runtime.guard.compiled.policy
+    assert policy.users["carol"].roles == ("operator",)
+    assert policy.version == 2
+    assert any(r.event is EventType.POLICY_CHANGE for r in read_records(tmp_path / "log"))
+    assert all(b"Fresh-Password-9" not in f.read_bytes() for f in (tmp_path / "log").iterdir() if f.is_file())
+
+
+@shell_test()
+async def test_lint_errors_refuse_a_change(runtime: Runtime, tmp_path: Path) -> None:
+    term = ScriptedTerminal()
+    shell = MeterShell(runtime, await login(runtime, "root"), term)
+    assert await shell.execute("user remove root") == EXIT_DENIED
+    assert "user_management" in term.output
+    assert "root" in runtime.guard.compiled.policy.users
+
+
+STUB = StubPolicies()
+
+
+@shell_test(STUB)
+async def test_edits_go_through_the_daemons_policy_service(runtime: Runtime, tmp_path: Path) -> None:
+    term = ScriptedTerminal()
+    shell = MeterShell(runtime, await login(runtime, "root"), term)
+    assert await shell.execute("user roles bob operator") == EXIT_OK, term.output
+    policy, how = STUB.edits[-1]
+    assert how == "user_roles"
+    assert policy.users["bob"].roles == ("operator",)
+    STUB.status = 1
+    assert await shell.execute("user roles bob viewer") == EXIT_DENIED
+    assert "refused by the policy service" in term.output
+    assert runtime.guard.compiled.policy.users["bob"].roles == ("operator",)
+
+
+def test_the_command_table_is_well_formed() -> None:
+    names = [c.name for c in COMMANDS]
+    assert len(names) == len(set(names))
+    assert [c.name for c in COMMANDS if c.permission is None] == ["exit"]
+    for command in COMMANDS:
+        assert command.resource.startswith("/")
+        assert command.summary
+        assert command.max_args is None or command.min_args <= command.max_args
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "help",
+        "whoami",
+        "show readings",
+        "show status",
+        "show settings",
+        "show comm",
+        "show time",
+        "approvals",
+    ],
+)
+def test_viewing_commands_exist(line: str) -> None:
+    assert any(line.split() == list(c.words) for c in COMMANDS)
