@@ -52,7 +52,9 @@ class ConfigValidationError(ConfigError):
     def __init__(self, errors: list[ConfigError]) -> None:
         self.errors = list(errors)
         first = errors[0] if errors else ConfigError("invalid configuration")
-        super().__init__(first.message, source=first.source, key_path=first.key_path, suggestion=first.suggestion)
+        super().__init__(
+            first.message, source=first.source, key_path=first.key_path, suggestion=first.suggestion
+        )
 
     def render(self) -> str:  # noqa: D102 - documented on the base class
         return "\n".join(e.render() for e in self.errors)

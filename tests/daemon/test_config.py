@@ -23,8 +23,10 @@ def test_embedded_default_loads_and_listens_on_loopback_only() -> None:
     assert config.state_dir.resolve() == (ROOT / "var").resolve()
     assert config.policy.resolve() == (ROOT / "config" / "policy.toml").resolve()
     assert config.demo_accounts
-    assert config.ssh is not None and config.ssh.listen == "127.0.0.1"
-    assert config.metrics is not None and config.metrics.listen == "127.0.0.1"
+    assert config.ssh is not None
+    assert config.ssh.listen == "127.0.0.1"
+    assert config.metrics is not None
+    assert config.metrics.listen == "127.0.0.1"
     assert config.modbus is not None
 
 
@@ -52,7 +54,9 @@ def test_forwarder_settings(tmp_path: Path) -> None:
 
 def test_disabled_sections_are_none(tmp_path: Path) -> None:
     config = load_config({"ssh": {"enabled": False}, "modbus": {"enabled": False}}, tmp_path / "meterd.toml")
-    assert config.ssh is None and config.modbus is None and config.serial is None
+    assert config.ssh is None
+    assert config.modbus is None
+    assert config.serial is None
 
 
 def test_bad_security_log_values(tmp_path: Path) -> None:
