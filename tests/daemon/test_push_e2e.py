@@ -1,0 +1,110 @@
+"""``meterctl policy push|rollback`` against a running meterd, over the real OpenSSH client."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from meterd.seclog import EventType, Query, read_records
+from tests.daemon.conftest import ROOT, RunningDaemon, free_port, write_config
+
+StartDaemon = Callable[[Path], RunningDaemon]
+
+
+def keypair(tmp_path: Path) -> tuple[Path, str]:
+    key = tmp_path / "cae_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "cae", "-f", str(key)], check=True)
+    return key, key.with_suffix(".pub").read_text().strip()
+
+
+def policy_with(public_key: str, operator_role: str) -> str:
+    return f"""
+[policy]
+name = "push test"
+version = 1
+
+[constraints]
+separation_of_duties = [["user_management", "security_logs_access"]]
+
+[users.rbacmnt]
+roles = ["rbacmnt"]
+ssh_keys = ["{public_key}"]
+
+[users.operator]
+roles = ["{operator_role}"]
+"""
+
+
+def meterctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "meterd.cli.meterctl", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+
+
+def test_push_dry_run_refusal_and_rollback(tmp_path: Path, start_daemon: StartDaemon) -> None:
+    key, public = keypair(tmp_path)
+    configured = tmp_path / "policy.toml"
+    configured.write_text(policy_with(public, "operator"))
+    port = free_port()
+    daemon = start_daemon(write_config(tmp_path, configured, ssh_port=port))
+    daemon.wait_for("READY=1")
+    remote = [
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--user",
+        "rbacmnt",
+        "--identity",
+        str(key),
+        "--ssh-option",
+        "StrictHostKeyChecking=no",
+        "--ssh-option",
+        "UserKnownHostsFile=/dev/null",
+    ]
+    new = tmp_path / "new.toml"
+    new.write_text(policy_with(public, "engineer"))
+
+    dry = meterctl("policy", "push", str(new), *remote, "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert dry.stdout.splitlines()[0] == "dry run: nothing applied"
+    assert "+ operator: comm_config @ /" in dry.stdout
+
+    pushed = meterctl("policy", "push", str(new), *remote)
+    assert pushed.returncode == 0, pushed.stdout + pushed.stderr
+    assert pushed.stdout.splitlines()[0] == "applied: policy store version 2"
+
+    lockout = tmp_path / "lockout.toml"
+    lockout.write_text(policy_with(public, "engineer").replace('roles = ["rbacmnt"]', 'roles = ["viewer"]'))
+    refused = meterctl("policy", "push", str(lockout), *remote)
+    assert refused.returncode == 1
+    assert "no-user-manager" in refused.stdout
+
+    invalid = tmp_path / "invalid.toml"
+    invalid.write_text('[users.x]\nroles = ["operater"]\n')
+    bad = meterctl("policy", "push", str(invalid), *remote)
+    assert bad.returncode == 2
+    assert 'unknown role "operater"; did you mean "operator"?' in bad.stdout
+
+    back = meterctl("policy", "rollback", *remote)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "- operator: comm_config @ /" in back.stdout
+    assert (daemon.state_dir / "policy" / "current").read_text().strip() == "3"
+    assert daemon.stop()[0] == 0
+
+    changes = read_records(
+        daemon.state_dir / "security-log", Query(events=frozenset({EventType.POLICY_CHANGE}))
+    )
+    assert [(r.principal, r.outcome.value, r.detail.get("how")) for r in changes] == [
+        ("rbacmnt", "allow", "push"),
+        ("rbacmnt", "deny", "push"),
+        ("rbacmnt", "deny", "push"),
+        ("rbacmnt", "allow", "rollback"),
+    ]
