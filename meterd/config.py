@@ -8,6 +8,7 @@ directory of the configuration file.
 
 from __future__ import annotations
 
+import os
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,8 +135,9 @@ class DaemonConfig:
 
 
 def _path(base: Path, text: str) -> Path:
+    # Normalised (not resolved) so messages show var/..., not config/daemon/../../var/...
     path = Path(text)
-    return path if path.is_absolute() else (base / path)
+    return Path(os.path.normpath(path if path.is_absolute() else base / path))
 
 
 def _security_log(reader: Reader, state_dir: Path, base: Path) -> SecurityLogSettings:
