@@ -10,12 +10,12 @@ import ssl
 
 from meterd.channels.base import Listener, Runtime
 from meterd.config import DaemonConfig, ForwardSettings
-from meterd.daemon.fsutil import private_dir, write_atomic
 from meterd.daemon.listeners import build_listeners
 from meterd.daemon.notify import Notifier
 from meterd.daemon.policies import PolicyManager
 from meterd.daemon.policy_service import PolicyService
 from meterd.errors import ConfigError, MeterdError
+from meterd.fsutil import atomic_write, private_dir
 from meterd.guard import Guard
 from meterd.meter.simulated import SimulatedMeter
 from meterd.metrics.registry import MeterdMetrics
@@ -68,7 +68,7 @@ def open_security_log(config: DaemonConfig) -> SecurityLog:
     if not directory.exists() or not any(directory.iterdir()):
         key = SecurityLog.init(directory, settings.config)
         key_file = config.state_dir / INITIAL_KEY_FILE
-        write_atomic(key_file, key.hex().encode() + b"\n")
+        atomic_write(key_file, key.hex().encode() + b"\n")
         log.warning(
             "security log created; its initial sealing key is in %s: give it to the auditor and delete it "
             "from the meter (whoever holds it can forge records)",

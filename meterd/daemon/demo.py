@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from meterd.credentials import hash_secret
-from meterd.daemon.fsutil import write_atomic
+from meterd.fsutil import atomic_write
 
 HASHES = "demo-accounts.toml"
 CLEAR_TEXT = "demo-credentials.txt"
@@ -58,8 +58,8 @@ def apply_demo_accounts(data: dict[str, Any], state_dir: Path) -> Path | None:
     lines = [
         f'[{name}]\npassword = "{h["password"]}"\npin = "{h["pin"]}"\n' for name, h in sorted(stored.items())
     ]
-    write_atomic(hashes_path, "\n".join(lines).encode())
+    atomic_write(hashes_path, "\n".join(lines).encode())
     clear = state_dir / CLEAR_TEXT
     previous = clear.read_text() if clear.exists() else "# user  password  panel-PIN\n"
-    write_atomic(clear, (previous + "".join(f"{n}  {p}  {pin}\n" for n, p, pin in created)).encode())
+    atomic_write(clear, (previous + "".join(f"{n}  {p}  {pin}\n" for n, p, pin in created)).encode())
     return clear

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from meterd.daemon.fsutil import private_dir, write_atomic
 from meterd.errors import ConfigError
+from meterd.fsutil import atomic_write, private_dir
 
 KEEP_VERSIONS = 50
 _NAME = re.compile(r"^v(\d{6})\.toml$")
@@ -65,8 +65,8 @@ class PolicyStore:
         """Store ``text`` as a new version and put it in force; return its number."""
         versions = self.versions()
         version = (versions[-1] if versions else 0) + 1
-        write_atomic(self._path(version), text.encode("utf-8"))
-        write_atomic(self._current, f"{version}\n".encode())
+        atomic_write(self._path(version), text.encode("utf-8"))
+        atomic_write(self._current, f"{version}\n".encode())
         for old in versions[: max(0, len(versions) + 1 - KEEP_VERSIONS)]:
             self._path(old).unlink(missing_ok=True)
         return version

@@ -15,7 +15,7 @@ import math
 import os
 from pathlib import Path
 
-from meterd.meter.atomic import atomic_write, fsync_directory
+from meterd.fsutil import atomic_write, fsync_directory
 from meterd.meter.model import PHASES, Readings
 
 DATA, FIRMWARE, CERTS = "data", "firmware", "certs"

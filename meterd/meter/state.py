@@ -4,7 +4,7 @@ Invariants:
     * The state is one immutable :class:`MeterState`; a change builds a new
       one, which is written before it replaces the old in memory, so memory
       never runs ahead of the disk.
-    * The file is replaced atomically (:func:`~meterd.meter.atomic.atomic_write`).
+    * The file is replaced atomically (:func:`~meterd.fsutil.atomic_write`).
     * A file that exists but cannot be read back exactly is an error, never a
       reason to start over: a fresh meter is created only where no state file
       exists, so a corrupt file cannot silently zero the billing registers.
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
 from meterd.errors import MeterError
-from meterd.meter.atomic import atomic_write
+from meterd.fsutil import atomic_write
 from meterd.meter.checks import check_int, check_number, check_optional_time, check_text, check_time
 from meterd.meter.errors import MeterStateError
 from meterd.meter.model import (

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from meterd.fsutil import fsync_directory
+
 KEY_FILE = "key"
 EXPORTED_FILE = "exported"
 _SEGMENT = re.compile(r"seg-(\d{8})\.log")
@@ -89,15 +91,6 @@ def last_line(path: Path, window: int = 8192) -> bytes:
             window *= 4
 
 
-def fsync_dir(directory: Path) -> None:
-    """Make entry changes (create, rename, unlink) in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def set_append_only(fd: int, on: bool) -> bool:
     """Set or clear the Linux append-only attribute (``chattr +a``) where permitted.
 
@@ -147,4 +140,4 @@ def write_exported(directory: Path, seq: int) -> None:
     finally:
         os.close(fd)
     os.replace(tmp, directory / EXPORTED_FILE)
-    fsync_dir(directory)
+    fsync_directory(directory)

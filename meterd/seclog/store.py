@@ -28,6 +28,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from meterd.fsutil import fsync_directory
 from meterd.seclog.codec import EVOLVE, FORMAT_VERSION, GENESIS, KEY_BYTES, FrameError, decode_frame, evolve
 from meterd.seclog.config import FILL_WARNINGS, FullPolicy, LogConfig
 from meterd.seclog.entry import Entry, system_entry
@@ -37,7 +38,6 @@ from meterd.seclog.keys import KeyFile
 from meterd.seclog.segments import (
     KEY_FILE,
     clear_append_only,
-    fsync_dir,
     last_line,
     list_segments,
     read_exported,
@@ -125,7 +125,7 @@ class SegmentStore:
         initial = os.urandom(KEY_BYTES)
         KeyFile.create(directory / KEY_FILE, 1, initial)
         os.close(os.open(directory / segment_name(1), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        fsync_dir(directory)
+        fsync_directory(directory)
         return initial
 
     # -- recovery ---------------------------------------------------------
@@ -252,7 +252,7 @@ class SegmentStore:
                 )
             clear_append_only(oldest.path)
             oldest.path.unlink()
-            fsync_dir(self.directory)
+            fsync_directory(self.directory)
             self._segments.pop(0)
             self.usage -= oldest.size
             drops.append(
@@ -276,7 +276,7 @@ class SegmentStore:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
         if self.config.append_only_attr:
             set_append_only(fd, True)
-        fsync_dir(self.directory)
+        fsync_directory(self.directory)
         os.close(self._fd)
         self._fd = fd
         self._segments.append(_Segment(index, path, 0))

@@ -1,4 +1,8 @@
-"""Crash-safe file replacement: a reader sees the old file or the new, never half."""
+"""Crash-safe file replacement (a reader sees the old file or the new, never half) and private directories.
+
+The only way meterd replaces a file: the meter's state, the policy store, demo
+credentials and the exported initial key all go through :func:`atomic_write`.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +14,7 @@ from pathlib import Path
 
 def fsync_directory(directory: Path) -> None:
     """Flush a directory's entries so a rename or unlink in it survives power loss."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         os.fsync(fd)
     finally:
@@ -42,3 +46,9 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o600) -> None:
             tmp.unlink()
         raise
     fsync_directory(path.parent)
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) if missing, owner-only; return it."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
