@@ -129,6 +129,8 @@ class Daemon:
     ) -> int:
         config = self.config
         metrics = MeterdMetrics(seclog=seclog, forwarder=forwarder) if config.metrics else None
+        if metrics is not None:
+            seclog.on_commit(metrics.seclog_flushed)
         guard = Guard(compiled, seclog, observer=metrics, last_demand_reset=meter.status().last_peak_reset)
         if metrics is not None:
             metrics.policy_loaded(compiled.policy.version, ok=True)

@@ -26,7 +26,7 @@ read fails.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 
@@ -205,6 +205,13 @@ class SecurityLog:
     async def append_entry_async(self, entry: Entry, timeout: float | None = None) -> int:
         """Append a prepared entry (async); return its seq."""
         return await self._writer.submit(entry, timeout or self.config.append_timeout)
+
+    def on_commit(self, callback: Callable[[float], None] | None) -> None:
+        """Have ``callback`` receive each group commit's duration in seconds (for the flush metric).
+
+        It runs in the writer thread, so it must be cheap and must not raise.
+        """
+        self._writer.on_commit = callback
 
     def checkpoint(self) -> None:
         """Write a checkpoint record now and wait until it is durable (call it periodically)."""

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import Callable
 
 from meterd.seclog.entry import Entry
@@ -120,6 +121,9 @@ class GroupCommitWriter:
         self._pending = _Batch()
         self._closing = False
         self._failure: BaseException | None = None
+        #: Called in the writer thread with each durable commit's duration in seconds
+        #: (write and sync); it must be cheap and must not raise (the flush-latency metric).
+        self.on_commit: Callable[[float], None] | None = None
         self._thread = threading.Thread(target=self._run, name="seclog-writer", daemon=True)
         self._thread.start()
 
@@ -216,7 +220,10 @@ class GroupCommitWriter:
         try:
             if self._failure is not None:
                 raise self._failure
+            started = time.perf_counter()
             batch.first = self._store.commit(batch.entries, checkpoint=batch.checkpoint)
+            if self.on_commit is not None:
+                self.on_commit(time.perf_counter() - started)
         except LogFullError as e:
             batch.error = e
         except Exception as e:  # any other fault leaves the store in an unknown state: fail for good

@@ -157,3 +157,18 @@ def test_instances_are_independent_and_leave_the_global_registry_alone() -> None
     first.login_failure(Channel.PANEL)
     assert second.registry.get_sample_value("meterd_login_failures_total", {"channel": "panel"}) == 0
     assert {family.name for family in REGISTRY.collect()} == before
+
+
+def test_security_log_commits_feed_the_flush_latency_histogram(tmp_path: Path) -> None:
+    SecurityLog.init(tmp_path / "log")
+    with SecurityLog.open(tmp_path / "log") as seclog:
+        metrics = MeterdMetrics(seclog=seclog)
+        seclog.on_commit(metrics.seclog_flushed)
+        for _ in range(3):
+            seclog.append(EventType.ALARM, principal="meterd", outcome=Outcome.ALLOW)
+        commits = value(metrics, "meterd_seclog_flush_duration_seconds_count")
+        spent = value(metrics, "meterd_seclog_flush_duration_seconds_sum")
+    assert commits is not None
+    assert commits >= 3  # appends made one after another each need their own commit
+    assert spent is not None
+    assert spent > 0
