@@ -76,7 +76,7 @@ def summarise(changes: tuple[AccessChange, ...]) -> str:
     text = " ".join(
         f"{'+' if c.gained else '-'}{c.principal}:{c.permission.value}@{c.scope}" for c in changes
     )
-    return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 3] + "..."
+    return summarise_text(text)
 
 
 class PolicyManager:

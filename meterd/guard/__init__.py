@@ -8,7 +8,7 @@ permission itself.
 """
 
 from meterd.guard.credentials import Certificate, Credential, Password, Pin, PublicKey
-from meterd.guard.guard import Guard, LoginOutcome
+from meterd.guard.guard import Guard
 from meterd.guard.observer import GuardObserver, NullObserver
 from meterd.guard.sessions import Session
 
@@ -17,7 +17,6 @@ __all__ = [
     "Credential",
     "Guard",
     "GuardObserver",
-    "LoginOutcome",
     "NullObserver",
     "Password",
     "Pin",

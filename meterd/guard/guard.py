@@ -64,12 +64,6 @@ ALLOW_EVENTS: dict[Permission, EventType] = {
 WHY_LIMIT = 200
 
 
-class LoginOutcome:
-    """The generic answer a client sees for any failed login (no reason leaks)."""
-
-    REFUSED = "Permission denied"
-
-
 def _scopes_below(compiled: CompiledPolicy, principal: str, resource: str) -> set[str]:
     """The principal's grant scopes that lie strictly below ``resource``."""
     return {
@@ -366,32 +360,42 @@ class Guard:
             The decision; the action may run only if it is an allow.
         """
         request = Request(session.principal, permission, resource, session.channel, session.source)
-        now = self._monotonic()
-        if session.closed:
-            return await self._commit(
-                Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session has ended"), event, detail
-            )
-        idle = self._compiled.policy.settings.session_idle_timeout
-        if now - session.last_active > idle:
-            await self.close_session(session, timed_out=True)
-            return await self._commit(
-                Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session timed out"), event, detail
-            )
-        session.last_active = now
-        decision = self._decide(self._compiled, request)
-        if decision.allowed and session.role_limit is not None:
-            decision = self._within_role_limit(session, decision)
+        decision = await self._session_decision(session, request)
         if decision.allowed and permission is Permission.PEAK_DEMAND_RESET:
             decision = self._demand_reset_lockout(decision)
         if decision.allowed and permission in self._compiled.policy.constraints.dual_control:
             decision, detail = await self._await_approval(session, decision, action, detail, on_pending)
-        if aggregate and decision.allowed:
-            if self.seclog.failed:
-                return await self._commit(decision, event, detail)
-            self._aggregates[_Aggregate(request.principal, request.channel, permission, resource)] += 1
-            self.observer.decision(request.channel, permission, decision.outcome)
-            return decision
+        if aggregate and decision.allowed and not self.seclog.failed:
+            return self._count(decision)
         return await self._commit(decision, event, detail)
+
+    async def _session_decision(self, session: Session, request: Request) -> Decision:
+        """The step every decision on a session shares: session checks, then the policy.
+
+        A closed or idle session is refused (an idle one is closed as timed
+        out); otherwise the compiled policy decides, narrowed to the session's
+        roles when it has a role limit.  Nothing is recorded here.
+        """
+        if session.closed:
+            return Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session has ended")
+        now = self._monotonic()
+        if now - session.last_active > self._compiled.policy.settings.session_idle_timeout:
+            await self.close_session(session, timed_out=True)
+            return Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session timed out")
+        session.last_active = now
+        decision = self._decide(self._compiled, request)
+        if decision.allowed and session.role_limit is not None:
+            decision = self._within_role_limit(session, decision)
+        return decision
+
+    def _count(self, decision: Decision) -> Decision:
+        """Count an allow for :meth:`sweep` instead of recording it now."""
+        request = decision.request
+        self._aggregates[
+            _Aggregate(request.principal, request.channel, request.permission, request.resource)
+        ] += 1
+        self.observer.decision(request.channel, request.permission, decision.outcome)
+        return decision
 
     def _within_role_limit(self, session: Session, decision: Decision) -> Decision:
         """Narrow an allow to the roles the session may act through (never widens it).
@@ -568,22 +572,13 @@ class Guard:
         aggregated (see :meth:`sweep`); refusals are recorded.
         """
         request = allowed.request
-        if session.closed or not allowed.allowed or request.principal != session.principal:
-            refused = Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session has ended")
-            return await self._commit(refused, EventType.ACCESS_DECISION, None)
-        now = self._monotonic()
-        if now - session.last_active > self._compiled.policy.settings.session_idle_timeout:
-            await self.close_session(session, timed_out=True)
-            refused = Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session timed out")
-            return await self._commit(refused, EventType.ACCESS_DECISION, None)
-        session.last_active = now
-        decision = self._decide(self._compiled, request)
-        if not decision.allowed or self.seclog.failed:
-            return await self._commit(decision, EventType.ACCESS_DECISION, None)
-        key = _Aggregate(request.principal, request.channel, request.permission, request.resource)
-        self._aggregates[key] += 1
-        self.observer.decision(request.channel, request.permission, decision.outcome)
-        return decision
+        if not allowed.allowed or request.principal != session.principal:
+            decision = Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session has ended")
+        else:
+            decision = await self._session_decision(session, request)
+        if decision.allowed and not self.seclog.failed:
+            return self._count(decision)
+        return await self._commit(decision, EventType.ACCESS_DECISION, None)
 
     def key_acceptable(self, channel: Channel, name: str, key: PublicKey) -> bool:
         """Return True if ``key`` is listed for ``name`` and the account is not locked on ``channel``.
@@ -656,13 +651,5 @@ class Guard:
         demand-reset lockout period.
         """
         request = Request(session.principal, permission, resource, session.channel, session.source)
-        now = self._monotonic()
-        if session.closed:
-            decision = Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session has ended")
-        elif now - session.last_active > self._compiled.policy.settings.session_idle_timeout:
-            await self.close_session(session, timed_out=True)
-            decision = Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session timed out")
-        else:
-            session.last_active = now
-            decision = self._decide(self._compiled, request)
+        decision = await self._session_decision(session, request)
         return await self._commit(decision, EventType.ACCESS_DECISION, detail)

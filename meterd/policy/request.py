@@ -57,7 +57,6 @@ class DenyReason(enum.Enum):
     CHANNEL_CAP = "channel_cap"
     BAD_REQUEST = "bad_request"
     EVALUATOR_ERROR = "evaluator_error"
-    LOCKED_OUT = "locked_out"
     LOCKOUT_PERIOD = "lockout_period"
     DUAL_CONTROL = "dual_control"
     LOG_UNAVAILABLE = "log_unavailable"

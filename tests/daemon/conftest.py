@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,3 +120,40 @@ def start_daemon(tmp_path: Path) -> Iterator[object]:
         if daemon.process.stderr is not None:
             daemon.process.stderr.close()
         daemon.notify.close()
+
+
+def keypair(tmp_path: Path) -> tuple[Path, str]:
+    key = tmp_path / "cae_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "cae", "-f", str(key)], check=True)
+    return key, key.with_suffix(".pub").read_text().strip()
+
+
+def policy_with(public_key: str, operator_role: str) -> str:
+    return f"""
+[policy]
+name = "push test"
+version = 1
+
+[constraints]
+separation_of_duties = [["user_management", "security_logs_access"]]
+
+[users.rbacmnt]
+roles = ["rbacmnt"]
+ssh_keys = ["{public_key}"]
+
+[users.operator]
+roles = ["{operator_role}"]
+"""
+
+
+def start_with_admin_key(
+    tmp_path: Path, start_daemon: Callable[[Path], RunningDaemon]
+) -> tuple[RunningDaemon, Path, str, int]:
+    """Start meterd (SSH on a free port) whose rbacmnt user logs in with a fresh key; wait for READY."""
+    key, public = keypair(tmp_path)
+    configured = tmp_path / "policy.toml"
+    configured.write_text(policy_with(public, "operator"))
+    port = free_port()
+    daemon = start_daemon(write_config(tmp_path, configured, ssh_port=port))
+    daemon.wait_for("READY=1")
+    return daemon, key, public, port

@@ -8,33 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from meterd.seclog import EventType, Query, read_records
-from tests.daemon.conftest import ROOT, RunningDaemon, free_port, write_config
+from tests.daemon.conftest import ROOT, RunningDaemon, policy_with, start_with_admin_key
 
 StartDaemon = Callable[[Path], RunningDaemon]
-
-
-def keypair(tmp_path: Path) -> tuple[Path, str]:
-    key = tmp_path / "cae_key"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "cae", "-f", str(key)], check=True)
-    return key, key.with_suffix(".pub").read_text().strip()
-
-
-def policy_with(public_key: str, operator_role: str) -> str:
-    return f"""
-[policy]
-name = "push test"
-version = 1
-
-[constraints]
-separation_of_duties = [["user_management", "security_logs_access"]]
-
-[users.rbacmnt]
-roles = ["rbacmnt"]
-ssh_keys = ["{public_key}"]
-
-[users.operator]
-roles = ["{operator_role}"]
-"""
 
 
 def meterctl(*args: str) -> subprocess.CompletedProcess[str]:
@@ -49,12 +25,7 @@ def meterctl(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_push_dry_run_refusal_and_rollback(tmp_path: Path, start_daemon: StartDaemon) -> None:
-    key, public = keypair(tmp_path)
-    configured = tmp_path / "policy.toml"
-    configured.write_text(policy_with(public, "operator"))
-    port = free_port()
-    daemon = start_daemon(write_config(tmp_path, configured, ssh_port=port))
-    daemon.wait_for("READY=1")
+    daemon, key, public, port = start_with_admin_key(tmp_path, start_daemon)
     remote = [
         "--host",
         "127.0.0.1",

@@ -10,8 +10,7 @@ from pathlib import Path
 
 from meterd.seclog.keys import parse_key
 from meterd.seclog.verify import verify
-from tests.daemon.conftest import RunningDaemon, free_port, write_config
-from tests.daemon.test_push_e2e import keypair, policy_with
+from tests.daemon.conftest import RunningDaemon, start_with_admin_key
 
 StartDaemon = Callable[[Path], RunningDaemon]
 CLIENTS = 6
@@ -20,12 +19,7 @@ SHUTDOWN_BOUND = 10.0  # the config's shutdown_timeout (5 s) plus start-up of th
 
 
 def test_sigterm_under_load_stops_in_bound_with_log_intact(tmp_path: Path, start_daemon: StartDaemon) -> None:
-    key, public = keypair(tmp_path)
-    configured = tmp_path / "policy.toml"
-    configured.write_text(policy_with(public, "operator"))
-    port = free_port()
-    daemon = start_daemon(write_config(tmp_path, configured, ssh_port=port))
-    daemon.wait_for("READY=1")
+    daemon, key, _public, port = start_with_admin_key(tmp_path, start_daemon)
     command = [
         "ssh",
         "-F",

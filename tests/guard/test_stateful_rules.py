@@ -104,3 +104,21 @@ def test_scoped_principals_log_in_but_only_below_the_login_resource(tmp_path: Pa
             assert not isinstance(refused, Session)
 
     asyncio.run(main())
+
+
+def test_role_limit_also_narrows_redecisions(tmp_path: Path) -> None:
+    async def main() -> None:
+        SecurityLog.init(tmp_path / "log")
+        with SecurityLog.open(tmp_path / "log") as seclog:
+            guard = Guard(compile_policy(load_policy(DOC)), seclog)
+            opened = await guard.open_session(
+                "scada", Channel.MODBUS, "127.0.0.1", (Permission.FS_READ_ONLY,)
+            )
+            assert isinstance(opened, Session)
+            allowed = await guard.authorize(opened, Permission.DSS_CONFIG, "/modbus/unit/1")
+            assert allowed.allowed
+            opened.role_limit = ("viewer",)
+            again = await guard.reauthorize(opened, allowed)
+            assert again.reason is DenyReason.ROLE_LIMIT
+
+    asyncio.run(main())

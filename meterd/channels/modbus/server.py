@@ -248,4 +248,4 @@ class ModbusListener:
         # The certificate names the one role this connection acts through (none: the
         # NULL role); the guard enforces it on every request.
         session.role_limit = (identity.role.lower(),) if identity.role and identity.role.isascii() else ()
-        return Peer(session, identity.role, tls=True)
+        return Peer(session, tls=True)

@@ -5,7 +5,7 @@ The order is fixed, and each step's refusal has one answer:
     2. a function meterd does not serve: 01; a PDU wrong for its function: 03;
     3. a register range that is not entirely mapped: 02; a write that is not
        to whole writable fields: 02; written words that mean nothing: 03;
-    4. the guard (or the certificate's NULL role) refuses: 01, recorded;
+    4. the guard refuses (the certificate's NULL role included): 01, recorded;
     5. the meter refuses the value: 03; the meter fails: 04, both recorded.
 
 Reads are authorised with ``aggregate=True`` (counted, then recorded once per
@@ -47,13 +47,10 @@ class Peer:
 
     Attributes:
         session: The guard session every request is decided in.
-        role: For Modbus/TCP Security, the role the client certificate names
-            (None: the NULL role); ignored on plain TCP.
         tls: True for a Modbus/TCP Security connection.
     """
 
     session: Session
-    role: str | None = None
     tls: bool = False
 
 
