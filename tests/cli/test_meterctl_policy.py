@@ -12,7 +12,7 @@ from meterd.credentials import verify_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "config"
-POLICIES = sorted(p for p in CONFIG.glob("*.toml") if p.name != "meterd.toml")
+POLICIES = sorted(CONFIG.glob("*.toml"))
 
 
 def meterctl(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:

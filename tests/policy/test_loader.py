@@ -192,8 +192,6 @@ def test_file_errors(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("path", sorted(CONFIG.glob("*.toml")), ids=lambda p: p.name)
 def test_shipped_policies_load(path: Path) -> None:
-    if path.name == "meterd.toml":
-        return
     read_policy_file(path)
 
 

@@ -79,7 +79,7 @@ class ModbusService:
         function = body[0] if body else 0
         if answer[0] & 0x80 == 0:
             outcome = Outcome.ALLOW
-        elif answer[1:2] == bytes([ExceptionCode.ILLEGAL_FUNCTION.value]):
+        elif len(answer) > 1 and answer[1] == ExceptionCode.ILLEGAL_FUNCTION:
             outcome = Outcome.DENY
         else:
             outcome = Outcome.ERROR
