@@ -10,6 +10,7 @@ import ssl
 
 from meterd.channels.base import Listener, Runtime
 from meterd.config import DaemonConfig, ForwardSettings
+from meterd.daemon.demo_pki import ensure_demo_meter_certificate
 from meterd.daemon.listeners import build_listeners
 from meterd.daemon.notify import Notifier
 from meterd.daemon.policies import PolicyManager
@@ -100,6 +101,9 @@ class Daemon:
     async def _run(self, seclog: SecurityLog) -> int:
         config = self.config
         policies = PolicyManager(config.policy, config.state_dir, demo_accounts=config.demo_accounts)
+        if config.demo_accounts:
+            # Every start, not only the first: the TLS listener loads the meter's certificate.
+            policies.new_demo_pki = await asyncio.to_thread(ensure_demo_meter_certificate, config.state_dir)
         compiled, version = policies.initial()
         meter = SimulatedMeter(config.state_dir)
         forward = config.security_log.forward
@@ -150,6 +154,11 @@ class Daemon:
         if policies.new_demo_credentials is not None:
             log.warning(
                 "demo accounts created; their passwords and PINs are in %s", policies.new_demo_credentials
+            )
+        if policies.new_demo_pki is not None:
+            log.warning(
+                "demo Modbus/TCP Security certificates issued in %s (CA, meter, one per application role)",
+                policies.new_demo_pki,
             )
         # Handlers first: SIGHUP's default action would kill a daemon that just said READY.
         self._install_signals(guard, policies, metrics)

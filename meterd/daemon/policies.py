@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from meterd.daemon.demo import apply_demo_accounts
+from meterd.daemon.demo_pki import apply_demo_pki
 from meterd.daemon.store import PolicyStore
 from meterd.errors import ConfigError, PolicyError
 from meterd.guard import Guard
@@ -89,9 +90,11 @@ class PolicyManager:
         self.store = PolicyStore(state_dir / "policy")
         #: Set when demo credentials were created on this start.
         self.new_demo_credentials: Path | None = None
+        #: Set when demo certificates were issued on this start.
+        self.new_demo_pki: Path | None = None
 
     def read_configured(self) -> Policy:
-        """Read the configured policy file (with demo credentials merged in, if enabled).
+        """Read the configured policy file (with demo credentials and certificates merged in, if enabled).
 
         Raises:
             ConfigError: If it cannot be read or is invalid.
@@ -105,6 +108,7 @@ class PolicyManager:
         if self.demo_accounts:
             created = apply_demo_accounts(data, self.state_dir)
             self.new_demo_credentials = created or self.new_demo_credentials
+            self.new_demo_pki = apply_demo_pki(data, self.state_dir) or self.new_demo_pki
         return load_policy(data, str(self.configured))
 
     def initial(self) -> tuple[CompiledPolicy, int]:

@@ -34,7 +34,9 @@ from meterd.policy.reader import Reader, suggest
 from meterd.policy.request import Channel
 from meterd.policy.scope import METER_RESOURCES, ScopePathError, ScopeTree, split_path
 
-_NAME = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
+# Names of users, roles, groups and applications.  They also name files (the demo
+# PKI), which is one more reason a name never holds "/" or starts with ".".
+NAME_PATTERN = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}$")
 _TOP = (
     "policy",
     "settings",
@@ -126,7 +128,7 @@ def _roles(reader: Reader) -> dict[str, Role]:
         if name in BUILTIN_BY_NAME:
             reader.error(name, f'"{name}" is a built-in role and cannot be redefined')
             continue
-        if not _NAME.match(name):
+        if not NAME_PATTERN.match(name):
             reader.error(name, f'role name "{name}" must be lower case letters, digits, "_", "-" or "."')
             continue
         role.check_keys(("permissions", "description"))
@@ -165,7 +167,7 @@ class _PrincipalLoader:
         return tuple(n for n in names if n in self.scopes) or ("/",)
 
     def name_ok(self, reader: Reader, name: str, kind: str) -> bool:
-        if not _NAME.match(name):
+        if not NAME_PATTERN.match(name):
             reader.error(name, f'{kind} name "{name}" must be lower case letters, digits, "_", "-" or "."')
             return False
         if name == ANONYMOUS:
@@ -213,7 +215,7 @@ class _PrincipalLoader:
     def groups(self, reader: Reader, users: Mapping[str, User]) -> dict[str, Group]:
         groups = {}
         for name, entry in reader.tables():
-            if not _NAME.match(name):
+            if not NAME_PATTERN.match(name):
                 reader.error(name, f'group name "{name}" must be lower case letters, digits, "_", "-" or "."')
                 continue
             entry.check_keys(("members", "roles", "scopes", "directory_group"))

@@ -28,6 +28,18 @@ def test_embedded_default_loads_and_listens_on_loopback_only() -> None:
     assert config.metrics is not None
     assert config.metrics.listen == "127.0.0.1"
     assert config.modbus is not None
+    assert config.modbus.listen == "127.0.0.1"
+    tls = config.modbus.tls
+    assert tls.enabled
+    assert tls.port == 8020
+    # The demo PKI the first start makes in the state directory (meterd.daemon.demo_pki).
+    demo_pki = (ROOT / "var" / "demo-pki").resolve()
+    paths = {name: getattr(tls, name) for name in ("cert", "key", "ca")}
+    assert {name: Path(p).resolve() for name, p in paths.items()} == {
+        "cert": demo_pki / "meter.pem",
+        "key": demo_pki / "meter-key.pem",
+        "ca": demo_pki / "ca.pem",
+    }
 
 
 def test_unknown_keys_with_suggestions(tmp_path: Path) -> None:
