@@ -10,8 +10,8 @@ Invariants:
       ``fs_read_write`` (a session on the ``sftp`` channel).  Each session
       channel is one guard session, closed when the channel ends.
     * No port forwarding (TCP or Unix, either direction), no agent or X11
-      forwarding, no other subsystem, no legacy SCP; a refused forwarding
-      request is recorded.
+      forwarding, no other subsystem, no legacy SCP; every refused forwarding
+      request, agent and X11 included, is recorded.
     * A client gets ``max_auth_tries`` attempts per connection, then is
       disconnected.
 """
@@ -23,7 +23,7 @@ import base64
 import logging
 import shlex
 from collections.abc import Awaitable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, AnyStr
 
 import asyncssh
 
@@ -67,9 +67,24 @@ class MeterSSHServer(asyncssh.SSHServer):
     # -- connection ---------------------------------------------------------
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
-        """Remember the connection and its peer."""
+        """Remember the connection and its peer; route agent and X11 requests to the refusals.
+
+        asyncssh has no :class:`~asyncssh.SSHServer` callback for agent or X11 forwarding: a
+        session channel asks its connection (``create_agent_listener``,
+        ``attach_x11_listener``), which refuses without telling this server when the listener
+        disabled them.  Replacing the two on this connection makes every such request refused
+        *and recorded*.  The replacements never grant and never call asyncssh's originals, so
+        forwarding stays refused whatever options the listener passes.
+
+        Args:
+            conn: The new connection.
+        """
         self._conn = conn
         self.source = source_of(conn)
+        # Instance attributes, so only this connection is affected.  mypy still checks the
+        # signatures against asyncssh's, and reports it if a method is renamed or removed.
+        conn.create_agent_listener = self._agent_requested  # type: ignore[method-assign]
+        conn.attach_x11_listener = self._x11_requested  # type: ignore[method-assign]
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Nothing to do: each session's channel closes its guard session."""
@@ -162,6 +177,35 @@ class MeterSSHServer(asyncssh.SSHServer):
         """Refuse tap devices."""
         self._refuse("tap_forwarding", {})
         return False
+
+    async def _agent_requested(self) -> bool:
+        """Refuse agent forwarding (``ssh -A``) in place of the connection's agent listener.
+
+        Returns:
+            False: asyncssh then answers the ``auth-agent-req@openssh.com`` request with a failure.
+        """
+        self._refuse("agent_forwarding", {})
+        return False
+
+    async def _x11_requested(
+        self, chan: asyncssh.SSHServerChannel[AnyStr], auth_proto: bytes, auth_data: bytes, screen: int
+    ) -> str | None:
+        """Refuse X11 forwarding (``ssh -X``, ``-Y``) in place of the connection's X11 listener.
+
+        Args:
+            chan: The session channel that asked.
+            auth_proto: The X11 authentication protocol the client named.
+            auth_data: The client's X11 authentication cookie; a secret, so never recorded.
+            screen: The X11 screen number.
+
+        Returns:
+            None (no display): asyncssh then answers the ``x11-req`` request with a failure.
+        """
+        self._refuse(
+            "x11_forwarding",
+            {"auth_proto": auth_proto[:64].decode("ascii", "replace"), "screen": screen},
+        )
+        return None
 
 
 async def open_guard_session(

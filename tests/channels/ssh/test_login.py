@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import select
+import shutil
 import subprocess
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
 
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
 from meterd.seclog import EventType, Record
-from tests.channels.ssh.harness import PASSWORD, SSH_BASE, Server, policy_data
+from tests.channels.ssh.harness import CLIENT_TIMEOUT, PASSWORD, SSH_BASE, Server, policy_data
 
 
 def events(records: list[Record], principal: str) -> list[EventType]:
@@ -141,10 +147,105 @@ def test_port_forwarding_is_refused_and_recorded(server: Server) -> None:
     assert "remote_forwarding" in refused
 
 
-def test_agent_and_x11_forwarding_are_not_granted(server: Server) -> None:
-    result = server.ssh("viewer1", "whoami", extra=["-A", "-X", "-o", "ForwardX11Trusted=no"])
-    assert result.returncode == 0
+def ssh_with_env(
+    server: Server, user: str, extra: list[str], env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
+    """``server.ssh(user, "whoami", extra=extra)`` with ``env`` added to a copy of the environment
+    from which any agent or X11 display of the machine running the tests has been removed."""
+    args = [
+        "ssh",
+        *SSH_BASE,
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-i",
+        str(server.keys[user]),
+        "-p",
+        str(server.port),
+        *extra,
+        f"{user}@127.0.0.1",
+        "whoami",
+    ]
+    base = {k: v for k, v in os.environ.items() if k not in {"SSH_AUTH_SOCK", "DISPLAY", "XAUTHORITY"}}
+    return subprocess.run(
+        args, env={**base, **env}, capture_output=True, text=True, timeout=CLIENT_TIMEOUT, check=False
+    )
+
+
+@pytest.fixture
+def agent_socket() -> Iterator[Path]:
+    """The socket of a real ``ssh-agent`` (no keys), stopped after the test."""
+    if shutil.which("ssh-agent") is None:
+        pytest.skip("ssh-agent is needed")
+    # A short directory: a Unix socket path must fit in about 100 bytes.
+    with tempfile.TemporaryDirectory(prefix="agent-") as directory:
+        socket = Path(directory) / "agent.sock"
+        agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(socket)], stdout=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 10
+            while not socket.exists() and time.monotonic() < deadline and agent.poll() is None:
+                time.sleep(0.02)
+            assert socket.exists(), "ssh-agent did not start"
+            yield socket
+        finally:
+            agent.terminate()
+            try:
+                agent.wait(10)
+            except subprocess.TimeoutExpired:
+                agent.kill()
+                agent.wait()
+
+
+def refusals(records: list[Record], principal: str, what: str) -> list[dict[str, object]]:
+    return [
+        dict(r.detail)
+        for r in records
+        if r.principal == principal
+        and r.event is EventType.PERMISSION_DENIED
+        and r.detail.get("refused") == what
+    ]
+
+
+def test_agent_forwarding_is_refused_and_recorded(server: Server, agent_socket: Path) -> None:
+    mark = server.mark()
+    result = ssh_with_env(server, "viewer1", ["-v", "-A"], {"SSH_AUTH_SOCK": str(agent_socket)})
+    assert result.returncode == 0, result.stderr
     assert "user: viewer1" in result.stdout
+    # The client did ask (it asks without wanting a reply, so it prints no refusal) ...
+    assert "Requesting authentication agent forwarding" in result.stderr
+    # ... and the server refused and recorded it; no record means asyncssh no longer routes the
+    # request through the connection methods MeterSSHServer.connection_made replaces.
+    records = server.until(mark, lambda rs: bool(refusals(rs, "viewer1", "agent_forwarding")))
+    assert refusals(records, "viewer1", "agent_forwarding") == [{"refused": "agent_forwarding"}], (
+        "agent forwarding request not recorded"
+    )
+    assert all(r.channel.value == "ssh" and r.source.startswith("127.0.0.1:") for r in denied(records))
+
+
+def test_x11_forwarding_is_refused_and_recorded(server: Server, tmp_path: Path) -> None:
+    mark = server.mark()
+    # No xauth program (XAuthLocation points nowhere) and a display without an X server:
+    # trusted forwarding (ssh -Y) then sends the x11-req with made-up authentication data, on
+    # any machine.  (Untrusted, ssh -X, would need xauth and a real X server to ask at all.)
+    # Screen 1, to see the screen number recorded.
+    env = {"DISPLAY": "127.0.0.1:99.1", "XAUTHORITY": str(tmp_path / "no-xauthority")}
+    extra = ["-v", "-o", "ForwardX11=yes", "-o", "ForwardX11Trusted=yes"]
+    extra += ["-o", f"XAuthLocation={tmp_path / 'no-xauth'}"]
+    result = ssh_with_env(server, "viewer1", extra, env)
+    assert result.returncode == 0, result.stderr
+    assert "user: viewer1" in result.stdout
+    assert "using fake authentication data for X11 forwarding" in result.stderr, result.stderr
+    assert "Requesting X11 forwarding" in result.stderr
+    # x11-req wants a reply: the client sees the refusal ...
+    assert "X11 forwarding request failed on channel 0" in result.stderr
+    # ... and the server recorded it; no record means asyncssh no longer routes the request
+    # through the connection method MeterSSHServer.connection_made replaces.
+    records = server.until(mark, lambda rs: bool(refusals(rs, "viewer1", "x11_forwarding")))
+    # The protocol name and screen only: the client's cookie is a secret and stays out of the log.
+    assert refusals(records, "viewer1", "x11_forwarding") == [
+        {"refused": "x11_forwarding", "auth_proto": "MIT-MAGIC-COOKIE-1", "screen": 1}
+    ], "X11 forwarding request not recorded"
 
 
 def test_other_subsystems_are_refused(server: Server) -> None:
