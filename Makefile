@@ -7,8 +7,9 @@ NATIVE := $(wildcard native/*.c native/*.h native/*.py)
 
 .PHONY: run test lint bench system-deps clean
 
-# A fresh virtual environment with the package (and its C evaluator) built in place.
+# A fresh virtual environment with the package (and its C evaluator and sealer) built in place.
 $(STAMP): pyproject.toml setup.py $(NATIVE)
+	@bash scripts/system-deps.sh --build
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

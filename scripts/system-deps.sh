@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the test suite talks to (real peers: OpenSSH,
-# rsyslog, promtool, ...). Each entry is "command:package"; only missing ones
-# are installed, and only where apt-get can run as root.
+# Installs the Debian packages meterd's build needs (compiler, headers) and,
+# unless called with --build, those the test suite talks to (real peers:
+# OpenSSH, rsyslog, promtool, ...). Each entry is "command:package"; only
+# missing ones are installed, and only where apt-get can run as root.
 set -euo pipefail
 # Daemons such as rsyslogd live in sbin, which an unprivileged PATH may lack.
 export PATH="$PATH:/usr/sbin:/sbin"
 
-needs=(
-    "cc:gcc"
+build_only=false
+[ "${1:-}" = "--build" ] && build_only=true
+
+needs=("cc:gcc")
+$build_only || needs+=(
     "ssh:openssh-client"
     "sftp:openssh-client"
     "ssh-keygen:openssh-client"
@@ -30,8 +34,11 @@ done
 python3 -c 'import sysconfig, os, sys; sys.exit(0 if os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h")) else 1)' \
     || missing+=("python3-dev")
 python3 -c 'import ensurepip' 2>/dev/null || missing+=("python3-venv")
+# The C security-log sealer links OpenSSL's libcrypto and zlib.
+[ -e /usr/include/openssl/evp.h ] || missing+=("libssl-dev")
+[ -e /usr/include/zlib.h ] || missing+=("zlib1g-dev")
 # rsyslog's TLS (RFC 5425) stream driver is a module, not a command.
-compgen -G "/usr/lib/*/rsyslog/lmnsd_gtls.so" >/dev/null || compgen -G "/usr/lib/rsyslog/lmnsd_gtls.so" >/dev/null \
+$build_only || compgen -G "/usr/lib/*/rsyslog/lmnsd_gtls.so" >/dev/null || compgen -G "/usr/lib/rsyslog/lmnsd_gtls.so" >/dev/null \
     || missing+=("rsyslog-gnutls")
 
 if [ ${#missing[@]} -eq 0 ]; then

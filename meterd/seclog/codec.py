@@ -36,7 +36,6 @@ from meterd.seclog.events import (
     BY_EVENT_NAME,
     BY_KIND_NAME,
     BY_OUTCOME_NAME,
-    DetailValue,
     Record,
 )
 
@@ -51,7 +50,7 @@ _MIN_FRAME = 8 + 1 + 2 + 1 + _MAC_HEX + 1
 
 
 #: JSON string escaper to ASCII (the C one where available): a body never holds a newline.
-_escape: Callable[[str], str] = json.encoder.encode_basestring_ascii
+escape_json: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
 class FrameError(ValueError):
@@ -101,7 +100,7 @@ def encode_fields(
     permission: str,
     resource: str,
     outcome: str,
-    detail: dict[str, DetailValue],
+    detail: str,
 ) -> str:
     """Return the JSON fragment of the caller-supplied fields (no braces).
 
@@ -109,35 +108,20 @@ def encode_fields(
     and ``prev``.  Built by hand with the C string escaper because it is on
     every append and ``json.dumps`` of a mapping costs several times more;
     ``event``, ``kind``, ``channel``, ``permission`` and ``outcome`` are enum
-    values (no escaping needed) and detail keys are validated identifiers.
+    values (no escaping needed) and ``detail`` is the already encoded JSON
+    object (see :func:`meterd.seclog.entry.encode_detail`).
     """
-    esc = _escape
+    esc = escape_json
     return (
         f'"ev":"{event}","pr":{esc(principal)},"pk":"{kind}","ch":"{channel}","src":{esc(source)},'
-        f'"perm":"{permission}","res":{esc(resource)},"out":"{outcome}","det":{_detail_json(detail)}'
+        f'"perm":"{permission}","res":{esc(resource)},"out":"{outcome}","det":{detail}'
     )
 
 
-def _detail_json(detail: dict[str, DetailValue]) -> str:
-    if not detail:
-        return "{}"
-    parts = []
-    for key, value in detail.items():
-        if isinstance(value, str):
-            text = _escape(value)
-        elif value is None:
-            text = "null"
-        elif isinstance(value, bool):
-            text = "true" if value else "false"
-        else:
-            text = str(int(value))
-        parts.append(f'"{key}":{text}')
-    return "{" + ",".join(parts) + "}"
-
-
-def make_body(seq: int, ts: str, fields: str, prev: str) -> bytes:
-    """Return the ``BODY`` bytes of a record."""
-    return f'{{"v":{FORMAT_VERSION},"seq":{seq},"ts":"{ts}",{fields},"prev":"{prev}"}}'.encode("ascii")
+def make_body(seq: int, ts: str, fields: bytes, prev: str) -> bytes:
+    """Return the ``BODY`` bytes of a record (the reference the C sealer must match)."""
+    head = f'{{"v":{FORMAT_VERSION},"seq":{seq},"ts":"{ts}",'.encode("ascii")
+    return head + fields + f',"prev":"{prev}"}}'.encode("ascii")
 
 
 def make_frame(body: bytes, mac: str) -> bytes:

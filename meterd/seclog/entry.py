@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from typing import NamedTuple, NoReturn
 
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome
-from meterd.seclog.codec import encode_fields
+from meterd.seclog.codec import encode_fields, escape_json
 from meterd.seclog.errors import RecordRejectedError
 from meterd.seclog.events import SYSTEM_PRINCIPAL, DetailValue, EventType, PrincipalKind
 
@@ -51,17 +51,19 @@ _SECRET_VALUE = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
+class Entry(NamedTuple):
     """A validated record waiting for its sequence number.
+
+    A named tuple rather than a frozen dataclass: it is as immutable and costs
+    a third as much to build, once per append.
 
     Attributes:
         event: The event type.
-        fields: The caller's fields, already encoded (see :func:`encode_fields`).
+        fields: The caller's fields, already encoded (see :func:`encode_fields`): ASCII.
     """
 
     event: EventType
-    fields: str
+    fields: bytes
 
 
 def _text(name: str, value: str) -> str:
@@ -88,29 +90,54 @@ def _check_key(key: str) -> None:
         _GOOD_KEYS.add(key)
 
 
-def check_detail(detail: Mapping[str, DetailValue] | None) -> dict[str, DetailValue]:
-    """Return a validated copy of ``detail``.
+def _detail_item(key: str, value: DetailValue) -> str:
+    """Check one detail item and return it as JSON (``"key":value``)."""
+    if key not in _GOOD_KEYS:
+        _check_key(key)
+    if isinstance(value, str):
+        _text(f"detail.{key}", value)
+        if _SECRET_VALUE.match(value):
+            raise RecordRejectedError("value looks like a secret", field=f"detail.{key}")
+        return f'"{key}":{escape_json(value)}'
+    if value is None:
+        return f'"{key}":null'
+    if isinstance(value, bool):
+        return f'"{key}":true' if value else f'"{key}":false'
+    if isinstance(value, int):
+        return f'"{key}":{int(value)}'
+    raise RecordRejectedError("detail values are str, int, bool or None", field=f"detail.{key}")
+
+
+def encode_detail(detail: Mapping[str, DetailValue] | None) -> str:
+    """Check ``detail`` and return it as a JSON object, in one pass (it runs on every append).
 
     Raises:
         RecordRejectedError: Too many items, a bad or secret-naming key, a
             non-scalar, oversized or secret-looking value.
     """
     if not detail:
-        return {}
+        return "{}"
     if len(detail) > MAX_DETAIL_ITEMS:
         raise RecordRejectedError(f"more than {MAX_DETAIL_ITEMS} items", field="detail")
-    out: dict[str, DetailValue] = {}
-    for key, value in detail.items():
-        if key not in _GOOD_KEYS:
-            _check_key(key)
-        if isinstance(value, str):
-            _text(f"detail.{key}", value)
-            if _SECRET_VALUE.match(value):
-                raise RecordRejectedError("value looks like a secret", field=f"detail.{key}")
-        elif value is not None and not isinstance(value, int | bool):
-            raise RecordRejectedError("detail values are str, int, bool or None", field=f"detail.{key}")
-        out[key] = value
-    return out
+    return "{" + ",".join([_detail_item(key, value) for key, value in detail.items()]) + "}"
+
+
+def check_detail(detail: Mapping[str, DetailValue] | None) -> dict[str, DetailValue]:
+    """Return a validated copy of ``detail``.
+
+    Raises:
+        RecordRejectedError: As :func:`encode_detail`.
+    """
+    encode_detail(detail)
+    return dict(detail or {})
+
+
+def _reject_text(**texts: object) -> NoReturn:
+    """Raise for the first of ``texts`` that is not a short enough string."""
+    for name, text in texts.items():
+        if not isinstance(text, str) or len(text) > MAX_TEXT:
+            raise RecordRejectedError(f"must be a string of at most {MAX_TEXT} characters", field=name)
+    raise AssertionError("called without a bad text")
 
 
 def infer_kind(principal: str) -> PrincipalKind:
@@ -147,9 +174,15 @@ def make_entry(
         raise RecordRejectedError("must be a Channel", field="channel")
     if permission is not None and not isinstance(permission, Permission):
         raise RecordRejectedError("must be a Permission or None", field="permission")
-    for name, text in (("principal", principal), ("source", source), ("resource", resource)):
-        if not isinstance(text, str) or len(text) > MAX_TEXT:
-            raise RecordRejectedError(f"must be a string of at most {MAX_TEXT} characters", field=name)
+    if not (
+        isinstance(principal, str)
+        and isinstance(source, str)
+        and isinstance(resource, str)
+        and len(principal) <= MAX_TEXT
+        and len(source) <= MAX_TEXT
+        and len(resource) <= MAX_TEXT
+    ):
+        _reject_text(principal=principal, source=source, resource=resource)
     kind = principal_kind or infer_kind(principal)
     # ``_value_`` is a plain attribute; ``.value`` (a descriptor) and hashing an
     # enum member (a Python-level __hash__) cost several times more per append.
@@ -162,9 +195,10 @@ def make_entry(
         permission=permission._value_ if permission is not None else "",
         resource=resource,
         outcome=outcome._value_,
-        detail=check_detail(detail),
+        detail=encode_detail(detail),
     )
-    return Entry(event, fields)
+    # ASCII by construction (the escaper leaves nothing else), so this cannot fail.
+    return Entry(event, fields.encode("ascii"))
 
 
 def entry_for_decision(

@@ -19,22 +19,21 @@ Invariants:
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import logging
 import os
 import time
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 from meterd.fsutil import fsync_directory
-from meterd.seclog.codec import EVOLVE, FORMAT_VERSION, GENESIS, KEY_BYTES, FrameError, decode_frame, evolve
+from meterd.seclog.codec import GENESIS, KEY_BYTES, FrameError, decode_frame, evolve
 from meterd.seclog.config import FILL_WARNINGS, FullPolicy, LogConfig
 from meterd.seclog.entry import Entry, system_entry
 from meterd.seclog.errors import LogCorruptError, LogFullError, LogKeyError
 from meterd.seclog.events import EventType
 from meterd.seclog.keys import KeyFile
+from meterd.seclog.sealer import seal_batch
 from meterd.seclog.segments import (
     KEY_FILE,
     clear_append_only,
@@ -211,20 +210,14 @@ class SegmentStore:
         entries: list[Entry], head: tuple[int, str, bytes], ts: str, out: list[bytes]
     ) -> tuple[int, str, bytes]:
         """Seal ``entries`` after ``head`` (seq, digest, key); append their frames to ``out``."""
-        # make_body, make_frame and evolve inlined: this loop runs once per record.
         seq, prev, key = head
-        sha256, mac_of, crc32, append = hashlib.sha256, hmac.digest, zlib.crc32, out.append
-        start = f'{{"v":{FORMAT_VERSION},"seq":'
-        middle = f',"ts":"{ts}",'
-        for entry in entries:
-            seq += 1
-            body = f'{start}{seq}{middle}{entry.fields},"prev":"{prev}"}}'.encode("ascii")
-            digest = sha256(body).digest()
-            tail = body + b" " + mac_of(key, digest, "sha256").hex().encode("ascii")
-            append(b"%08x %s\n" % (crc32(tail), tail))
-            prev = digest.hex()
-            key = sha256(EVOLVE + key).digest()
-        return seq, prev, key
+        if not entries:
+            return head
+        frames, digest, key = seal_batch(
+            [entry.fields for entry in entries], seq, bytes.fromhex(prev), key, ts.encode("ascii")
+        )
+        out.append(frames)
+        return seq + len(entries), digest.hex(), key
 
     def _drop_for(self, needed: int, drops: list[Entry]) -> None:
         """Drop oldest segments until ``needed`` more bytes fit, adding a record per drop to ``drops``.
@@ -234,10 +227,13 @@ class SegmentStore:
                 (``drops`` still lists what was dropped before).
         """
         policy = self.config.full_policy
-        exported = read_exported(self.directory) if policy is FullPolicy.DROP_EXPORTED else 0
+        exported: int | None = None
         while self.usage + needed > self.config.capacity_bytes:
             if policy is FullPolicy.REFUSE or len(self._segments) < 2:
                 raise LogFullError("the security log is full and may not drop records")
+            if exported is None:
+                # Read only when something must go: this runs on every group commit.
+                exported = read_exported(self.directory) if policy is FullPolicy.DROP_EXPORTED else 0
             oldest = self._segments[0]
             try:
                 last = decode_frame(last_line(oldest.path)).record

@@ -1,0 +1,73 @@
+"""Sealing a batch of records in C: chain, MAC, key evolution and checksum in one call.
+
+The frame format is :mod:`meterd.seclog.codec`'s, byte for byte; the
+verifier re-derives every frame with the Python codec (``hashlib``/``hmac``),
+so each verified log is also a check of this module.  One call seals a whole
+group commit and releases the interpreter lock while it runs, so appenders
+prepare the next group meanwhile.
+"""
+
+from __future__ import annotations
+
+from meterd._seal import ffi, lib
+from meterd.seclog.codec import FORMAT_VERSION, KEY_BYTES
+from meterd.seclog.errors import LogUnavailableError
+
+_ERRORS = {
+    lib.MTR_SEAL_E_ARGUMENT: "bad argument",
+    lib.MTR_SEAL_E_BYTE: "a record holds a byte outside printable ASCII",
+    lib.MTR_SEAL_E_SPACE: "output buffer too small",
+    lib.MTR_SEAL_E_CRYPTO: "SHA-256 is unavailable or failed",
+}
+
+if lib.MTR_SEAL_FORMAT_VERSION != FORMAT_VERSION or lib.MTR_SEAL_KEY_BYTES != KEY_BYTES:
+    # A sealer built for another frame format must not write a single record.
+    raise ImportError("meterd._seal was built for another security-log format")
+if lib.mtr_seal_init() != 0:
+    raise ImportError("meterd._seal: OpenSSL's SHA-256 is unavailable")
+
+
+def seal_batch(
+    fields: list[bytes], seq: int, prev: bytes, key: bytes, ts: bytes
+) -> tuple[bytes, bytes, bytes]:
+    """Seal records after the head ``(seq, prev, key)``.
+
+    Args:
+        fields: Each record's encoded fields (printable ASCII).
+        seq: Sequence number of the head; the records get ``seq + 1`` onward.
+        prev: Digest (32 bytes) of the head's body.
+        key: Sealing key of record ``seq + 1``.
+        ts: The batch's timestamp.
+
+    Returns:
+        The frames, the digest of the last body, and the key of the record after the last.
+
+    Raises:
+        LogUnavailableError: The sealer refused (a byte that may not be logged,
+            or SHA-256 failing); nothing was sealed.
+    """
+    lengths = list(map(len, fields))
+    capacity = sum(lengths) + len(fields) * (len(ts) + lib.MTR_SEAL_FRAME_OVERHEAD)
+    out = bytearray(capacity)
+    head = ffi.new("uint8_t[32]", prev)
+    evolving = ffi.new("uint8_t[32]", key)
+    try:
+        written = lib.mtr_seal(
+            b"".join(fields),
+            lengths,
+            len(fields),
+            seq,
+            ts,
+            len(ts),
+            head,
+            evolving,
+            ffi.from_buffer(out),
+            capacity,
+        )
+        if written < 0:
+            raise LogUnavailableError(
+                f"cannot seal records: {_ERRORS.get(written, f'error {written}')}", reason="failed"
+            )
+        return bytes(out[:written]), bytes(head), bytes(evolving)
+    finally:
+        ffi.memmove(evolving, b"\0" * KEY_BYTES, KEY_BYTES)
