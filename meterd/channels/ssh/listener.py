@@ -14,6 +14,7 @@ from meterd.channels.ssh.paths import Area
 from meterd.channels.ssh.server import MeterSSHServer, close_guard_session, open_guard_session, run_process
 from meterd.channels.ssh.sftp import MeterSFTPServer
 from meterd.channels.ssh.sftp_guard import READ
+from meterd.channels.ssh.terminal import SessionStreams
 from meterd.errors import ChannelError
 from meterd.guard import Session
 from meterd.policy.request import Channel
@@ -58,7 +59,9 @@ class SshListener:
                 self.config.port,
                 server_factory=lambda: MeterSSHServer(self),
                 server_host_keys=[host_key],
-                process_factory=lambda process: run_process(self, process),
+                session_factory=lambda stdin, stdout, stderr: run_process(
+                    self, SessionStreams(stdin, stdout, stderr)
+                ),
                 sftp_factory=self._sftp,
                 sftp_version=3,
                 allow_scp=False,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, AnyStr
 import asyncssh
 
 from meterd.channels.base import Runtime
-from meterd.channels.ssh.terminal import ProcessTerminal
+from meterd.channels.ssh.terminal import ProcessTerminal, SessionStreams
 from meterd.guard import Password, PublicKey, Session
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome, Request
@@ -249,7 +249,7 @@ POLICY_COMMAND = "meterd-policy"
 MAX_POLICY_PAYLOAD = 4 * 1024 * 1024
 
 
-async def _policy_command(runtime: Runtime, session: Session, process: asyncssh.SSHServerProcess[str]) -> int:
+async def _policy_command(runtime: Runtime, session: Session, process: SessionStreams) -> int:
     """Hand ``meterd-policy ARGS`` to the daemon's policy service, with stdin (to EOF) as payload.
 
     The service decides what the session may do; without one the command does not exist here.
@@ -271,7 +271,7 @@ async def _policy_command(runtime: Runtime, session: Session, process: asyncssh.
     return status
 
 
-async def run_process(listener: SshListener, process: asyncssh.SSHServerProcess[str]) -> None:
+async def run_process(listener: SshListener, process: SessionStreams) -> None:
     """Serve one shell, command or refused subsystem on a session channel."""
     if process.subsystem:
         process.stderr.write(f"subsystem {process.subsystem[:32]!r} is not available\n")

@@ -366,7 +366,13 @@ class MeterSFTPServer(GuardedSFTPServer):
         raise asyncssh.SFTPOpUnsupported("SFTP v5+ open is not supported")
 
     async def exit(self) -> None:
-        """End the guard session when the SFTP session ends (asyncssh has closed the handles)."""
+        """End the guard session when the SFTP session ends (asyncssh has closed the handles).
+
+        The channel is hung up first, as the shell does: the client has nothing left to
+        wait for, and the durable logout record may take a file-system journal commit
+        (after an upload, the uploaded data's write-back) that it need not sit through.
+        """
         if self._on_exit is not None:
             on_exit, self._on_exit = self._on_exit, None
+            self.channel.close()
             await on_exit()

@@ -2,21 +2,64 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import cast
+
 import asyncssh
 
 #: Longest input line accepted; longer lines are cut (the shell then rejects them).
 MAX_LINE = 8192
 
 
+@dataclass(frozen=True, slots=True)
+class SessionStreams:
+    """The streams of one shell, command or subsystem session channel (text mode).
+
+    meterd serves sessions as asyncssh *stream* sessions rather than server
+    processes: an SFTP channel then carries its data straight to the SFTP
+    server, without a process layer's extra buffering and flow control.
+
+    Attributes:
+        stdin: Input from the client.
+        stdout: Output to the client.
+        stderr: Error output to the client.
+    """
+
+    stdin: asyncssh.SSHReader[str]
+    stdout: asyncssh.SSHWriter[str]
+    stderr: asyncssh.SSHWriter[str]
+
+    @property
+    def channel(self) -> asyncssh.SSHServerChannel[str]:
+        """The session channel."""
+        # With a pty it is asyncssh's line-editor wrapper, which passes every call on to
+        # the server channel; so this is a cast, not an isinstance check.
+        return cast("asyncssh.SSHServerChannel[str]", self.stdin.channel)
+
+    @property
+    def command(self) -> str | None:
+        """The command of an ``exec`` request, or None for a shell or subsystem."""
+        return self.channel.get_command()
+
+    @property
+    def subsystem(self) -> str | None:
+        """The requested subsystem, or None."""
+        return self.channel.get_subsystem()
+
+    def exit(self, status: int) -> None:
+        """Send the exit status and close the channel."""
+        self.channel.exit(status)
+
+
 class ProcessTerminal:
-    """A :class:`~meterd.shell.Terminal` on an asyncssh server process (text mode).
+    """A :class:`~meterd.shell.Terminal` on an SSH session's streams (text mode).
 
     With a pty, asyncssh's line editor echoes input; echo is turned off for
     secrets.  Without a pty (``ssh host 'cmd'``, scripts), input is read
     line by line from the channel as sent.
     """
 
-    def __init__(self, process: asyncssh.SSHServerProcess[str]) -> None:
+    def __init__(self, process: SessionStreams) -> None:
         self._process = process
 
     async def write(self, text: str) -> None:
