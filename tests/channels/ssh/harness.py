@@ -148,17 +148,9 @@ class Server:
 
     # -- clients ----------------------------------------------------------------
 
-    def ssh(
-        self,
-        user: str,
-        command: str | None,
-        *,
-        stdin: str = "",
-        extra: Iterable[str] = (),
-        key: Path | None = None,
-    ) -> subprocess.CompletedProcess[str]:
-        """Run the OpenSSH client with a key (BatchMode: no password prompts)."""
-        args = [
+    def ssh_key_args(self, user: str, key: Path | None = None) -> list[str]:
+        """The OpenSSH client's command line up to the destination, logging in with a key."""
+        return [
             "ssh",
             *SSH_BASE,
             "-o",
@@ -169,9 +161,19 @@ class Server:
             str(key or self.keys[user]),
             "-p",
             str(self.port),
-            *extra,
-            f"{user}@127.0.0.1",
         ]
+
+    def ssh(
+        self,
+        user: str,
+        command: str | None,
+        *,
+        stdin: str = "",
+        extra: Iterable[str] = (),
+        key: Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run the OpenSSH client with a key (BatchMode: no password prompts)."""
+        args = [*self.ssh_key_args(user, key), *extra, f"{user}@127.0.0.1"]
         if command is not None:
             args.append(command)
         return subprocess.run(

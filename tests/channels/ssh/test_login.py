@@ -16,7 +16,7 @@ import pytest
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
 from meterd.seclog import EventType, Record
-from tests.channels.ssh.harness import CLIENT_TIMEOUT, PASSWORD, SSH_BASE, Server, policy_data
+from tests.channels.ssh.harness import CLIENT_TIMEOUT, PASSWORD, Server, policy_data
 
 
 def events(records: list[Record], principal: str) -> list[EventType]:
@@ -152,21 +152,7 @@ def ssh_with_env(
 ) -> subprocess.CompletedProcess[str]:
     """``server.ssh(user, "whoami", extra=extra)`` with ``env`` added to a copy of the environment
     from which any agent or X11 display of the machine running the tests has been removed."""
-    args = [
-        "ssh",
-        *SSH_BASE,
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-i",
-        str(server.keys[user]),
-        "-p",
-        str(server.port),
-        *extra,
-        f"{user}@127.0.0.1",
-        "whoami",
-    ]
+    args = [*server.ssh_key_args(user), *extra, f"{user}@127.0.0.1", "whoami"]
     base = {k: v for k, v in os.environ.items() if k not in {"SSH_AUTH_SOCK", "DISPLAY", "XAUTHORITY"}}
     return subprocess.run(
         args, env={**base, **env}, capture_output=True, text=True, timeout=CLIENT_TIMEOUT, check=False
@@ -258,19 +244,7 @@ class Interactive:
     """An interactive ``ssh`` session driven line by line."""
 
     def __init__(self, server: Server, user: str) -> None:
-        args = [
-            "ssh",
-            *SSH_BASE,
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-i",
-            str(server.keys[user]),
-            "-p",
-            str(server.port),
-            f"{user}@127.0.0.1",
-        ]
+        args = [*server.ssh_key_args(user), f"{user}@127.0.0.1"]
         self.proc = subprocess.Popen(
             args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
         )
