@@ -122,16 +122,6 @@ def encode_detail(detail: Mapping[str, DetailValue] | None) -> str:
     return "{" + ",".join([_detail_item(key, value) for key, value in detail.items()]) + "}"
 
 
-def check_detail(detail: Mapping[str, DetailValue] | None) -> dict[str, DetailValue]:
-    """Return a validated copy of ``detail``.
-
-    Raises:
-        RecordRejectedError: As :func:`encode_detail`.
-    """
-    encode_detail(detail)
-    return dict(detail or {})
-
-
 def _reject_text(**texts: object) -> NoReturn:
     """Raise for the first of ``texts`` that is not a short enough string."""
     for name, text in texts.items():
