@@ -11,7 +11,7 @@ from meterd.channels.base import Runtime
 from meterd.channels.ssh.config import SshConfig
 from meterd.channels.ssh.hostkeys import load_or_create_host_key
 from meterd.channels.ssh.paths import Area
-from meterd.channels.ssh.server import MeterSSHServer, close_guard_session, open_guard_session, run_process
+from meterd.channels.ssh.server import MeterSSHServer, close_guard_session, open_guard_session, run_session
 from meterd.channels.ssh.sftp import MeterSFTPServer
 from meterd.channels.ssh.sftp_guard import READ
 from meterd.channels.ssh.terminal import SessionStreams
@@ -59,7 +59,7 @@ class SshListener:
                 self.config.port,
                 server_factory=lambda: MeterSSHServer(self),
                 server_host_keys=[host_key],
-                session_factory=lambda stdin, stdout, stderr: run_process(
+                session_factory=lambda stdin, stdout, stderr: run_session(
                     self, SessionStreams(stdin, stdout, stderr)
                 ),
                 sftp_factory=self._sftp,

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, AnyStr
 import asyncssh
 
 from meterd.channels.base import Runtime
-from meterd.channels.ssh.terminal import ProcessTerminal, SessionStreams
+from meterd.channels.ssh.terminal import SessionStreams, SessionTerminal
 from meterd.guard import Password, PublicKey, Session
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome, Request
@@ -249,49 +249,49 @@ POLICY_COMMAND = "meterd-policy"
 MAX_POLICY_PAYLOAD = 4 * 1024 * 1024
 
 
-async def _policy_command(runtime: Runtime, session: Session, process: SessionStreams) -> int:
+async def _policy_command(runtime: Runtime, session: Session, streams: SessionStreams) -> int:
     """Hand ``meterd-policy ARGS`` to the daemon's policy service, with stdin (to EOF) as payload.
 
     The service decides what the session may do; without one the command does not exist here.
     """
     if runtime.policies is None:
-        process.stderr.write(f"{POLICY_COMMAND}: not available on this meter\n")
+        streams.stderr.write(f"{POLICY_COMMAND}: not available on this meter\n")
         return EXIT_USAGE
     try:
-        argv = shlex.split(process.command or "")[1:]
+        argv = shlex.split(streams.command or "")[1:]
     except ValueError as e:
-        process.stderr.write(f"{POLICY_COMMAND}: {e}\n")
+        streams.stderr.write(f"{POLICY_COMMAND}: {e}\n")
         return EXIT_USAGE
-    payload = await process.stdin.read(MAX_POLICY_PAYLOAD + 1)
+    payload = await streams.stdin.read(MAX_POLICY_PAYLOAD + 1)
     if len(payload) > MAX_POLICY_PAYLOAD:
-        process.stderr.write(f"{POLICY_COMMAND}: input larger than {MAX_POLICY_PAYLOAD} bytes\n")
+        streams.stderr.write(f"{POLICY_COMMAND}: input larger than {MAX_POLICY_PAYLOAD} bytes\n")
         return EXIT_USAGE
     status, output = await runtime.policies.run(runtime.guard, session, argv, payload.encode())
-    process.stdout.write(output)
+    streams.stdout.write(output)
     return status
 
 
-async def run_process(listener: SshListener, process: SessionStreams) -> None:
+async def run_session(listener: SshListener, streams: SessionStreams) -> None:
     """Serve one shell, command or refused subsystem on a session channel."""
-    if process.subsystem:
-        process.stderr.write(f"subsystem {process.subsystem[:32]!r} is not available\n")
-        process.exit(EXIT_DENIED)
+    if streams.subsystem:
+        streams.stderr.write(f"subsystem {streams.subsystem[:32]!r} is not available\n")
+        streams.exit(EXIT_DENIED)
         return
     opened = await open_guard_session(
-        listener, process.channel, Channel.SSH, (Permission.TERMINAL_ACCESS,), "/"
+        listener, streams.channel, Channel.SSH, (Permission.TERMINAL_ACCESS,), "/"
     )
     if not isinstance(opened, Session):
-        process.stderr.write(f"denied: {opened.request.permission.value} ({opened.detail or 'refused'})\n")
-        process.exit(EXIT_DENIED)
+        streams.stderr.write(f"denied: {opened.request.permission.value} ({opened.detail or 'refused'})\n")
+        streams.exit(EXIT_DENIED)
         return
-    shell = MeterShell(listener.runtime, opened, ProcessTerminal(process))
+    shell = MeterShell(listener.runtime, opened, SessionTerminal(streams))
     status = EXIT_DENIED
     reason = ""
     try:
-        if process.command is not None and process.command.split(maxsplit=1)[:1] == [POLICY_COMMAND]:
-            status = await _policy_command(listener.runtime, opened, process)
-        elif process.command is not None:
-            status = await shell.execute(process.command)
+        if streams.command is not None and streams.command.split(maxsplit=1)[:1] == [POLICY_COMMAND]:
+            status = await _policy_command(listener.runtime, opened, streams)
+        elif streams.command is not None:
+            status = await shell.execute(streams.command)
         else:
             await shell.run()
             status = 0
@@ -303,6 +303,6 @@ async def run_process(listener: SshListener, process: SessionStreams) -> None:
         log.exception("ssh session of %s failed", opened.principal)
     finally:
         # Exit status first: the guard's close callback hangs the channel up.
-        if not process.channel.is_closing():
-            process.exit(status)
+        if not streams.channel.is_closing():
+            streams.exit(status)
         await close_guard_session(listener, opened, reason or "logged out")

@@ -16,8 +16,8 @@ class SessionStreams:
     """The streams of one shell, command or subsystem session channel (text mode).
 
     meterd serves sessions as asyncssh *stream* sessions rather than server
-    processes: an SFTP channel then carries its data straight to the SFTP
-    server, without a process layer's extra buffering and flow control.
+    processes, so an SFTP channel's data goes straight to the SFTP server,
+    one layer less on every packet.
 
     Attributes:
         stdin: Input from the client.
@@ -51,7 +51,7 @@ class SessionStreams:
         self.channel.exit(status)
 
 
-class ProcessTerminal:
+class SessionTerminal:
     """A :class:`~meterd.shell.Terminal` on an SSH session's streams (text mode).
 
     With a pty, asyncssh's line editor echoes input; echo is turned off for
@@ -59,28 +59,28 @@ class ProcessTerminal:
     line by line from the channel as sent.
     """
 
-    def __init__(self, process: SessionStreams) -> None:
-        self._process = process
+    def __init__(self, streams: SessionStreams) -> None:
+        self._streams = streams
 
     async def write(self, text: str) -> None:
         """Write text; a closed channel swallows it (the reader sees end of input)."""
-        if self._process.channel.is_closing():
+        if self._streams.channel.is_closing():
             return
-        self._process.stdout.write(text)
-        await self._process.stdout.drain()
+        self._streams.stdout.write(text)
+        await self._streams.stdout.drain()
 
     async def read_line(self, prompt: str, *, echo: bool = True) -> str | None:
         """Prompt and read one line; None at end of input or hang-up."""
         await self.write(prompt)
         # Only a pty session has asyncssh's line editor, and only the editor echoes.
-        has_pty = self._process.channel.get_terminal_type() is not None
-        set_echo = getattr(self._process.channel, "set_echo", None) if has_pty else None
+        has_pty = self._streams.channel.get_terminal_type() is not None
+        set_echo = getattr(self._streams.channel, "set_echo", None) if has_pty else None
         if set_echo is not None and not echo:
             set_echo(False)
         try:
             while True:
                 try:
-                    line = await self._process.stdin.readline()
+                    line = await self._streams.stdin.readline()
                 except (asyncssh.TerminalSizeChanged, asyncssh.SignalReceived):
                     continue
                 except (asyncssh.BreakReceived, asyncssh.Error, OSError):
