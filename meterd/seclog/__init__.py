@@ -2,7 +2,7 @@
 
 Public surface:
     * :class:`SecurityLog` — ``init``, ``open``, ``append``/``append_async``,
-      ``append_decision``/``append_decision_async`` (the guard's call),
+      ``append_decision_async`` (the guard's call),
       ``read`` (gated by a ``security_logs_access`` decision), ``checkpoint``, ``close``.
     * :func:`verify` — check a log directory or an exported copy.
     * :class:`Forwarder` — RFC 5424 store-and-forward to a syslog collector.

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import NamedTuple, NoReturn
+from typing import NamedTuple, NoReturn, Required, TypedDict
 
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome
@@ -49,6 +49,22 @@ _SAFE_SUFFIXES = ("_fingerprint", "_id", "_type", "_name", "_length")
 _SECRET_VALUE = re.compile(
     r"^(\$(argon2(id|i|d)?|2[abxy]|[1567y]|gy|scrypt|pbkdf2[-_a-z0-9]*)\$|-----BEGIN [A-Z ]*PRIVATE KEY)"
 )
+
+
+class RecordFields(TypedDict, total=False):
+    """A record's caller-supplied fields, as keyword arguments of the append calls.
+
+    See :func:`make_entry` for their meaning and defaults.
+    """
+
+    principal: Required[str]
+    outcome: Required[Outcome]
+    channel: Channel
+    source: str
+    permission: Permission | None
+    resource: str
+    detail: Mapping[str, DetailValue] | None
+    principal_kind: PrincipalKind | None
 
 
 class Entry(NamedTuple):

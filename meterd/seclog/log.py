@@ -29,12 +29,13 @@ import contextlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Unpack
 
 from meterd.errors import SecurityLogError
 from meterd.policy.permissions import Permission
-from meterd.policy.request import Channel, Decision, Outcome
+from meterd.policy.request import Decision, Outcome
 from meterd.seclog.config import LogConfig
-from meterd.seclog.entry import Entry, entry_for_decision, make_entry, system_entry
+from meterd.seclog.entry import Entry, RecordFields, entry_for_decision, make_entry, system_entry
 from meterd.seclog.errors import LogAccessError
 from meterd.seclog.events import DetailValue, EventType, PrincipalKind, Record
 from meterd.seclog.reader import Query, read_records
@@ -102,18 +103,7 @@ class SecurityLog:
     # -- appending --------------------------------------------------------
 
     def append(
-        self,
-        event: EventType,
-        *,
-        principal: str,
-        outcome: Outcome,
-        channel: Channel = Channel.LOCAL,
-        source: str = "",
-        permission: Permission | None = None,
-        resource: str = "",
-        detail: Mapping[str, DetailValue] | None = None,
-        principal_kind: PrincipalKind | None = None,
-        timeout: float | None = None,
+        self, event: EventType, *, timeout: float | None = None, **fields: Unpack[RecordFields]
     ) -> int:
         """Append one record and return its seq once it is on stable storage.
 
@@ -123,67 +113,13 @@ class SecurityLog:
             RecordRejectedError: A field is invalid or detail looks secret.
             LogUnavailableError: Not durable (closed, failed, full, overloaded, timed out).
         """
-        entry = make_entry(
-            event,
-            principal=principal,
-            outcome=outcome,
-            channel=channel,
-            source=source,
-            permission=permission,
-            resource=resource,
-            detail=detail,
-            principal_kind=principal_kind,
-        )
-        return self.append_entry(entry, timeout)
+        return self.append_entry(make_entry(event, **fields), timeout)
 
     async def append_async(
-        self,
-        event: EventType,
-        *,
-        principal: str,
-        outcome: Outcome,
-        channel: Channel = Channel.LOCAL,
-        source: str = "",
-        permission: Permission | None = None,
-        resource: str = "",
-        detail: Mapping[str, DetailValue] | None = None,
-        principal_kind: PrincipalKind | None = None,
-        timeout: float | None = None,
+        self, event: EventType, *, timeout: float | None = None, **fields: Unpack[RecordFields]
     ) -> int:
         """Like :meth:`append`, but awaits durability without blocking the event loop."""
-        entry = make_entry(
-            event,
-            principal=principal,
-            outcome=outcome,
-            channel=channel,
-            source=source,
-            permission=permission,
-            resource=resource,
-            detail=detail,
-            principal_kind=principal_kind,
-        )
-        return await self._writer.submit(entry, timeout or self.config.append_timeout)
-
-    def append_decision(
-        self,
-        decision: Decision,
-        *,
-        event: EventType | None = None,
-        detail: Mapping[str, DetailValue] | None = None,
-        principal_kind: PrincipalKind | None = None,
-        timeout: float | None = None,
-    ) -> int:
-        """Record a guard decision (blocking) and return its seq once durable.
-
-        The event defaults to ``permission_denied`` for a refusal and
-        ``access_decision`` for an allow; a deny reason goes into ``detail.reason``.
-
-        Raises:
-            RecordRejectedError: A field is invalid or detail looks secret.
-            LogUnavailableError: Not durable; the guard must then deny.
-        """
-        entry = entry_for_decision(decision, event=event, detail=detail, principal_kind=principal_kind)
-        return self.append_entry(entry, timeout)
+        return await self._writer.submit(make_entry(event, **fields), timeout or self.config.append_timeout)
 
     async def append_decision_async(
         self,
@@ -194,17 +130,22 @@ class SecurityLog:
         principal_kind: PrincipalKind | None = None,
         timeout: float | None = None,
     ) -> int:
-        """Like :meth:`append_decision`, awaiting without blocking the loop: the guard's hot path."""
+        """Record a guard decision and return its seq once durable: the guard's hot path.
+
+        Awaits without blocking the loop.  The event defaults to
+        ``permission_denied`` for a refusal and ``access_decision`` for an
+        allow; a deny reason goes into ``detail.reason``.
+
+        Raises:
+            RecordRejectedError: A field is invalid or detail looks secret.
+            LogUnavailableError: Not durable; the guard must then deny.
+        """
         entry = entry_for_decision(decision, event=event, detail=detail, principal_kind=principal_kind)
         return await self._writer.submit(entry, timeout or self.config.append_timeout)
 
     def append_entry(self, entry: Entry, timeout: float | None = None) -> int:
         """Append a prepared entry (blocking); return its seq."""
         return self._writer.append(entry, timeout or self.config.append_timeout)
-
-    async def append_entry_async(self, entry: Entry, timeout: float | None = None) -> int:
-        """Append a prepared entry (async); return its seq."""
-        return await self._writer.submit(entry, timeout or self.config.append_timeout)
 
     def on_commit(self, callback: Callable[[float], None] | None) -> None:
         """Have ``callback`` receive each group commit's duration in seconds (for the flush metric).

@@ -90,7 +90,7 @@ def test_decision_is_recorded_with_reason(log: SecurityLog) -> None:
         Outcome.DENY,
         DenyReason.NOT_GRANTED,
     )
-    seq = log.append_decision(denied)
+    seq = asyncio.run(log.append_decision_async(denied))
     record = next(r for r in read_records(log.directory) if r.seq == seq)
     assert record.event is EventType.PERMISSION_DENIED
     assert record.principal_kind.value == "anonymous"
