@@ -77,6 +77,17 @@ class Reader:
             return default
         return value
 
+    def seconds(self, key: str, default: float, low: float, high: float) -> float:
+        """Return a duration in seconds (integer or decimal), checking ``low <= value <= high``."""
+        value = self.table.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.error(key, "must be a number of seconds")
+            return default
+        if not low <= value <= high:
+            self.error(key, f"must be between {low:g} and {high:g} seconds, not {value}")
+            return default
+        return float(value)
+
     def strings(self, key: str, default: tuple[str, ...] = ()) -> tuple[str, ...]:
         """Return a list of strings, recording an error for each non-string element."""
         values = self.get(key, list, list(default))

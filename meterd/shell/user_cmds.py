@@ -17,18 +17,9 @@ from meterd.shell.terminal import EXIT_DENIED, EXIT_OK
 async def _new_password(ctx: Context) -> str | None:
     """Prompt twice for a new password and check the policy's rules; None if refused."""
     first = await ctx.terminal.read_line("new password: ", echo=False)
-    second = await ctx.terminal.read_line("repeat new password: ", echo=False)
-    if first is None or second is None:
+    if first is None:
         return None
-    if first != second:
-        await ctx.line("error: the passwords differ")
-        return None
-    rules = ctx.runtime.guard.compiled.policy.settings.password
-    problems = password_problems(first, rules.min_length, rules.min_character_classes)
-    if problems:
-        await ctx.line("error: password " + "; ".join(problems))
-        return None
-    return first
+    return await _confirm(ctx, first)
 
 
 def _user(policy: Policy, name: str) -> User:
@@ -117,7 +108,10 @@ async def user_add(ctx: Context) -> int:
 
 
 async def _confirm(ctx: Context, first: str) -> str | None:
+    """Prompt for ``first`` again and check the policy's rules; None if refused."""
     second = await ctx.terminal.read_line("repeat new password: ", echo=False)
+    if second is None:
+        return None
     if second != first:
         await ctx.line("error: the passwords differ")
         return None

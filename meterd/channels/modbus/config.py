@@ -82,19 +82,6 @@ class ModbusConfig:
     tls: TlsConfig = field(default_factory=TlsConfig)
 
 
-def _seconds(reader: Reader, key: str, default: float, low: float, high: float) -> float:
-    if key not in reader.table:
-        return default
-    value = reader.table[key]
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        reader.error(key, "must be a number of seconds")
-        return default
-    if not low <= value <= high:
-        reader.error(key, f"must be between {low:g} and {high:g} seconds, not {value}")
-        return default
-    return float(value)
-
-
 def _path(reader: Reader, key: str, base: Path) -> Path | None:
     text = reader.get(key, str, "")
     if not text:
@@ -167,7 +154,7 @@ def load(reader: Reader, base: Path) -> ModbusConfig:
         max_connections=max_connections,
         max_connections_per_client=per_client,
         max_requests_per_second=reader.bounded_int("max_requests_per_second", 100, 1, 100_000),
-        idle_timeout=_seconds(reader, "idle_timeout", 120.0, 0.1, 86_400.0),
-        frame_timeout=_seconds(reader, "frame_timeout", 5.0, 0.05, 600.0),
+        idle_timeout=reader.seconds("idle_timeout", 120.0, 0.1, 86_400.0),
+        frame_timeout=reader.seconds("frame_timeout", 5.0, 0.05, 600.0),
         tls=_tls(reader.sub("tls"), base),
     )

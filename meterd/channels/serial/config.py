@@ -67,17 +67,6 @@ class SerialConfig:
         return state_dir / self.link
 
 
-def _seconds(reader: Reader, key: str, default: float, low: float, high: float) -> float:
-    value = reader.table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        reader.error(key, "must be a number of seconds")
-        return default
-    if not low <= value <= high:
-        reader.error(key, f"must be between {low:g} and {high:g} seconds, not {value}")
-        return default
-    return float(value)
-
-
 def _choice(reader: Reader, key: str, default: str, choices: tuple[str, ...]) -> str:
     value = reader.get(key, str, default)
     if value not in choices:
@@ -125,7 +114,7 @@ def load(reader: Reader, base: Path) -> SerialConfig:
         parity=_choice(reader, "parity", d.parity, PARITIES),
         stopbits=stopbits,
         max_line=reader.bounded_int("max_line", d.max_line, 16, 4096),
-        reconnect_interval=_seconds(reader, "reconnect_interval", d.reconnect_interval, 0.05, 60),
-        login_timeout=_seconds(reader, "login_timeout", d.login_timeout, 1, 600),
-        failure_delay=_seconds(reader, "failure_delay", d.failure_delay, 0, 10),
+        reconnect_interval=reader.seconds("reconnect_interval", d.reconnect_interval, 0.05, 60),
+        login_timeout=reader.seconds("login_timeout", d.login_timeout, 1, 600),
+        failure_delay=reader.seconds("failure_delay", d.failure_delay, 0, 10),
     )
