@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -75,6 +76,15 @@ def _usable(path: Path) -> x509.Certificate | None:
     return certificate
 
 
+def _signed_by(certificate: x509.Certificate, ca: x509.Certificate) -> bool:
+    """True if ``ca`` signed ``certificate``; a renewed CA has the same name, so the name proves nothing."""
+    try:
+        certificate.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
 def _save(cert_path: Path, certificate: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
     # Key before certificate: a certificate on disk always has its key beside it.
     key_path = _key_path(cert_path)
@@ -104,7 +114,6 @@ class DemoPki:
         #: True once this object has written any file.
         self.created = False
         self._ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None
-        self._renewed_ca = False
 
     def _authority(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         if self._ca is not None:
@@ -141,7 +150,7 @@ class DemoPki:
             .sign(key, hashes.SHA256())
         )
         _save(self.ca_cert, certificate, key)
-        self.created = self._renewed_ca = True
+        self.created = True
         self._ca = (certificate, key)
         return self._ca
 
@@ -150,8 +159,8 @@ class DemoPki:
     ) -> x509.Certificate:
         """The certificate in ``cert_path``, issued (again) if missing, expiring or from another CA."""
         ca, ca_key = self._authority()
-        existing = None if self._renewed_ca else _usable(cert_path)
-        if existing is not None and existing.issuer == ca.subject and _key_path(cert_path).exists():
+        existing = _usable(cert_path)
+        if existing is not None and _signed_by(existing, ca) and _key_path(cert_path).exists():
             return existing
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
@@ -208,14 +217,13 @@ def ensure_demo_meter_certificate(state_dir: Path) -> Path | None:
 def apply_demo_pki(data: dict[str, Any], state_dir: Path) -> Path | None:
     """Give each credential-less application in parsed policy ``data`` demo client certificates (in place).
 
-    Also makes sure the CA and the meter's server certificate exist, so the
-    embedded ``[modbus.tls]`` listener has what it loads.
+    The meter's own certificate is :func:`ensure_demo_meter_certificate`'s,
+    which the daemon calls on every start.
 
     Returns:
         The demo PKI directory if any file in it was written just now, else None.
     """
     pki = DemoPki(state_dir)
-    pki.ensure_meter()
     applications = data.get("applications", {})
     for name, entry in sorted(applications.items()):
         if not isinstance(entry, dict) or entry.get("enabled", True) is False:

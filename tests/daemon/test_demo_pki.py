@@ -43,6 +43,8 @@ def fingerprints(data: dict[str, Any], app: str) -> list[str]:
 
 def test_first_read_issues_certificates_and_fills_fingerprints(tmp_path: Path) -> None:
     data = policy_data()
+    # The daemon's order: the meter's certificate on start, then the policy's applications.
+    assert ensure_demo_meter_certificate(tmp_path) == tmp_path / DIRECTORY
     assert apply_demo_pki(data, tmp_path) == tmp_path / DIRECTORY
     pki = tmp_path / DIRECTORY
     assert pki.stat().st_mode & 0o777 == 0o700
@@ -85,6 +87,7 @@ def test_first_read_issues_certificates_and_fills_fingerprints(tmp_path: Path) -
 
 def test_later_reads_keep_the_same_certificates(tmp_path: Path) -> None:
     first = policy_data()
+    ensure_demo_meter_certificate(tmp_path)
     apply_demo_pki(first, tmp_path)
     before = {p.name: p.read_bytes() for p in (tmp_path / DIRECTORY).iterdir()}
     second = policy_data()
@@ -117,6 +120,7 @@ def _expire(cert_path: Path, ca_dir: Path) -> None:
 def test_expired_or_missing_files_are_issued_again(tmp_path: Path) -> None:
     pki = tmp_path / DIRECTORY
     first = policy_data()
+    ensure_demo_meter_certificate(tmp_path)
     apply_demo_pki(first, tmp_path)
     ca_before = (pki / "ca.pem").read_bytes()
     _expire(pki / "meter.pem", pki)
@@ -134,8 +138,13 @@ def test_expired_or_missing_files_are_issued_again(tmp_path: Path) -> None:
 def test_a_new_ca_reissues_everything_it_signed(tmp_path: Path) -> None:
     pki = tmp_path / DIRECTORY
     first = policy_data()
+    ensure_demo_meter_certificate(tmp_path)
     apply_demo_pki(first, tmp_path)
     (pki / "ca-key.pem").unlink()
+    # As the daemon does, in two steps: the start renews the CA and the meter's
+    # certificate, then reading the policy must see that the client certificates
+    # come from the old CA even though it has the same name.
+    ensure_demo_meter_certificate(tmp_path)
     second = policy_data()
     apply_demo_pki(second, tmp_path)
     ca = x509.load_pem_x509_certificate((pki / "ca.pem").read_bytes())
@@ -176,12 +185,15 @@ def test_embedded_default_serves_modbus_tls_with_the_demo_certificates(
     shutil.copy(ROOT / "config" / "policy.toml", policy)
     # The embedded default's [modbus.tls], on free ports and this test's state directory.
     tls_port = free_port()
+    plain_port = free_port()
+    while plain_port == tls_port:  # each call frees its port, so two calls may agree
+        plain_port = free_port()
     pki = tmp_path / "state" / DIRECTORY
     extra = "\n".join(
         [
             "[modbus]",
             'listen = "127.0.0.1"',
-            f"port = {free_port()}",
+            f"port = {plain_port}",
             "[modbus.tls]",
             "enabled = true",
             f"port = {tls_port}",
