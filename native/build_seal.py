@@ -1,8 +1,9 @@
-"""cffi (API mode) build script for the security-log sealer, ``meterd._seal``.
+"""cffi (API mode) build script for the security log's native part, ``meterd._seal``.
 
-It only wires ``meterd_seal.h``/``meterd_seal.c`` to cffi, OpenSSL's
-libcrypto and zlib; the declarations below mirror the header, and cffi checks them
-against it at compile time.
+It only wires the sealer (``meterd_seal.h``/``.c``) and the syncer that
+seals, writes and syncs in its own thread (``meterd_sync.h``/``.c``) to cffi,
+OpenSSL's libcrypto, zlib and pthreads; the declarations below mirror the
+headers, and cffi checks them against them at compile time.
 """
 
 from __future__ import annotations
@@ -23,23 +24,60 @@ CDEF = """
 #define MTR_SEAL_E_BYTE ...
 #define MTR_SEAL_E_SPACE ...
 #define MTR_SEAL_E_CRYPTO ...
+#define MTR_SEAL_E_PATCH ...
 
 int mtr_seal_init(void);
-int64_t mtr_seal(const uint8_t *fields, const uint32_t *lengths, uint32_t n, uint64_t seq, const uint8_t *ts,
-                 uint32_t ts_len, uint8_t *prev, uint8_t *key, uint8_t *out, uint64_t out_cap);
+int64_t mtr_seal(const uint8_t *fields, const uint32_t *lengths, uint32_t n, uint64_t seq,
+                 const uint8_t *ts, uint32_t ts_len, uint8_t *prev, uint8_t *key, uint8_t *out,
+                 uint64_t out_cap, int patch_last);
+uint64_t mtr_seal_frame_size(uint64_t fields_len, uint64_t seq, uint32_t ts_len);
 uint32_t mtr_crc32(const uint8_t *data, size_t len);
+
+#define MTR_SYNC_KEY_BYTES ...
+#define MTR_SYNC_KEY_SLOT ...
+#define MTR_SYNC_MAX_SUBSCRIBERS ...
+#define MTR_SYNC_LATENCIES ...
+#define MTR_SYNC_E_TIMEOUT ...
+#define MTR_SYNC_E_CLOSED ...
+#define MTR_SYNC_E_ARGUMENT ...
+#define MTR_SYNC_E_SYSTEM ...
+#define MTR_SYNC_E_SEAL ...
+#define MTR_SYNC_FAULT_NONE ...
+#define MTR_SYNC_FAULT_FAIL ...
+#define MTR_SYNC_FAULT_STALL ...
+#define MTR_SYNC_FAULT_DELAY ...
+#define MTR_SYNC_FAULT_TEAR ...
+#define MTR_SYNC_DIGEST_BYTES ...
+
+typedef struct mtr_syncer mtr_syncer;
+mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t seq, const uint8_t *prev,
+                             const uint8_t *key);
+int mtr_syncer_submit(mtr_syncer *s, const uint8_t *fields, const uint32_t *lengths, uint32_t n,
+                      uint64_t first_seq, const uint8_t *ts, uint32_t ts_len, int new_segment_fd,
+                      int patch_last, uint64_t expected);
+int mtr_syncer_wait(mtr_syncer *s, uint64_t seq, int64_t timeout_ns);
+uint64_t mtr_syncer_durable(mtr_syncer *s);
+int mtr_syncer_failure(mtr_syncer *s);
+int mtr_syncer_subscribe(mtr_syncer *s, int fd);
+void mtr_syncer_unsubscribe(mtr_syncer *s, int fd);
+void mtr_syncer_notify(mtr_syncer *s);
+uint32_t mtr_syncer_latencies(mtr_syncer *s, double *out, uint32_t cap);
+int mtr_syncer_stop(mtr_syncer *s);
+void mtr_syncer_set_fault(mtr_syncer *s, int fault, int64_t value);
+void mtr_syncer_free(mtr_syncer *s);
 """
 
 ffibuilder = FFI()
 ffibuilder.cdef(CDEF)
 ffibuilder.set_source(
     "meterd._seal",
-    '#include "meterd_seal.h"',
+    '#include "meterd_seal.h"\n#include "meterd_sync.h"',
     # Relative to the project root, where setuptools runs the build (see build_evaluator.py).
-    sources=["native/meterd_seal.c"],
+    sources=["native/meterd_seal.c", "native/meterd_sync.c"],
     include_dirs=["native"],
     libraries=["crypto", "z"],
-    extra_compile_args=["-O2", "-Wall", "-Wextra"],
+    extra_compile_args=["-O2", "-Wall", "-Wextra", "-pthread"],
+    extra_link_args=["-pthread"],
     py_limited_api=False,
 )
 

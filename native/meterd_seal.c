@@ -98,8 +98,17 @@ static int printable(const uint8_t *s, size_t len) {
     return 1;
 }
 
+uint64_t mtr_seal_frame_size(uint64_t fields_len, uint64_t seq, uint32_t ts_len) {
+    uint64_t digits = 1;
+    for (uint64_t v = seq; v >= 10; v /= 10) {
+        digits++;
+    }
+    /* "CRC " + {"v":1,"seq": + seq + ,"ts":" + ts + ", + fields + ,"prev":" + hex + "} + " " + MAC + LF */
+    return 9 + 13 + digits + 7 + ts_len + 2 + fields_len + 9 + 64 + 2 + 1 + 64 + 1;
+}
+
 int64_t mtr_seal(const uint8_t *fields, const uint32_t *lengths, uint32_t n, uint64_t seq, const uint8_t *ts,
-                 uint32_t ts_len, uint8_t *prev, uint8_t *key, uint8_t *out, uint64_t out_cap) {
+                 uint32_t ts_len, uint8_t *prev, uint8_t *key, uint8_t *out, uint64_t out_cap, int patch_last) {
     if ((n && (fields == NULL || lengths == NULL)) || ts == NULL || ts_len == 0 || prev == NULL ||
         key == NULL || out == NULL) {
         return MTR_SEAL_E_ARGUMENT;
@@ -122,6 +131,14 @@ int64_t mtr_seal(const uint8_t *fields, const uint32_t *lengths, uint32_t n, uin
     }
     if (need > out_cap) {
         return MTR_SEAL_E_SPACE;
+    }
+    if (patch_last) {
+        const uint8_t *last = fields + offset - (n ? lengths[n - 1] : 0);
+        uint32_t len = n ? lengths[n - 1] : 0;
+        if (len < 2 * MTR_SEAL_DIGEST_BYTES + 3 || last[len - 1] != '}' || last[len - 2] != '"' ||
+            last[len - 2 * MTR_SEAL_DIGEST_BYTES - 3] != '"') {
+            return MTR_SEAL_E_PATCH;
+        }
     }
 
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
@@ -151,6 +168,9 @@ int64_t mtr_seal(const uint8_t *fields, const uint32_t *lengths, uint32_t n, uin
         p = put(p, ts, ts_len);
         p = put(p, "\",", 2);
         p = put(p, fields + offset, lengths[i]);
+        if (patch_last && i == n - 1) {
+            put_hex(p - 2 * MTR_SEAL_DIGEST_BYTES - 2, cur_prev, sizeof cur_prev);
+        }
         p = put(p, ",\"prev\":\"", 9);
         p = put_hex(p, cur_prev, sizeof cur_prev);
         p = put(p, "\"}", 2);

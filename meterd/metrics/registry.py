@@ -165,7 +165,7 @@ class MeterdMetrics:
         self.registry.register(self._seclog)
 
     def seclog_flushed(self, seconds: float) -> None:
-        """Observe the duration of one group commit (write and sync) of the security log."""
+        """Observe the duration of one sync of the security log (one group commit or several)."""
         self._flush.observe(seconds)
 
     # -- the policy -----------------------------------------------------------

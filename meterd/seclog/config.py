@@ -39,7 +39,7 @@ class LogConfig:
         checkpoint_interval: A checkpoint record is written after this many records.
         append_timeout: Seconds an append waits for stable storage before
             :class:`~meterd.seclog.errors.LogUnavailableError`.
-        max_pending: Records that may wait for the writer; beyond, appends fail at once.
+        max_pending: Records that may wait to become durable; beyond, appends fail at once.
         append_only_attr: Set the Linux append-only attribute on segments where permitted.
 
     Raises:

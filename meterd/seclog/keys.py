@@ -3,7 +3,7 @@
 Why two fixed slots overwritten in place rather than write-and-rename: a rename
 leaves the previous key in a freed block nobody scrubs, while overwriting a
 fixed slot replaces the bytes where they are, and the other slot is zeroed
-right after; one ``fdatasync`` per group commit makes the new key durable.
+right after; one ``fdatasync`` per durable group makes the new key durable.
 A crash mid-write leaves at least one slot whose checksum is good, so the file
 is always loadable (atomic in effect).  The slot with the highest ``seq_next``
 wins.  The open file is ``flock``-ed: one writer per log, or the chain would fork.
@@ -49,7 +49,9 @@ def _unpack(slot: bytes) -> tuple[int, bytes] | None:
 class KeyFile:
     """The open key file of a live log, locked against a second writer.
 
-    Only the writer thread calls :meth:`stage`, :meth:`sync` and :meth:`store`.
+    Python creates and loads it; while the log is open, the syncer
+    (:mod:`meterd.seclog.syncer`, packing slots the same way) writes each new
+    key after the records it follows are durable.
 
     Args:
         path: The key file (created 0600 by :meth:`create`).
@@ -72,7 +74,6 @@ class KeyFile:
             os.close(self._fd)
             raise LogUnavailableError(f"{path}: the log is open in another writer", reason="busy") from None
         self._slot = 0
-        self._staged: int | None = None
 
     @staticmethod
     def create(path: Path, seq_next: int, key: bytes) -> None:
@@ -101,26 +102,15 @@ class KeyFile:
         self._slot = index
         return seq_next, key
 
-    def store(self, seq_next: int, key: bytes) -> None:
-        """Make ``key`` (for record ``seq_next``) the durable key and erase the older one."""
-        self.stage(seq_next, key)
-        self.sync()
+    @property
+    def fd(self) -> int:
+        """The open, locked descriptor: the syncer writes each new key through it."""
+        return self._fd
 
-    def stage(self, seq_next: int, key: bytes) -> None:
-        """Write ``key`` into the free slot; it survives a process crash, not yet a power cut."""
-        new = 1 - self._slot
-        os.pwrite(self._fd, _pack(seq_next, key), new * _SLOT)
-        self._staged = new
-
-    def sync(self) -> None:
-        """Make the staged key durable, then erase the older slot."""
-        if self._staged is None:
-            return
-        os.fdatasync(self._fd)
-        # The old slot is erased once the new one is durable; until the next
-        # sync the erasure may not survive a power cut, but a process crash it does.
-        os.pwrite(self._fd, _ZERO, self._slot * _SLOT)
-        self._slot, self._staged = self._staged, None
+    @property
+    def slot(self) -> int:
+        """The slot :meth:`load` found valid (the syncer writes the other one next)."""
+        return self._slot
 
     def close(self) -> None:
         """Close the file."""

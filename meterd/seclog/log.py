@@ -56,7 +56,7 @@ class SecurityLog:
         self._store = store
         self.config = store.config
         self.directory = store.directory
-        self._writer = GroupCommitWriter(store, store.config.max_pending, store.close)
+        self._writer = GroupCommitWriter(store, store.config.max_pending)
         recovery = store.recovery
         if recovery.cut_bytes:
             self._writer.append(
@@ -148,9 +148,10 @@ class SecurityLog:
         return self._writer.append(entry, timeout or self.config.append_timeout)
 
     def on_commit(self, callback: Callable[[float], None] | None) -> None:
-        """Have ``callback`` receive each group commit's duration in seconds (for the flush metric).
+        """Have ``callback`` receive each sync's duration in seconds (for the flush metric).
 
-        It runs in the writer thread, so it must be cheap and must not raise.
+        It runs in the thread or event loop of an appender woken by a sync,
+        so it must be cheap, thread-safe and must not raise.
         """
         self._writer.on_commit = callback
 
@@ -201,7 +202,7 @@ class SecurityLog:
     @property
     def head_seq(self) -> int:
         """Seq of the last durable record."""
-        return self._store.seq
+        return self._store.durable
 
     @property
     def usage_bytes(self) -> int:
@@ -220,7 +221,7 @@ class SecurityLog:
 
     def close(self) -> None:
         """Write a final checkpoint, stop the writer and close the files."""
-        self._writer.close(self.config.append_timeout + 5)
+        self._writer.close()
 
     def __enter__(self) -> SecurityLog:
         return self

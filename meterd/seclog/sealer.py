@@ -2,9 +2,11 @@
 
 The frame format is :mod:`meterd.seclog.codec`'s, byte for byte; the
 verifier re-derives every frame with the Python codec (``hashlib``/``hmac``),
-so each verified log is also a check of this module.  One call seals a whole
-group commit and releases the interpreter lock while it runs, so appenders
-prepare the next group meanwhile.
+so each verified log is also a check of this module.  The syncer
+(:mod:`meterd.seclog.syncer`) runs the sealer in its own thread;
+:func:`seal_batch` exposes it to Python for the property test that holds it to
+the codec, and :func:`frames_size` gives the store the exact size of a group
+before it is sealed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ _ERRORS = {
     lib.MTR_SEAL_E_BYTE: "a record holds a byte outside printable ASCII",
     lib.MTR_SEAL_E_SPACE: "output buffer too small",
     lib.MTR_SEAL_E_CRYPTO: "SHA-256 is unavailable or failed",
+    lib.MTR_SEAL_E_PATCH: "a checkpoint's digest placeholder is missing",
 }
 
 if lib.MTR_SEAL_FORMAT_VERSION != FORMAT_VERSION or lib.MTR_SEAL_KEY_BYTES != KEY_BYTES:
@@ -66,6 +69,7 @@ def seal_batch(
             evolving,
             out,
             capacity,
+            0,
         )
         if written < 0:
             raise LogUnavailableError(
@@ -74,3 +78,21 @@ def seal_batch(
         return ffi.buffer(out, written)[:], bytes(head), bytes(evolving)
     finally:
         ffi.memmove(evolving, b"\0" * KEY_BYTES, KEY_BYTES)
+
+
+#: Bytes a frame adds to its fields, timestamp and seq digits (see ``mtr_seal_frame_size``).
+FRAME_FIXED: int = lib.mtr_seal_frame_size(0, 1, 0) - 1
+
+
+def frames_size(fields: list[bytes], first_seq: int, ts_len: int) -> int:
+    """Return the exact size of the frames of ``fields`` sealed from ``first_seq`` on."""
+    n = len(fields)
+    last = first_seq + n - 1
+    digits = 0
+    seq = first_seq
+    while seq <= last:  # one step per digit count, not per record
+        width = len(str(seq))
+        upto = min(last, 10**width - 1)
+        digits += (upto - seq + 1) * width
+        seq = upto + 1
+    return sum(map(len, fields)) + n * (FRAME_FIXED + ts_len) + digits

@@ -1,20 +1,22 @@
-"""The segment store: recovery on open, sealing, rotation, capacity and durable commit.
+"""The segment store: recovery on open, sealing, rotation, capacity, writing and durability.
 
-Only the writer thread calls :meth:`SegmentStore.commit`; the store itself
-takes no locks.  One commit is one group: every record is sealed, the frames
-go out in one ``write``, then one ``fdatasync`` of the segment; then the
-evolved key is written to the key file, the group's appenders are released,
-and the key file is synced (:meth:`SegmentStore.sync_key`) while they go on.
-The log is always durable before the key is written, so after any crash the
-key on disk is never ahead of the log; it may be behind (a power cut before
-the key sync), and reopening evolves it forward.
+One caller at a time calls :meth:`SegmentStore.write` (the writer serialises
+them); the store itself takes no locks.  It decides what a group holds (the
+records, the log's own records, a rotation, a drop at capacity) and submits
+it to the :class:`~meterd.seclog.syncer.Syncer`, whose native thread seals it,
+writes it and makes it durable with one ``fdatasync`` (shared with whatever
+was submitted meanwhile), wakes the group's appenders, and only then has the
+evolved key written to the key file.  So after any crash the key on disk is
+never ahead of the log; it may be behind (a power cut before the key sync),
+and reopening evolves it forward.
 
 Invariants:
-    * ``seq``/``digest``/``key`` describe the durable head: the last record on
-      stable storage, its digest, and the key that will seal ``seq + 1``.
-    * State advances only after a write and its sync succeeded; a failed write
-      or sync leaves the store failed for good (the caller must not retry:
-      after a failed fsync the file's contents are unknown).
+    * ``seq`` is the last record submitted; :attr:`SegmentStore.durable` the
+      last on stable storage.  The head's digest and the sealing key live only
+      in the syncer's memory, where each key is erased as it evolves.
+    * A record is acknowledged only once durable; a failed write or sync
+      leaves the store failed for good (the caller must not retry: after a
+      failed fsync the file's contents are unknown).
 """
 
 from __future__ import annotations
@@ -30,10 +32,10 @@ from meterd.fsutil import fsync_directory
 from meterd.seclog.codec import GENESIS, KEY_BYTES, FrameError, decode_frame, evolve
 from meterd.seclog.config import FILL_WARNINGS, FullPolicy, LogConfig
 from meterd.seclog.entry import Entry, system_entry
-from meterd.seclog.errors import LogCorruptError, LogFullError, LogKeyError
+from meterd.seclog.errors import LogCorruptError, LogFullError, LogKeyError, LogUnavailableError
 from meterd.seclog.events import EventType
 from meterd.seclog.keys import KeyFile
-from meterd.seclog.sealer import seal_batch
+from meterd.seclog.sealer import frames_size
 from meterd.seclog.segments import (
     KEY_FILE,
     clear_append_only,
@@ -44,11 +46,15 @@ from meterd.seclog.segments import (
     segment_name,
     set_append_only,
 )
+from meterd.seclog.syncer import Syncer
 
 _log = logging.getLogger(__name__)
 #: Room kept for the log's own records (drops, warnings, checkpoints) in a full log,
 #: as a fraction of capacity and at most this many bytes.
 _SYSTEM_RESERVE = 4096
+#: Seconds a rotation waits for the previous segment to become durable: far
+#: beyond any sync, it only bounds a stuck disk.
+_ROTATION_WAIT = 60.0
 
 
 def utc_stamp() -> str:
@@ -101,11 +107,21 @@ class SegmentStore:
             raise LogCorruptError("no segments: the log was never initialised", path=str(directory))
         self.recovery = self._recover_tail()
         self._keys = KeyFile(directory / KEY_FILE)
-        self.key = self._catch_up_key()
+        key = self._catch_up_key()
         head = self._segments[-1]
-        self._fd = os.open(head.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-        if config.append_only_attr:
-            set_append_only(self._fd, True)
+        fd = os.open(head.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        try:
+            if config.append_only_attr:
+                set_append_only(fd, True)
+            # From here on the chain head's digest and the key live only in the syncer.
+            self.syncer = Syncer(
+                fd, self._keys.fd, self._keys.slot, (self.seq, bytes.fromhex(self._digest), key)
+            )
+        except BaseException:
+            os.close(fd)
+            self._keys.close()
+            raise
+        del key
         self.usage = sum(s.size for s in self._segments)
         self._level = self._fill_level(self.usage)
         self._since_checkpoint = 0
@@ -131,7 +147,7 @@ class SegmentStore:
 
     def _recover_tail(self) -> Recovery:
         """Cut a torn last record, then find the head (seq, digest)."""
-        self.seq, self.digest = 0, GENESIS
+        self.seq, self._digest = 0, GENESIS
         head = self._segments[-1]
         recovery = Recovery()
         self._tail: dict[int, tuple[str, str]] = {}
@@ -149,9 +165,9 @@ class SegmentStore:
                     ) from None
                 recovery = Recovery(head.path.name, line.offset, len(line.data))
                 break
-            if self.seq and (record.seq != self.seq + 1 or record.prev != self.digest):
+            if self.seq and (record.seq != self.seq + 1 or record.prev != self._digest):
                 raise LogCorruptError("records out of order", path=str(head.path), seq=record.seq)
-            self.seq, self.digest = record.seq, record.digest
+            self.seq, self._digest = record.seq, record.digest
             self._tail[record.seq] = (record.digest, record.mac)
             good_end = line.offset + len(line.data)
         if recovery.cut_bytes:
@@ -181,7 +197,7 @@ class SegmentStore:
             record = decode_frame(last_line(path)).record
         except FrameError:
             raise LogCorruptError("last record of the previous segment is damaged", path=str(path)) from None
-        self.seq, self.digest = record.seq, record.digest
+        self.seq, self._digest = record.seq, record.digest
 
     def _catch_up_key(self) -> bytes:
         seq_next, key = self._keys.load()
@@ -205,20 +221,6 @@ class SegmentStore:
         percent = usage * 100 // self.config.capacity_bytes
         return max((w for w in FILL_WARNINGS if percent >= w), default=0)
 
-    @staticmethod
-    def _seal(
-        entries: list[Entry], head: tuple[int, str, bytes], ts: str, out: list[bytes]
-    ) -> tuple[int, str, bytes]:
-        """Seal ``entries`` after ``head`` (seq, digest, key); append their frames to ``out``."""
-        seq, prev, key = head
-        if not entries:
-            return head
-        frames, digest, key = seal_batch(
-            [entry.fields for entry in entries], seq, bytes.fromhex(prev), key, ts.encode("ascii")
-        )
-        out.append(frames)
-        return seq + len(entries), digest.hex(), key
-
     def _drop_for(self, needed: int, drops: list[Entry]) -> None:
         """Drop oldest segments until ``needed`` more bytes fit, adding a record per drop to ``drops``.
 
@@ -232,7 +234,7 @@ class SegmentStore:
             if policy is FullPolicy.REFUSE or len(self._segments) < 2:
                 raise LogFullError("the security log is full and may not drop records")
             if exported is None:
-                # Read only when something must go: this runs on every group commit.
+                # Read only when something must go: this runs on every group written.
                 exported = read_exported(self.directory) if policy is FullPolicy.DROP_EXPORTED else 0
             oldest = self._segments[0]
             try:
@@ -265,42 +267,53 @@ class SegmentStore:
             )
             _log.warning("security log full: dropped %s (records up to seq %d)", oldest.path.name, last.seq)
 
-    def _rotate(self) -> None:
+    def _rotate(self) -> int:
+        """Create the next segment and return its descriptor (for the syncer, which closes the old one).
+
+        Everything submitted before is durable first: recovery reads only the
+        head segment's tail, so a torn record may never be left behind it.
+        """
+        self.syncer.wait(self.seq, _ROTATION_WAIT)
         head = self._segments[-1]
         index = head.index + 1
         path = self.directory / segment_name(index)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o600)
-        if self.config.append_only_attr:
-            set_append_only(fd, True)
-        fsync_directory(self.directory)
-        os.close(self._fd)
-        self._fd = fd
+        try:
+            if self.config.append_only_attr:
+                set_append_only(fd, True)
+            fsync_directory(self.directory)
+        except BaseException:
+            os.close(fd)
+            raise
         self._segments.append(_Segment(index, path, 0))
+        return fd
 
-    def commit(
+    def write(
         self, entries: list[Entry], *, checkpoint: bool = False, system: list[Entry] | None = None
     ) -> int:
-        """Seal ``entries`` and make them durable; return the seq of the first.
+        """Submit ``entries`` to the syncer (see :attr:`durable`); return the seq of the first.
 
         The log's own records (checkpoint, fill warning, segment drop) follow
-        the entries in the same write.
+        the entries in the same group.  Sizes are exact before sealing (the
+        syncer checks them), so capacity and rotation are decided here.
 
         Raises:
             LogFullError: Capacity reached and the full policy refuses (none of
-                ``entries`` written).
-            OSError: Writing or syncing failed; the store must not be used again.
+                ``entries`` submitted; drop records may have been).
+            OSError: Creating a segment failed; the store must not be used again.
+            LogUnavailableError: The syncer failed or stopped.
         """
-        ts = utc_stamp()
-        frames: list[bytes] = []
-        seq, prev, key = self._seal(entries, (self.seq, self.digest, self.key), ts, frames)
-        size = sum(map(len, frames))
+        ts = utc_stamp().encode("ascii")
+        first = self.seq + 1
+        fields = [entry.fields for entry in entries]
+        size = frames_size(fields, first, len(ts))
         system = list(system or [])
         if entries:
             try:
                 self._drop_for(size + min(_SYSTEM_RESERVE, self.config.capacity_bytes // 100), system)
             except LogFullError:
-                if system:  # what was dropped must be on record even though this batch is refused
-                    self.commit([], system=system)
+                if system:  # what was dropped must be on record even though this group is refused
+                    self.write([], system=system)
                 raise
         level = self._fill_level(self.usage + size)
         if level > self._level:
@@ -316,43 +329,49 @@ class SegmentStore:
             )
         self._level = level
         self._since_checkpoint += len(entries) + len(system)
-        if checkpoint or self._since_checkpoint >= self.config.checkpoint_interval:
-            seq, prev, key = self._seal(system, (seq, prev, key), ts, frames)
-            system = [system_entry(EventType.LOG_CHECKPOINT, {"head_seq": seq, "head_digest": prev})]
+        checkpoint = checkpoint or self._since_checkpoint >= self.config.checkpoint_interval
+        if checkpoint:
+            # The head's digest is known only once sealed: the syncer fills in the placeholder.
+            head_seq = self.seq + len(entries) + len(system)
+            system.append(
+                system_entry(EventType.LOG_CHECKPOINT, {"head_seq": head_seq, "head_digest": GENESIS})
+            )
             self._since_checkpoint = 0
-        seq, prev, key = self._seal(system, (seq, prev, key), ts, frames)
-        data = b"".join(frames)
+        fields += [entry.fields for entry in system]
+        if not fields:
+            return first
+        size = frames_size(fields, first, len(ts))
         head = self._segments[-1]
-        if head.size and head.size + len(data) > self.config.segment_bytes:
-            self._rotate()
+        new_fd = -1
+        if head.size and head.size + size > self.config.segment_bytes:
+            new_fd = self._rotate()
             head = self._segments[-1]
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view) :]
-        os.fdatasync(self._fd)
-        self._keys.stage(seq + 1, key)
-        first = self.seq + 1
-        self.seq, self.digest, self.key = seq, prev, key
-        head.size += len(data)
-        self.usage += len(data)
+        try:
+            self.syncer.submit(
+                fields, first, ts, new_segment_fd=new_fd, checkpoint_last=checkpoint, expected=size
+            )
+        except BaseException:
+            if new_fd >= 0:
+                os.close(new_fd)
+            raise
+        self.seq += len(fields)
+        head.size += size
+        self.usage += size
         return first
 
-    def sync_key(self) -> None:
-        """Make the key staged by the last commit durable and erase its predecessor.
+    @property
+    def durable(self) -> int:
+        """Seq of the last record on stable storage."""
+        return self.syncer.durable
 
-        Called after the commit's appenders were released: the records are
-        already durable, and a key file left one group behind by a power cut
-        is caught up on the next open, so its sync need not delay anyone.
+    def close(self) -> LogUnavailableError | None:
+        """Write and sync what was submitted, store the key, stop the syncer, close the files.
 
-        Raises:
-            OSError: The key file could not be synced; the store must not be used again.
+        Returns:
+            The syncer's failure, if it failed: some submitted records may not
+            be durable (their appenders were told so).
         """
-        self._keys.sync()
-
-    def close(self) -> None:
-        """Sync the key, close the files; the key stays on disk for the next open."""
         try:
-            self._keys.sync()
+            return self.syncer.stop()
         finally:
-            os.close(self._fd)
             self._keys.close()

@@ -13,6 +13,7 @@ import pytest
 
 from meterd.policy.request import Outcome
 from meterd.seclog import EventType, LogConfig, SecurityLog, read_records
+from meterd.seclog.syncer import Fault
 from meterd.seclog.verify import verify
 
 KILLS = 300
@@ -23,30 +24,13 @@ CONFIG = LogConfig(
 )
 
 
-def _split_writes() -> None:
-    """Make every segment write land in two halves with a pause between.
-
-    A SIGKILL rarely interrupts a single ``write``; a write cut short is what
-    a crash or power cut leaves behind, so the child writes like that to let
-    the kills produce torn tails.  Partial writes are legal ``write`` results.
-    """
-    real_write = os.write
-
-    def halves(fd: int, data: bytes | memoryview) -> int:
-        view = memoryview(data)
-        if len(view) < 200:  # acknowledgements on the pipe stay whole
-            return real_write(fd, view)
-        written = real_write(fd, view[: len(view) // 2])
-        time.sleep(0.0005)
-        return written
-
-    os.write = halves  # type: ignore[assignment]
-
-
 def _writer(directory: Path, run: int, ack_fd: int) -> None:
     """Child process: append from several threads, acknowledging each durable seq on the pipe."""
-    _split_writes()
     log = SecurityLog.open(directory, CONFIG)
+    # A SIGKILL rarely interrupts a single ``write``; a write cut short is what
+    # a crash or power cut leaves behind, so the child's writes go in halves
+    # with a pause between, to let the kills produce torn tails.
+    log._store.syncer.set_fault(Fault.TEAR, 500)
 
     def work(thread: int) -> None:
         n = 0

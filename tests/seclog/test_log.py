@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import threading
 import time
@@ -22,7 +23,7 @@ from meterd.seclog import (
     SecurityLog,
     read_records,
 )
-from meterd.seclog.store import SegmentStore
+from meterd.seclog.syncer import Fault
 from meterd.seclog.verify import verify
 
 from .conftest import TEST_CONFIG, decision, fill
@@ -97,15 +98,9 @@ def test_decision_is_recorded_with_reason(log: SecurityLog) -> None:
     assert record.detail["reason"] == "not_granted"
 
 
-def test_concurrent_appenders_share_syncs(log: SecurityLog, monkeypatch: pytest.MonkeyPatch) -> None:
-    batches: list[int] = []
-    original = SegmentStore.commit
-
-    def counting(self: SegmentStore, entries: list[object], **kw: object) -> int:
-        batches.append(len(entries))
-        return original(self, entries, **kw)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(SegmentStore, "commit", counting)
+def test_concurrent_appenders_share_syncs(log: SecurityLog) -> None:
+    syncs: list[float] = []
+    log.on_commit(syncs.append)
     results: list[list[int]] = []
 
     def worker() -> None:
@@ -118,8 +113,8 @@ def test_concurrent_appenders_share_syncs(log: SecurityLog, monkeypatch: pytest.
         t.join()
     seqs = sorted(s for r in results for s in r)
     assert seqs == list(range(seqs[0], seqs[0] + 800))
-    assert sum(batches) >= 800
-    assert len(batches) < 800  # group commit: fewer syncs than records
+    fill(log, 1)  # reports the syncs made since the last report
+    assert 0 < len(syncs) < 800  # group commit: fewer syncs than records
 
 
 def test_async_append_and_decision(log: SecurityLog) -> None:
@@ -145,11 +140,8 @@ def test_closed_log_refuses_promptly(log_dir: Path, initial_key: bytes) -> None:
     assert info.value.reason == "closed"
 
 
-def test_write_failure_fails_closed(log: SecurityLog, monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(fd: int) -> None:
-        raise OSError(5, "Input/output error")
-
-    monkeypatch.setattr(os, "fdatasync", broken)
+def test_write_failure_fails_closed(log: SecurityLog) -> None:
+    log._store.syncer.set_fault(Fault.FAIL, errno.EIO)
     with pytest.raises(LogUnavailableError):
         fill(log, 1)
     assert log.failed
@@ -157,15 +149,8 @@ def test_write_failure_fails_closed(log: SecurityLog, monkeypatch: pytest.Monkey
         asyncio.run(log.append_async(EventType.ALARM, principal="meterd", outcome=Outcome.ERROR))
 
 
-def test_stalled_storage_times_out(log: SecurityLog, monkeypatch: pytest.MonkeyPatch) -> None:
-    release = threading.Event()
-    real = os.fdatasync
-
-    def stalled(fd: int) -> None:
-        release.wait(5)
-        real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", stalled)
+def test_stalled_storage_times_out(log: SecurityLog) -> None:
+    log._store.syncer.set_fault(Fault.STALL)
     try:
         with pytest.raises(LogUnavailableError) as info:
             log.append(EventType.ALARM, principal="meterd", outcome=Outcome.ERROR, timeout=0.1)
@@ -179,7 +164,7 @@ def test_stalled_storage_times_out(log: SecurityLog, monkeypatch: pytest.MonkeyP
         with pytest.raises(LogUnavailableError):
             asyncio.run(slow())
     finally:
-        release.set()
+        log._store.syncer.set_fault(Fault.NONE)
 
 
 def test_read_needs_security_logs_access_and_is_recorded(log: SecurityLog) -> None:
@@ -224,14 +209,8 @@ def test_checkpoint_on_demand(log: SecurityLog) -> None:
     assert last.detail["head_seq"] == last.seq - 1
 
 
-def test_async_append_never_blocks_the_loop(log: SecurityLog, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = os.fdatasync
-
-    def slow(fd: int) -> None:
-        time.sleep(0.3)
-        real(fd)
-
-    monkeypatch.setattr(os, "fdatasync", slow)
+def test_async_append_never_blocks_the_loop(log: SecurityLog) -> None:
+    log._store.syncer.set_fault(Fault.DELAY, 300_000)
 
     async def main() -> tuple[int, int]:
         ticks = 0
@@ -252,21 +231,12 @@ def test_async_append_never_blocks_the_loop(log: SecurityLog, monkeypatch: pytes
     assert ticks >= 10  # the loop ran on while the record waited for storage
 
 
-def test_overload_is_refused_at_once(
-    log_dir: Path, initial_key: bytes, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    release = threading.Event()
-    real = os.fdatasync
-
-    def stalled(fd: int) -> None:
-        release.wait(5)
-        real(fd)
-
+def test_overload_is_refused_at_once(log_dir: Path, initial_key: bytes) -> None:
     log = SecurityLog.open(log_dir, LogConfig(append_only_attr=False, max_pending=2))
-    monkeypatch.setattr(os, "fdatasync", stalled)
-    waiting = [threading.Thread(target=fill, args=(log, 1)) for _ in range(3)]
+    log._store.syncer.set_fault(Fault.STALL)
+    waiting = [threading.Thread(target=fill, args=(log, 1)) for _ in range(2)]
     try:
-        for thread in waiting:  # one is being written, two wait: the queue is full
+        for thread in waiting:  # two wait for the stalled storage: the bound is reached
             thread.start()
             time.sleep(0.05)
         started = time.monotonic()
@@ -275,7 +245,7 @@ def test_overload_is_refused_at_once(
         assert info.value.reason == "overloaded"
         assert time.monotonic() - started < 0.5
     finally:
-        release.set()
+        log._store.syncer.set_fault(Fault.NONE)
         for thread in waiting:
             thread.join()
         log.close()

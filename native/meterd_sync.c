@@ -1,0 +1,561 @@
+/*
+ * meterd security-log syncer (see meterd_sync.h).
+ *
+ * One mutex guards the state; the thread drops it around every system call
+ * that touches the disk, except the eventfd writes: those are made under the
+ * mutex so that a subscriber removed by mtr_syncer_unsubscribe is never
+ * written to afterwards (its descriptor number may be reused at once).
+ */
+#define _GNU_SOURCE
+#include "meterd_sync.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "meterd_seal.h"
+
+/* One submitted group, in one allocation: the struct, then lengths, then fields. */
+typedef struct group {
+    struct group *next;
+    uint64_t first_seq;
+    uint64_t expected;
+    uint32_t n;
+    uint32_t ts_len;
+    int new_segment_fd;
+    int patch_last;
+    uint8_t ts[64];
+    uint32_t *lengths;
+    uint8_t *fields;
+    size_t fields_len;
+} group;
+
+struct mtr_syncer {
+    pthread_mutex_t mu;
+    pthread_cond_t work; /* the thread waits here for requests */
+    pthread_cond_t done; /* waiters wait here for durability */
+    pthread_cond_t keys; /* the key thread waits here for a newer durable key */
+    pthread_t thread;
+    pthread_t key_thread;
+    int segment_fd;
+    int key_fd;
+    int key_slot;
+    group *queue_head;
+    group *queue_tail;
+    uint64_t submitted; /* seq of the last record submitted */
+    /* The chain head after the last sealed record: only the segment thread touches these. */
+    uint8_t chain_prev[MTR_SYNC_DIGEST_BYTES];
+    uint8_t chain_key[MTR_SYNC_KEY_BYTES];
+    uint8_t *out;
+    size_t out_cap;
+    uint64_t durable;
+    uint8_t durable_key[MTR_SYNC_KEY_BYTES]; /* seals durable + 1 */
+    uint64_t key_stored;                     /* seq_next of the key last stored */
+    int segment_done;                        /* the segment thread has ended */
+    int fault;                               /* MTR_SYNC_FAULT_*, and its value */
+    int64_t fault_value;
+    int failure;
+    int stopping;
+    int stopped;
+    int waiters; /* threads inside mtr_syncer_wait/switch_segment */
+    int subscribers[MTR_SYNC_MAX_SUBSCRIBERS];
+    int n_subscribers;
+    double latencies[MTR_SYNC_LATENCIES];
+    uint32_t n_latencies;
+};
+
+static void erase(void *p, size_t n) { explicit_bzero(p, n); }
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+/* Caller holds mu. */
+static void notify_locked(mtr_syncer *s) {
+    static const uint64_t one = 1;
+    for (int i = 0; i < s->n_subscribers; i++) {
+        /* EAGAIN (counter saturated) still leaves the eventfd readable: nothing is lost. */
+        ssize_t ignored = write(s->subscribers[i], &one, sizeof one);
+        (void)ignored;
+    }
+}
+
+/* The key file's slot layout, as meterd/seclog/keys.py packs it. */
+static void pack_slot(uint8_t slot[MTR_SYNC_KEY_SLOT], uint64_t seq_next, const uint8_t *key) {
+    memset(slot, 0, MTR_SYNC_KEY_SLOT);
+    memcpy(slot, "MSK1", 4);
+    for (int i = 0; i < 8; i++) {
+        slot[4 + i] = (uint8_t)(seq_next >> (56 - 8 * i));
+    }
+    memcpy(slot + 12, key, MTR_SYNC_KEY_BYTES);
+    uint32_t crc = mtr_crc32(slot, 12 + MTR_SYNC_KEY_BYTES);
+    for (int i = 0; i < 4; i++) {
+        slot[44 + i] = (uint8_t)(crc >> (24 - 8 * i));
+    }
+}
+
+static int write_all_at(int fd, const uint8_t *data, size_t len, off_t offset) {
+    while (len > 0) {
+        ssize_t n = pwrite(fd, data, len, offset);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return errno;
+        }
+        data += n;
+        len -= (size_t)n;
+        offset += n;
+    }
+    return 0;
+}
+
+/* Store the key of seq_next in the free slot, sync it, then erase the older slot. */
+static int store_key(mtr_syncer *s, uint64_t seq_next, const uint8_t *key) {
+    uint8_t slot[MTR_SYNC_KEY_SLOT];
+    static const uint8_t zero[MTR_SYNC_KEY_SLOT];
+    int fresh = 1 - s->key_slot;
+    pack_slot(slot, seq_next, key);
+    int err = write_all_at(s->key_fd, slot, sizeof slot, (off_t)fresh * MTR_SYNC_KEY_SLOT);
+    erase(slot, sizeof slot);
+    if (err == 0 && fdatasync(s->key_fd) != 0) {
+        err = errno;
+    }
+    /* Once the new slot is durable the old key goes; its erasure is synced with the next key. */
+    if (err == 0) {
+        err = write_all_at(s->key_fd, zero, sizeof zero, (off_t)s->key_slot * MTR_SYNC_KEY_SLOT);
+    }
+    if (err == 0) {
+        s->key_slot = fresh;
+    }
+    return err;
+}
+
+static void free_groups(group *g) {
+    while (g != NULL) {
+        group *next = g->next;
+        if (g->new_segment_fd >= 0) {
+            close(g->new_segment_fd);
+        }
+        free(g);
+        g = next;
+    }
+}
+
+/* tear_us > 0: write in halves with a pause between (an injected fault). */
+static int write_all(int fd, const uint8_t *data, size_t len, int64_t tear_us) {
+    while (len > 0) {
+        size_t step = tear_us > 0 && len >= 2 ? len / 2 : len;
+        ssize_t n = write(fd, data, step);
+        if (step != len) {
+            usleep((useconds_t)tear_us);
+        }
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return errno;
+        }
+        data += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* fdatasync, through whatever fault a test injected. */
+static int sync_segment(mtr_syncer *s, int fd) {
+    pthread_mutex_lock(&s->mu);
+    while (s->fault == MTR_SYNC_FAULT_STALL && !s->stopping) {
+        pthread_cond_wait(&s->work, &s->mu);
+    }
+    int fault = s->fault;
+    int64_t value = s->fault_value;
+    pthread_mutex_unlock(&s->mu);
+    if (fault == MTR_SYNC_FAULT_FAIL) {
+        return (int)value;
+    }
+    if (fault == MTR_SYNC_FAULT_DELAY) {
+        usleep((useconds_t)value);
+    }
+    return fdatasync(fd) == 0 ? 0 : errno;
+}
+
+/* Seal the groups after the chain head into s->out, writing out and syncing at rotations. */
+static int seal_and_write(mtr_syncer *s, group *groups, int *fd, uint64_t *last, int64_t tear_us) {
+    size_t used = 0;
+    for (group *g = groups; g != NULL; g = g->next) {
+        if (g->new_segment_fd >= 0) {
+            /* Everything before the rotation is durable in the old segment before it is closed. */
+            int err = write_all(*fd, s->out, used, tear_us);
+            if (err == 0) {
+                err = sync_segment(s, *fd);
+            }
+            if (err != 0) {
+                return err;
+            }
+            used = 0;
+            close(*fd);
+            *fd = g->new_segment_fd;
+            g->new_segment_fd = -1;
+        }
+        size_t need = used + g->fields_len + (size_t)g->n * (g->ts_len + MTR_SEAL_FRAME_OVERHEAD);
+        if (need > s->out_cap) {
+            size_t cap = need * 2;
+            uint8_t *out = realloc(s->out, cap);
+            if (out == NULL) {
+                return ENOMEM;
+            }
+            s->out = out;
+            s->out_cap = cap;
+        }
+        int64_t n = mtr_seal(g->fields, g->lengths, g->n, g->first_seq - 1, g->ts, g->ts_len, s->chain_prev,
+                             s->chain_key, s->out + used, s->out_cap - used, g->patch_last);
+        if (n < 0 || (uint64_t)n != g->expected) {
+            return MTR_SYNC_E_SEAL;
+        }
+        used += (size_t)n;
+        *last = g->first_seq + g->n - 1;
+    }
+    return write_all(*fd, s->out, used, tear_us);
+}
+
+/* The segment thread: seal, write, sync, publish, wake; hand the next key to the key thread. */
+static void *run(void *arg) {
+    mtr_syncer *s = arg;
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (s->queue_head == NULL && !s->stopping && !s->failure) {
+            pthread_cond_wait(&s->work, &s->mu);
+        }
+        if (s->failure || s->queue_head == NULL) {
+            break; /* failed, or stopping with nothing left to write */
+        }
+        group *groups = s->queue_head;
+        s->queue_head = s->queue_tail = NULL;
+        int fd = s->segment_fd;
+        int64_t tear_us = s->fault == MTR_SYNC_FAULT_TEAR ? s->fault_value : 0;
+        pthread_mutex_unlock(&s->mu);
+
+        uint64_t last = 0;
+        double took = 0;
+        int err = seal_and_write(s, groups, &fd, &last, tear_us);
+        if (err == 0) {
+            double started = now_seconds();
+            err = sync_segment(s, fd);
+            took = now_seconds() - started;
+        }
+        free_groups(groups);
+
+        pthread_mutex_lock(&s->mu);
+        s->segment_fd = fd;
+        if (err != 0) {
+            s->failure = err;
+        } else {
+            s->durable = last;
+            memcpy(s->durable_key, s->chain_key, sizeof s->chain_key);
+            s->latencies[s->n_latencies % MTR_SYNC_LATENCIES] = took;
+            s->n_latencies++;
+            pthread_cond_signal(&s->keys);
+        }
+        pthread_cond_broadcast(&s->done);
+        notify_locked(s);
+        if (err != 0) {
+            break;
+        }
+    }
+    free_groups(s->queue_head);
+    s->queue_head = s->queue_tail = NULL;
+    erase(s->chain_key, sizeof s->chain_key);
+    s->segment_done = 1;
+    pthread_cond_signal(&s->keys);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/*
+ * The key thread: stores the newest durable key.  Its own thread, so that
+ * the segment's syncs never wait for the key file's; keys that became
+ * durable while one was being stored are skipped (only the newest matters).
+ */
+static void *keep_keys(void *arg) {
+    mtr_syncer *s = arg;
+    uint8_t key[MTR_SYNC_KEY_BYTES];
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (s->key_stored == s->durable + 1 && !s->segment_done && !s->failure) {
+            pthread_cond_wait(&s->keys, &s->mu);
+        }
+        if (s->failure || s->key_stored == s->durable + 1) {
+            break; /* failed, or the segment thread ended and the newest key is stored */
+        }
+        uint64_t seq_next = s->durable + 1;
+        memcpy(key, s->durable_key, sizeof key);
+        pthread_mutex_unlock(&s->mu);
+
+        int err = store_key(s, seq_next, key);
+        erase(key, sizeof key);
+
+        pthread_mutex_lock(&s->mu);
+        if (err != 0) {
+            s->failure = err;
+            pthread_cond_broadcast(&s->done);
+            pthread_cond_signal(&s->work);
+            notify_locked(s);
+            break;
+        }
+        s->key_stored = seq_next;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t durable, const uint8_t *prev,
+                             const uint8_t *key) {
+    if (segment_fd < 0 || key_fd < 0 || (key_slot != 0 && key_slot != 1) || prev == NULL || key == NULL) {
+        return NULL;
+    }
+    mtr_syncer *s = calloc(1, sizeof *s);
+    if (s == NULL) {
+        return NULL;
+    }
+    pthread_condattr_t attr;
+    pthread_condattr_init(&attr);
+    pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->work, NULL);
+    pthread_cond_init(&s->done, &attr);
+    pthread_cond_init(&s->keys, NULL);
+    pthread_condattr_destroy(&attr);
+    s->segment_fd = segment_fd;
+    s->key_fd = key_fd;
+    s->key_slot = key_slot;
+    s->submitted = s->durable = durable;
+    memcpy(s->chain_prev, prev, sizeof s->chain_prev);
+    memcpy(s->chain_key, key, sizeof s->chain_key);
+    /* The key on disk may lag the log (reopening caught it up in memory): it is stored with the first sync. */
+    s->key_stored = durable + 1;
+    if (pthread_create(&s->thread, NULL, run, s) != 0) {
+        goto fail;
+    }
+    if (pthread_create(&s->key_thread, NULL, keep_keys, s) != 0) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = 1;
+        pthread_cond_signal(&s->work);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL);
+        goto fail;
+    }
+    return s;
+fail:
+    erase(s->chain_key, sizeof s->chain_key);
+    pthread_cond_destroy(&s->keys);
+    pthread_cond_destroy(&s->done);
+    pthread_cond_destroy(&s->work);
+    pthread_mutex_destroy(&s->mu);
+    free(s);
+    return NULL;
+}
+
+int mtr_syncer_submit(mtr_syncer *s, const uint8_t *fields, const uint32_t *lengths, uint32_t n,
+                      uint64_t first_seq, const uint8_t *ts, uint32_t ts_len, int new_segment_fd,
+                      int patch_last, uint64_t expected) {
+    if (n == 0 || fields == NULL || lengths == NULL || ts == NULL || ts_len == 0 || ts_len > sizeof(((group *)0)->ts)) {
+        return MTR_SYNC_E_ARGUMENT;
+    }
+    size_t fields_len = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        fields_len += lengths[i];
+    }
+    group *g = malloc(sizeof *g + (size_t)n * sizeof *lengths + fields_len);
+    if (g == NULL) {
+        return MTR_SYNC_E_SYSTEM;
+    }
+    g->next = NULL;
+    g->first_seq = first_seq;
+    g->expected = expected;
+    g->n = n;
+    g->ts_len = ts_len;
+    memcpy(g->ts, ts, ts_len);
+    g->new_segment_fd = -1;
+    g->patch_last = patch_last;
+    g->lengths = (uint32_t *)(g + 1);
+    memcpy(g->lengths, lengths, (size_t)n * sizeof *lengths);
+    g->fields = (uint8_t *)(g->lengths + n);
+    g->fields_len = fields_len;
+    memcpy(g->fields, fields, fields_len);
+
+    int rc = 0;
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        rc = MTR_SYNC_E_CLOSED;
+    } else if (s->failure) {
+        rc = s->failure;
+    } else if (first_seq != s->submitted + 1) {
+        rc = MTR_SYNC_E_ARGUMENT;
+    } else {
+        g->new_segment_fd = new_segment_fd; /* the syncer's from here on */
+        if (s->queue_tail != NULL) {
+            s->queue_tail->next = g;
+        } else {
+            s->queue_head = g;
+        }
+        s->queue_tail = g;
+        s->submitted = first_seq + n - 1;
+        g = NULL;
+        pthread_cond_signal(&s->work);
+    }
+    pthread_mutex_unlock(&s->mu);
+    free(g);
+    return rc;
+}
+
+/* Caller holds mu and counts in s->waiters. */
+static int wait_locked(mtr_syncer *s, uint64_t seq, int64_t timeout_ns) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    int64_t ns = deadline.tv_nsec + (timeout_ns < 0 ? 0 : timeout_ns % 1000000000);
+    deadline.tv_sec += (timeout_ns < 0 ? 0 : timeout_ns / 1000000000) + ns / 1000000000;
+    deadline.tv_nsec = ns % 1000000000;
+    for (;;) {
+        if (s->durable >= seq) {
+            return 0;
+        }
+        if (s->failure) {
+            return s->failure;
+        }
+        if (s->stopped) {
+            return MTR_SYNC_E_CLOSED;
+        }
+        if (pthread_cond_timedwait(&s->done, &s->mu, &deadline) == ETIMEDOUT) {
+            return s->durable >= seq ? 0 : (s->failure ? s->failure : MTR_SYNC_E_TIMEOUT);
+        }
+    }
+}
+
+int mtr_syncer_wait(mtr_syncer *s, uint64_t seq, int64_t timeout_ns) {
+    pthread_mutex_lock(&s->mu);
+    s->waiters++;
+    int rc = wait_locked(s, seq, timeout_ns);
+    if (--s->waiters == 0) {
+        pthread_cond_broadcast(&s->done);
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+uint64_t mtr_syncer_durable(mtr_syncer *s) {
+    pthread_mutex_lock(&s->mu);
+    uint64_t durable = s->durable;
+    pthread_mutex_unlock(&s->mu);
+    return durable;
+}
+
+int mtr_syncer_failure(mtr_syncer *s) {
+    pthread_mutex_lock(&s->mu);
+    int failure = s->failure;
+    pthread_mutex_unlock(&s->mu);
+    return failure;
+}
+
+int mtr_syncer_subscribe(mtr_syncer *s, int fd) {
+    int rc = 0;
+    pthread_mutex_lock(&s->mu);
+    if (fd < 0 || s->n_subscribers == MTR_SYNC_MAX_SUBSCRIBERS) {
+        rc = MTR_SYNC_E_ARGUMENT;
+    } else {
+        s->subscribers[s->n_subscribers++] = fd;
+    }
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void mtr_syncer_unsubscribe(mtr_syncer *s, int fd) {
+    pthread_mutex_lock(&s->mu);
+    for (int i = 0; i < s->n_subscribers; i++) {
+        if (s->subscribers[i] == fd) {
+            s->subscribers[i] = s->subscribers[--s->n_subscribers];
+            break;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+void mtr_syncer_notify(mtr_syncer *s) {
+    pthread_mutex_lock(&s->mu);
+    notify_locked(s);
+    pthread_mutex_unlock(&s->mu);
+}
+
+uint32_t mtr_syncer_latencies(mtr_syncer *s, double *out, uint32_t cap) {
+    pthread_mutex_lock(&s->mu);
+    uint32_t n = s->n_latencies < MTR_SYNC_LATENCIES ? s->n_latencies : MTR_SYNC_LATENCIES;
+    n = n < cap ? n : cap;
+    /* The newest n, oldest first. */
+    for (uint32_t i = 0; i < n; i++) {
+        out[i] = s->latencies[(s->n_latencies - n + i) % MTR_SYNC_LATENCIES];
+    }
+    s->n_latencies = 0;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+int mtr_syncer_stop(mtr_syncer *s) {
+    pthread_mutex_lock(&s->mu);
+    if (s->stopping) {
+        int rc = s->stopped ? MTR_SYNC_E_CLOSED : 0;
+        pthread_mutex_unlock(&s->mu);
+        return rc;
+    }
+    s->stopping = 1;
+    pthread_cond_broadcast(&s->work);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    pthread_join(s->key_thread, NULL);
+
+    pthread_mutex_lock(&s->mu);
+    /* The last key's erasure is made durable too: nothing will sync it later. */
+    if (!s->failure && fdatasync(s->key_fd) != 0) {
+        s->failure = errno;
+    }
+    s->stopped = 1;
+    erase(s->chain_key, sizeof s->chain_key);
+    close(s->segment_fd);
+    s->segment_fd = -1;
+    erase(s->durable_key, sizeof s->durable_key);
+    pthread_cond_broadcast(&s->done);
+    notify_locked(s);
+    s->n_subscribers = 0;
+    while (s->waiters > 0) {
+        pthread_cond_wait(&s->done, &s->mu);
+    }
+    int rc = s->failure;
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+void mtr_syncer_set_fault(mtr_syncer *s, int fault, int64_t value) {
+    pthread_mutex_lock(&s->mu);
+    s->fault = fault;
+    s->fault_value = value;
+    pthread_cond_broadcast(&s->work); /* a stalled sync looks again */
+    pthread_mutex_unlock(&s->mu);
+}
+
+void mtr_syncer_free(mtr_syncer *s) {
+    if (s == NULL) {
+        return;
+    }
+    mtr_syncer_stop(s);
+    pthread_cond_destroy(&s->keys);
+    pthread_cond_destroy(&s->done);
+    pthread_cond_destroy(&s->work);
+    pthread_mutex_destroy(&s->mu);
+    free(s->out);
+    erase(s, sizeof *s);
+    free(s);
+}
