@@ -198,7 +198,7 @@ class GroupCommitWriter:
         self._flush()
 
     def _flush(self, *, checkpoint: bool = False) -> BaseException | None:
-        """Write the pending group and request its sync; return the group's error, if any."""
+        """Submit the pending group (the syncer seals, writes and syncs it); return its error, if any."""
         with self._flush_lock:
             with self._queue_lock:
                 entries, waiters = self._entries, self._waiters
