@@ -337,10 +337,12 @@ class SegmentStore:
                 system_entry(EventType.LOG_CHECKPOINT, {"head_seq": head_seq, "head_digest": GENESIS})
             )
             self._since_checkpoint = 0
-        fields += [entry.fields for entry in system]
+        if system:  # the entries' size is known: only the log's own records are added
+            own = [entry.fields for entry in system]
+            size += frames_size(own, first + len(fields), len(ts))
+            fields += own
         if not fields:
             return first
-        size = frames_size(fields, first, len(ts))
         head = self._segments[-1]
         new_fd = -1
         if head.size and head.size + size > self.config.segment_bytes:

@@ -335,15 +335,14 @@ class GroupCommitWriter:
         self._closed = True
         with self._loops_lock:
             groups, self._loops = list(self._loops.values()), {}
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
         for group in groups:
             if group.loop.is_closed():
                 os.close(group.eventfd)
-                continue
-            try:
-                running = asyncio.get_running_loop()
-            except RuntimeError:
-                running = None
-            if running is group.loop:
+            elif running is group.loop:
                 self._retire(group)
             else:
                 # Not this thread's loop: its eventfd is closed there, once it has run the waiters.
