@@ -31,6 +31,7 @@ int64_t mtr_seal(const uint8_t *fields, const uint32_t *lengths, uint32_t n, uin
                  const uint8_t *ts, uint32_t ts_len, uint8_t *prev, uint8_t *key, uint8_t *out,
                  uint64_t out_cap, int patch_last);
 uint64_t mtr_seal_frame_size(uint64_t fields_len, uint64_t seq, uint32_t ts_len);
+uint64_t mtr_seal_frames_size(uint64_t fields_len, uint64_t n, uint64_t first_seq, uint32_t ts_len);
 uint32_t mtr_crc32(const uint8_t *data, size_t len);
 
 #define MTR_SYNC_KEY_BYTES ...
@@ -52,7 +53,7 @@ uint32_t mtr_crc32(const uint8_t *data, size_t len);
 typedef struct mtr_syncer mtr_syncer;
 mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t seq, const uint8_t *prev,
                              const uint8_t *key);
-int mtr_syncer_submit(mtr_syncer *s, const uint8_t *fields, const uint32_t *lengths, uint32_t n,
+int mtr_syncer_submit(mtr_syncer *s, const uint8_t *records, uint64_t records_len, uint32_t n,
                       uint64_t first_seq, const uint8_t *ts, uint32_t ts_len, int new_segment_fd,
                       int patch_last, uint64_t expected);
 int mtr_syncer_wait(mtr_syncer *s, uint64_t seq, int64_t timeout_ns);

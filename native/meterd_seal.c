@@ -107,6 +107,32 @@ uint64_t mtr_seal_frame_size(uint64_t fields_len, uint64_t seq, uint32_t ts_len)
     return 9 + 13 + digits + 7 + ts_len + 2 + fields_len + 9 + 64 + 2 + 1 + 64 + 1;
 }
 
+uint64_t mtr_seal_frames_size(uint64_t fields_len, uint64_t n, uint64_t first_seq, uint32_t ts_len) {
+    if (n == 0) {
+        return 0;
+    }
+    /* The seqs' digits, one step per digit count rather than per record. */
+    uint64_t last = first_seq + n - 1;
+    uint64_t digits = 0;
+    uint64_t width = 1;
+    uint64_t limit = 10; /* the smallest seq with more than width digits */
+    while (first_seq >= limit && limit <= UINT64_MAX / 10) {
+        width++;
+        limit *= 10;
+    }
+    for (uint64_t seq = first_seq;;) {
+        uint64_t upto = last < limit ? last : limit - 1;
+        digits += (upto - seq + 1) * width;
+        if (upto == last) {
+            break;
+        }
+        seq = upto + 1;
+        width++;
+        limit = limit <= UINT64_MAX / 10 ? limit * 10 : UINT64_MAX;
+    }
+    return fields_len + n * (mtr_seal_frame_size(0, 0, ts_len) - 1) + digits;
+}
+
 int64_t mtr_seal(const uint8_t *fields, const uint32_t *lengths, uint32_t n, uint64_t seq, const uint8_t *ts,
                  uint32_t ts_len, uint8_t *prev, uint8_t *key, uint8_t *out, uint64_t out_cap, int patch_last) {
     if ((n && (fields == NULL || lengths == NULL)) || ts == NULL || ts_len == 0 || prev == NULL ||

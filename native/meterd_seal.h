@@ -52,6 +52,9 @@ int64_t mtr_seal(const uint8_t *fields, const uint32_t *lengths, uint32_t n, uin
 /* The exact size of the frame of a record with fields_len bytes of fields, at seq, with a ts_len timestamp. */
 uint64_t mtr_seal_frame_size(uint64_t fields_len, uint64_t seq, uint32_t ts_len);
 
+/* The exact size of the frames of n records with fields_len bytes of fields in all, from first_seq on. */
+uint64_t mtr_seal_frames_size(uint64_t fields_len, uint64_t n, uint64_t first_seq, uint32_t ts_len);
+
 /* CRC-32 (IEEE 802.3, as zlib's crc32) of len bytes. */
 uint32_t mtr_crc32(const uint8_t *data, size_t len);
 

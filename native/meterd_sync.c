@@ -1,7 +1,13 @@
 /*
  * meterd security-log syncer (see meterd_sync.h).
  *
- * One mutex guards the state; the thread drops it around every system call
+ * Three threads: the writer seals and writes groups, the flusher makes what
+ * was written durable and publishes it, the key thread stores the newest
+ * durable key.  The writer seals and writes the next groups while the
+ * flusher's fdatasync runs, so sealing never holds up the disk; each sync
+ * covers everything written before it started.
+ *
+ * One mutex guards the state; the threads drop it around every system call
  * that touches the disk, except the eventfd writes: those are made under the
  * mutex so that a subscriber removed by mtr_syncer_unsubscribe is never
  * written to afterwards (its descriptor number may be reused at once).
@@ -35,10 +41,12 @@ typedef struct group {
 
 struct mtr_syncer {
     pthread_mutex_t mu;
-    pthread_cond_t work; /* the thread waits here for requests */
-    pthread_cond_t done; /* waiters wait here for durability */
-    pthread_cond_t keys; /* the key thread waits here for a newer durable key */
+    pthread_cond_t work;  /* the writer waits here for groups */
+    pthread_cond_t flush; /* the flusher waits here for written records (and a stall for its end) */
+    pthread_cond_t done;  /* waiters wait here for durability */
+    pthread_cond_t keys;  /* the key thread waits here for a newer durable key */
     pthread_t thread;
+    pthread_t flush_thread;
     pthread_t key_thread;
     int segment_fd;
     int key_fd;
@@ -46,15 +54,19 @@ struct mtr_syncer {
     group *queue_head;
     group *queue_tail;
     uint64_t submitted; /* seq of the last record submitted */
-    /* The chain head after the last sealed record: only the segment thread touches these. */
+    /* The chain head after the last sealed record: only the writer touches these. */
     uint8_t chain_prev[MTR_SYNC_DIGEST_BYTES];
     uint8_t chain_key[MTR_SYNC_KEY_BYTES];
     uint8_t *out;
     size_t out_cap;
+    uint64_t written;                        /* seq of the last record written to segment_fd */
+    uint8_t written_key[MTR_SYNC_KEY_BYTES]; /* seals written + 1 */
+    int writer_done;                         /* the writer has ended */
+    int flushing;                            /* the flusher is syncing segment_fd */
     uint64_t durable;
     uint8_t durable_key[MTR_SYNC_KEY_BYTES]; /* seals durable + 1 */
     uint64_t key_stored;                     /* seq_next of the key last stored */
-    int segment_done;                        /* the segment thread has ended */
+    int segment_done;                        /* the flusher has ended */
     int fault;                               /* MTR_SYNC_FAULT_*, and its value */
     int64_t fault_value;
     int failure;
@@ -171,7 +183,7 @@ static int write_all(int fd, const uint8_t *data, size_t len, int64_t tear_us) {
 static int sync_segment(mtr_syncer *s, int fd) {
     pthread_mutex_lock(&s->mu);
     while (s->fault == MTR_SYNC_FAULT_STALL && !s->stopping) {
-        pthread_cond_wait(&s->work, &s->mu);
+        pthread_cond_wait(&s->flush, &s->mu);
     }
     int fault = s->fault;
     int64_t value = s->fault_value;
@@ -185,22 +197,29 @@ static int sync_segment(mtr_syncer *s, int fd) {
     return fdatasync(fd) == 0 ? 0 : errno;
 }
 
-/* Seal the groups after the chain head into s->out, writing out and syncing at rotations. */
-static int seal_and_write(mtr_syncer *s, group *groups, int *fd, uint64_t *last, int64_t tear_us) {
+/* Seal the groups after the chain head into s->out and write them, syncing the old segment at rotations. */
+static int seal_and_write(mtr_syncer *s, group *groups, uint64_t *last, int64_t tear_us) {
     size_t used = 0;
     for (group *g = groups; g != NULL; g = g->next) {
         if (g->new_segment_fd >= 0) {
             /* Everything before the rotation is durable in the old segment before it is closed. */
-            int err = write_all(*fd, s->out, used, tear_us);
+            int err = write_all(s->segment_fd, s->out, used, tear_us);
             if (err == 0) {
-                err = sync_segment(s, *fd);
+                err = sync_segment(s, s->segment_fd);
             }
             if (err != 0) {
                 return err;
             }
             used = 0;
-            close(*fd);
-            *fd = g->new_segment_fd;
+            /* The flusher may be syncing the old segment: it is closed once it is not. */
+            pthread_mutex_lock(&s->mu);
+            while (s->flushing) {
+                pthread_cond_wait(&s->done, &s->mu);
+            }
+            int old = s->segment_fd;
+            s->segment_fd = g->new_segment_fd;
+            pthread_mutex_unlock(&s->mu);
+            close(old);
             g->new_segment_fd = -1;
         }
         size_t need = used + g->fields_len + (size_t)g->n * (g->ts_len + MTR_SEAL_FRAME_OVERHEAD);
@@ -221,10 +240,10 @@ static int seal_and_write(mtr_syncer *s, group *groups, int *fd, uint64_t *last,
         used += (size_t)n;
         *last = g->first_seq + g->n - 1;
     }
-    return write_all(*fd, s->out, used, tear_us);
+    return write_all(s->segment_fd, s->out, used, tear_us);
 }
 
-/* The segment thread: seal, write, sync, publish, wake; hand the next key to the key thread. */
+/* The writer thread: seal and write every group submitted so far; hand them to the flusher. */
 static void *run(void *arg) {
     mtr_syncer *s = arg;
     pthread_mutex_lock(&s->mu);
@@ -237,27 +256,67 @@ static void *run(void *arg) {
         }
         group *groups = s->queue_head;
         s->queue_head = s->queue_tail = NULL;
-        int fd = s->segment_fd;
         int64_t tear_us = s->fault == MTR_SYNC_FAULT_TEAR ? s->fault_value : 0;
         pthread_mutex_unlock(&s->mu);
 
         uint64_t last = 0;
-        double took = 0;
-        int err = seal_and_write(s, groups, &fd, &last, tear_us);
-        if (err == 0) {
-            double started = now_seconds();
-            err = sync_segment(s, fd);
-            took = now_seconds() - started;
-        }
+        int err = seal_and_write(s, groups, &last, tear_us);
         free_groups(groups);
 
         pthread_mutex_lock(&s->mu);
-        s->segment_fd = fd;
         if (err != 0) {
-            s->failure = err;
+            if (!s->failure) {
+                s->failure = err;
+            }
+            pthread_cond_broadcast(&s->done);
+            notify_locked(s);
+            break;
+        }
+        s->written = last;
+        memcpy(s->written_key, s->chain_key, sizeof s->chain_key);
+        pthread_cond_signal(&s->flush);
+    }
+    free_groups(s->queue_head);
+    s->queue_head = s->queue_tail = NULL;
+    erase(s->chain_key, sizeof s->chain_key);
+    s->writer_done = 1;
+    pthread_cond_broadcast(&s->flush);
+    pthread_mutex_unlock(&s->mu);
+    return NULL;
+}
+
+/* The flusher thread: sync what was written, publish it, wake; hand the next key to the key thread. */
+static void *flush_written(void *arg) {
+    mtr_syncer *s = arg;
+    uint8_t key[MTR_SYNC_KEY_BYTES];
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (s->written == s->durable && !s->writer_done && !s->failure) {
+            pthread_cond_wait(&s->flush, &s->mu);
+        }
+        if (s->failure || s->written == s->durable) {
+            break; /* failed, or the writer ended and everything written is durable */
+        }
+        uint64_t target = s->written;
+        memcpy(key, s->written_key, sizeof key);
+        int fd = s->segment_fd;
+        s->flushing = 1;
+        pthread_mutex_unlock(&s->mu);
+
+        double started = now_seconds();
+        int err = sync_segment(s, fd);
+        double took = now_seconds() - started;
+
+        pthread_mutex_lock(&s->mu);
+        s->flushing = 0;
+        if (err != 0) {
+            if (!s->failure) {
+                s->failure = err;
+            }
+            pthread_cond_signal(&s->work); /* the writer stops too */
         } else {
-            s->durable = last;
-            memcpy(s->durable_key, s->chain_key, sizeof s->chain_key);
+            s->durable = target;
+            memcpy(s->durable_key, key, sizeof key);
             s->latencies[s->n_latencies % MTR_SYNC_LATENCIES] = took;
             s->n_latencies++;
             pthread_cond_signal(&s->keys);
@@ -268,10 +327,10 @@ static void *run(void *arg) {
             break;
         }
     }
-    free_groups(s->queue_head);
-    s->queue_head = s->queue_tail = NULL;
-    erase(s->chain_key, sizeof s->chain_key);
+    erase(key, sizeof key);
+    erase(s->written_key, sizeof s->written_key);
     s->segment_done = 1;
+    pthread_cond_broadcast(&s->done);
     pthread_cond_signal(&s->keys);
     pthread_mutex_unlock(&s->mu);
     return NULL;
@@ -328,13 +387,14 @@ mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t 
     pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
     pthread_mutex_init(&s->mu, NULL);
     pthread_cond_init(&s->work, NULL);
+    pthread_cond_init(&s->flush, NULL);
     pthread_cond_init(&s->done, &attr);
     pthread_cond_init(&s->keys, NULL);
     pthread_condattr_destroy(&attr);
     s->segment_fd = segment_fd;
     s->key_fd = key_fd;
     s->key_slot = key_slot;
-    s->submitted = s->durable = durable;
+    s->submitted = s->written = s->durable = durable;
     memcpy(s->chain_prev, prev, sizeof s->chain_prev);
     memcpy(s->chain_key, key, sizeof s->chain_key);
     /* The key on disk may lag the log (reopening caught it up in memory): it is stored with the first sync. */
@@ -342,7 +402,7 @@ mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t 
     if (pthread_create(&s->thread, NULL, run, s) != 0) {
         goto fail;
     }
-    if (pthread_create(&s->key_thread, NULL, keep_keys, s) != 0) {
+    if (pthread_create(&s->flush_thread, NULL, flush_written, s) != 0) {
         pthread_mutex_lock(&s->mu);
         s->stopping = 1;
         pthread_cond_signal(&s->work);
@@ -350,30 +410,56 @@ mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t 
         pthread_join(s->thread, NULL);
         goto fail;
     }
+    if (pthread_create(&s->key_thread, NULL, keep_keys, s) != 0) {
+        pthread_mutex_lock(&s->mu);
+        s->stopping = 1;
+        pthread_cond_signal(&s->work);
+        pthread_mutex_unlock(&s->mu);
+        pthread_join(s->thread, NULL); /* the flusher follows the writer out */
+        pthread_join(s->flush_thread, NULL);
+        goto fail;
+    }
     return s;
 fail:
     erase(s->chain_key, sizeof s->chain_key);
     pthread_cond_destroy(&s->keys);
     pthread_cond_destroy(&s->done);
+    pthread_cond_destroy(&s->flush);
     pthread_cond_destroy(&s->work);
     pthread_mutex_destroy(&s->mu);
     free(s);
     return NULL;
 }
 
-int mtr_syncer_submit(mtr_syncer *s, const uint8_t *fields, const uint32_t *lengths, uint32_t n,
+int mtr_syncer_submit(mtr_syncer *s, const uint8_t *records, uint64_t records_len, uint32_t n,
                       uint64_t first_seq, const uint8_t *ts, uint32_t ts_len, int new_segment_fd,
                       int patch_last, uint64_t expected) {
-    if (n == 0 || fields == NULL || lengths == NULL || ts == NULL || ts_len == 0 || ts_len > sizeof(((group *)0)->ts)) {
+    if (n == 0 || records == NULL || records_len + 1 < n || ts == NULL || ts_len == 0 ||
+        ts_len > sizeof(((group *)0)->ts)) {
         return MTR_SYNC_E_ARGUMENT;
     }
-    size_t fields_len = 0;
-    for (uint32_t i = 0; i < n; i++) {
-        fields_len += lengths[i];
-    }
-    group *g = malloc(sizeof *g + (size_t)n * sizeof *lengths + fields_len);
+    size_t fields_len = (size_t)records_len - (n - 1); /* without the separators */
+    group *g = malloc(sizeof *g + (size_t)n * sizeof *g->lengths + fields_len);
     if (g == NULL) {
         return MTR_SYNC_E_SYSTEM;
+    }
+    g->lengths = (uint32_t *)(g + 1);
+    g->fields = (uint8_t *)(g->lengths + n);
+    /* Split at the newlines: exactly n pieces, or the caller's count is wrong. */
+    const uint8_t *at = records;
+    const uint8_t *end = records + (size_t)records_len;
+    uint8_t *to = g->fields;
+    for (uint32_t i = 0; i < n; i++) {
+        const uint8_t *nl = memchr(at, '\n', (size_t)(end - at));
+        const uint8_t *stop = nl != NULL ? nl : end;
+        if ((nl == NULL) != (i == n - 1) || (size_t)(stop - at) > UINT32_MAX) {
+            free(g);
+            return MTR_SYNC_E_ARGUMENT;
+        }
+        g->lengths[i] = (uint32_t)(stop - at);
+        memcpy(to, at, g->lengths[i]);
+        to += g->lengths[i];
+        at = stop + 1;
     }
     g->next = NULL;
     g->first_seq = first_seq;
@@ -383,11 +469,7 @@ int mtr_syncer_submit(mtr_syncer *s, const uint8_t *fields, const uint32_t *leng
     memcpy(g->ts, ts, ts_len);
     g->new_segment_fd = -1;
     g->patch_last = patch_last;
-    g->lengths = (uint32_t *)(g + 1);
-    memcpy(g->lengths, lengths, (size_t)n * sizeof *lengths);
-    g->fields = (uint8_t *)(g->lengths + n);
     g->fields_len = fields_len;
-    memcpy(g->fields, fields, fields_len);
 
     int rc = 0;
     pthread_mutex_lock(&s->mu);
@@ -513,8 +595,10 @@ int mtr_syncer_stop(mtr_syncer *s) {
     }
     s->stopping = 1;
     pthread_cond_broadcast(&s->work);
+    pthread_cond_broadcast(&s->flush); /* a stalled sync gives up */
     pthread_mutex_unlock(&s->mu);
     pthread_join(s->thread, NULL);
+    pthread_join(s->flush_thread, NULL);
     pthread_join(s->key_thread, NULL);
 
     pthread_mutex_lock(&s->mu);
@@ -542,7 +626,7 @@ void mtr_syncer_set_fault(mtr_syncer *s, int fault, int64_t value) {
     pthread_mutex_lock(&s->mu);
     s->fault = fault;
     s->fault_value = value;
-    pthread_cond_broadcast(&s->work); /* a stalled sync looks again */
+    pthread_cond_broadcast(&s->flush); /* a stalled sync looks again */
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -553,6 +637,7 @@ void mtr_syncer_free(mtr_syncer *s) {
     mtr_syncer_stop(s);
     pthread_cond_destroy(&s->keys);
     pthread_cond_destroy(&s->done);
+    pthread_cond_destroy(&s->flush);
     pthread_cond_destroy(&s->work);
     pthread_mutex_destroy(&s->mu);
     free(s->out);

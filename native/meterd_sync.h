@@ -1,17 +1,18 @@
 /*
- * meterd security-log syncer: the thread that seals, writes and syncs.
+ * meterd security-log syncer: the threads that seal, write and sync.
  *
  * The store decides what goes into the log (records, rotation, capacity,
- * checkpoints) and submits each group as encoded fields; this thread holds
- * the chain head and the evolving key, and runs without the interpreter
- * lock.  It takes every group submitted so far, seals them (meterd_seal.c),
- * writes them in one write and makes them durable with one fdatasync, so
- * groups submitted while a sync runs share the next one.  It then publishes
- * the durable seq, wakes blocked waiters and writes 1 to each subscribed
- * eventfd (one per event loop).  A second thread stores the key of the
- * record after the durable head in the key file (two 64-byte slots, see
- * meterd/seclog/keys.py) and erases the older slot, so the key on disk is
- * never ahead of the log and the segment's syncs never wait for the key's.
+ * checkpoints) and submits each group as encoded fields.  The writer thread
+ * holds the chain head and the evolving key: it takes every group submitted
+ * so far, seals them (meterd_seal.c) and writes them in one write.  The
+ * flusher thread makes everything written so far durable with one
+ * fdatasync, so groups written while a sync runs share the next one and the
+ * next sync never waits for sealing.  It then publishes the durable seq,
+ * wakes blocked waiters and writes 1 to each subscribed eventfd (one per
+ * event loop).  The key thread stores the key of the record after the
+ * durable head in the key file (two 64-byte slots, see meterd/seclog/keys.py)
+ * and erases the older slot, so the key on disk is never ahead of the log and
+ * the segment's syncs never wait for the key's.
  *
  * Because no step needs the interpreter, the disk and the second core work
  * on one group while the appenders of the next one run.
@@ -58,15 +59,16 @@ mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t 
                              const uint8_t *key);
 
 /*
- * Queue a group: n records, record i with lengths[i] bytes of fields, sealed
- * with seqs first_seq onward and timestamp ts.  expected is the byte size of
+ * Queue a group: n records' fields, separated by single newlines in records
+ * (records_len bytes; fields never hold one), sealed with seqs first_seq
+ * onward and timestamp ts.  expected is the byte size of
  * their frames (the store accounts for it; a mismatch fails the syncer).  If
  * new_segment_fd >= 0 the group starts that segment: everything before is
  * synced to the old one, which is then closed.  patch_last: see mtr_seal.
  * The group is copied; returns 0, MTR_SYNC_E_CLOSED, MTR_SYNC_E_ARGUMENT
  * (first_seq not next) or the failure.  On error new_segment_fd stays the caller's.
  */
-int mtr_syncer_submit(mtr_syncer *s, const uint8_t *fields, const uint32_t *lengths, uint32_t n,
+int mtr_syncer_submit(mtr_syncer *s, const uint8_t *records, uint64_t records_len, uint32_t n,
                       uint64_t first_seq, const uint8_t *ts, uint32_t ts_len, int new_segment_fd,
                       int patch_last, uint64_t expected);
 

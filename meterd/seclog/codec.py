@@ -90,8 +90,7 @@ def seal(key: bytes, digest: bytes) -> str:
     return hmac.digest(key, digest, "sha256").hex()
 
 
-def encode_fields(
-    *,
+def encode_fields(  # noqa: PLR0917 - positional on the hot path (see below)
     event: str,
     principal: str,
     kind: str,
@@ -101,15 +100,17 @@ def encode_fields(
     resource: str,
     outcome: str,
     detail: str,
+    /,
 ) -> str:
     """Return the JSON fragment of the caller-supplied fields (no braces).
 
-    Done in the appending thread so the single writer only adds ``seq``, ``ts``
-    and ``prev``.  Built by hand with the C string escaper because it is on
-    every append and ``json.dumps`` of a mapping costs several times more;
+    Done in the appending thread so the sealer only adds ``seq``, ``ts`` and
+    ``prev``.  Built by hand with the C string escaper because it is on every
+    append and ``json.dumps`` of a mapping costs several times more;
     ``event``, ``kind``, ``channel``, ``permission`` and ``outcome`` are enum
     values (no escaping needed) and ``detail`` is the already encoded JSON
-    object (see :func:`meterd.seclog.entry.encode_detail`).
+    object (see :func:`meterd.seclog.entry.encode_detail`).  Positional only:
+    keyword matching of nine arguments would cost more than the encoding.
     """
     esc = escape_json
     return (

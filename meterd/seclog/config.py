@@ -33,7 +33,8 @@ class LogConfig:
 
     Attributes:
         segment_bytes: A segment is closed and the next one started before it
-            would exceed this size.
+            would exceed this size; a group of records written together is
+            never split, so a segment begun by a larger group holds it whole.
         capacity_bytes: Total size of all segments the log may occupy.
         full_policy: What happens at capacity.
         checkpoint_interval: A checkpoint record is written after this many records.

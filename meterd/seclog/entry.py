@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import NamedTuple, NoReturn, Required, TypedDict
+from typing import NamedTuple, NoReturn
 
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome
@@ -49,22 +49,11 @@ _SAFE_SUFFIXES = ("_fingerprint", "_id", "_type", "_name", "_length")
 _SECRET_VALUE = re.compile(
     r"^(\$(argon2(id|i|d)?|2[abxy]|[1567y]|gy|scrypt|pbkdf2[-_a-z0-9]*)\$|-----BEGIN [A-Z ]*PRIVATE KEY)"
 )
-
-
-class RecordFields(TypedDict, total=False):
-    """A record's caller-supplied fields, as keyword arguments of the append calls.
-
-    See :func:`make_entry` for their meaning and defaults.
-    """
-
-    principal: Required[str]
-    outcome: Required[Outcome]
-    channel: Channel
-    source: str
-    permission: Permission | None
-    resource: str
-    detail: Mapping[str, DetailValue] | None
-    principal_kind: PrincipalKind | None
+_USER, _ANONYMOUS, _SYSTEM = (
+    k._value_ for k in (PrincipalKind.USER, PrincipalKind.ANONYMOUS, PrincipalKind.SYSTEM)
+)
+#: Every value _SECRET_VALUE matches starts with one of these (a cheaper test first).
+_SECRET_STARTS = ("$", "-----BEGIN ")
 
 
 class Entry(NamedTuple):
@@ -135,24 +124,38 @@ def encode_detail(detail: Mapping[str, DetailValue] | None) -> str:
         return "{}"
     if len(detail) > MAX_DETAIL_ITEMS:
         raise RecordRejectedError(f"more than {MAX_DETAIL_ITEMS} items", field="detail")
-    return "{" + ",".join([_detail_item(key, value) for key, value in detail.items()]) + "}"
+    items = []
+    for key, value in detail.items():
+        # The common items inline; anything else (a new key, a secret-looking
+        # prefix, a bool, a bad value) takes the full check in _detail_item.
+        if key not in _GOOD_KEYS:
+            items.append(_detail_item(key, value))
+        elif type(value) is int:
+            items.append(f'"{key}":{value}')
+        elif type(value) is str and len(value) <= MAX_TEXT and not value.startswith(_SECRET_STARTS):
+            items.append(f'"{key}":{escape_json(value)}')
+        else:
+            items.append(_detail_item(key, value))
+    return "{" + ",".join(items) + "}"
 
 
-def _reject_text(**texts: object) -> NoReturn:
-    """Raise for the first of ``texts`` that is not a short enough string."""
-    for name, text in texts.items():
-        if not isinstance(text, str) or len(text) > MAX_TEXT:
+def _reject(**values: object) -> NoReturn:
+    """Raise for the first of ``values`` that is not what make_entry accepts."""
+    expected: dict[str, tuple[type, ...]] = {
+        "event": (EventType,),
+        "outcome": (Outcome,),
+        "channel": (Channel,),
+        "permission": (Permission, type(None)),
+        "principal_kind": (PrincipalKind, type(None)),
+    }
+    for name, value in values.items():
+        if name in expected:
+            if not isinstance(value, expected[name]):
+                kinds = " or ".join("None" if t is type(None) else f"a {t.__name__}" for t in expected[name])
+                raise RecordRejectedError(f"must be {kinds}", field=name)
+        elif not isinstance(value, str) or len(value) > MAX_TEXT:
             raise RecordRejectedError(f"must be a string of at most {MAX_TEXT} characters", field=name)
-    raise AssertionError("called without a bad text")
-
-
-def infer_kind(principal: str) -> PrincipalKind:
-    """Return the principal kind implied by a bare name (user unless special)."""
-    if principal == "anonymous":
-        return PrincipalKind.ANONYMOUS
-    if principal == SYSTEM_PRINCIPAL:
-        return PrincipalKind.SYSTEM
-    return PrincipalKind.USER
+    raise AssertionError("called without a bad value")
 
 
 def make_entry(
@@ -169,39 +172,56 @@ def make_entry(
 ) -> Entry:
     """Validate and encode one record's caller fields.
 
+    The principal kind defaults to what the name implies: ``anonymous``,
+    ``system`` for the daemon's own name, otherwise ``user``.
+
     Raises:
         RecordRejectedError: A field is invalid (see module invariants).
     """
-    if not isinstance(event, EventType):
-        raise RecordRejectedError("must be an EventType", field="event")
-    if not isinstance(outcome, Outcome):
-        raise RecordRejectedError("must be an Outcome", field="outcome")
-    if not isinstance(channel, Channel):
-        raise RecordRejectedError("must be a Channel", field="channel")
-    if permission is not None and not isinstance(permission, Permission):
-        raise RecordRejectedError("must be a Permission or None", field="permission")
+    # One combined test on the hot path; _reject says which field is wrong.
     if not (
-        isinstance(principal, str)
+        isinstance(event, EventType)
+        and isinstance(outcome, Outcome)
+        and isinstance(channel, Channel)
+        and (permission is None or isinstance(permission, Permission))
+        and (principal_kind is None or isinstance(principal_kind, PrincipalKind))
+        and isinstance(principal, str)
         and isinstance(source, str)
         and isinstance(resource, str)
         and len(principal) <= MAX_TEXT
         and len(source) <= MAX_TEXT
         and len(resource) <= MAX_TEXT
     ):
-        _reject_text(principal=principal, source=source, resource=resource)
-    kind = principal_kind or infer_kind(principal)
+        _reject(
+            event=event,
+            outcome=outcome,
+            channel=channel,
+            permission=permission,
+            principal_kind=principal_kind,
+            principal=principal,
+            source=source,
+            resource=resource,
+        )
     # ``_value_`` is a plain attribute; ``.value`` (a descriptor) and hashing an
     # enum member (a Python-level __hash__) cost several times more per append.
+    if principal_kind is not None:
+        kind = principal_kind._value_
+    elif principal == "anonymous":
+        kind = _ANONYMOUS
+    elif principal == SYSTEM_PRINCIPAL:
+        kind = _SYSTEM
+    else:
+        kind = _USER
     fields = encode_fields(
-        event=event._value_,
-        principal=principal,
-        kind=kind._value_,
-        channel=channel._value_,
-        source=source,
-        permission=permission._value_ if permission is not None else "",
-        resource=resource,
-        outcome=outcome._value_,
-        detail=encode_detail(detail),
+        event._value_,
+        principal,
+        kind,
+        channel._value_,
+        source,
+        "" if permission is None else permission._value_,
+        resource,
+        outcome._value_,
+        encode_detail(detail),
     )
     # ASCII by construction (the escaper leaves nothing else), so this cannot fail.
     return Entry(event, fields.encode("ascii"))

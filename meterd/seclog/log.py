@@ -29,13 +29,12 @@ import contextlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Unpack
 
 from meterd.errors import SecurityLogError
 from meterd.policy.permissions import Permission
-from meterd.policy.request import Decision, Outcome
+from meterd.policy.request import Channel, Decision, Outcome
 from meterd.seclog.config import LogConfig
-from meterd.seclog.entry import Entry, RecordFields, entry_for_decision, make_entry, system_entry
+from meterd.seclog.entry import Entry, entry_for_decision, make_entry, system_entry
 from meterd.seclog.errors import LogAccessError
 from meterd.seclog.events import DetailValue, EventType, PrincipalKind, Record
 from meterd.seclog.reader import Query, read_records
@@ -103,23 +102,70 @@ class SecurityLog:
     # -- appending --------------------------------------------------------
 
     def append(
-        self, event: EventType, *, timeout: float | None = None, **fields: Unpack[RecordFields]
+        self,
+        event: EventType,
+        *,
+        principal: str,
+        outcome: Outcome,
+        channel: Channel = Channel.LOCAL,
+        source: str = "",
+        permission: Permission | None = None,
+        resource: str = "",
+        detail: Mapping[str, DetailValue] | None = None,
+        principal_kind: PrincipalKind | None = None,
+        timeout: float | None = None,
     ) -> int:
         """Append one record and return its seq once it is on stable storage.
 
-        Blocking and thread-safe; concurrent callers share one sync.
+        Blocking and thread-safe; concurrent callers share one sync.  The
+        fields are :func:`~meterd.seclog.entry.make_entry`'s (spelled out
+        rather than forwarded as ``**fields``, which costs more than the
+        record's encoding).
 
         Raises:
             RecordRejectedError: A field is invalid or detail looks secret.
             LogUnavailableError: Not durable (closed, failed, full, overloaded, timed out).
         """
-        return self.append_entry(make_entry(event, **fields), timeout)
+        entry = make_entry(
+            event,
+            principal=principal,
+            outcome=outcome,
+            channel=channel,
+            source=source,
+            permission=permission,
+            resource=resource,
+            detail=detail,
+            principal_kind=principal_kind,
+        )
+        return self._writer.append(entry, timeout or self.config.append_timeout)
 
     async def append_async(
-        self, event: EventType, *, timeout: float | None = None, **fields: Unpack[RecordFields]
+        self,
+        event: EventType,
+        *,
+        principal: str,
+        outcome: Outcome,
+        channel: Channel = Channel.LOCAL,
+        source: str = "",
+        permission: Permission | None = None,
+        resource: str = "",
+        detail: Mapping[str, DetailValue] | None = None,
+        principal_kind: PrincipalKind | None = None,
+        timeout: float | None = None,
     ) -> int:
         """Like :meth:`append`, but awaits durability without blocking the event loop."""
-        return await self._writer.submit(make_entry(event, **fields), timeout or self.config.append_timeout)
+        entry = make_entry(
+            event,
+            principal=principal,
+            outcome=outcome,
+            channel=channel,
+            source=source,
+            permission=permission,
+            resource=resource,
+            detail=detail,
+            principal_kind=principal_kind,
+        )
+        return await self._writer.submit(entry, timeout or self.config.append_timeout)
 
     async def append_decision_async(
         self,

@@ -80,19 +80,13 @@ def seal_batch(
         ffi.memmove(evolving, b"\0" * KEY_BYTES, KEY_BYTES)
 
 
-#: Bytes a frame adds to its fields, timestamp and seq digits (see ``mtr_seal_frame_size``).
-FRAME_FIXED: int = lib.mtr_seal_frame_size(0, 1, 0) - 1
+def frames_size(fields_bytes: int, count: int, first_seq: int, ts_len: int) -> int:
+    """Return the exact size of ``count`` frames sealed from ``first_seq`` on.
 
-
-def frames_size(fields: list[bytes], first_seq: int, ts_len: int) -> int:
-    """Return the exact size of the frames of ``fields`` sealed from ``first_seq`` on."""
-    n = len(fields)
-    last = first_seq + n - 1
-    digits = 0
-    seq = first_seq
-    while seq <= last:  # one step per digit count, not per record
-        width = len(str(seq))
-        upto = min(last, 10**width - 1)
-        digits += (upto - seq + 1) * width
-        seq = upto + 1
-    return sum(map(len, fields)) + n * (FRAME_FIXED + ts_len) + digits
+    Args:
+        fields_bytes: The records' encoded fields, in bytes, all together.
+        count: How many records.
+        first_seq: The first record's seq.
+        ts_len: The timestamp's length.
+    """
+    return int(lib.mtr_seal_frames_size(fields_bytes, count, first_seq, ts_len))

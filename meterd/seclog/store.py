@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -57,12 +58,23 @@ _SYSTEM_RESERVE = 4096
 _ROTATION_WAIT = 60.0
 
 
-def utc_stamp() -> str:
-    """Return the current UTC time as RFC 3339 with microseconds."""
-    ns = time.time_ns()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns // 1_000_000_000)) + (
-        f".{ns // 1000 % 1_000_000:06d}Z"
-    )
+class _Clock:
+    """UTC timestamps, RFC 3339 with microseconds, as the frames hold them."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = b""
+
+    def stamp(self) -> bytes:
+        """Return the current time (formatting the date once a second: it runs on every group)."""
+        ns = time.time_ns()
+        second = ns // 1_000_000_000
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode("ascii")
+            self._second = second
+        return b"%s.%06dZ" % (self._prefix, ns // 1000 % 1_000_000)
 
 
 @dataclass(slots=True)
@@ -124,7 +136,10 @@ class SegmentStore:
         del key
         self.usage = sum(s.size for s in self._segments)
         self._level = self._fill_level(self.usage)
+        self._next_warning = self._warning_bytes(self._level)
+        self._reserve = min(_SYSTEM_RESERVE, config.capacity_bytes // 100)
         self._since_checkpoint = 0
+        self._clock = _Clock()
 
     @staticmethod
     def create(directory: Path) -> bytes:
@@ -221,6 +236,12 @@ class SegmentStore:
         percent = usage * 100 // self.config.capacity_bytes
         return max((w for w in FILL_WARNINGS if percent >= w), default=0)
 
+    def _warning_bytes(self, level: int) -> float:
+        """Usage at which the next fill warning above ``level`` is due (inf: none left)."""
+        above = [w for w in FILL_WARNINGS if w > level]
+        # The least usage with usage * 100 // capacity >= w.
+        return -(-min(above) * self.config.capacity_bytes // 100) if above else math.inf
+
     def _drop_for(self, needed: int, drops: list[Entry]) -> None:
         """Drop oldest segments until ``needed`` more bytes fit, adding a record per drop to ``drops``.
 
@@ -303,45 +324,48 @@ class SegmentStore:
             OSError: Creating a segment failed; the store must not be used again.
             LogUnavailableError: The syncer failed or stopped.
         """
-        ts = utc_stamp().encode("ascii")
+        ts = self._clock.stamp()
         first = self.seq + 1
-        fields = [entry.fields for entry in entries]
-        size = frames_size(fields, first, len(ts))
-        system = list(system or [])
-        if entries:
+        count = len(entries)
+        records = b"\n".join([entry.fields for entry in entries])
+        size = frames_size(len(records) - count + 1, count, first, len(ts)) if count else 0
+        own = list(system or [])
+        usage = self.usage
+        if count and usage + size + self._reserve > self.config.capacity_bytes:
             try:
-                self._drop_for(size + min(_SYSTEM_RESERVE, self.config.capacity_bytes // 100), system)
+                self._drop_for(size + self._reserve, own)
             except LogFullError:
-                if system:  # what was dropped must be on record even though this group is refused
-                    self.write([], system=system)
+                if own:  # what was dropped must be on record even though this group is refused
+                    self.write([], system=own)
                 raise
-        level = self._fill_level(self.usage + size)
-        if level > self._level:
-            system.append(
-                system_entry(
-                    EventType.LOG_CAPACITY,
-                    {
-                        "percent": level,
-                        "used_bytes": self.usage + size,
-                        "capacity_bytes": self.config.capacity_bytes,
-                    },
+        if self.usage + size >= self._next_warning or self.usage < usage:  # a warning due, or dropped
+            level = self._fill_level(self.usage + size)
+            if level > self._level:
+                own.append(
+                    system_entry(
+                        EventType.LOG_CAPACITY,
+                        {
+                            "percent": level,
+                            "used_bytes": self.usage + size,
+                            "capacity_bytes": self.config.capacity_bytes,
+                        },
+                    )
                 )
-            )
-        self._level = level
-        self._since_checkpoint += len(entries) + len(system)
+            self._level = level
+            self._next_warning = self._warning_bytes(level)
+        self._since_checkpoint += count + len(own)
         checkpoint = checkpoint or self._since_checkpoint >= self.config.checkpoint_interval
         if checkpoint:
             # The head's digest is known only once sealed: the syncer fills in the placeholder.
-            head_seq = self.seq + len(entries) + len(system)
-            system.append(
-                system_entry(EventType.LOG_CHECKPOINT, {"head_seq": head_seq, "head_digest": GENESIS})
-            )
+            head_seq = self.seq + count + len(own)
+            own.append(system_entry(EventType.LOG_CHECKPOINT, {"head_seq": head_seq, "head_digest": GENESIS}))
             self._since_checkpoint = 0
-        if system:  # the entries' size is known: only the log's own records are added
-            own = [entry.fields for entry in system]
-            size += frames_size(own, first + len(fields), len(ts))
-            fields += own
-        if not fields:
+        if own:  # the entries' size is known: only the log's own records are added
+            extra = b"\n".join([entry.fields for entry in own])
+            size += frames_size(len(extra) - len(own) + 1, len(own), first + count, len(ts))
+            records = records + b"\n" + extra if count else extra
+            count += len(own)
+        if not count:
             return first
         head = self._segments[-1]
         new_fd = -1
@@ -350,13 +374,13 @@ class SegmentStore:
             head = self._segments[-1]
         try:
             self.syncer.submit(
-                fields, first, ts, new_segment_fd=new_fd, checkpoint_last=checkpoint, expected=size
+                records, count, first, ts, new_segment_fd=new_fd, checkpoint_last=checkpoint, expected=size
             )
         except BaseException:
             if new_fd >= 0:
                 os.close(new_fd)
             raise
-        self.seq += len(fields)
+        self.seq += count
         head.size += size
         self.usage += size
         return first

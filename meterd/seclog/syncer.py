@@ -1,17 +1,17 @@
-"""The syncer: a native thread that seals, writes and syncs without the interpreter lock.
+"""The syncer: native threads that seal, write and sync without the interpreter lock.
 
 The store decides what each group holds (records, rotation, checkpoints,
-capacity) and submits it as encoded fields (:meth:`Syncer.submit`).  The
-syncer's thread (``native/meterd_sync.c``) holds the chain head and the
-evolving key (only there, erased when it evolves), takes every group submitted
-so far, seals them, writes them in one ``write`` and makes them durable with
-one ``fdatasync`` (groups submitted while a sync runs share the next one).
-It then publishes the durable seq, wakes blocked waiters and writes to each
-subscribed eventfd (one per event loop); a second native thread stores the
-next key in the key file.  Needing no Python, it keeps the disk and the second
-core busy with one group while the appenders of the next one run, which a
-Python writer thread cannot: it would queue for the interpreter lock behind
-them after every sync.
+capacity) and submits it as encoded fields (:meth:`Syncer.submit`).  In
+``native/meterd_sync.c`` a writer thread holds the chain head and the evolving
+key (only there, erased when it evolves), takes every group submitted so far,
+seals them and writes them in one ``write``; a flusher thread makes everything
+written so far durable with one ``fdatasync`` (groups written while a sync
+runs share the next one, and the next sync never waits for sealing), then
+publishes the durable seq, wakes blocked waiters and writes to each subscribed
+eventfd (one per event loop); a key thread stores the next key in the key
+file.  Needing no Python, they keep the disk and the second core busy with one
+group while the appenders of the next one run, which a Python writer thread
+cannot: it would queue for the interpreter lock behind them after every sync.
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ class Syncer:
 
     def submit(
         self,
-        fields: list[bytes],
+        records: bytes,
+        count: int,
         first_seq: int,
         ts: bytes,
         *,
@@ -98,7 +99,9 @@ class Syncer:
         """Queue a group of records (their encoded fields) to be sealed from ``first_seq`` on.
 
         Args:
-            fields: Each record's encoded fields.
+            records: The records' encoded fields, separated by newlines
+                (which encoded fields never hold).
+            count: How many records.
             first_seq: The first record's seq: the one after the last submitted.
             ts: The group's timestamp.
             new_segment_fd: A new head segment this group starts; the syncer
@@ -113,9 +116,9 @@ class Syncer:
         """
         rc = lib.mtr_syncer_submit(
             self._handle,
-            b"".join(fields),
-            list(map(len, fields)),
-            len(fields),
+            records,
+            len(records),
+            count,
             first_seq,
             ts,
             len(ts),

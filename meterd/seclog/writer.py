@@ -2,9 +2,12 @@
 
 Appenders put a validated entry into the pending group.  Whoever flushes takes
 the whole pending group and submits it through the store to the syncer
-(:mod:`meterd.seclog.syncer`), whose native thread seals it, writes it and
-``fdatasync``-s: groups submitted while a sync runs share the next one, which
+(:mod:`meterd.seclog.syncer`), whose native threads seal it, write it and
+``fdatasync``: groups submitted while a sync runs share the next one, which
 is what makes throughput under load far above one sync per record.
+
+Async appenders wait per group, not per record (:class:`_Group`): one seq
+and one error settle every future of a group, in order.
 
 Who flushes:
     * A blocking appender (:meth:`GroupCommitWriter.append`) flushes itself,
@@ -14,7 +17,7 @@ Who flushes:
       written together, and a group reaching :data:`GROUP_RECORDS` is
       flushed at once; the sync runs while the loop goes on.
 
-Async appenders wait on futures of their own loop, resolved when the eventfd
+Their futures belong to their own loop and are settled when the eventfd
 the syncer writes after each sync becomes readable.  Neither the loop nor the
 syncer ever waits for the other: a Python writer thread would queue for the
 interpreter lock behind the loop's appenders after every sync.
@@ -48,27 +51,41 @@ _log = logging.getLogger(__name__)
 GROUP_RECORDS = 32
 
 
-class _Waiter:
-    """One appender's record between its append and its durability."""
+class _Group:
+    """Records appended together and submitted to the syncer in one go.
 
-    __slots__ = ("deadline", "error", "future", "seq")
+    Waiting is per group, not per record: the syncer makes a submitted group
+    durable as a whole, so one seq (``first``) and one error say everything,
+    and no object is built per record beyond its future.
+    """
 
-    def __init__(self, future: asyncio.Future[int] | None, deadline: float) -> None:
-        self.seq = 0  # 0 until written
+    __slots__ = ("deadlines", "entries", "error", "first", "futures", "loop", "shared")
+
+    def __init__(self) -> None:
+        self.entries: list[Entry] = []
+        #: One per entry: an async appender's future, None for a blocking appender.
+        self.futures: list[asyncio.Future[int] | None] = []
+        #: One per entry: when the async appender's wait times out (loop time).
+        self.deadlines: list[float] = []
+        self.first = 0  # seq of entries[0], once submitted
         self.error: BaseException | None = None
-        self.future = future
-        self.deadline = deadline
+        self.loop: asyncio.AbstractEventLoop | None = None  # the first loop with futures here
+        self.shared = False  # futures of more than one loop
+
+    def owns(self, future: asyncio.Future[int] | None, loop: asyncio.AbstractEventLoop) -> bool:
+        """Whether ``future`` is an unsettled one of ``loop``'s (only that loop may settle it)."""
+        return future is not None and not future.done() and (not self.shared or future.get_loop() is loop)
 
 
 class _LoopWaiters:
-    """The async waiters of one event loop, in append order, and the eventfd that wakes them."""
+    """The groups one event loop waits on, in submission order, and the eventfd that wakes it."""
 
-    __slots__ = ("eventfd", "flush_scheduled", "loop", "timer", "timer_at", "waiters")
+    __slots__ = ("eventfd", "flush_scheduled", "groups", "loop", "timer", "timer_at")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, eventfd: int) -> None:
         self.loop = loop
         self.eventfd = eventfd
-        self.waiters: collections.deque[_Waiter] = collections.deque()
+        self.groups: collections.deque[_Group] = collections.deque()
         self.flush_scheduled = False
         self.timer: asyncio.TimerHandle | None = None
         self.timer_at = 0.0
@@ -104,8 +121,7 @@ class GroupCommitWriter:
         # operations; the flush lock serialises writers and is held across I/O.
         self._queue_lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._entries: list[Entry] = []
-        self._waiters: list[_Waiter] = []
+        self._group = _Group()  # the pending group
         self._backlog = 0  # written but not durable, as of the last flush
         self._closing = False
         self._closed = False
@@ -119,18 +135,15 @@ class GroupCommitWriter:
 
     # -- appending --------------------------------------------------------
 
-    def _enqueue(self, entry: Entry, waiter: _Waiter) -> None:
-        with self._queue_lock:
-            if self._failure is not None:
-                raise LogUnavailableError(f"the security log failed: {self._failure}", reason="failed")
-            if self._closing:
-                raise LogUnavailableError("the security log is closed", reason="closed")
-            if len(self._entries) + self._backlog >= self._max_pending:
-                raise LogUnavailableError(
-                    "too many records waiting for the security log", reason="overloaded"
-                )
-            self._entries.append(entry)
-            self._waiters.append(waiter)
+    def _refuse(self) -> LogUnavailableError | None:
+        """Why an append must fail at once, if it must (call with the queue lock held)."""
+        if self._failure is not None:
+            return LogUnavailableError(f"the security log failed: {self._failure}", reason="failed")
+        if self._closing:
+            return LogUnavailableError("the security log is closed", reason="closed")
+        if len(self._group.entries) + self._backlog >= self._max_pending:
+            return LogUnavailableError("too many records waiting for the security log", reason="overloaded")
+        return None
 
     def append(self, entry: Entry, timeout: float) -> int:
         """Write ``entry`` and wait until it is durable; return its seq.
@@ -139,15 +152,23 @@ class GroupCommitWriter:
             LogUnavailableError: Closed, failed, overloaded, full, or not durable
                 within ``timeout`` seconds.
         """
-        waiter = _Waiter(None, 0.0)
-        self._enqueue(entry, waiter)
+        with self._queue_lock:
+            refusal = self._refuse()
+            if refusal is not None:
+                raise refusal
+            group = self._group
+            index = len(group.entries)
+            group.entries.append(entry)
+            group.futures.append(None)
+            group.deadlines.append(0.0)
         # Whoever held the flush lock before took this entry along, or this call does.
         self._flush()
-        if waiter.error is not None:
-            raise _copy_error(waiter.error) from waiter.error
-        self._syncer.wait(waiter.seq, timeout)
+        if group.error is not None:
+            raise _copy_error(group.error) from group.error
+        seq = group.first + index
+        self._syncer.wait(seq, timeout)
         self._report_syncs()
-        return waiter.seq
+        return seq
 
     def submit(self, entry: Entry, timeout: float) -> asyncio.Future[int]:
         """Queue ``entry`` from a running event loop; return a future of its seq.
@@ -160,25 +181,39 @@ class GroupCommitWriter:
             LogUnavailableError: Closed, failed or overloaded (at once).
         """
         loop = asyncio.get_running_loop()
-        group = self._loops.get(loop)
-        if group is None:
+        waiting = self._loops.get(loop)
+        if waiting is None:
             # Subscribed before the entry is queued, so its sync cannot go unnoticed.
-            group = self._subscribe(loop)
+            waiting = self._subscribe(loop)
         future: asyncio.Future[int] = loop.create_future()
         deadline = loop.time() + timeout
-        waiter = _Waiter(future, deadline)
-        self._enqueue(entry, waiter)
-        group.waiters.append(waiter)
-        if len(self._entries) >= GROUP_RECORDS:
+        with self._queue_lock:
+            refusal = self._refuse()
+            if refusal is not None:
+                raise refusal
+            group = self._group
+            group.entries.append(entry)
+            group.futures.append(future)
+            group.deadlines.append(deadline)
+            pending = len(group.entries)
+            if group.loop is not loop:
+                if group.loop is None:
+                    group.loop = loop
+                else:
+                    group.shared = True
+        groups = waiting.groups
+        if not groups or groups[-1] is not group:
+            groups.append(group)
+        if pending >= GROUP_RECORDS:
             self._flush()
-        elif not group.flush_scheduled:
-            group.flush_scheduled = True
-            loop.call_soon(self._flush_from_loop, group)
-        if group.timer is None or deadline < group.timer_at:
-            if group.timer is not None:
-                group.timer.cancel()
-            group.timer = loop.call_at(deadline, self._expire, group, timeout)
-            group.timer_at = deadline
+        elif not waiting.flush_scheduled:
+            waiting.flush_scheduled = True
+            loop.call_soon(self._flush_from_loop, waiting)
+        if waiting.timer is None or deadline < waiting.timer_at:
+            if waiting.timer is not None:
+                waiting.timer.cancel()
+            waiting.timer = loop.call_at(deadline, self._expire, waiting, timeout)
+            waiting.timer_at = deadline
         return future
 
     def request_checkpoint(self, timeout: float) -> None:
@@ -193,41 +228,39 @@ class GroupCommitWriter:
 
     # -- writing ----------------------------------------------------------
 
-    def _flush_from_loop(self, group: _LoopWaiters) -> None:
-        group.flush_scheduled = False
+    def _flush_from_loop(self, waiting: _LoopWaiters) -> None:
+        waiting.flush_scheduled = False
         self._flush()
 
     def _flush(self, *, checkpoint: bool = False) -> BaseException | None:
         """Submit the pending group (the syncer seals, writes and syncs it); return its error, if any."""
         with self._flush_lock:
             with self._queue_lock:
-                entries, waiters = self._entries, self._waiters
-                if not entries and not checkpoint:
+                group = self._group
+                if not group.entries and not checkpoint:
                     return None
-                self._entries, self._waiters = [], []
+                self._group = _Group()
             error: BaseException | None = None
             try:
                 if self._failure is not None:
                     raise self._failure
-                first = self._store.write(entries, checkpoint=checkpoint)
+                first = self._store.write(group.entries, checkpoint=checkpoint)
             except LogFullError as e:
                 error = e
             except Exception as e:  # any other fault leaves the store in an unknown state: fail for good
                 self._fail(e)
                 error = e
             else:
-                for seq, waiter in enumerate(waiters, first):
-                    waiter.seq = seq
+                group.first = first
                 durable = self._syncer.durable
                 self._backlog = self._store.seq - durable
                 if durable >= first:
-                    # Synced before the seqs were set here: a loop woken meanwhile
+                    # Synced before ``first`` was set here: a loop woken meanwhile
                     # found nothing to resolve and must look again.
                     self._syncer.notify()
             if error is not None:
-                for waiter in waiters:
-                    waiter.error = error
-                self._syncer.notify()  # the loops' waiters of this group learn it now
+                group.error = error
+                self._syncer.notify()  # the loops waiting on this group learn it now
             return error
 
     def _fail(self, error: BaseException) -> None:
@@ -239,7 +272,7 @@ class GroupCommitWriter:
 
     def _subscribe(self, loop: asyncio.AbstractEventLoop) -> _LoopWaiters:
         with self._loops_lock:
-            for old in [g for g in self._loops.values() if g.loop.is_closed()]:
+            for old in [w for w in self._loops.values() if w.loop.is_closed()]:
                 # A closed loop's selector is gone with it: only our side is left to release.
                 self._syncer.unsubscribe(old.eventfd)
                 os.close(old.eventfd)
@@ -250,14 +283,14 @@ class GroupCommitWriter:
             except BaseException:
                 os.close(eventfd)
                 raise
-            group = self._loops[loop] = _LoopWaiters(loop, eventfd)
-        loop.add_reader(eventfd, self._on_sync, group)
-        return group
+            waiting = self._loops[loop] = _LoopWaiters(loop, eventfd)
+        loop.add_reader(eventfd, self._on_sync, waiting)
+        return waiting
 
-    def _on_sync(self, group: _LoopWaiters) -> None:
+    def _on_sync(self, waiting: _LoopWaiters) -> None:
         with contextlib.suppress(BlockingIOError):
-            os.eventfd_read(group.eventfd)
-        self._resolve(group)
+            os.eventfd_read(waiting.eventfd)
+        self._resolve(waiting)
         self._report_syncs()
 
     def _report_syncs(self) -> None:
@@ -266,59 +299,63 @@ class GroupCommitWriter:
             for seconds in self._syncer.latencies():
                 self.on_commit(seconds)
 
-    def _resolve(self, group: _LoopWaiters) -> None:
-        """Resolve, in order, the waiters whose records are durable or whose group failed."""
+    def _resolve(self, waiting: _LoopWaiters) -> None:
+        """Settle, in order, the futures of the groups that are durable or failed."""
         durable = self._syncer.durable
-        waiters = group.waiters
-        while waiters:
-            waiter = waiters[0]
-            future = waiter.future
-            assert future is not None
-            if waiter.error is None:
-                if not waiter.seq or waiter.seq > durable:
-                    break
-                waiters.popleft()
-                if not future.done():  # done: timed out or cancelled
-                    future.set_result(waiter.seq)
-            else:
-                waiters.popleft()
-                if not future.done():
-                    future.set_exception(_copy_error(waiter.error))
-        if not waiters:
+        groups = waiting.groups
+        loop = waiting.loop
+        while groups:
+            group = groups[0]
+            error = group.error
+            if error is None and (not group.first or group.first + len(group.entries) - 1 > durable):
+                break
+            groups.popleft()
+            for seq, future in enumerate(group.futures, group.first):
+                if group.owns(future, loop):
+                    assert future is not None
+                    if error is None:
+                        future.set_result(seq)
+                    else:
+                        future.set_exception(_copy_error(error))
+        if not groups:
             return
         failure = self.failure
         if failure is None and self._closed:
             failure = LogUnavailableError("the security log is closed", reason="closed")
         if failure is not None:
-            while waiters:
-                future = waiters.popleft().future
-                if future is not None and not future.done():
-                    future.set_exception(_copy_error(failure))
+            while groups:
+                group = groups.popleft()
+                for future in group.futures:
+                    if group.owns(future, loop):
+                        assert future is not None
+                        future.set_exception(_copy_error(failure))
 
-    def _expire(self, group: _LoopWaiters, timeout: float) -> None:
-        group.timer = None
-        now = group.loop.time()
+    def _expire(self, waiting: _LoopWaiters, timeout: float) -> None:
+        waiting.timer = None
+        loop = waiting.loop
+        now = loop.time()
         nearest: float | None = None
-        for waiter in group.waiters:
-            future = waiter.future
-            if future is None or future.done():
-                continue
-            if waiter.deadline <= now:
-                future.set_exception(_timed_out(timeout))
-            elif nearest is None or waiter.deadline < nearest:
-                nearest = waiter.deadline
+        for group in waiting.groups:
+            for future, deadline in zip(group.futures, group.deadlines, strict=True):
+                if not group.owns(future, loop):
+                    continue
+                assert future is not None
+                if deadline <= now:
+                    future.set_exception(_timed_out(timeout))
+                elif nearest is None or deadline < nearest:
+                    nearest = deadline
         if nearest is not None:
-            group.timer = group.loop.call_at(nearest, self._expire, group, timeout)
-            group.timer_at = nearest
+            waiting.timer = loop.call_at(nearest, self._expire, waiting, timeout)
+            waiting.timer_at = nearest
 
-    def _retire(self, group: _LoopWaiters) -> None:
-        """In the group's loop, after the log closed: settle every waiter and release the eventfd."""
-        self._resolve(group)
-        if group.timer is not None:
-            group.timer.cancel()
-            group.timer = None
-        group.loop.remove_reader(group.eventfd)
-        os.close(group.eventfd)
+    def _retire(self, waiting: _LoopWaiters) -> None:
+        """In the waiting loop, after the log closed: settle every future and release the eventfd."""
+        self._resolve(waiting)
+        if waiting.timer is not None:
+            waiting.timer.cancel()
+            waiting.timer = None
+        waiting.loop.remove_reader(waiting.eventfd)
+        os.close(waiting.eventfd)
 
     # -- closing ----------------------------------------------------------
 
@@ -334,20 +371,20 @@ class GroupCommitWriter:
             self._fail(failure)
         self._closed = True
         with self._loops_lock:
-            groups, self._loops = list(self._loops.values()), {}
+            loops, self._loops = list(self._loops.values()), {}
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        for group in groups:
-            if group.loop.is_closed():
-                os.close(group.eventfd)
-            elif running is group.loop:
-                self._retire(group)
+        for waiting in loops:
+            if waiting.loop.is_closed():
+                os.close(waiting.eventfd)
+            elif running is waiting.loop:
+                self._retire(waiting)
             else:
-                # Not this thread's loop: its eventfd is closed there, once it has run the waiters.
+                # Not this thread's loop: its eventfd is closed there, once it has settled the futures.
                 with contextlib.suppress(RuntimeError):
-                    group.loop.call_soon_threadsafe(self._retire, group)
+                    waiting.loop.call_soon_threadsafe(self._retire, waiting)
 
     @property
     def failure(self) -> BaseException | None:

@@ -92,3 +92,34 @@ def test_safe_detail_passes() -> None:
 def test_oversized_field_is_refused() -> None:
     with pytest.raises(RecordRejectedError, match="resource"):
         make_entry(EventType.CONFIG_ACCESS, principal="a", outcome=Outcome.ALLOW, resource="/" * 300)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("outcome", "allow"),
+        ("channel", "ssh"),
+        ("permission", "security_logs_access"),
+        ("principal_kind", "user"),
+        ("principal", 7),
+        ("source", "s" * 300),
+    ],
+)
+def test_a_bad_field_is_named(field: str, value: object) -> None:
+    fields: dict[str, object] = {"principal": "a", "outcome": Outcome.ALLOW, field: value}
+    with pytest.raises(RecordRejectedError) as info:
+        make_entry(EventType.CONFIG_ACCESS, **fields)  # type: ignore[arg-type]
+    assert info.value.field == field
+    with pytest.raises(RecordRejectedError, match="EventType"):
+        make_entry("login_success", principal="a", outcome=Outcome.ALLOW)  # type: ignore[arg-type]
+
+
+def test_principal_kind_follows_the_name_unless_given() -> None:
+    def kind(principal: str, given: PrincipalKind | None = None) -> str:
+        entry = make_entry(
+            EventType.CONFIG_ACCESS, principal=principal, outcome=Outcome.ALLOW, principal_kind=given
+        )
+        return str(json.loads(b"{" + entry.fields + b"}")["pk"])
+
+    assert [kind("anonymous"), kind("meterd"), kind("alice")] == ["anonymous", "system", "user"]
+    assert kind("scada-1", PrincipalKind.APPLICATION) == "application"

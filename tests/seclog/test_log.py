@@ -167,6 +167,18 @@ def test_stalled_storage_times_out(log: SecurityLog) -> None:
         log._store.syncer.set_fault(Fault.NONE)
 
 
+def test_a_group_whose_count_does_not_match_is_refused_whole(log: SecurityLog) -> None:
+    syncer = log._store.syncer
+    first = log._store.seq + 1
+    ts = b"2026-11-22T10:00:00.000000Z"
+    for records, count in ((b'"a":1\n"b":2', 3), (b'"a":1\n"b":2', 1), (b'"a":1\n', 1)):
+        with pytest.raises(LogUnavailableError):
+            syncer.submit(records, count, first, ts, expected=0)
+    # Nothing was queued and the syncer is healthy: the log goes on from the same seq.
+    assert fill(log, 1) == [first]
+    assert verify(log.directory).ok
+
+
 def test_read_needs_security_logs_access_and_is_recorded(log: SecurityLog) -> None:
     fill(log, 3, principal="bob")
     records = log.read(decision(), Query(principals=frozenset({"bob"})))

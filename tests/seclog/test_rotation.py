@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import struct
 from collections.abc import Iterator
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from meterd.policy.request import Outcome
 from meterd.seclog import EventType, FullPolicy, LogConfig, LogFullError, SecurityLog, read_records
 from meterd.seclog.segments import clear_append_only, list_segments, set_append_only, write_exported
 from meterd.seclog.verify import Problem, verify
@@ -40,6 +42,33 @@ def test_segments_rotate_and_the_chain_continues(tmp_path: Path) -> None:
     report = verify(tmp_path / "log", key=key)
     assert report.ok, report.finding
     assert report.records == len(read_records(tmp_path / "log"))
+
+
+def test_rotation_under_concurrent_appenders_loses_and_tears_nothing(tmp_path: Path) -> None:
+    # Segments rotate while earlier groups are still being synced: every
+    # acknowledged record must be in a segment that was synced before it was closed.
+    config = LogConfig(append_only_attr=False, segment_bytes=4096, capacity_bytes=1 << 24)
+    key = SecurityLog.init(tmp_path / "log", config)
+    with SecurityLog.open(tmp_path / "log", config) as log:
+
+        async def appender(n: int) -> list[int]:
+            return [
+                await log.append_async(
+                    EventType.ALARM, principal="meterd", outcome=Outcome.ERROR, detail={"i": i}
+                )
+                for i in range(n)
+            ]
+
+        async def main() -> list[list[int]]:
+            return await asyncio.gather(*(appender(25) for _ in range(24)))
+
+        acknowledged = [seq for seqs in asyncio.run(main()) for seq in seqs]
+    assert len(set(acknowledged)) == 24 * 25
+    segments = list_segments(tmp_path / "log")
+    assert len(segments) > 20
+    report = verify(tmp_path / "log", key=key)
+    assert report.ok, report.finding
+    assert set(acknowledged) <= {r.seq for r in read_records(tmp_path / "log")}
 
 
 def test_fill_warnings_then_refusal_until_exported(tmp_path: Path) -> None:

@@ -15,7 +15,7 @@ from meterd.seclog.codec import GENESIS, decode_frame, evolve, make_body, make_f
 from meterd.seclog.entry import make_entry
 from meterd.seclog.errors import LogUnavailableError
 from meterd.seclog.events import EventType
-from meterd.seclog.sealer import seal_batch
+from meterd.seclog.sealer import frames_size, seal_batch
 
 PRINTABLE = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=300)
 TS = "2026-11-22T10:00:00.123456Z"
@@ -42,6 +42,20 @@ def reference(fields: list[bytes], seq: int, prev: bytes, key: bytes, ts: str) -
 )
 def test_c_sealer_matches_the_python_codec(fields: list[bytes], seq: int, prev: bytes, key: bytes) -> None:
     assert seal_batch(fields, seq, prev, key, TS.encode()) == reference(fields, seq, prev, key, TS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fields=st.lists(PRINTABLE.map(str.encode), max_size=40),
+    seq=st.one_of(
+        st.integers(0, 2**40),
+        # Runs that cross from one digit count to the next.
+        st.sampled_from([10**k - d for k in range(1, 19) for d in (1, 2, 7)]),
+    ),
+)
+def test_frames_size_is_what_the_sealer_writes(fields: list[bytes], seq: int) -> None:
+    frames, _, _ = seal_batch(fields, seq, bytes(32), b"k" * 32, TS.encode())
+    assert frames_size(sum(map(len, fields)), len(fields), seq + 1, len(TS)) == len(frames)
 
 
 def test_sealed_entries_decode_and_chain() -> None:
