@@ -319,11 +319,13 @@ static void *flush_written(void *arg) {
             memcpy(s->durable_key, key, sizeof key);
             s->latencies[s->n_latencies % MTR_SYNC_LATENCIES] = took;
             s->n_latencies++;
-            pthread_cond_signal(&s->keys);
         }
-        pthread_cond_broadcast(&s->done);
+        /* The appenders first: the key thread's store is off their path. */
         notify_locked(s);
-        if (err != 0) {
+        pthread_cond_broadcast(&s->done);
+        if (err == 0) {
+            pthread_cond_signal(&s->keys);
+        } else {
             break;
         }
     }
