@@ -88,6 +88,17 @@ static double now_seconds(void) {
 }
 
 /* Caller holds mu. */
+static void notify_locked(mtr_syncer *s);
+
+/* Caller holds mu: record the first failure and tell every waiter. */
+static void fail_locked(mtr_syncer *s, int err) {
+    if (!s->failure) {
+        s->failure = err;
+    }
+    pthread_cond_broadcast(&s->done);
+    notify_locked(s);
+}
+
 static void notify_locked(mtr_syncer *s) {
     static const uint64_t one = 1;
     for (int i = 0; i < s->n_subscribers; i++) {
@@ -265,11 +276,7 @@ static void *run(void *arg) {
 
         pthread_mutex_lock(&s->mu);
         if (err != 0) {
-            if (!s->failure) {
-                s->failure = err;
-            }
-            pthread_cond_broadcast(&s->done);
-            notify_locked(s);
+            fail_locked(s, err);
             break;
         }
         s->written = last;
@@ -310,24 +317,18 @@ static void *flush_written(void *arg) {
         pthread_mutex_lock(&s->mu);
         s->flushing = 0;
         if (err != 0) {
-            if (!s->failure) {
-                s->failure = err;
-            }
+            fail_locked(s, err);
             pthread_cond_signal(&s->work); /* the writer stops too */
-        } else {
-            s->durable = target;
-            memcpy(s->durable_key, key, sizeof key);
-            s->latencies[s->n_latencies % MTR_SYNC_LATENCIES] = took;
-            s->n_latencies++;
+            break;
         }
+        s->durable = target;
+        memcpy(s->durable_key, key, sizeof key);
+        s->latencies[s->n_latencies % MTR_SYNC_LATENCIES] = took;
+        s->n_latencies++;
         /* The appenders first: the key thread's store is off their path. */
         notify_locked(s);
         pthread_cond_broadcast(&s->done);
-        if (err == 0) {
-            pthread_cond_signal(&s->keys);
-        } else {
-            break;
-        }
+        pthread_cond_signal(&s->keys);
     }
     erase(key, sizeof key);
     erase(s->written_key, sizeof s->written_key);
@@ -363,10 +364,8 @@ static void *keep_keys(void *arg) {
 
         pthread_mutex_lock(&s->mu);
         if (err != 0) {
-            s->failure = err;
-            pthread_cond_broadcast(&s->done);
-            pthread_cond_signal(&s->work);
-            notify_locked(s);
+            fail_locked(s, err);
+            pthread_cond_signal(&s->work); /* the writer stops, and the flusher after it */
             break;
         }
         s->key_stored = seq_next;
@@ -401,28 +400,23 @@ mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t 
     memcpy(s->chain_key, key, sizeof s->chain_key);
     /* The key on disk may lag the log (reopening caught it up in memory): it is stored with the first sync. */
     s->key_stored = durable + 1;
-    if (pthread_create(&s->thread, NULL, run, s) != 0) {
-        goto fail;
+    /* Each thread ends once the one before it has: a failed start stops the writer and joins. */
+    pthread_t *threads[] = {&s->thread, &s->flush_thread, &s->key_thread};
+    void *(*bodies[])(void *) = {run, flush_written, keep_keys};
+    int started = 0;
+    while (started < 3 && pthread_create(threads[started], NULL, bodies[started], s) == 0) {
+        started++;
     }
-    if (pthread_create(&s->flush_thread, NULL, flush_written, s) != 0) {
-        pthread_mutex_lock(&s->mu);
-        s->stopping = 1;
-        pthread_cond_signal(&s->work);
-        pthread_mutex_unlock(&s->mu);
-        pthread_join(s->thread, NULL);
-        goto fail;
+    if (started == 3) {
+        return s;
     }
-    if (pthread_create(&s->key_thread, NULL, keep_keys, s) != 0) {
-        pthread_mutex_lock(&s->mu);
-        s->stopping = 1;
-        pthread_cond_signal(&s->work);
-        pthread_mutex_unlock(&s->mu);
-        pthread_join(s->thread, NULL); /* the flusher follows the writer out */
-        pthread_join(s->flush_thread, NULL);
-        goto fail;
+    pthread_mutex_lock(&s->mu);
+    s->stopping = 1;
+    pthread_cond_signal(&s->work);
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < started; i++) {
+        pthread_join(*threads[i], NULL);
     }
-    return s;
-fail:
     erase(s->chain_key, sizeof s->chain_key);
     pthread_cond_destroy(&s->keys);
     pthread_cond_destroy(&s->done);

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import NamedTuple, NoReturn
+from typing import NamedTuple, NoReturn, Required, TypedDict
 
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome
@@ -54,6 +54,22 @@ _USER, _ANONYMOUS, _SYSTEM = (
 )
 #: Every value _SECRET_VALUE matches starts with one of these (a cheaper test first).
 _SECRET_STARTS = ("$", "-----BEGIN ")
+
+
+class RecordFields(TypedDict, total=False):
+    """A record's caller-supplied fields, as keyword arguments of :meth:`SecurityLog.append`.
+
+    See :func:`make_entry` for their meaning and defaults.
+    """
+
+    principal: Required[str]
+    outcome: Required[Outcome]
+    channel: Channel
+    source: str
+    permission: Permission | None
+    resource: str
+    detail: Mapping[str, DetailValue] | None
+    principal_kind: PrincipalKind | None
 
 
 class Entry(NamedTuple):

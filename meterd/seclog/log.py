@@ -29,12 +29,13 @@ import contextlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Unpack
 
 from meterd.errors import SecurityLogError
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome
 from meterd.seclog.config import LogConfig
-from meterd.seclog.entry import Entry, entry_for_decision, make_entry, system_entry
+from meterd.seclog.entry import Entry, RecordFields, entry_for_decision, make_entry, system_entry
 from meterd.seclog.errors import LogAccessError
 from meterd.seclog.events import DetailValue, EventType, PrincipalKind, Record
 from meterd.seclog.reader import Query, read_records
@@ -102,42 +103,17 @@ class SecurityLog:
     # -- appending --------------------------------------------------------
 
     def append(
-        self,
-        event: EventType,
-        *,
-        principal: str,
-        outcome: Outcome,
-        channel: Channel = Channel.LOCAL,
-        source: str = "",
-        permission: Permission | None = None,
-        resource: str = "",
-        detail: Mapping[str, DetailValue] | None = None,
-        principal_kind: PrincipalKind | None = None,
-        timeout: float | None = None,
+        self, event: EventType, *, timeout: float | None = None, **fields: Unpack[RecordFields]
     ) -> int:
         """Append one record and return its seq once it is on stable storage.
 
-        Blocking and thread-safe; concurrent callers share one sync.  The
-        fields are :func:`~meterd.seclog.entry.make_entry`'s (spelled out
-        rather than forwarded as ``**fields``, which costs more than the
-        record's encoding).
+        Blocking and thread-safe; concurrent callers share one sync.
 
         Raises:
             RecordRejectedError: A field is invalid or detail looks secret.
             LogUnavailableError: Not durable (closed, failed, full, overloaded, timed out).
         """
-        entry = make_entry(
-            event,
-            principal=principal,
-            outcome=outcome,
-            channel=channel,
-            source=source,
-            permission=permission,
-            resource=resource,
-            detail=detail,
-            principal_kind=principal_kind,
-        )
-        return self._writer.append(entry, timeout or self.config.append_timeout)
+        return self.append_entry(make_entry(event, **fields), timeout)
 
     async def append_async(
         self,
@@ -153,7 +129,12 @@ class SecurityLog:
         principal_kind: PrincipalKind | None = None,
         timeout: float | None = None,
     ) -> int:
-        """Like :meth:`append`, but awaits durability without blocking the event loop."""
+        """Like :meth:`append`, but awaits durability without blocking the event loop.
+
+        The fields are spelled out rather than taken as ``**fields`` like
+        :meth:`append`'s: on this, the daemon's path, forwarding them costs
+        more than encoding the record.
+        """
         entry = make_entry(
             event,
             principal=principal,
