@@ -4,8 +4,9 @@
  * Three threads: the writer seals and writes groups, the flusher makes what
  * was written durable and publishes it, the key thread stores the newest
  * durable key.  The writer seals and writes the next groups while the
- * flusher's fdatasync runs, so sealing never holds up the disk; each sync
- * covers everything written before it started.
+ * flusher's fdatasync runs, and starts their write-back, so neither sealing
+ * nor moving the data holds up the next sync; each sync covers everything
+ * written before it started.
  *
  * One mutex guards the state; the threads drop it around every system call
  * that touches the disk, except the eventfd writes: those are made under the
@@ -16,6 +17,7 @@
 #include "meterd_sync.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -282,6 +284,19 @@ static void *run(void *arg) {
         s->written = last;
         memcpy(s->written_key, s->chain_key, sizeof s->chain_key);
         pthread_cond_signal(&s->flush);
+        if (s->flushing) {
+            /*
+             * The flusher is busy with the previous sync: start this write's
+             * writeback now, so that the next fdatasync finds the data on its
+             * way and has little left but the journal commit.  Only a hint:
+             * durability still comes from that fdatasync alone, which also
+             * reports any write-back error.
+             */
+            int fd = s->segment_fd;
+            pthread_mutex_unlock(&s->mu);
+            (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+            pthread_mutex_lock(&s->mu);
+        }
     }
     free_groups(s->queue_head);
     s->queue_head = s->queue_tail = NULL;

@@ -194,6 +194,35 @@ def make_entry(
     Raises:
         RecordRejectedError: A field is invalid (see module invariants).
     """
+    return Entry(
+        event,
+        encode_record(
+            event, principal, outcome, channel, source, permission, resource, detail, principal_kind
+        ),
+    )
+
+
+def encode_record(  # noqa: PLR0917 - positional on the hot path (see below)
+    event: EventType,
+    principal: str,
+    outcome: Outcome,
+    channel: Channel,
+    source: str,
+    permission: Permission | None,
+    resource: str,
+    detail: Mapping[str, DetailValue] | None,
+    principal_kind: PrincipalKind | None,
+    /,
+) -> bytes:
+    """Validate one record's caller fields and return them encoded: :func:`make_entry` without the Entry.
+
+    The async append path calls this directly: it runs once per append, where
+    matching nine keyword arguments and building the named tuple would cost a
+    fifth of the encoding.
+
+    Raises:
+        RecordRejectedError: A field is invalid (see module invariants).
+    """
     # One combined test on the hot path; _reject says which field is wrong.
     if not (
         isinstance(event, EventType)
@@ -240,7 +269,7 @@ def make_entry(
         encode_detail(detail),
     )
     # ASCII by construction (the escaper leaves nothing else), so this cannot fail.
-    return Entry(event, fields.encode("ascii"))
+    return fields.encode("ascii")
 
 
 def entry_for_decision(

@@ -35,7 +35,14 @@ from meterd.errors import SecurityLogError
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome
 from meterd.seclog.config import LogConfig
-from meterd.seclog.entry import Entry, RecordFields, entry_for_decision, make_entry, system_entry
+from meterd.seclog.entry import (
+    Entry,
+    RecordFields,
+    encode_record,
+    entry_for_decision,
+    make_entry,
+    system_entry,
+)
 from meterd.seclog.errors import LogAccessError
 from meterd.seclog.events import DetailValue, EventType, PrincipalKind, Record
 from meterd.seclog.reader import Query, read_records
@@ -132,21 +139,13 @@ class SecurityLog:
         """Like :meth:`append`, but awaits durability without blocking the event loop.
 
         The fields are spelled out rather than taken as ``**fields`` like
-        :meth:`append`'s: on this, the daemon's path, forwarding them costs
-        more than encoding the record.
+        :meth:`append`'s, and passed on by position: on this, the daemon's
+        path, forwarding them by keyword costs a good part of encoding the record.
         """
-        entry = make_entry(
-            event,
-            principal=principal,
-            outcome=outcome,
-            channel=channel,
-            source=source,
-            permission=permission,
-            resource=resource,
-            detail=detail,
-            principal_kind=principal_kind,
+        record = encode_record(
+            event, principal, outcome, channel, source, permission, resource, detail, principal_kind
         )
-        return await self._writer.submit(entry, timeout or self.config.append_timeout)
+        return await self._writer.submit(record, timeout or self.config.append_timeout)
 
     async def append_decision_async(
         self,
@@ -168,7 +167,7 @@ class SecurityLog:
             LogUnavailableError: Not durable; the guard must then deny.
         """
         entry = entry_for_decision(decision, event=event, detail=detail, principal_kind=principal_kind)
-        return await self._writer.submit(entry, timeout or self.config.append_timeout)
+        return await self._writer.submit(entry.fields, timeout or self.config.append_timeout)
 
     def append_entry(self, entry: Entry, timeout: float | None = None) -> int:
         """Append a prepared entry (blocking); return its seq."""

@@ -310,25 +310,25 @@ class SegmentStore:
         return fd
 
     def write(
-        self, entries: list[Entry], *, checkpoint: bool = False, system: list[Entry] | None = None
+        self, records: list[bytes], *, checkpoint: bool = False, system: list[Entry] | None = None
     ) -> int:
-        """Submit ``entries`` to the syncer (see :attr:`durable`); return the seq of the first.
+        """Submit encoded ``records`` to the syncer (see :attr:`durable`); return the seq of the first.
 
         The log's own records (checkpoint, fill warning, segment drop) follow
-        the entries in the same group.  Sizes are exact before sealing (the
+        the caller's in the same group.  Sizes are exact before sealing (the
         syncer checks them), so capacity and rotation are decided here.
 
         Raises:
             LogFullError: Capacity reached and the full policy refuses (none of
-                ``entries`` submitted; drop records may have been).
+                ``records`` submitted; drop records may have been).
             OSError: Creating a segment failed; the store must not be used again.
             LogUnavailableError: The syncer failed or stopped.
         """
         ts = self._clock.stamp()
         first = self.seq + 1
-        count = len(entries)
-        records = b"\n".join([entry.fields for entry in entries])
-        size = frames_size(len(records) - count + 1, count, first, len(ts)) if count else 0
+        count = len(records)
+        joined = b"\n".join(records)
+        size = frames_size(len(joined) - count + 1, count, first, len(ts)) if count else 0
         own = list(system or [])
         usage = self.usage
         if count and usage + size + self._reserve > self.config.capacity_bytes:
@@ -360,10 +360,10 @@ class SegmentStore:
             head_seq = self.seq + count + len(own)
             own.append(system_entry(EventType.LOG_CHECKPOINT, {"head_seq": head_seq, "head_digest": GENESIS}))
             self._since_checkpoint = 0
-        if own:  # the entries' size is known: only the log's own records are added
+        if own:  # the caller's records are sized: only the log's own are added
             extra = b"\n".join([entry.fields for entry in own])
             size += frames_size(len(extra) - len(own) + 1, len(own), first + count, len(ts))
-            records = records + b"\n" + extra if count else extra
+            joined = joined + b"\n" + extra if count else extra
             count += len(own)
         if not count:
             return first
@@ -374,7 +374,7 @@ class SegmentStore:
             head = self._segments[-1]
         try:
             self.syncer.submit(
-                records, count, first, ts, new_segment_fd=new_fd, checkpoint_last=checkpoint, expected=size
+                joined, count, first, ts, new_segment_fd=new_fd, checkpoint_last=checkpoint, expected=size
             )
         except BaseException:
             if new_fd >= 0:

@@ -1,6 +1,6 @@
 """Group commit: appenders write in groups, a native syncer makes each group durable.
 
-Appenders put a validated entry into the pending group.  Whoever flushes takes
+Appenders put a validated record (its encoded fields) into the pending group.  Whoever flushes takes
 the whole pending group and submits it through the store to the syncer
 (:mod:`meterd.seclog.syncer`), whose native threads seal it, write it and
 ``fdatasync``: groups submitted while a sync runs share the next one, which
@@ -59,15 +59,16 @@ class _Group:
     and no object is built per record beyond its future.
     """
 
-    __slots__ = ("deadlines", "entries", "error", "first", "futures", "loop", "shared")
+    __slots__ = ("deadlines", "error", "first", "futures", "loop", "records", "shared")
 
     def __init__(self) -> None:
-        self.entries: list[Entry] = []
-        #: One per entry: an async appender's future, None for a blocking appender.
+        #: The records' encoded fields (:func:`meterd.seclog.entry.encode_record`).
+        self.records: list[bytes] = []
+        #: One per record: an async appender's future, None for a blocking appender.
         self.futures: list[asyncio.Future[int] | None] = []
-        #: One per entry: when the async appender's wait times out (loop time).
+        #: One per record: when the async appender's wait times out (loop time).
         self.deadlines: list[float] = []
-        self.first = 0  # seq of entries[0], once submitted
+        self.first = 0  # seq of records[0], once submitted
         self.error: BaseException | None = None
         self.loop: asyncio.AbstractEventLoop | None = None  # the first loop with futures here
         self.shared = False  # futures of more than one loop
@@ -141,7 +142,7 @@ class GroupCommitWriter:
             return LogUnavailableError(f"the security log failed: {self._failure}", reason="failed")
         if self._closing:
             return LogUnavailableError("the security log is closed", reason="closed")
-        if len(self._group.entries) + self._backlog >= self._max_pending:
+        if len(self._group.records) + self._backlog >= self._max_pending:
             return LogUnavailableError("too many records waiting for the security log", reason="overloaded")
         return None
 
@@ -157,8 +158,8 @@ class GroupCommitWriter:
             if refusal is not None:
                 raise refusal
             group = self._group
-            index = len(group.entries)
-            group.entries.append(entry)
+            index = len(group.records)
+            group.records.append(entry.fields)
             group.futures.append(None)
             group.deadlines.append(0.0)
         # Whoever held the flush lock before took this entry along, or this call does.
@@ -170,8 +171,8 @@ class GroupCommitWriter:
         self._report_syncs()
         return seq
 
-    def submit(self, entry: Entry, timeout: float) -> asyncio.Future[int]:
-        """Queue ``entry`` from a running event loop; return a future of its seq.
+    def submit(self, record: bytes, timeout: float) -> asyncio.Future[int]:
+        """Queue a record's encoded fields from a running event loop; return a future of its seq.
 
         A plain function returning the future (rather than a coroutine) keeps
         one coroutine frame off the hot path.  The future fails with
@@ -188,14 +189,16 @@ class GroupCommitWriter:
         future: asyncio.Future[int] = loop.create_future()
         deadline = loop.time() + timeout
         with self._queue_lock:
-            refusal = self._refuse()
-            if refusal is not None:
-                raise refusal
             group = self._group
-            group.entries.append(entry)
+            pending = len(group.records) + 1
+            # The refusal test inline: _refuse() says why, off the hot path.
+            if self._failure is not None or self._closing or pending + self._backlog > self._max_pending:
+                refusal = self._refuse()
+                assert refusal is not None
+                raise refusal
+            group.records.append(record)
             group.futures.append(future)
             group.deadlines.append(deadline)
-            pending = len(group.entries)
             if group.loop is not loop:
                 if group.loop is None:
                     group.loop = loop
@@ -237,14 +240,14 @@ class GroupCommitWriter:
         with self._flush_lock:
             with self._queue_lock:
                 group = self._group
-                if not group.entries and not checkpoint:
+                if not group.records and not checkpoint:
                     return None
                 self._group = _Group()
             error: BaseException | None = None
             try:
                 if self._failure is not None:
                     raise self._failure
-                first = self._store.write(group.entries, checkpoint=checkpoint)
+                first = self._store.write(group.records, checkpoint=checkpoint)
             except LogFullError as e:
                 error = e
             except Exception as e:  # any other fault leaves the store in an unknown state: fail for good
@@ -307,12 +310,13 @@ class GroupCommitWriter:
         while groups:
             group = groups[0]
             error = group.error
-            if error is None and (not group.first or group.first + len(group.entries) - 1 > durable):
+            if error is None and (not group.first or group.first + len(group.records) - 1 > durable):
                 break
             groups.popleft()
+            shared = group.shared
             for seq, future in enumerate(group.futures, group.first):
-                if group.owns(future, loop):
-                    assert future is not None
+                # group.owns(), inline: this runs once per async append.
+                if future is not None and not future.done() and (not shared or future.get_loop() is loop):
                     if error is None:
                         future.set_result(seq)
                     else:
