@@ -7,8 +7,9 @@ record (the durable baseline), ``write`` alone (the ceiling without
 durability), then durable appends through :class:`SecurityLog` with 1, 8 and
 64 concurrent appenders, as threads (blocking ``append``) and as asyncio tasks
 (``append_async``, the daemon's path), with p50/p99 latency per append, and
-verification speed.  Shared storage drifts, so a baseline sample is taken
-right before each durable run and each ratio ("x fsync") is against it.
+verification speed.  Shared storage drifts, so baseline samples are taken
+right before and right after each durable run, and each ratio ("x fsync")
+is against their mean: the disk's speed while that run was measured.
 ``--check`` exits 1 unless 64 appenders reach at least 10x the baseline rate.
 """
 
@@ -141,10 +142,12 @@ def run(directory: Path, records: int) -> Results:
         for kind, bench in (("threads", bench_threads), ("asyncio", bench_async)):
             for appenders in (1, 8, 64):
                 total = records // 10 if appenders == 1 else records
-                # A baseline sample right before each run: the ratio compares like with like.
-                local = bench_plain(directory, 300, sync=True)
-                results.write_fsync_samples.append(local)
+                # Baseline samples around each run: the ratio compares like with like.
+                before = bench_plain(directory, 300, sync=True)
                 rate, latencies = bench(log, appenders, max(1, total // appenders))
+                after = bench_plain(directory, 300, sync=True)
+                results.write_fsync_samples += [before, after]
+                local = (before + after) / 2
                 results.appends.append(
                     {
                         "kind": kind,
