@@ -1,12 +1,15 @@
 /*
  * meterd security-log syncer (see meterd_sync.h).
  *
- * Three threads: the writer seals and writes groups, the flusher makes what
- * was written durable and publishes it, the key thread stores the newest
- * durable key.  The writer seals and writes the next groups while the
- * flusher's fdatasync runs, and starts their write-back, so neither sealing
- * nor moving the data holds up the next sync; each sync covers everything
- * written before it started.
+ * Two workers and a key thread.  A worker either seals and writes the
+ * groups submitted so far, or makes what was written durable and publishes
+ * it; one worker at a time does each, so one seals and writes the next
+ * groups while the other's fdatasync runs, and starts their write-back, so
+ * neither sealing nor moving the data holds up the next sync.  Each sync
+ * covers everything written before it started.  Either worker takes either
+ * job, so a group written while no sync runs is synced by the worker that
+ * wrote it, without waking another thread.  The key thread stores the
+ * newest durable key.
  *
  * One mutex guards the state; the threads drop it around every system call
  * that touches the disk, except the eventfd writes: those are made under the
@@ -43,12 +46,11 @@ typedef struct group {
 
 struct mtr_syncer {
     pthread_mutex_t mu;
-    pthread_cond_t work;  /* the writer waits here for groups */
-    pthread_cond_t flush; /* the flusher waits here for written records (and a stall for its end) */
+    pthread_cond_t work;  /* idle workers wait here for groups to seal or records to sync */
+    pthread_cond_t flush; /* a stalled sync waits here for the fault to change */
     pthread_cond_t done;  /* waiters wait here for durability */
     pthread_cond_t keys;  /* the key thread waits here for a newer durable key */
-    pthread_t thread;
-    pthread_t flush_thread;
+    pthread_t workers[2];
     pthread_t key_thread;
     int segment_fd;
     int key_fd;
@@ -56,19 +58,20 @@ struct mtr_syncer {
     group *queue_head;
     group *queue_tail;
     uint64_t submitted; /* seq of the last record submitted */
-    /* The chain head after the last sealed record: only the writer touches these. */
+    /* The chain head after the last sealed record: only the sealing worker touches these. */
     uint8_t chain_prev[MTR_SYNC_DIGEST_BYTES];
     uint8_t chain_key[MTR_SYNC_KEY_BYTES];
     uint8_t *out;
     size_t out_cap;
     uint64_t written;                        /* seq of the last record written to segment_fd */
     uint8_t written_key[MTR_SYNC_KEY_BYTES]; /* seals written + 1 */
-    int writer_done;                         /* the writer has ended */
-    int flushing;                            /* the flusher is syncing segment_fd */
+    int sealing;                             /* a worker is sealing and writing */
+    int flushing;                            /* a worker is syncing segment_fd */
+    int workers_running;
     uint64_t durable;
     uint8_t durable_key[MTR_SYNC_KEY_BYTES]; /* seals durable + 1 */
     uint64_t key_stored;                     /* seq_next of the key last stored */
-    int segment_done;                        /* the flusher has ended */
+    int segment_done;                        /* every worker has ended */
     int fault;                               /* MTR_SYNC_FAULT_*, and its value */
     int64_t fault_value;
     int failure;
@@ -224,7 +227,7 @@ static int seal_and_write(mtr_syncer *s, group *groups, uint64_t *last, int64_t 
                 return err;
             }
             used = 0;
-            /* The flusher may be syncing the old segment: it is closed once it is not. */
+            /* The other worker may be syncing the old segment: it is closed once it is not. */
             pthread_mutex_lock(&s->mu);
             while (s->flushing) {
                 pthread_cond_wait(&s->done, &s->mu);
@@ -256,86 +259,54 @@ static int seal_and_write(mtr_syncer *s, group *groups, uint64_t *last, int64_t 
     return write_all(s->segment_fd, s->out, used, tear_us);
 }
 
-/* The writer thread: seal and write every group submitted so far; hand them to the flusher. */
-static void *run(void *arg) {
-    mtr_syncer *s = arg;
-    pthread_mutex_lock(&s->mu);
-    for (;;) {
-        while (s->queue_head == NULL && !s->stopping && !s->failure) {
-            pthread_cond_wait(&s->work, &s->mu);
-        }
-        if (s->failure || s->queue_head == NULL) {
-            break; /* failed, or stopping with nothing left to write */
-        }
-        group *groups = s->queue_head;
-        s->queue_head = s->queue_tail = NULL;
-        int64_t tear_us = s->fault == MTR_SYNC_FAULT_TEAR ? s->fault_value : 0;
-        pthread_mutex_unlock(&s->mu);
-
-        uint64_t last = 0;
-        int err = seal_and_write(s, groups, &last, tear_us);
-        free_groups(groups);
-
-        pthread_mutex_lock(&s->mu);
-        if (err != 0) {
-            fail_locked(s, err);
-            break;
-        }
-        s->written = last;
-        memcpy(s->written_key, s->chain_key, sizeof s->chain_key);
-        pthread_cond_signal(&s->flush);
-        if (s->flushing) {
-            /*
-             * The flusher is busy with the previous sync: start this write's
-             * writeback now, so that the next fdatasync finds the data on its
-             * way and has little left but the journal commit.  Only a hint:
-             * durability still comes from that fdatasync alone, which also
-             * reports any write-back error.
-             */
-            int fd = s->segment_fd;
-            pthread_mutex_unlock(&s->mu);
-            (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
-            pthread_mutex_lock(&s->mu);
-        }
-    }
-    free_groups(s->queue_head);
+/* Caller holds mu and has set s->sealing: seal and write every queued group. */
+static int seal_queued_locked(mtr_syncer *s) {
+    group *groups = s->queue_head;
     s->queue_head = s->queue_tail = NULL;
-    erase(s->chain_key, sizeof s->chain_key);
-    s->writer_done = 1;
-    pthread_cond_broadcast(&s->flush);
+    int64_t tear_us = s->fault == MTR_SYNC_FAULT_TEAR ? s->fault_value : 0;
     pthread_mutex_unlock(&s->mu);
-    return NULL;
+
+    uint64_t last = 0;
+    int err = seal_and_write(s, groups, &last, tear_us);
+    free_groups(groups);
+
+    pthread_mutex_lock(&s->mu);
+    if (err != 0) {
+        return err;
+    }
+    s->written = last;
+    memcpy(s->written_key, s->chain_key, sizeof s->chain_key);
+    if (s->flushing) {
+        /*
+         * The other worker is busy with the previous sync: start this
+         * write's write-back now, so that the next fdatasync finds the data
+         * on its way and has little left but the journal commit.  Only a
+         * hint: durability still comes from that fdatasync alone, which also
+         * reports any write-back error.  segment_fd changes only while
+         * sealing, which this worker still is.
+         */
+        int fd = s->segment_fd;
+        pthread_mutex_unlock(&s->mu);
+        (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+        pthread_mutex_lock(&s->mu);
+    }
+    return 0;
 }
 
-/* The flusher thread: sync what was written, publish it, wake; hand the next key to the key thread. */
-static void *flush_written(void *arg) {
-    mtr_syncer *s = arg;
+/* Caller holds mu and has set s->flushing: sync what was written, publish it, wake; hand the key on. */
+static int sync_written_locked(mtr_syncer *s) {
     uint8_t key[MTR_SYNC_KEY_BYTES];
+    uint64_t target = s->written;
+    memcpy(key, s->written_key, sizeof key);
+    int fd = s->segment_fd;
+    pthread_mutex_unlock(&s->mu);
+
+    double started = now_seconds();
+    int err = sync_segment(s, fd);
+    double took = now_seconds() - started;
+
     pthread_mutex_lock(&s->mu);
-    for (;;) {
-        while (s->written == s->durable && !s->writer_done && !s->failure) {
-            pthread_cond_wait(&s->flush, &s->mu);
-        }
-        if (s->failure || s->written == s->durable) {
-            break; /* failed, or the writer ended and everything written is durable */
-        }
-        uint64_t target = s->written;
-        memcpy(key, s->written_key, sizeof key);
-        int fd = s->segment_fd;
-        s->flushing = 1;
-        pthread_mutex_unlock(&s->mu);
-
-        double started = now_seconds();
-        int err = sync_segment(s, fd);
-        double took = now_seconds() - started;
-
-        pthread_mutex_lock(&s->mu);
-        s->flushing = 0;
-        if (err != 0) {
-            fail_locked(s, err);
-            pthread_cond_signal(&s->work); /* the writer stops too */
-            break;
-        }
+    if (err == 0) {
         s->durable = target;
         memcpy(s->durable_key, key, sizeof key);
         s->latencies[s->n_latencies % MTR_SYNC_LATENCIES] = took;
@@ -346,10 +317,53 @@ static void *flush_written(void *arg) {
         pthread_cond_signal(&s->keys);
     }
     erase(key, sizeof key);
-    erase(s->written_key, sizeof s->written_key);
-    s->segment_done = 1;
-    pthread_cond_broadcast(&s->done);
-    pthread_cond_signal(&s->keys);
+    return err;
+}
+
+/*
+ * A worker: seal and write what is queued, or sync what is written,
+ * whichever no other worker is doing; sealing first, since a sync covers
+ * more the later it starts.  Workers end once stopping finds nothing left
+ * to do, or at the first failure.
+ */
+static void *run_worker(void *arg) {
+    mtr_syncer *s = arg;
+    pthread_mutex_lock(&s->mu);
+    while (!s->failure) {
+        int err;
+        if (s->queue_head != NULL && !s->sealing) {
+            s->sealing = 1;
+            err = seal_queued_locked(s);
+            s->sealing = 0;
+        } else if (s->written != s->durable && !s->flushing) {
+            s->flushing = 1;
+            err = sync_written_locked(s);
+            s->flushing = 0;
+        } else if (s->stopping && s->queue_head == NULL && !s->sealing && !s->flushing) {
+            break; /* everything submitted is written and durable */
+        } else {
+            pthread_cond_wait(&s->work, &s->mu);
+            continue;
+        }
+        if (err != 0) {
+            fail_locked(s, err);
+            break;
+        }
+        /* This worker takes one of the jobs next; the other worker the other, if both wait. */
+        if (s->queue_head != NULL && !s->sealing && s->written != s->durable && !s->flushing) {
+            pthread_cond_signal(&s->work);
+        }
+    }
+    if (--s->workers_running == 0) {
+        free_groups(s->queue_head);
+        s->queue_head = s->queue_tail = NULL;
+        erase(s->chain_key, sizeof s->chain_key);
+        erase(s->written_key, sizeof s->written_key);
+        s->segment_done = 1;
+        pthread_cond_broadcast(&s->done);
+        pthread_cond_signal(&s->keys);
+    }
+    pthread_cond_broadcast(&s->work); /* the other worker ends too */
     pthread_mutex_unlock(&s->mu);
     return NULL;
 }
@@ -368,7 +382,7 @@ static void *keep_keys(void *arg) {
             pthread_cond_wait(&s->keys, &s->mu);
         }
         if (s->failure || s->key_stored == s->durable + 1) {
-            break; /* failed, or the segment thread ended and the newest key is stored */
+            break; /* failed, or the workers ended and the newest key is stored */
         }
         uint64_t seq_next = s->durable + 1;
         memcpy(key, s->durable_key, sizeof key);
@@ -380,7 +394,7 @@ static void *keep_keys(void *arg) {
         pthread_mutex_lock(&s->mu);
         if (err != 0) {
             fail_locked(s, err);
-            pthread_cond_signal(&s->work); /* the writer stops, and the flusher after it */
+            pthread_cond_broadcast(&s->work); /* the workers stop */
             break;
         }
         s->key_stored = seq_next;
@@ -415,9 +429,10 @@ mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t 
     memcpy(s->chain_key, key, sizeof s->chain_key);
     /* The key on disk may lag the log (reopening caught it up in memory): it is stored with the first sync. */
     s->key_stored = durable + 1;
-    /* Each thread ends once the one before it has: a failed start stops the writer and joins. */
-    pthread_t *threads[] = {&s->thread, &s->flush_thread, &s->key_thread};
-    void *(*bodies[])(void *) = {run, flush_written, keep_keys};
+    /* The key thread ends once the workers have: a failed start stops those started and joins. */
+    pthread_t *threads[] = {&s->workers[0], &s->workers[1], &s->key_thread};
+    void *(*bodies[])(void *) = {run_worker, run_worker, keep_keys};
+    s->workers_running = 2;
     int started = 0;
     while (started < 3 && pthread_create(threads[started], NULL, bodies[started], s) == 0) {
         started++;
@@ -426,8 +441,11 @@ mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t 
         return s;
     }
     pthread_mutex_lock(&s->mu);
+    if (started < 2) {
+        s->workers_running = started; /* the last one running ends the key thread's wait */
+    }
     s->stopping = 1;
-    pthread_cond_signal(&s->work);
+    pthread_cond_broadcast(&s->work);
     pthread_mutex_unlock(&s->mu);
     for (int i = 0; i < started; i++) {
         pthread_join(*threads[i], NULL);
@@ -608,8 +626,8 @@ int mtr_syncer_stop(mtr_syncer *s) {
     pthread_cond_broadcast(&s->work);
     pthread_cond_broadcast(&s->flush); /* a stalled sync gives up */
     pthread_mutex_unlock(&s->mu);
-    pthread_join(s->thread, NULL);
-    pthread_join(s->flush_thread, NULL);
+    pthread_join(s->workers[0], NULL);
+    pthread_join(s->workers[1], NULL);
     pthread_join(s->key_thread, NULL);
 
     pthread_mutex_lock(&s->mu);

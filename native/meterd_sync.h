@@ -2,17 +2,17 @@
  * meterd security-log syncer: the threads that seal, write and sync.
  *
  * The store decides what goes into the log (records, rotation, capacity,
- * checkpoints) and submits each group as encoded fields.  The writer thread
- * holds the chain head and the evolving key: it takes every group submitted
- * so far, seals them (meterd_seal.c) and writes them in one write.  The
- * flusher thread makes everything written so far durable with one
- * fdatasync, so groups written while a sync runs share the next one and the
- * next sync never waits for sealing.  It then publishes the durable seq,
- * wakes blocked waiters and writes 1 to each subscribed eventfd (one per
- * event loop).  The key thread stores the key of the record after the
- * durable head in the key file (two 64-byte slots, see meterd/seclog/keys.py)
- * and erases the older slot, so the key on disk is never ahead of the log and
- * the segment's syncs never wait for the key's.
+ * checkpoints) and submits each group as encoded fields.  Two workers share
+ * two jobs, one worker per job at a time.  Sealing holds the chain head and
+ * the evolving key: it takes every group submitted so far, seals them
+ * (meterd_seal.c) and writes them in one write.  Syncing makes everything
+ * written so far durable with one fdatasync, so groups written while a sync
+ * runs share the next one and the next sync never waits for sealing; it then
+ * publishes the durable seq, wakes blocked waiters and writes 1 to each
+ * subscribed eventfd (one per event loop).  The key thread stores the key
+ * of the record after the durable head in the key file (two 64-byte slots,
+ * see meterd/seclog/keys.py) and erases the older slot, so the key on disk
+ * is never ahead of the log and the segment's syncs never wait for the key's.
  *
  * Because no step needs the interpreter, the disk and the second core work
  * on one group while the appenders of the next one run.
@@ -53,7 +53,7 @@ typedef struct mtr_syncer mtr_syncer;
  * syncer's, closed at stop or rotation) and key file key_fd (the caller's,
  * open until mtr_syncer_stop returns), whose valid slot is key_slot (0 or 1).
  * seq, prev and key describe the durable head: its seq, the digest of its
- * body, and the key sealing seq + 1.  Returns NULL if no thread could start.
+ * body, and the key sealing seq + 1.  Returns NULL if its threads could not start.
  */
 mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t seq, const uint8_t *prev,
                              const uint8_t *key);
@@ -90,7 +90,7 @@ void mtr_syncer_notify(mtr_syncer *s);
 uint32_t mtr_syncer_latencies(mtr_syncer *s, double *out, uint32_t cap);
 
 /*
- * Sync everything requested and its key, stop the thread, wake every waiter
+ * Sync everything requested and its key, stop the threads, wake every waiter
  * and subscriber.  Returns 0 or the failure's errno.  Later calls return
  * MTR_SYNC_E_CLOSED; the memory stays valid until mtr_syncer_free.
  */

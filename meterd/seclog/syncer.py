@@ -2,16 +2,17 @@
 
 The store decides what each group holds (records, rotation, checkpoints,
 capacity) and submits it as encoded fields (:meth:`Syncer.submit`).  In
-``native/meterd_sync.c`` a writer thread holds the chain head and the evolving
-key (only there, erased when it evolves), takes every group submitted so far,
-seals them and writes them in one ``write``; a flusher thread makes everything
-written so far durable with one ``fdatasync`` (groups written while a sync
-runs share the next one, and the next sync never waits for sealing), then
-publishes the durable seq, wakes blocked waiters and writes to each subscribed
-eventfd (one per event loop); a key thread stores the next key in the key
-file.  Needing no Python, they keep the disk and the second core busy with one
-group while the appenders of the next one run, which a Python writer thread
-cannot: it would queue for the interpreter lock behind them after every sync.
+``native/meterd_sync.c`` two workers share two jobs, one worker per job at a
+time: sealing takes every group submitted so far, seals it with the chain
+head and the evolving key (held only there, erased as it evolves) and writes
+it in one ``write``; syncing makes everything written so far durable with one
+``fdatasync`` (groups written while a sync runs share the next one, and the
+next sync never waits for sealing), then publishes the durable seq, wakes
+blocked waiters and writes to each subscribed eventfd (one per event loop).
+A key thread stores the next key in the key file.  Needing no Python, they
+keep the disk and the second core busy with one group while the appenders of
+the next one run, which a Python writer thread cannot: it would queue for the
+interpreter lock behind them after every sync.
 """
 
 from __future__ import annotations

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import struct
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -69,6 +70,53 @@ def test_rotation_under_concurrent_appenders_loses_and_tears_nothing(tmp_path: P
     report = verify(tmp_path / "log", key=key)
     assert report.ok, report.finding
     assert set(acknowledged) <= {r.seq for r in read_records(tmp_path / "log")}
+
+
+def test_blocking_and_async_appenders_together_rotate_and_reopen(tmp_path: Path) -> None:
+    # Blocking appenders flush their own groups while an event loop's groups
+    # are sealed and synced, across rotations: each record is acknowledged
+    # once, every acknowledged record verifies, and the key the syncer stored
+    # continues the chain after reopening.
+    config = LogConfig(append_only_attr=False, segment_bytes=8192, capacity_bytes=1 << 24)
+    key = SecurityLog.init(tmp_path / "log", config)
+    acknowledged: list[int] = []
+    lock = threading.Lock()
+    with SecurityLog.open(tmp_path / "log", config) as log:
+
+        def blocking(n: int) -> None:
+            seqs = [
+                log.append(EventType.CONFIG_ACCESS, principal="op", outcome=Outcome.ALLOW, detail={"i": i})
+                for i in range(n)
+            ]
+            with lock:
+                acknowledged.extend(seqs)
+
+        async def appender(n: int) -> list[int]:
+            return [
+                await log.append_async(
+                    EventType.ALARM, principal="meterd", outcome=Outcome.ERROR, detail={"i": i}
+                )
+                for i in range(n)
+            ]
+
+        async def main() -> list[list[int]]:
+            return await asyncio.gather(*(appender(40) for _ in range(16)))
+
+        threads = [threading.Thread(target=blocking, args=(40,)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        from_loop = asyncio.run(main())
+        for thread in threads:
+            thread.join(timeout=60)
+            assert not thread.is_alive()
+    acknowledged += [seq for seqs in from_loop for seq in seqs]
+    assert len(acknowledged) == len(set(acknowledged)) == 4 * 40 + 16 * 40
+    assert len(list_segments(tmp_path / "log")) > 10
+    with SecurityLog.open(tmp_path / "log", config) as log:
+        after = log.append(EventType.ALARM, principal="meterd", outcome=Outcome.ERROR)
+    report = verify(tmp_path / "log", key=key)
+    assert report.ok, report.finding
+    assert {*acknowledged, after} <= {r.seq for r in read_records(tmp_path / "log")}
 
 
 def test_fill_warnings_then_refusal_until_exported(tmp_path: Path) -> None:
