@@ -3,9 +3,9 @@
 One caller at a time calls :meth:`SegmentStore.write` (the writer serialises
 them); the store itself takes no locks.  It decides what a group holds (the
 records, the log's own records, a rotation, a drop at capacity) and submits
-it to the :class:`~meterd.seclog.syncer.Syncer`, whose native thread seals it,
-writes it and makes it durable with one ``fdatasync`` (shared with whatever
-was submitted meanwhile), wakes the group's appenders, and only then has the
+it to the :class:`~meterd.seclog.syncer.Syncer`, whose native threads seal it,
+write it and make it durable with one ``fdatasync`` (shared with whatever
+was submitted meanwhile), wake the group's appenders, and only then have the
 evolved key written to the key file.  So after any crash the key on disk is
 never ahead of the log; it may be behind (a power cut before the key sync),
 and reopening evolves it forward.

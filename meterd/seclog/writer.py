@@ -1,10 +1,11 @@
 """Group commit: appenders write in groups, a native syncer makes each group durable.
 
-Appenders put a validated record (its encoded fields) into the pending group.  Whoever flushes takes
-the whole pending group and submits it through the store to the syncer
-(:mod:`meterd.seclog.syncer`), whose native threads seal it, write it and
-``fdatasync``: groups submitted while a sync runs share the next one, which
-is what makes throughput under load far above one sync per record.
+Appenders put a validated record (its encoded fields) into the pending
+group.  Whoever flushes takes the whole pending group and submits it through
+the store to the syncer (:mod:`meterd.seclog.syncer`), whose native threads
+seal it, write it and ``fdatasync``: groups submitted while a sync runs share
+the next one, which is what makes throughput under load far above one sync
+per record.
 
 Async appenders wait per group, not per record (:class:`_Group`): one seq
 and one error settle every future of a group, in order.
@@ -194,8 +195,8 @@ class GroupCommitWriter:
             # The refusal test inline: _refuse() says why, off the hot path.
             if self._failure is not None or self._closing or pending + self._backlog > self._max_pending:
                 refusal = self._refuse()
-                assert refusal is not None
-                raise refusal
+                if refusal is not None:
+                    raise refusal
             group.records.append(record)
             group.futures.append(future)
             group.deadlines.append(deadline)
