@@ -45,25 +45,30 @@ def test_segments_rotate_and_the_chain_continues(tmp_path: Path) -> None:
     assert report.records == len(read_records(tmp_path / "log"))
 
 
+def _append_concurrently(log: SecurityLog, appenders: int, each: int) -> list[int]:
+    """Run ``appenders`` async appenders of ``each`` records in one event loop; return every seq acknowledged."""
+
+    async def appender() -> list[int]:
+        return [
+            await log.append_async(
+                EventType.ALARM, principal="meterd", outcome=Outcome.ERROR, detail={"i": i}
+            )
+            for i in range(each)
+        ]
+
+    async def main() -> list[list[int]]:
+        return await asyncio.gather(*(appender() for _ in range(appenders)))
+
+    return [seq for seqs in asyncio.run(main()) for seq in seqs]
+
+
 def test_rotation_under_concurrent_appenders_loses_and_tears_nothing(tmp_path: Path) -> None:
     # Segments rotate while earlier groups are still being synced: every
     # acknowledged record must be in a segment that was synced before it was closed.
     config = LogConfig(append_only_attr=False, segment_bytes=4096, capacity_bytes=1 << 24)
     key = SecurityLog.init(tmp_path / "log", config)
     with SecurityLog.open(tmp_path / "log", config) as log:
-
-        async def appender(n: int) -> list[int]:
-            return [
-                await log.append_async(
-                    EventType.ALARM, principal="meterd", outcome=Outcome.ERROR, detail={"i": i}
-                )
-                for i in range(n)
-            ]
-
-        async def main() -> list[list[int]]:
-            return await asyncio.gather(*(appender(25) for _ in range(24)))
-
-        acknowledged = [seq for seqs in asyncio.run(main()) for seq in seqs]
+        acknowledged = _append_concurrently(log, 24, 25)
     assert len(set(acknowledged)) == 24 * 25
     segments = list_segments(tmp_path / "log")
     assert len(segments) > 20
@@ -91,25 +96,14 @@ def test_blocking_and_async_appenders_together_rotate_and_reopen(tmp_path: Path)
             with lock:
                 acknowledged.extend(seqs)
 
-        async def appender(n: int) -> list[int]:
-            return [
-                await log.append_async(
-                    EventType.ALARM, principal="meterd", outcome=Outcome.ERROR, detail={"i": i}
-                )
-                for i in range(n)
-            ]
-
-        async def main() -> list[list[int]]:
-            return await asyncio.gather(*(appender(40) for _ in range(16)))
-
         threads = [threading.Thread(target=blocking, args=(40,)) for _ in range(4)]
         for thread in threads:
             thread.start()
-        from_loop = asyncio.run(main())
+        from_loop = _append_concurrently(log, 16, 40)
         for thread in threads:
             thread.join(timeout=60)
             assert not thread.is_alive()
-    acknowledged += [seq for seqs in from_loop for seq in seqs]
+    acknowledged += from_loop
     assert len(acknowledged) == len(set(acknowledged)) == 4 * 40 + 16 * 40
     assert len(list_segments(tmp_path / "log")) > 10
     with SecurityLog.open(tmp_path / "log", config) as log:
