@@ -272,14 +272,13 @@ def encode_record(  # noqa: PLR0917 - positional on the hot path (see below)
     return fields.encode("ascii")
 
 
-def entry_for_decision(
+def encode_decision(
     decision: Decision,
-    *,
-    event: EventType | None = None,
-    detail: Mapping[str, DetailValue] | None = None,
-    principal_kind: PrincipalKind | None = None,
-) -> Entry:
-    """Return the entry recording a guard decision.
+    event: EventType | None,
+    detail: Mapping[str, DetailValue] | None,
+    principal_kind: PrincipalKind | None,
+) -> bytes:
+    """Return the encoded fields of the record of a guard decision (see :func:`encode_record`).
 
     The event defaults to ``permission_denied`` for a refusal and
     ``access_decision`` for an allow; the deny reason goes into ``detail.reason``.
@@ -290,16 +289,16 @@ def entry_for_decision(
         merged.setdefault("reason", decision.reason.value)
     if event is None:
         event = EventType.ACCESS_DECISION if decision.allowed else EventType.PERMISSION_DENIED
-    return make_entry(
+    return encode_record(
         event,
-        principal=request.principal,
-        outcome=decision.outcome,
-        channel=request.channel,
-        source=request.source,
-        permission=request.permission,
-        resource=request.resource,
-        detail=merged,
-        principal_kind=principal_kind,
+        request.principal,
+        decision.outcome,
+        request.channel,
+        request.source,
+        request.permission,
+        request.resource,
+        merged,
+        principal_kind,
     )
 
 

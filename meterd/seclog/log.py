@@ -38,8 +38,8 @@ from meterd.seclog.config import LogConfig
 from meterd.seclog.entry import (
     Entry,
     RecordFields,
+    encode_decision,
     encode_record,
-    entry_for_decision,
     make_entry,
     system_entry,
 )
@@ -166,8 +166,8 @@ class SecurityLog:
             RecordRejectedError: A field is invalid or detail looks secret.
             LogUnavailableError: Not durable; the guard must then deny.
         """
-        entry = entry_for_decision(decision, event=event, detail=detail, principal_kind=principal_kind)
-        return await self._writer.submit(entry.fields, timeout or self.config.append_timeout)
+        record = encode_decision(decision, event, detail, principal_kind)
+        return await self._writer.submit(record, timeout or self.config.append_timeout)
 
     def append_entry(self, entry: Entry, timeout: float | None = None) -> int:
         """Append a prepared entry (blocking); return its seq."""
