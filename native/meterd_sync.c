@@ -127,9 +127,17 @@ static void pack_slot(uint8_t slot[MTR_SYNC_KEY_SLOT], uint64_t seq_next, const 
     }
 }
 
-static int write_all_at(int fd, const uint8_t *data, size_t len, off_t offset) {
+/*
+ * Write all of data at offset, or appended if offset < 0.  tear_us > 0:
+ * write in halves with a pause between (an injected fault).
+ */
+static int write_all(int fd, const uint8_t *data, size_t len, off_t offset, int64_t tear_us) {
     while (len > 0) {
-        ssize_t n = pwrite(fd, data, len, offset);
+        size_t step = tear_us > 0 && len >= 2 ? len / 2 : len;
+        ssize_t n = offset < 0 ? write(fd, data, step) : pwrite(fd, data, step, offset);
+        if (step != len) {
+            usleep((useconds_t)tear_us);
+        }
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -138,7 +146,9 @@ static int write_all_at(int fd, const uint8_t *data, size_t len, off_t offset) {
         }
         data += n;
         len -= (size_t)n;
-        offset += n;
+        if (offset >= 0) {
+            offset += n;
+        }
     }
     return 0;
 }
@@ -149,14 +159,14 @@ static int store_key(mtr_syncer *s, uint64_t seq_next, const uint8_t *key) {
     static const uint8_t zero[MTR_SYNC_KEY_SLOT];
     int fresh = 1 - s->key_slot;
     pack_slot(slot, seq_next, key);
-    int err = write_all_at(s->key_fd, slot, sizeof slot, (off_t)fresh * MTR_SYNC_KEY_SLOT);
+    int err = write_all(s->key_fd, slot, sizeof slot, (off_t)fresh * MTR_SYNC_KEY_SLOT, 0);
     erase(slot, sizeof slot);
     if (err == 0 && fdatasync(s->key_fd) != 0) {
         err = errno;
     }
     /* Once the new slot is durable the old key goes; its erasure is synced with the next key. */
     if (err == 0) {
-        err = write_all_at(s->key_fd, zero, sizeof zero, (off_t)s->key_slot * MTR_SYNC_KEY_SLOT);
+        err = write_all(s->key_fd, zero, sizeof zero, (off_t)s->key_slot * MTR_SYNC_KEY_SLOT, 0);
     }
     if (err == 0) {
         s->key_slot = fresh;
@@ -173,26 +183,6 @@ static void free_groups(group *g) {
         free(g);
         g = next;
     }
-}
-
-/* tear_us > 0: write in halves with a pause between (an injected fault). */
-static int write_all(int fd, const uint8_t *data, size_t len, int64_t tear_us) {
-    while (len > 0) {
-        size_t step = tear_us > 0 && len >= 2 ? len / 2 : len;
-        ssize_t n = write(fd, data, step);
-        if (step != len) {
-            usleep((useconds_t)tear_us);
-        }
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return errno;
-        }
-        data += n;
-        len -= (size_t)n;
-    }
-    return 0;
 }
 
 /* fdatasync, through whatever fault a test injected. */
@@ -219,7 +209,7 @@ static int seal_and_write(mtr_syncer *s, group *groups, uint64_t *last, int64_t 
     for (group *g = groups; g != NULL; g = g->next) {
         if (g->new_segment_fd >= 0) {
             /* Everything before the rotation is durable in the old segment before it is closed. */
-            int err = write_all(s->segment_fd, s->out, used, tear_us);
+            int err = write_all(s->segment_fd, s->out, used, -1, tear_us);
             if (err == 0) {
                 err = sync_segment(s, s->segment_fd);
             }
@@ -256,7 +246,7 @@ static int seal_and_write(mtr_syncer *s, group *groups, uint64_t *last, int64_t 
         used += (size_t)n;
         *last = g->first_seq + g->n - 1;
     }
-    return write_all(s->segment_fd, s->out, used, tear_us);
+    return write_all(s->segment_fd, s->out, used, -1, tear_us);
 }
 
 /* Caller holds mu and has set s->sealing: seal and write every queued group. */
