@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from meterd.guard import Guard, Session
 from meterd.policy.compile import compile_policy
@@ -18,11 +21,17 @@ DOC = {
 }
 
 
+@contextlib.asynccontextmanager
+async def _guard(tmp_path: Path, doc: dict[str, Any]) -> AsyncIterator[Guard]:
+    """A guard over ``doc`` recording into a new log under ``tmp_path``, closed on exit."""
+    SecurityLog.init(tmp_path / "log")
+    with SecurityLog.open(tmp_path / "log") as seclog:
+        yield Guard(compile_policy(load_policy(doc)), seclog)
+
+
 def test_role_limit_narrows_and_never_widens(tmp_path: Path) -> None:
     async def main() -> None:
-        SecurityLog.init(tmp_path / "log")
-        with SecurityLog.open(tmp_path / "log") as seclog:
-            guard = Guard(compile_policy(load_policy(DOC)), seclog)
+        async with _guard(tmp_path, DOC) as guard:
             opened = await guard.open_session(
                 "scada", Channel.MODBUS, "127.0.0.1", (Permission.FS_READ_ONLY,)
             )
@@ -52,9 +61,7 @@ def test_abandoned_dual_control_request_is_recorded(tmp_path: Path) -> None:
     }
 
     async def main() -> None:
-        SecurityLog.init(tmp_path / "log")
-        with SecurityLog.open(tmp_path / "log") as seclog:
-            guard = Guard(compile_policy(load_policy(doc)), seclog)
+        async with _guard(tmp_path, doc) as guard:
             opened = await guard.open_session("inst", Channel.SSH, "127.0.0.1", (Permission.TERMINAL_ACCESS,))
             assert isinstance(opened, Session)
             waiting = asyncio.create_task(guard.authorize(opened, Permission.MASTER_RESET, "/meter"))
@@ -83,9 +90,7 @@ def test_scoped_principals_log_in_but_only_below_the_login_resource(tmp_path: Pa
     }
 
     async def main() -> None:
-        SecurityLog.init(tmp_path / "log")
-        with SecurityLog.open(tmp_path / "log") as seclog:
-            guard = Guard(compile_policy(load_policy(doc)), seclog)
+        async with _guard(tmp_path, doc) as guard:
             shell = await guard.open_session("tech", Channel.SSH, "127.0.0.1", (Permission.TERMINAL_ACCESS,))
             assert isinstance(shell, Session)
             files = await guard.open_session(
@@ -108,9 +113,7 @@ def test_scoped_principals_log_in_but_only_below_the_login_resource(tmp_path: Pa
 
 def test_role_limit_also_narrows_redecisions(tmp_path: Path) -> None:
     async def main() -> None:
-        SecurityLog.init(tmp_path / "log")
-        with SecurityLog.open(tmp_path / "log") as seclog:
-            guard = Guard(compile_policy(load_policy(DOC)), seclog)
+        async with _guard(tmp_path, DOC) as guard:
             opened = await guard.open_session(
                 "scada", Channel.MODBUS, "127.0.0.1", (Permission.FS_READ_ONLY,)
             )

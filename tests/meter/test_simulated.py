@@ -16,7 +16,6 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +28,7 @@ from meterd.meter.model import PeakDemand, PhaseReading, Readings
 from meterd.meter.profile import DEFAULT_PROFILE
 from meterd.meter.settings import CommSettings, DssSettings, SetpointParams
 from meterd.meter.simulated import MAX_CERTIFICATES, SimulatedMeter
+from tests.certs import make_certificate, pem_of
 
 START = 1_800_000_000.0  # 2027-01-15T08:00:00Z, on a 15-minute boundary
 DAY = 86_400.0
@@ -552,36 +552,6 @@ def test_random_bytes_are_never_accepted_as_firmware(junk: bytes) -> None:
 
 
 # -- certificates -------------------------------------------------------------
-
-
-def make_certificate(
-    common_name: str = "scada-1",
-    organisation: str = "Utility",
-    not_after: dt.datetime | None = None,
-) -> x509.Certificate:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "DE"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, organisation),
-            x509.NameAttribute(NameOID.COMMON_NAME, common_name),
-        ]
-    )
-    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    return (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(not_after or start + dt.timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
-
-
-def pem_of(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
 
 
 def test_a_certificate_is_installed_and_described(meter: SimulatedMeter, clock: FakeClock) -> None:

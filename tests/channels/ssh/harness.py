@@ -206,9 +206,9 @@ class Server:
             args, input=stdin, capture_output=True, text=True, timeout=CLIENT_TIMEOUT, check=False
         )
 
-    def sftp(self, user: str, batch: str) -> subprocess.CompletedProcess[str]:
-        """Run ``sftp -b -`` with a key; each batch line prefixed with ``-`` may fail without stopping."""
-        args = [
+    def sftp_args(self, user: str, *options: str) -> list[str]:
+        """The ``sftp`` command line for ``user`` with their key, ``options`` before the destination."""
+        return [
             "sftp",
             *SSH_BASE,
             "-o",
@@ -219,10 +219,13 @@ class Server:
             str(self.keys[user]),
             "-P",
             str(self.port),
-            "-b",
-            "-",
+            *options,
             f"{user}@127.0.0.1",
         ]
+
+    def sftp(self, user: str, batch: str) -> subprocess.CompletedProcess[str]:
+        """Run ``sftp -b -`` with a key; each batch line prefixed with ``-`` may fail without stopping."""
+        args = self.sftp_args(user, "-b", "-")
         return subprocess.run(
             args, input=batch, capture_output=True, text=True, timeout=CLIENT_TIMEOUT, check=False
         )

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import threading
 import time
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from meterd.meter.firmware import build_image
 from meterd.seclog import EventType, Record
+from tests.certs import make_certificate, pem_of
 from tests.channels.ssh.harness import PASSWORD, Server, area
 
 NEW_PASSWORD = "Battery-Staple-42"
@@ -172,25 +168,8 @@ def test_firmware_install_from_the_file_area(server: Server) -> None:
     assert status == 2, output
 
 
-def _certificate() -> bytes:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "scada-9")])
-    start = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(start)
-        .not_valid_after(start + dt.timedelta(days=365))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
 def test_certificates_are_installed_listed_and_removed(server: Server) -> None:
-    (area(server) / "certs" / "upload.pem").write_bytes(_certificate())
+    (area(server) / "certs" / "upload.pem").write_bytes(pem_of(make_certificate("scada-9")))
     status, output, _ = run(server, "secadm1", "cert install upload.pem")
     assert status == 0, output
     fingerprint = output.split("fingerprint: ")[1].split()[0]

@@ -276,6 +276,12 @@ class Interactive:
                 stream.close()
         return status
 
+    def close(self) -> None:
+        """End the client whatever state the test left it in (kill it if it still runs)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.finish()
+
 
 def test_revocation_takes_effect_inside_an_open_session(server: Server) -> None:
     session = Interactive(server, "revokee")
@@ -293,9 +299,7 @@ def test_revocation_takes_effect_inside_an_open_session(server: Server) -> None:
         assert server.ssh("admin", "user remove revokee").returncode == 0
         session.proc.wait(15)
     finally:
-        if session.proc.poll() is None:
-            session.proc.kill()
-        session.finish()
+        session.close()
     records = [r for r in server.since(mark) if r.principal == "revokee"]
     assert any(r.event is EventType.PERMISSION_DENIED and r.permission == "test_mode_toggle" for r in records)
     assert any(
@@ -320,8 +324,6 @@ def test_an_idle_session_is_closed_and_recorded(server: Server) -> None:
         # The guard's close hangs the channel up: ssh ends without its stdin closing.
         session.proc.wait(15)
     finally:
-        if session.proc.poll() is None:
-            session.proc.kill()
-        session.finish()
+        session.close()
     records = [r for r in server.since(mark) if r.principal == "viewer1"]
     assert any(r.event is EventType.LOGOUT_TIMEOUT for r in records)

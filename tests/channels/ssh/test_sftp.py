@@ -15,7 +15,7 @@ from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
 from meterd.policy.model import frozen_map
 from meterd.seclog import EventType, Record
-from tests.channels.ssh.harness import SSH_BASE, Server, area, policy_data
+from tests.channels.ssh.harness import Server, area, policy_data
 
 MUTATIONS = [
     ("put {local} /data/new.csv", "open_write"),
@@ -178,21 +178,12 @@ def test_paths_cannot_escape_the_area(server: Server, files: Path, planted: Path
 
 
 def test_revocation_stops_an_open_sftp_session_and_blocks_are_counted(server: Server, files: Path) -> None:
-    args = [
-        "sftp",
-        *SSH_BASE,
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-i",
-        str(server.keys["sftprw"]),
-        "-P",
-        str(server.port),
-        "sftprw@127.0.0.1",
-    ]
     proc = subprocess.Popen(
-        args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        server.sftp_args("sftprw"),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     assert proc.stdin is not None
     assert proc.stdout is not None
