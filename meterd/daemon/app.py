@@ -135,9 +135,13 @@ class Daemon:
         metrics = MeterdMetrics(seclog=seclog, forwarder=forwarder) if config.metrics else None
         if metrics is not None:
             seclog.on_commit(metrics.seclog_flushed)
-        guard = Guard(compiled, seclog, observer=metrics, last_demand_reset=meter.status().last_peak_reset)
-        if metrics is not None:
-            metrics.policy_loaded(compiled.policy.version, ok=True)
+        guard = Guard(
+            compiled,
+            seclog,
+            observer=metrics,
+            last_demand_reset=meter.status().last_peak_reset,
+            policy_version=version,
+        )
         service = PolicyService.from_key_file(policies, config.policy_signing_key)
         runtime = Runtime(guard, meter, config.state_dir, service)
         self._listeners = build_listeners(config, runtime)
@@ -227,12 +231,10 @@ class Daemon:
             log.error("reload refused, previous policy stays in force: %s", e.render())
             self.notifier.send(READY="1", STATUS=f"reload refused: {e.message[:200]}")
             if metrics is not None:
-                metrics.policy_loaded(guard.compiled.policy.version, ok=False)
+                metrics.policy_loaded(guard.policy_version, ok=False)
             return
         log.info("reloaded: policy store version %d", applied.version)
         self.notifier.send(READY="1", STATUS=f"serving; policy version {applied.version}")
-        if metrics is not None:
-            metrics.policy_loaded(guard.compiled.policy.version, ok=True)
 
     async def _housekeeping(self, guard: Guard, meter: SimulatedMeter) -> None:
         loop = asyncio.get_running_loop()

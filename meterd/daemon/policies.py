@@ -151,7 +151,7 @@ class PolicyManager:
             raise PolicyRefusedError(problems) from e
         changes = tuple(diff_policies(guard.compiled.policy, policy))
         version = self.store.commit(dump_policy(policy))
-        guard.install_policy(compiled)
+        guard.install_policy(compiled, version)
         await guard.record(
             EventType.POLICY_CHANGE,
             by,

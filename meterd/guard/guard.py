@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from meterd.errors import MeterdError
 from meterd.guard.credentials import Credential, PublicKey, check_credential, counts_toward_lockout
+from meterd.guard.demand_window import DemandResetWindow, Reservation
 from meterd.guard.dual_control import DualControl, PendingApproval
 from meterd.guard.lockout import LoginLockout
 from meterd.guard.observer import GuardObserver, NullObserver
@@ -34,7 +35,7 @@ from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, DenyReason, Outcome, Request
 from meterd.policy.scope import contains
 from meterd.seclog import EventType, SecurityLog
-from meterd.seclog.events import DetailValue
+from meterd.seclog.events import SYSTEM_PRINCIPAL, DetailValue
 from meterd.seclog.events import PrincipalKind as LoggedKind
 
 log = logging.getLogger(__name__)
@@ -82,6 +83,15 @@ def _kind(compiled: CompiledPolicy, name: str) -> PrincipalKind:
     return PrincipalKind.USER
 
 
+def _logged_kind(compiled: CompiledPolicy, name: str) -> LoggedKind:
+    """The principal kind a record states: ``system`` for meterd itself, ``unknown`` for no principal."""
+    if name == SYSTEM_PRINCIPAL:
+        return LoggedKind.SYSTEM
+    if name != ANONYMOUS and name not in compiled.policy.users and name not in compiled.policy.applications:
+        return LoggedKind.UNKNOWN
+    return LoggedKind(_kind(compiled, name).value)
+
+
 @dataclass(frozen=True, slots=True)
 class _Aggregate:
     principal: str
@@ -100,6 +110,7 @@ class Guard:
         monotonic: Clock for idle timeouts and login lockouts.
         wall: Clock for the demand-reset lockout period (it must survive restarts).
         last_demand_reset: Wall time of the last peak-demand reset, from the meter.
+        policy_version: The policy-store version of ``compiled``.
     """
 
     def __init__(
@@ -111,8 +122,11 @@ class Guard:
         monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         last_demand_reset: float | None = None,
+        policy_version: int | None = None,
     ) -> None:
         self._compiled = compiled
+        #: The policy-store version in force (follows push, rollback, shell edits and reload).
+        self.policy_version = policy_version or 0
         self.seclog = seclog
         self.observer: GuardObserver = observer or NullObserver()
         self._monotonic = monotonic
@@ -120,8 +134,12 @@ class Guard:
         self.sessions = SessionRegistry()
         self.lockout = LoginLockout()
         self.dual_control = DualControl()
-        self._last_demand_reset = last_demand_reset
+        self.demand_window = DemandResetWindow(last_demand_reset)
+        # The reset allowed last and not yet known to have happened: released if its action fails.
+        self._reserved_reset: tuple[Request, Reservation] | None = None
         self._aggregates: Counter[_Aggregate] = Counter()
+        if policy_version is not None:
+            self.observer.policy_in_force(policy_version, compiled.policy.version)
 
     # -- policy -----------------------------------------------------------
 
@@ -130,9 +148,17 @@ class Guard:
         """The policy in force."""
         return self._compiled
 
-    def install_policy(self, compiled: CompiledPolicy) -> CompiledPolicy:
-        """Put ``compiled`` in force in one step; return the policy it replaced."""
+    def install_policy(self, compiled: CompiledPolicy, version: int | None = None) -> CompiledPolicy:
+        """Put ``compiled`` in force in one step; return the policy it replaced.
+
+        Args:
+            compiled: The new policy.
+            version: Its policy-store version (None: a policy that was not stored, in tests).
+        """
         previous, self._compiled = self._compiled, compiled
+        if version is not None:
+            self.policy_version = version
+        self.observer.policy_in_force(self.policy_version, compiled.policy.version)
         return previous
 
     # -- recording --------------------------------------------------------
@@ -164,7 +190,7 @@ class Guard:
                 permission=permission,
                 resource=resource,
                 detail=detail,
-                principal_kind=LoggedKind(_kind(self._compiled, principal).value),
+                principal_kind=_logged_kind(self._compiled, principal),
             )
         except MeterdError as e:
             log.error("security log refused a %s record: %s", event.value, e)
@@ -361,13 +387,51 @@ class Guard:
         """
         request = Request(session.principal, permission, resource, session.channel, session.source)
         decision = await self._session_decision(session, request)
+        reservation: Reservation | None = None
         if decision.allowed and permission is Permission.PEAK_DEMAND_RESET:
-            decision = self._demand_reset_lockout(decision)
-        if decision.allowed and permission in self._compiled.policy.constraints.dual_control:
-            decision, detail = await self._await_approval(session, decision, action, detail, on_pending)
-        if aggregate and decision.allowed and not self.seclog.failed:
-            return self._count(decision)
-        return await self._commit(decision, event, detail)
+            decision, reservation = self._reserve_demand_reset(decision)
+        allowed = False
+        try:
+            if decision.allowed and permission in self._compiled.policy.constraints.dual_control:
+                decision, detail = await self._await_approval(session, decision, action, detail, on_pending)
+            if aggregate and decision.allowed and not self.seclog.failed:
+                decision = self._count(decision)
+            else:
+                decision = await self._commit(decision, event, detail)
+            allowed = decision.allowed
+        finally:
+            # A reset that will not happen (refused, abandoned, not recordable) spends no lockout period.
+            if reservation is not None:
+                if allowed:
+                    self._reserved_reset = (request, reservation)
+                else:
+                    self.demand_window.release(reservation)
+        return decision
+
+    async def action_failed(
+        self, session: Session, allowed: Decision, event: EventType, detail: Detail
+    ) -> None:
+        """Record that an allowed action failed in the meter, and release what its allow reserved.
+
+        The allow is already on record; this record (outcome ``error``) shows
+        that nothing changed, and a stateful rule the allow counted (the
+        demand-reset lockout period) is given back.
+        """
+        request = allowed.request
+        reserved = self._reserved_reset
+        if reserved is not None and reserved[0] == request:
+            self._reserved_reset = None
+            self.demand_window.release(reserved[1])
+        await self.record(
+            event,
+            session.principal,
+            Outcome.ERROR,
+            channel=session.channel,
+            source=session.source,
+            permission=request.permission,
+            resource=request.resource,
+            detail=detail,
+        )
 
     async def _session_decision(self, session: Session, request: Request) -> Decision:
         """The step every decision on a session shares: session checks, then the policy.
@@ -419,21 +483,13 @@ class Guard:
             detail = f"role {', '.join(usable)} of this session does not grant {permission.value}"
         return Decision(decision.request, Outcome.DENY, DenyReason.ROLE_LIMIT, detail)
 
-    def _demand_reset_lockout(self, decision: Decision) -> Decision:
-        period = self._compiled.policy.settings.demand_reset_lockout
+    def _reserve_demand_reset(self, decision: Decision) -> tuple[Decision, Reservation | None]:
+        """Refuse a reset inside the lockout period, or reserve it (before any await)."""
         now = self._wall()
-        last = self._last_demand_reset
-        if last is not None and 0 <= now - last < period:
-            wait = int(period - (now - last)) + 1
-            return Decision(
-                decision.request,
-                Outcome.DENY,
-                DenyReason.LOCKOUT_PERIOD,
-                f"peak demand was reset {int(now - last)} s ago; next reset allowed in {wait} s",
-            )
-        # Reserve the reset now, before any await, so two concurrent resets cannot both pass.
-        self._last_demand_reset = now
-        return decision
+        why = self.demand_window.check(now, self._compiled.policy.settings.demand_reset_lockout)
+        if why:
+            return Decision(decision.request, Outcome.DENY, DenyReason.LOCKOUT_PERIOD, why), None
+        return decision, self.demand_window.reserve(now)
 
     async def _await_approval(
         self,
@@ -493,10 +549,9 @@ class Guard:
         request = Request(session.principal, permission, resource, session.channel, session.source)
         detail: dict[str, DetailValue] = {"approves": approval_id, "approve": approve}
         if pending is None or pending.result.done():
-            decision = Decision(
-                request, Outcome.DENY, DenyReason.BAD_REQUEST, f"no pending request {approval_id}"
-            )
-            return await self._commit(decision, None, detail)
+            # Nothing was asked of the policy: a mistyped number is no permission denial to record.
+            why = f"no pending request {approval_id}"
+            return Decision(request, Outcome.DENY, DenyReason.BAD_REQUEST, why)
         if pending.requester == session.principal:
             decision = Decision(
                 request, Outcome.DENY, DenyReason.DUAL_CONTROL, "the second person must be someone else"
@@ -552,15 +607,41 @@ class Guard:
         granted: set[Permission] = set()
         try:
             for permission in Permission:
-                if any(
-                    compiled.verdict(session.principal, permission, path, session.channel).allowed
-                    for path in paths
-                ):
+                if any(self._would_allow(compiled, session, permission, path) for path in paths):
                     granted.add(permission)
         except Exception:  # a listing fails closed: show nothing rather than too much
             log.exception("evaluator failed while listing permissions")
             return frozenset()
         return frozenset(granted)
+
+    def _would_allow(
+        self, compiled: CompiledPolicy, session: Session, permission: Permission, resource: str
+    ) -> bool:
+        """The policy's answer for ``session``, narrowed by its role limit, with no side effect."""
+        if not compiled.verdict(session.principal, permission, resource, session.channel).allowed:
+            return False
+        if session.role_limit is None:
+            return True
+        request = Request(session.principal, permission, resource, session.channel, session.source)
+        return self._within_role_limit(session, Decision(request, Outcome.ALLOW)).allowed
+
+    def approvable(self, session: Session) -> list[PendingApproval]:
+        """The dual-control requests ``session`` could approve now (someone else's, its permission held).
+
+        Side-effect free, for listings; :meth:`approve` decides for real.
+        """
+        compiled = self._compiled
+        try:
+            return [
+                pending
+                for pending in self.dual_control.pending()
+                if pending.requester != session.principal
+                and not pending.result.done()
+                and self._would_allow(compiled, session, pending.permission, pending.resource)
+            ]
+        except Exception:  # a listing fails closed
+            log.exception("evaluator failed while listing approvals")
+            return []
 
     async def reauthorize(self, session: Session, allowed: Decision) -> Decision:
         """Decide again, for the next step of an action allowed earlier (a transfer's next block).
@@ -611,7 +692,7 @@ class Guard:
         chosen = permissions[0]
         try:
             for permission in permissions:
-                if compiled.verdict(session.principal, permission, resource, session.channel).allowed:
+                if self._would_allow(compiled, session, permission, resource):
                     chosen = permission
                     break
         except Exception:  # authorize below decides again and fails closed

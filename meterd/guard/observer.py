@@ -26,6 +26,9 @@ class GuardObserver(Protocol):
     def modbus_request(self, function_code: int, outcome: Outcome) -> None:
         """A Modbus request was answered (allowed, refused, or failed)."""
 
+    def policy_in_force(self, store_version: int, policy_version: int) -> None:
+        """A policy was put in force: its policy-store version and its own ``[policy] version``."""
+
 
 class NullObserver:
     """An observer that ignores everything (tests, tools)."""
@@ -43,4 +46,7 @@ class NullObserver:
         """Ignore."""
 
     def modbus_request(self, function_code: int, outcome: Outcome) -> None:
+        """Ignore."""
+
+    def policy_in_force(self, store_version: int, policy_version: int) -> None:
         """Ignore."""

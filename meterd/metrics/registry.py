@@ -93,7 +93,16 @@ class MeterdMetrics:
             registry=r,
         )
 
-        self._policy_version = Gauge("meterd_policy_version", "Version of the policy in force.", registry=r)
+        self._policy_version = Gauge(
+            "meterd_policy_version",
+            "Policy-store version in force (follows push, rollback, shell edits and reload).",
+            registry=r,
+        )
+        self._policy_file_version = Gauge(
+            "meterd_policy_file_version",
+            "The [policy] version written in the policy in force.",
+            registry=r,
+        )
         self._loads = Counter(
             "meterd_policy_loads",
             "Policy loads (at start, on reload, by push) by result (ok or refused).",
@@ -181,6 +190,11 @@ class MeterdMetrics:
         self._last_load_ok.set(1 if ok else 0)
         self._last_load_time.set(self._clock())
         self._policy_version.set(version)
+
+    def policy_in_force(self, store_version: int, policy_version: int) -> None:
+        """A policy was put in force (start, reload, push, rollback, shell edit): count it as a load."""
+        self.policy_loaded(store_version, ok=True)
+        self._policy_file_version.set(policy_version)
 
     # -- Modbus ---------------------------------------------------------------
 

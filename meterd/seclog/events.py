@@ -57,6 +57,8 @@ class PrincipalKind(enum.Enum):
     ANONYMOUS = "anonymous"
     #: The daemon or the log itself.
     SYSTEM = "system"
+    #: A name that is no principal of the policy in force (a failed login of an unknown user).
+    UNKNOWN = "unknown"
 
 
 #: The principal name of the log's own records.

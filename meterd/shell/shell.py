@@ -22,7 +22,6 @@ from meterd.errors import MeterdError
 from meterd.guard import Session
 from meterd.guard.dual_control import PendingApproval
 from meterd.guard.guard import ALLOW_EVENTS
-from meterd.policy.request import Outcome
 from meterd.seclog import EventType
 from meterd.shell.commands import COMMANDS, Command, find
 from meterd.shell.context import Context, UsageError
@@ -140,14 +139,5 @@ class MeterShell:
             status = EXIT_DENIED
         # The allow is already recorded; record that the action itself did not happen.
         event = ALLOW_EVENTS.get(command.permission, EventType.ACCESS_DECISION)
-        await guard.record(
-            event,
-            self._session.principal,
-            Outcome.ERROR,
-            channel=self._session.channel,
-            source=self._session.source,
-            permission=command.permission,
-            resource=command.resource,
-            detail={"command": command.name, "failed": True},
-        )
+        await guard.action_failed(self._session, decision, event, {"command": command.name, "failed": True})
         return status

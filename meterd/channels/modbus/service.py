@@ -30,7 +30,7 @@ from meterd.guard import Session
 from meterd.guard.guard import ALLOW_EVENTS
 from meterd.meter.errors import MeterValueError
 from meterd.policy.permissions import Permission
-from meterd.policy.request import Channel, DenyReason, Outcome
+from meterd.policy.request import Channel, Decision, DenyReason, Outcome
 from meterd.seclog import EventType
 from meterd.seclog.events import DetailValue
 
@@ -115,7 +115,7 @@ class ModbusService:
     ) -> bytes:
         if fields is None:
             return self._refuse(request.function, ExceptionCode.ILLEGAL_DATA_ADDRESS, "unmapped")
-        if not await self._authorize(peer, READ_PERMISSION, resource, detail, aggregate=True):
+        if not (await self._authorize(peer, READ_PERMISSION, resource, detail, aggregate=True)).allowed:
             return self._refuse(request.function, ExceptionCode.ILLEGAL_FUNCTION, "denied")
         try:
             words = read_words(self.meter, fields, request.address, request.count, self.measurements)
@@ -148,20 +148,17 @@ class ModbusService:
             await self._record_refused_write(peer, permission, resource, detail, "bad_value")
             return self._refuse(request.function, ExceptionCode.ILLEGAL_DATA_VALUE, "bad_value")
         detail["change"] = change.describe()
-        if not await self._authorize(peer, permission, resource, detail, aggregate=False):
+        decision = await self._authorize(peer, permission, resource, detail, aggregate=False)
+        if not decision.allowed:
             return self._refuse(request.function, ExceptionCode.ILLEGAL_FUNCTION, "denied")
-        return await self._apply(
-            peer, request, change, permission=permission, resource=resource, detail=detail
-        )
+        return await self._apply(peer, request, change, decision, detail)
 
     async def _apply(
         self,
         peer: Peer,
         request: WriteRequest,
         change: Change,
-        *,
-        permission: Permission,
-        resource: str,
+        decision: Decision,
         detail: dict[str, DetailValue],
     ) -> bytes:
         # apply() is synchronous: no read can refill the cache before the change is made.
@@ -172,17 +169,8 @@ class ModbusService:
             refused = isinstance(e, MeterValueError)
             code = ExceptionCode.ILLEGAL_DATA_VALUE if refused else ExceptionCode.SERVER_DEVICE_FAILURE
             detail["error"] = str(e)[:200]
-            session = peer.session
-            await self.guard.record(
-                ALLOW_EVENTS.get(permission, EventType.ACCESS_DECISION),
-                session.principal,
-                Outcome.ERROR,
-                channel=Channel.MODBUS,
-                source=session.source,
-                permission=permission,
-                resource=resource,
-                detail=detail,
-            )
+            event = ALLOW_EVENTS.get(decision.request.permission, EventType.ACCESS_DECISION)
+            await self.guard.action_failed(peer.session, decision, event, detail)
             return self._refuse(request.function, code, "meter_refused")
         self.counters["writes"] += 1
         return pdu.write_response_pdu(request)
@@ -195,14 +183,14 @@ class ModbusService:
         detail: dict[str, DetailValue],
         *,
         aggregate: bool,
-    ) -> bool:
+    ) -> Decision:
         session = peer.session
         decision = await self.guard.authorize(
             session, permission, resource, detail=detail, aggregate=aggregate
         )
         if decision.reason is DenyReason.SESSION_CLOSED:
             raise SessionEndedError(decision.detail)
-        return decision.allowed
+        return decision
 
     async def _record_refused_write(
         self,

@@ -32,7 +32,7 @@ from meterd.guard.dual_control import PendingApproval
 from meterd.meter.errors import MeterValueError
 from meterd.meter.interface import Meter
 from meterd.policy.permissions import Permission
-from meterd.policy.request import Decision, Outcome
+from meterd.policy.request import Decision
 from meterd.seclog import EventType
 from meterd.seclog.events import DetailValue
 
@@ -145,15 +145,8 @@ async def perform(
     except MeterError as e:
         # The allow is already recorded; the failure gets its own record so the log shows nothing changed.
         code = ErrorCode.INVALID if isinstance(e, MeterValueError) else ErrorCode.FAILED
-        await guard.record(
-            EVENTS[op.action],
-            session.principal,
-            Outcome.ERROR,
-            channel=session.channel,
-            source=session.source,
-            permission=permission,
-            resource=resource,
-            detail={**detail, "error": str(e)[:MAX_DETAIL_TEXT]},
+        await guard.action_failed(
+            session, decision, EVENTS[op.action], {**detail, "error": str(e)[:MAX_DETAIL_TEXT]}
         )
         return failure(code, str(e), op.ref)
     return success(op.ref, action=op.action.value, **result)
