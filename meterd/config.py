@@ -150,6 +150,11 @@ def _security_log(reader: Reader, state_dir: Path, base: Path) -> SecurityLogSet
             "checkpoint_interval",
             "append_timeout",
             "append_only_attr",
+            "fill_warnings",
+            "unauthenticated_share",
+            "unauthenticated_records",
+            "unauthenticated_records_total",
+            "unauthenticated_interval",
             "forward",
         )
     )
@@ -169,12 +174,35 @@ def _security_log(reader: Reader, state_dir: Path, base: Path) -> SecurityLogSet
             ),
             append_timeout=float(reader.bounded_int("append_timeout", int(defaults.append_timeout), 1, 600)),
             append_only_attr=reader.get("append_only_attr", bool, defaults.append_only_attr),
+            fill_warnings=_fill_warnings(reader, defaults.fill_warnings),
+            unauthenticated_share=reader.bounded_int(
+                "unauthenticated_share", defaults.unauthenticated_share, 1, 50
+            ),
+            unauthenticated_records=reader.bounded_int(
+                "unauthenticated_records", defaults.unauthenticated_records, 1, 100_000
+            ),
+            unauthenticated_records_total=reader.bounded_int(
+                "unauthenticated_records_total", defaults.unauthenticated_records_total, 1, 100_000
+            ),
+            unauthenticated_interval=reader.seconds(
+                "unauthenticated_interval", defaults.unauthenticated_interval, 1, 86_400
+            ),
         )
     except ValueError as e:
         reader.error(None, str(e))
         config = defaults
     directory = _path(state_dir, reader.get("directory", str, "security-log"))
     return SecurityLogSettings(directory, config, _forward(reader.sub("forward"), base))
+
+
+def _fill_warnings(reader: Reader, default: tuple[int, ...]) -> tuple[int, ...]:
+    levels = reader.get("fill_warnings", list, list(default))
+    if not all(isinstance(level, int) and not isinstance(level, bool) for level in levels):
+        reader.error(
+            "fill_warnings", "must be a list of whole percentages", "for example [80, 85, 90, 95, 98]"
+        )
+        return default
+    return tuple(levels)
 
 
 def _section(top: Reader, key: str) -> Reader | None:

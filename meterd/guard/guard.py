@@ -25,6 +25,7 @@ from meterd.errors import MeterdError
 from meterd.guard.credentials import Credential, PublicKey, check_credential, counts_toward_lockout
 from meterd.guard.demand_window import DemandResetWindow, Reservation
 from meterd.guard.dual_control import DualControl, PendingApproval
+from meterd.guard.evidence import EvidenceBudget, SummaryKey
 from meterd.guard.lockout import LoginLockout
 from meterd.guard.observer import GuardObserver, NullObserver
 from meterd.guard.sessions import Session, SessionRegistry
@@ -63,6 +64,8 @@ ALLOW_EVENTS: dict[Permission, EventType] = {
 
 
 WHY_LIMIT = 200
+#: A record's size as far as the room for unauthenticated records is concerned (most are 300-550 bytes).
+RECORD_ESTIMATE = 600
 
 
 def _scopes_below(compiled: CompiledPolicy, principal: str, resource: str) -> set[str]:
@@ -90,6 +93,40 @@ def _logged_kind(compiled: CompiledPolicy, name: str) -> LoggedKind:
     if name != ANONYMOUS and name not in compiled.policy.users and name not in compiled.policy.applications:
         return LoggedKind.UNKNOWN
     return LoggedKind(_kind(compiled, name).value)
+
+
+def _unauthenticated(kind: LoggedKind, event: EventType | None) -> bool:
+    """True for a record about a party that has not authenticated (see :mod:`meterd.seclog.classes`)."""
+    return kind is LoggedKind.ANONYMOUS or kind is LoggedKind.UNKNOWN or event is EventType.LOGIN_FAILURE
+
+
+@dataclass(frozen=True, slots=True)
+class LogStatus:
+    """What ``show status`` says of the security log.
+
+    Attributes:
+        fill_percent: Used share of the capacity.
+        warning_level: The highest configured fill warning reached (0: none).
+        full: Appends are refused for capacity: recorded actions are refused
+            until records are exported or acknowledged (``drop_exported``).
+        failed: A write failed; the log refuses every append until restarted.
+        full_policy: What the log does at capacity.
+        unauthenticated_percent: Share of the capacity held by records about
+            unauthenticated parties.
+        acknowledged_seq: The highest seq an auditor acknowledged.
+        head_seq: The last durable record.
+        refusals_to_summarise: Counted refusals not yet written as summaries.
+    """
+
+    fill_percent: int
+    warning_level: int
+    full: bool
+    failed: bool
+    full_policy: str
+    unauthenticated_percent: int
+    acknowledged_seq: int
+    head_seq: int
+    refusals_to_summarise: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +175,12 @@ class Guard:
         # The reset allowed last and not yet known to have happened: released if its action fails.
         self._reserved_reset: tuple[Request, Reservation] | None = None
         self._aggregates: Counter[_Aggregate] = Counter()
+        config = seclog.config
+        self._evidence = EvidenceBudget(
+            config.unauthenticated_records,
+            config.unauthenticated_records_total,
+            config.unauthenticated_interval,
+        )
         if policy_version is not None:
             self.observer.policy_in_force(policy_version, compiled.policy.version)
 
@@ -177,9 +220,20 @@ class Guard:
     ) -> bool:
         """Append a record that is not a decision (login, logout, an action's result).
 
+        A refusal of an unauthenticated party past its budget is counted for the
+        sweep's summary instead (see :mod:`meterd.guard.evidence`).
+
         Returns:
             False if the log could not take it (the caller must then fail closed).
         """
+        kind = _logged_kind(self._compiled, principal)
+        if _unauthenticated(kind, event) and not self._admit_unauthenticated(source, outcome):
+            if outcome is Outcome.ALLOW:
+                log.error("security log has no room for an unauthenticated %s record", event.value)
+                return False
+            reason = str((detail or {}).get("reason") or (detail or {}).get("refused") or "")
+            self._count_refusal(SummaryKey(source, channel, event, reason[:WHY_LIMIT]))
+            return True
         try:
             await self.seclog.append_async(
                 event,
@@ -190,7 +244,7 @@ class Guard:
                 permission=permission,
                 resource=resource,
                 detail=detail,
-                principal_kind=_logged_kind(self._compiled, principal),
+                principal_kind=kind,
             )
         except MeterdError as e:
             log.error("security log refused a %s record: %s", event.value, e)
@@ -200,6 +254,28 @@ class Guard:
     async def _commit(self, decision: Decision, event: EventType | None, detail: Detail | None) -> Decision:
         """Record a decision; an allow whose record is not durable becomes a denial."""
         request = decision.request
+        kind = _logged_kind(self._compiled, request.principal)
+        if _unauthenticated(kind, event) and not self._admit_unauthenticated(
+            request.source, decision.outcome
+        ):
+            if not decision.allowed:
+                reason = decision.reason.value if decision.reason else ""
+                self._count_refusal(
+                    SummaryKey(request.source, request.channel, EventType.PERMISSION_DENIED, reason)
+                )
+                self.observer.decision(request.channel, request.permission, decision.outcome)
+                return decision
+            log.error(
+                "security log has no room for unauthenticated records, denying %s", request.permission.value
+            )
+            decision = Decision(
+                request,
+                Outcome.DENY,
+                DenyReason.LOG_UNAVAILABLE,
+                "security log has no room for unauthenticated records",
+            )
+            self.observer.decision(request.channel, request.permission, decision.outcome)
+            return decision
         if event is None and decision.allowed:
             event = ALLOW_EVENTS.get(request.permission, EventType.ACCESS_DECISION)
         if not decision.allowed:
@@ -208,12 +284,52 @@ class Guard:
                 # The auditor sees the same reason the requester was given.
                 detail = {**(detail or {}), "why": decision.detail[:WHY_LIMIT]}
         try:
-            await self.seclog.append_decision_async(decision, event=event, detail=detail)
+            await self.seclog.append_decision_async(decision, event=event, detail=detail, principal_kind=kind)
         except MeterdError as e:
             log.error("security log unavailable, denying %s: %s", request.permission.value, e)
             decision = Decision(request, Outcome.DENY, DenyReason.LOG_UNAVAILABLE, "security log unavailable")
         self.observer.decision(request.channel, request.permission, decision.outcome)
         return decision
+
+    def _admit_unauthenticated(self, source: str, outcome: Outcome) -> bool:
+        """Whether a record about an unauthenticated party may be written now.
+
+        A refusal needs its source's budget and room in the log; an allow (an
+        action that changed something) needs only the room, and is refused without it.
+        """
+        if outcome is not Outcome.ALLOW and not self._evidence.admit(source, self._monotonic()):
+            return False
+        return self.seclog.room_for_unauthenticated(RECORD_ESTIMATE)
+
+    def _count_refusal(self, key: SummaryKey) -> None:
+        self._evidence.count(key, self._wall())
+        self.observer.refusal_summarised(key.channel)
+
+    async def _write_summaries(self) -> None:
+        """Write one record per counted key; keep the counts the log has no room for."""
+        for key, tally in self._evidence.drain():
+            written = False
+            if self.seclog.room_for_unauthenticated(RECORD_ESTIMATE):
+                try:
+                    await self.seclog.append_async(
+                        key.event,
+                        principal=ANONYMOUS,
+                        outcome=Outcome.DENY,
+                        channel=key.channel,
+                        source=key.source,
+                        detail={
+                            "summarised": tally.count,
+                            "reason": key.reason,
+                            "first": int(tally.first),
+                            "last": int(tally.last),
+                        },
+                        principal_kind=LoggedKind.ANONYMOUS,
+                    )
+                    written = True
+                except MeterdError as e:
+                    log.error("security log refused a summary record: %s", e)
+            if not written:
+                self._evidence.give_back(key, tally)
 
     # -- login and sessions -------------------------------------------------
 
@@ -569,7 +685,10 @@ class Guard:
         return self.lockout.unlock(user)
 
     async def sweep(self) -> None:
-        """Close idle sessions and record the aggregated allows; call every few seconds."""
+        """Close idle sessions, record the aggregated allows and the summaries of counted refusals.
+
+        Call every few seconds.  What the log cannot take now is kept for the next sweep.
+        """
         now = self._monotonic()
         idle = self._compiled.policy.settings.session_idle_timeout
         for session in self.sessions:
@@ -577,7 +696,7 @@ class Guard:
                 await self.close_session(session, timed_out=True)
         aggregates, self._aggregates = self._aggregates, Counter()
         for key, count in sorted(aggregates.items(), key=lambda kv: (kv[0].principal, kv[0].resource)):
-            await self.record(
+            if not await self.record(
                 EventType.ACCESS_DECISION,
                 key.principal,
                 Outcome.ALLOW,
@@ -585,7 +704,62 @@ class Guard:
                 permission=key.permission,
                 resource=key.resource,
                 detail={"aggregated": count},
-            )
+            ):
+                self._aggregates[key] += count  # kept for the next sweep: counts are never lost
+        await self._write_summaries()
+
+    # -- the security log's state ---------------------------------------------
+
+    def log_status(self) -> LogStatus:
+        """The security log's fill state, for ``show status`` (read-only, nothing recorded)."""
+        seclog = self.seclog
+        config = seclog.config
+        percent = seclog.usage_bytes * 100 // config.capacity_bytes
+        return LogStatus(
+            fill_percent=percent,
+            warning_level=seclog.warning_level,
+            full=seclog.full,
+            failed=seclog.failed,
+            full_policy=config.full_policy.value,
+            unauthenticated_percent=seclog.unauthenticated_bytes * 100 // config.capacity_bytes,
+            acknowledged_seq=seclog.acknowledged_seq,
+            head_seq=seclog.head_seq,
+            refusals_to_summarise=self._evidence.pending,
+        )
+
+    async def acknowledge_log(self, session: Session, allowed: Decision, up_to: int | None) -> int:
+        """Mark the records up to ``up_to`` (None: the head) as taken off the meter by an auditor.
+
+        Args:
+            session: The auditor's session.
+            allowed: The guard's allow of ``security_logs_access`` for this command.
+            up_to: The last seq acknowledged.
+
+        Returns:
+            The acknowledged mark now in force.
+
+        Raises:
+            ValueError: ``allowed`` is no such allow, or ``up_to`` is not in the log.
+        """
+        request = allowed.request
+        if (
+            not allowed.allowed
+            or request.permission is not Permission.SECURITY_LOGS_ACCESS
+            or request.principal != session.principal
+        ):
+            raise ValueError("acknowledging the security log needs an allow of security_logs_access")
+        mark = await asyncio.to_thread(self.seclog.acknowledge, up_to or self.seclog.head_seq)
+        await self.record(
+            EventType.AUDIT_LOG_ACCESS,
+            session.principal,
+            Outcome.ALLOW,
+            channel=session.channel,
+            source=session.source,
+            permission=Permission.SECURITY_LOGS_ACCESS,
+            resource=request.resource,
+            detail={"acknowledged_to": mark},
+        )
+        return mark
 
     # -- channel helpers ------------------------------------------------------
     # Added for the shell and SFTP: a side-effect-free question ("what would the

@@ -29,6 +29,9 @@ class GuardObserver(Protocol):
     def policy_in_force(self, store_version: int, policy_version: int) -> None:
         """A policy was put in force: its policy-store version and its own ``[policy] version``."""
 
+    def refusal_summarised(self, channel: Channel) -> None:
+        """A refusal of an unauthenticated party was counted for a summary record, not recorded alone."""
+
 
 class NullObserver:
     """An observer that ignores everything (tests, tools)."""
@@ -49,4 +52,7 @@ class NullObserver:
         """Ignore."""
 
     def policy_in_force(self, store_version: int, policy_version: int) -> None:
+        """Ignore."""
+
+    def refusal_summarised(self, channel: Channel) -> None:
         """Ignore."""

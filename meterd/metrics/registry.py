@@ -80,7 +80,14 @@ class MeterdMetrics:
             registry=r,
         )
         self._sessions = Gauge("meterd_sessions_active", "Open sessions.", ("channel",), registry=r)
+        self._summarised = Counter(
+            "meterd_seclog_refusals_summarised",
+            "Refusals of unauthenticated parties past their budget, counted into summary records.",
+            ("channel",),
+            registry=r,
+        )
         for channel in Channel:
+            self._summarised.labels(channel.value)
             # Present from the start, so a rate over the first failure is not lost.
             self._login_failures.labels(channel.value)
             self._lockouts.labels(channel.value)
@@ -190,6 +197,10 @@ class MeterdMetrics:
         self._last_load_ok.set(1 if ok else 0)
         self._last_load_time.set(self._clock())
         self._policy_version.set(version)
+
+    def refusal_summarised(self, channel: Channel) -> None:
+        """Count a refusal that went into a summary record."""
+        self._summarised.labels(channel.value).inc()
 
     def policy_in_force(self, store_version: int, policy_version: int) -> None:
         """A policy was put in force (start, reload, push, rollback, shell edit): count it as a load."""

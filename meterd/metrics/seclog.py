@@ -33,6 +33,18 @@ class LogState(Protocol):
     def failed(self) -> bool:
         """True once a write failed."""
 
+    @property
+    def full(self) -> bool:
+        """True while appends are refused for capacity."""
+
+    @property
+    def warning_level(self) -> int:
+        """The highest fill warning (percent) reached; 0 below the first."""
+
+    @property
+    def unauthenticated_bytes(self) -> int:
+        """Bytes held by records about unauthenticated parties."""
+
 
 class ForwarderState(Protocol):
     """What the collector reads of a :class:`~meterd.seclog.forwarder.Forwarder`."""
@@ -79,6 +91,21 @@ class SecurityLogCollector(Collector):
             "meterd_seclog_failed",
             "1 once a security-log write failed (every append is then refused).",
             value=1 if self._log.failed else 0,
+        )
+        yield GaugeMetricFamily(
+            "meterd_seclog_fill_warning_percent",
+            "The highest configured fill warning level the security log has reached (0: none).",
+            value=self._log.warning_level,
+        )
+        yield GaugeMetricFamily(
+            "meterd_seclog_full",
+            "1 while the security log refuses appends for capacity (recorded actions are then refused).",
+            value=1 if self._log.full else 0,
+        )
+        yield GaugeMetricFamily(
+            "meterd_seclog_unauthenticated_bytes",
+            "Bytes of the security log held by records about unauthenticated parties.",
+            value=self._log.unauthenticated_bytes,
         )
         if self._forwarder is not None:
             yield GaugeMetricFamily(

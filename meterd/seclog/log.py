@@ -46,8 +46,12 @@ from meterd.seclog.entry import (
 from meterd.seclog.errors import LogAccessError
 from meterd.seclog.events import DetailValue, EventType, PrincipalKind, Record
 from meterd.seclog.reader import Query, read_records
+from meterd.seclog.segments import ACKNOWLEDGED_FILE, read_exported, write_exported
 from meterd.seclog.store import SegmentStore
 from meterd.seclog.writer import GroupCommitWriter
+
+#: Bytes kept free beyond 2% of capacity before an unauthenticated record is written (appends in flight).
+UNAUTHENTICATED_HEADROOM = 8192
 
 
 class SecurityLog:
@@ -239,6 +243,57 @@ class SecurityLog:
     def fill_ratio(self) -> float:
         """Used fraction of the configured capacity (for the fill metric)."""
         return self._store.usage / self.config.capacity_bytes
+
+    @property
+    def warning_level(self) -> int:
+        """The highest configured fill warning (percent) the log has reached; 0 below the first."""
+        percent = self._store.usage * 100 // self.config.capacity_bytes
+        return max((w for w in self.config.fill_warnings if percent >= w), default=0)
+
+    @property
+    def full(self) -> bool:
+        """True while the log refuses appends for capacity (cleared once one is written again)."""
+        return self._store.full
+
+    @property
+    def unauthenticated_bytes(self) -> int:
+        """Bytes held by records about unauthenticated parties."""
+        return self._store.untrusted
+
+    @property
+    def acknowledged_seq(self) -> int:
+        """The highest seq an auditor acknowledged as taken off the meter (0: none)."""
+        return read_exported(self.directory, ACKNOWLEDGED_FILE)
+
+    def room_for_unauthenticated(self, size: int) -> bool:
+        """Say whether a record about an unauthenticated party of about ``size`` bytes may be written.
+
+        Such records may hold at most ``unauthenticated_share`` percent of the
+        capacity, and only where they fit without dropping a segment or taking
+        the room an authenticated append needs next: a flood never pushes out
+        or refuses anything.
+        """
+        store, config = self._store, self.config
+        capacity = config.capacity_bytes
+        share = capacity * config.unauthenticated_share // 100
+        headroom = capacity // 50 + UNAUTHENTICATED_HEADROOM
+        return store.untrusted + size <= share and store.usage + size + headroom <= capacity
+
+    def acknowledge(self, up_to: int) -> int:
+        """Record that an auditor took every record up to ``up_to`` off the meter; return the new mark.
+
+        Under ``drop_exported`` the acknowledged records may then be dropped when
+        the log is full, as forwarded ones may.  The mark only moves forward and
+        never past the durable head.  The caller records who acknowledged.
+
+        Raises:
+            ValueError: ``up_to`` is beyond the durable head or not positive.
+        """
+        if not 0 < up_to <= self.head_seq:
+            raise ValueError(f"seq {up_to} is not in the log (its head is {self.head_seq})")
+        mark = max(self.acknowledged_seq, up_to)
+        write_exported(self.directory, mark, ACKNOWLEDGED_FILE)
+        return mark
 
     @property
     def failed(self) -> bool:

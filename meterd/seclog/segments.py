@@ -23,6 +23,8 @@ from meterd.fsutil import fsync_directory
 
 KEY_FILE = "key"
 EXPORTED_FILE = "exported"
+#: Kept apart from the forwarder's cursor, so neither can move the other back.
+ACKNOWLEDGED_FILE = "acknowledged"
 _SEGMENT = re.compile(r"seg-(\d{8})\.log")
 _FS_IOC_GETFLAGS = 0x80086601
 _FS_IOC_SETFLAGS = 0x40086602
@@ -121,23 +123,34 @@ def clear_append_only(path: Path) -> None:
             os.close(fd)
 
 
-def read_exported(directory: Path) -> int:
-    """Return the highest sequence number confirmed off the meter (0 if none)."""
+def read_exported(directory: Path, name: str = EXPORTED_FILE) -> int:
+    """Return the highest sequence number confirmed off the meter (0 if none).
+
+    Args:
+        directory: The log directory.
+        name: The cursor: :data:`EXPORTED_FILE` (the forwarder's) or
+            :data:`ACKNOWLEDGED_FILE` (an auditor's acknowledgement).
+    """
     try:
-        text = (directory / EXPORTED_FILE).read_text(encoding="ascii")
+        text = (directory / name).read_text(encoding="ascii")
         return int(text.split()[0])
     except (OSError, ValueError, IndexError):
         return 0
 
 
-def write_exported(directory: Path, seq: int) -> None:
-    """Durably record that every record up to ``seq`` is off the meter."""
-    tmp = directory / f".{EXPORTED_FILE}.tmp"
+def read_released(directory: Path) -> int:
+    """Return the highest seq that ``drop_exported`` may drop: forwarded or acknowledged."""
+    return max(read_exported(directory), read_exported(directory, ACKNOWLEDGED_FILE))
+
+
+def write_exported(directory: Path, seq: int, name: str = EXPORTED_FILE) -> None:
+    """Durably record that every record up to ``seq`` is off the meter (see :func:`read_exported`)."""
+    tmp = directory / f".{name}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
     try:
         os.write(fd, f"{seq}\n".encode("ascii"))
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, directory / EXPORTED_FILE)
+    os.replace(tmp, directory / name)
     fsync_directory(directory)

@@ -30,8 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meterd.fsutil import fsync_directory
+from meterd.seclog.classes import MARKERS, log_maintenance, unauthenticated, unauthenticated_bytes
 from meterd.seclog.codec import GENESIS, KEY_BYTES, FrameError, decode_frame, evolve
-from meterd.seclog.config import FILL_WARNINGS, FullPolicy, LogConfig
+from meterd.seclog.config import FullPolicy, LogConfig
 from meterd.seclog.entry import Entry, system_entry
 from meterd.seclog.errors import LogCorruptError, LogFullError, LogKeyError, LogUnavailableError
 from meterd.seclog.events import EventType
@@ -42,8 +43,8 @@ from meterd.seclog.segments import (
     clear_append_only,
     last_line,
     list_segments,
-    read_exported,
     read_lines,
+    read_released,
     segment_name,
     set_append_only,
 )
@@ -82,6 +83,8 @@ class _Segment:
     index: int
     path: Path
     size: int
+    #: Bytes of records about unauthenticated parties (see :mod:`meterd.seclog.classes`).
+    untrusted: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,8 @@ class SegmentStore:
         if not self._segments:
             raise LogCorruptError("no segments: the log was never initialised", path=str(directory))
         self.recovery = self._recover_tail()
+        for segment in self._segments:
+            segment.untrusted = unauthenticated_bytes(segment.path.read_bytes())
         self._keys = KeyFile(directory / KEY_FILE)
         key = self._catch_up_key()
         head = self._segments[-1]
@@ -135,6 +140,10 @@ class SegmentStore:
             raise
         del key
         self.usage = sum(s.size for s in self._segments)
+        #: Bytes held by records about unauthenticated parties.
+        self.untrusted = sum(s.untrusted for s in self._segments)
+        #: True while the last group was refused for capacity (cleared by the next one written).
+        self.full = False
         self._level = self._fill_level(self.usage)
         self._next_warning = self._warning_bytes(self._level)
         self._reserve = min(_SYSTEM_RESERVE, config.capacity_bytes // 100)
@@ -234,11 +243,11 @@ class SegmentStore:
 
     def _fill_level(self, usage: int) -> int:
         percent = usage * 100 // self.config.capacity_bytes
-        return max((w for w in FILL_WARNINGS if percent >= w), default=0)
+        return max((w for w in self.config.fill_warnings if percent >= w), default=0)
 
     def _warning_bytes(self, level: int) -> float:
         """Usage at which the next fill warning above ``level`` is due (inf: none left)."""
-        above = [w for w in FILL_WARNINGS if w > level]
+        above = [w for w in self.config.fill_warnings if w > level]
         # The least usage with usage * 100 // capacity >= w.
         return -(-min(above) * self.config.capacity_bytes // 100) if above else math.inf
 
@@ -256,7 +265,7 @@ class SegmentStore:
                 raise LogFullError("the security log is full and may not drop records")
             if exported is None:
                 # Read only when something must go: this runs on every group written.
-                exported = read_exported(self.directory) if policy is FullPolicy.DROP_EXPORTED else 0
+                exported = read_released(self.directory) if policy is FullPolicy.DROP_EXPORTED else 0
             oldest = self._segments[0]
             try:
                 last = decode_frame(last_line(oldest.path)).record
@@ -274,6 +283,7 @@ class SegmentStore:
             fsync_directory(self.directory)
             self._segments.pop(0)
             self.usage -= oldest.size
+            self.untrusted -= oldest.untrusted
             drops.append(
                 system_entry(
                     EventType.LOG_SEGMENT_DROPPED,
@@ -282,11 +292,30 @@ class SegmentStore:
                         "last_seq": last.seq,
                         "last_digest": last.digest,
                         "exported": policy is FullPolicy.DROP_EXPORTED
-                        or last.seq <= read_exported(self.directory),
+                        or last.seq <= read_released(self.directory),
                     },
                 )
             )
             _log.warning("security log full: dropped %s (records up to seq %d)", oldest.path.name, last.seq)
+
+    def _make_room(self, records: list[bytes], size: int, own: list[Entry]) -> None:
+        """Drop what the full policy allows so ``size`` more bytes fit, or refuse the group.
+
+        Raises:
+            LogFullError: They do not fit (the drops made are written first).
+        """
+        # Reading and acknowledging the log may use the log's own reserve: a full log stays serviceable.
+        reserve = 0 if all(log_maintenance(r) for r in records) else self._reserve
+        if self.usage + size + reserve <= self.config.capacity_bytes:
+            return
+        try:
+            self._drop_for(size + reserve, own)
+        except LogFullError:
+            self.full = True
+            if own:  # what was dropped must be on record even though this group is refused
+                self.write([], system=own)
+                own.clear()
+            raise
 
     def _rotate(self) -> int:
         """Create the next segment and return its descriptor (for the syncer, which closes the old one).
@@ -331,13 +360,13 @@ class SegmentStore:
         size = frames_size(len(joined) - count + 1, count, first, len(ts)) if count else 0
         own = list(system or [])
         usage = self.usage
-        if count and usage + size + self._reserve > self.config.capacity_bytes:
-            try:
-                self._drop_for(size + self._reserve, own)
-            except LogFullError:
-                if own:  # what was dropped must be on record even though this group is refused
-                    self.write([], system=own)
-                raise
+        if count:
+            self._make_room(records, size, own)
+        untrusted = (
+            self._untrusted_size(records, first, len(ts))
+            if count and any(marker in joined for marker in MARKERS)
+            else 0
+        )
         if self.usage + size >= self._next_warning or self.usage < usage:  # a warning due, or dropped
             level = self._fill_level(self.usage + size)
             if level > self._level:
@@ -382,8 +411,21 @@ class SegmentStore:
             raise
         self.seq += count
         head.size += size
+        head.untrusted += untrusted
         self.usage += size
+        self.untrusted += untrusted
+        if records:
+            self.full = False
         return first
+
+    @staticmethod
+    def _untrusted_size(records: list[bytes], first: int, ts_len: int) -> int:
+        """Bytes the group's records about unauthenticated parties will take as frames."""
+        return sum(
+            frames_size(len(record), 1, first + n, ts_len)
+            for n, record in enumerate(records)
+            if unauthenticated(record)
+        )
 
     @property
     def durable(self) -> int:

@@ -334,6 +334,16 @@ COMMANDS: tuple[Command, ...] = (
         log_cmds.log_verify,
         summary="check the security log's chain",
     ),
+    Command(
+        ("log", "acknowledge"),
+        P.SECURITY_LOGS_ACCESS,
+        "/files/security-log",
+        log_cmds.log_acknowledge,
+        "[SEQ]",
+        "mark records up to SEQ (default: all) as taken off the meter",
+        0,
+        1,
+    ),
     Command(("approvals",), P.TERMINAL_ACCESS, "/", _approvals, summary="dual-control requests waiting"),
     # The guard decides approvals itself: the approver needs the requested permission.
     Command(("approve",), P.TERMINAL_ACCESS, "/", _approve, "ID", "approve a dual-control request", 1, 1),

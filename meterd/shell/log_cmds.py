@@ -73,3 +73,22 @@ async def log_verify(ctx: Context) -> int:
         ]
     await ctx.fields(pairs)
     return EXIT_OK if report.ok else EXIT_DENIED
+
+
+async def log_acknowledge(ctx: Context) -> int:
+    """``log acknowledge [SEQ]``: the records up to SEQ (default: all) are safely off the meter.
+
+    Under ``drop_exported`` a full log may then drop them, and recorded actions resume.
+    """
+    up_to: int | None = None
+    if ctx.args:
+        if not ctx.args[0].isdigit():
+            raise UsageError(f"{ctx.args[0]!r} is not a record number")
+        up_to = int(ctx.args[0])
+    assert ctx.decision is not None  # the shell passes the allow of security_logs_access
+    try:
+        mark = await ctx.runtime.guard.acknowledge_log(ctx.session, ctx.decision, up_to)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    await ctx.fields([("acknowledged_to", mark)])
+    return EXIT_OK

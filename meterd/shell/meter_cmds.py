@@ -59,9 +59,31 @@ async def show_status(ctx: Context) -> int:
             ("last_peak_reset", iso_time(s.last_peak_reset) if s.last_peak_reset is not None else None),
             ("last_master_reset", iso_time(s.last_master_reset) if s.last_master_reset is not None else None),
             ("certificate_count", s.certificate_count),
+            *_log_status(ctx),
         ]
     )
     return EXIT_OK
+
+
+def _log_status(ctx: Context) -> list[tuple[str, object]]:
+    log = ctx.runtime.guard.log_status()
+    if log.failed:
+        state = "failed: recorded actions are refused until meterd restarts"
+    elif log.full:
+        state = "full: recorded actions are refused until records are exported or acknowledged"
+    elif log.warning_level:
+        state = f"warning: over {log.warning_level}% full"
+    else:
+        state = "ok"
+    return [
+        ("security_log", state),
+        ("security_log_fill_percent", log.fill_percent),
+        ("security_log_full_policy", log.full_policy),
+        ("security_log_unauthenticated_percent", log.unauthenticated_percent),
+        ("security_log_head_seq", log.head_seq),
+        ("security_log_acknowledged_to", log.acknowledged_seq),
+        ("refusals_to_summarise", log.refusals_to_summarise),
+    ]
 
 
 async def show_settings(ctx: Context) -> int:

@@ -122,11 +122,13 @@ def test_fill_warnings_then_refusal_until_exported(tmp_path: Path) -> None:
         assert not log.failed  # a full log refuses, it does not break
         assert log.fill_ratio > 0.95
         warnings = [r.detail["percent"] for r in read_records(directory) if r.event is EventType.LOG_CAPACITY]
-        assert warnings == [80, 90, 95, 98]
+        assert warnings == [80, 85, 90, 95, 98]  # the levels IEEE 1686 devices warn at
         with pytest.raises(LogFullError):
             fill(log, 1)
+        assert log.full  # a visible state, for the metrics and show status
         write_exported(directory, log.head_seq)  # the forwarder confirms everything
         fill(log, 5)
+        assert not log.full
     records = read_records(directory)
     drops = [r for r in records if r.event is EventType.LOG_SEGMENT_DROPPED]
     assert drops
