@@ -179,7 +179,7 @@ class Daemon:
         finally:
             self.notifier.send(STOPPING="1", STATUS="stopping")
         await self._stop_all()
-        await guard.sweep()
+        await guard.sweep(final=True)
         await guard.record(
             EventType.REBOOT, "meterd", Outcome.ALLOW, channel=Channel.LOCAL, detail={"state": "stopped"}
         )

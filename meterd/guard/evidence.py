@@ -4,11 +4,12 @@ Refusals of parties that have not authenticated (anonymous Modbus, failed
 logins, panel messages without a session, probes) are recorded one by one up
 to ``unauthenticated_records`` per source and ``unauthenticated_records_total``
 over all sources in each ``unauthenticated_interval``.  Beyond that they are
-counted per (source, channel, event, reason) and :meth:`EvidenceBudget.drain`
-hands the counts to the sweep, which writes one summary record per key, so
-nothing is lost from the count while a flood writes a bounded number of
-records.  The table of counts is bounded too: past :data:`MAX_KEYS` keys, new
-sources are counted under the source ``*``.
+counted per (source, channel, event, reason) and, once per interval (and at
+shutdown), :meth:`EvidenceBudget.drain` hands the counts to the sweep, which
+writes one summary record per key.  Nothing is lost from the count while a
+flood writes a bounded number of records per interval.  The table of counts
+is bounded too: past :data:`MAX_KEYS` keys, new sources are counted under
+the source ``*``.
 
 No I/O here: the guard asks, writes, and gives back what it could not write.
 """
@@ -69,6 +70,7 @@ class EvidenceBudget:
         self._used: dict[str, int] = {}
         self._used_total = 0
         self._counts: dict[SummaryKey, Tally] = {}
+        self._summarised = float("-inf")
 
     def admit(self, source: str, now: float) -> bool:
         """Take one individual record from ``source``'s budget; False once it is spent."""
@@ -101,6 +103,13 @@ class EvidenceBudget:
             held.count += tally.count
             held.first = min(held.first, tally.first)
             held.last = max(held.last, tally.last)
+
+    def due(self, now: float) -> bool:
+        """Whether summaries are due: once per interval, so a flood writes a bounded number of them."""
+        if self._counts and now - self._summarised >= self._interval:
+            self._summarised = now
+            return True
+        return False
 
     def drain(self) -> list[tuple[SummaryKey, Tally]]:
         """Return and forget every count, in a stable order."""

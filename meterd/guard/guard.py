@@ -305,8 +305,10 @@ class Guard:
         self._evidence.count(key, self._wall())
         self.observer.refusal_summarised(key.channel)
 
-    async def _write_summaries(self) -> None:
-        """Write one record per counted key; keep the counts the log has no room for."""
+    async def _write_summaries(self, *, final: bool) -> None:
+        """Write one record per counted key when due (or ``final``); keep what the log has no room for."""
+        if not (self._evidence.due(self._monotonic()) or final):
+            return
         for key, tally in self._evidence.drain():
             written = False
             if self.seclog.room_for_unauthenticated(RECORD_ESTIMATE):
@@ -684,10 +686,12 @@ class Guard:
         """Clear a user's login lockout on every channel (after an allowed ``user unlock``)."""
         return self.lockout.unlock(user)
 
-    async def sweep(self) -> None:
+    async def sweep(self, *, final: bool = False) -> None:
         """Close idle sessions, record the aggregated allows and the summaries of counted refusals.
 
-        Call every few seconds.  What the log cannot take now is kept for the next sweep.
+        Call every few seconds, and with ``final`` at shutdown (summaries are
+        otherwise written once per ``unauthenticated_interval``).  What the log
+        cannot take now is kept for the next sweep.
         """
         now = self._monotonic()
         idle = self._compiled.policy.settings.session_idle_timeout
@@ -706,7 +710,7 @@ class Guard:
                 detail={"aggregated": count},
             ):
                 self._aggregates[key] += count  # kept for the next sweep: counts are never lost
-        await self._write_summaries()
+        await self._write_summaries(final=final)
 
     # -- the security log's state ---------------------------------------------
 

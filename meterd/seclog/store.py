@@ -51,8 +51,9 @@ from meterd.seclog.segments import (
 from meterd.seclog.syncer import Syncer
 
 _log = logging.getLogger(__name__)
-#: Room kept for the log's own records (drops, warnings, checkpoints) in a full log,
-#: as a fraction of capacity and at most this many bytes.
+#: Room kept for the log's own records (drops, warnings, checkpoints) in a full log, 1% of
+#: capacity and at most this many bytes; records about reading and acknowledging the log may
+#: use it too, so an auditor can still act on a full log.
 _SYSTEM_RESERVE = 4096
 #: Seconds a rotation waits for the previous segment to become durable: far
 #: beyond any sync, it only bounds a stuck disk.

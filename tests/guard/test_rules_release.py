@@ -1,0 +1,144 @@
+"""Stateful rules roll back with the action; every session path applies the role limit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from meterd.guard import Guard, Session
+from meterd.policy.compile import compile_policy
+from meterd.policy.loader import load_policy
+from meterd.policy.permissions import Permission
+from meterd.policy.request import Channel, DenyReason, Outcome
+from meterd.seclog import EventType, Query, SecurityLog, read_records
+from meterd.seclog.events import PrincipalKind
+
+DOC: dict[str, Any] = {
+    "users": {
+        "admin": {"roles": ["rbacmnt"]},
+        "op": {"roles": ["operator"]},
+        "op2": {"roles": ["operator"]},
+        "inst": {"roles": ["installer"]},
+        "inst2": {"roles": ["installer"]},
+    },
+    "applications": {"scada": {"roles": ["viewer", "engineer"]}},
+}
+DEMAND = "/meter/demand"
+
+
+@contextlib.asynccontextmanager
+async def _guard(tmp_path: Path, doc: dict[str, Any]) -> AsyncIterator[Guard]:
+    SecurityLog.init(tmp_path / "log")
+    with SecurityLog.open(tmp_path / "log") as seclog:
+        yield Guard(compile_policy(load_policy(doc)), seclog)
+
+
+async def _login(guard: Guard, name: str, channel: Channel = Channel.SSH) -> Session:
+    session = await guard.open_session(name, channel, "127.0.0.1", (Permission.TERMINAL_ACCESS,))
+    assert isinstance(session, Session)
+    return session
+
+
+def test_a_reset_the_meter_rejected_does_not_block_the_next(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with _guard(tmp_path, DOC) as guard:
+            op = await _login(guard, "op")
+            first = await guard.authorize(op, Permission.PEAK_DEMAND_RESET, DEMAND)
+            assert first.allowed
+            await guard.action_failed(op, first, EventType.DEMAND_RESET, {"error": "meter refused"})
+            assert (await guard.authorize(op, Permission.PEAK_DEMAND_RESET, DEMAND)).allowed
+            # A reset that did happen still starts the lockout period.
+            third = await guard.authorize(op, Permission.PEAK_DEMAND_RESET, DEMAND)
+            assert third.reason is DenyReason.LOCKOUT_PERIOD
+
+    asyncio.run(main())
+    failed = read_records(tmp_path / "log", Query(events=frozenset({EventType.DEMAND_RESET})))
+    assert [r.outcome for r in failed] == [Outcome.ALLOW, Outcome.ERROR, Outcome.ALLOW]
+
+
+def test_a_reset_the_log_could_not_record_spends_no_lockout_period(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with _guard(tmp_path, DOC) as guard:
+            op = await _login(guard, "op")
+            guard.seclog._writer._failure = RuntimeError("disk gone")  # the log fails
+            refused = await guard.authorize(op, Permission.PEAK_DEMAND_RESET, DEMAND)
+            assert refused.reason is DenyReason.LOG_UNAVAILABLE
+            assert guard.demand_window.last_reset is None
+
+    asyncio.run(main())
+
+
+def test_a_reset_rejected_by_dual_control_spends_no_lockout_period(tmp_path: Path) -> None:
+    doc = {**DOC, "constraints": {"dual_control": ["peak_demand_reset"]}}
+
+    async def main() -> None:
+        async with _guard(tmp_path, doc) as guard:
+            op, op2 = await _login(guard, "op"), await _login(guard, "op2")
+            waiting = asyncio.create_task(guard.authorize(op, Permission.PEAK_DEMAND_RESET, DEMAND))
+            await asyncio.sleep(0.1)
+            (pending,) = guard.approvable(op2)
+            assert guard.approvable(op) == []  # nobody approves their own request
+            assert (await guard.approve(op2, pending.id, approve=False)).allowed
+            rejected = await waiting
+            assert rejected.reason is DenyReason.DUAL_CONTROL
+            assert guard.demand_window.last_reset is None
+            again = asyncio.create_task(guard.authorize(op, Permission.PEAK_DEMAND_RESET, DEMAND))
+            await asyncio.sleep(0.1)
+            (pending,) = guard.approvable(op2)
+            await guard.approve(op2, pending.id)
+            assert (await again).allowed
+
+    asyncio.run(main())
+
+
+def test_approving_a_missing_request_is_no_recorded_denial(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with _guard(tmp_path, DOC) as guard:
+            inst = await _login(guard, "inst")
+            answer = await guard.approve(inst, 999)
+            assert answer.reason is DenyReason.BAD_REQUEST
+            assert answer.detail == "no pending request 999"
+
+    asyncio.run(main())
+    assert read_records(tmp_path / "log", Query(events=frozenset({EventType.PERMISSION_DENIED}))) == []
+
+
+def test_listings_and_any_of_choices_apply_the_role_limit(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with _guard(tmp_path, DOC) as guard:
+            scada = await guard.open_session("scada", Channel.MODBUS, "127.0.0.1", (Permission.FS_READ_ONLY,))
+            assert isinstance(scada, Session)
+            assert Permission.FS_READ_WRITE in guard.permitted(scada, "/files/data")
+            scada.role_limit = ("viewer",)
+            listed = guard.permitted(scada, "/files/data")
+            assert Permission.FS_READ_WRITE not in listed
+            assert Permission.FS_READ_ONLY in listed
+            # fs_read_write first: the role limit steers the choice to what the viewer role grants.
+            chosen = await guard.authorize_any(
+                scada, (Permission.FS_READ_WRITE, Permission.FS_READ_ONLY), "/files/data"
+            )
+            assert chosen.allowed
+            assert chosen.request.permission is Permission.FS_READ_ONLY
+            scada.role_limit = ()
+            assert guard.permitted(scada) == frozenset()
+
+    asyncio.run(main())
+
+
+def test_records_by_meterd_say_system_and_unknown_names_say_unknown(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with _guard(tmp_path, DOC) as guard:
+            await guard.record(EventType.REBOOT, "meterd", Outcome.ALLOW, channel=Channel.LOCAL)
+            await guard.record(EventType.ACCOUNT_LOCKED, "mallory", Outcome.DENY, channel=Channel.SSH)
+            await guard.record(EventType.LOGOUT_MANUAL, "scada", Outcome.ALLOW, channel=Channel.MODBUS)
+
+    asyncio.run(main())
+    kinds = {r.principal: r.principal_kind for r in read_records(tmp_path / "log") if r.seq > 1}
+    assert kinds == {
+        "meterd": PrincipalKind.SYSTEM,
+        "mallory": PrincipalKind.UNKNOWN,
+        "scada": PrincipalKind.APPLICATION,
+    }
