@@ -27,7 +27,7 @@ _KEYS = (
     "frame_timeout",
     "tls",
 )
-_TLS_KEYS = ("enabled", "port", "cert", "key", "ca")
+_TLS_KEYS = ("enabled", "port", "cert", "key", "ca", "max_connections", "max_connections_per_client")
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,11 @@ class TlsConfig:
         cert: The meter's server certificate chain (PEM).
         key: Its private key (PEM).
         ca: The CA bundle client certificates must chain to (PEM).
+        max_connections: Open connections on this listener, counted from accept, so a
+            handshake in progress holds one (for at most ``frame_timeout``); more are
+            closed at once.  Its own budget: plain TCP clients never spend it.
+        max_connections_per_client: Open connections on this listener from one peer
+            address; this is also what unauthenticated handshakes from one address can hold.
     """
 
     enabled: bool = False
@@ -47,6 +52,8 @@ class TlsConfig:
     cert: Path | None = None
     key: Path | None = None
     ca: Path | None = None
+    max_connections: int = 32
+    max_connections_per_client: int = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +66,14 @@ class ModbusConfig:
         listen: Address both listeners bind to.
         port: Plain Modbus TCP port (502 in production; 0 picks a free port).
         unit_ids: Unit identifiers the meter answers to; others get exception 0B.
-        max_connections: Open connections over both listeners; more are closed at once.
-        max_connections_per_client: Open connections from one peer address.
-        max_requests_per_second: Sustained requests per peer address; a faster
-            client is slowed down (its next request is read later), never answered early.
+        max_connections: Open plain Modbus TCP connections; more are closed at once.
+            Modbus/TCP Security has its own (``tls.max_connections``), so anonymous
+            clients cannot take the connections authenticated ones need.
+        max_connections_per_client: Open plain Modbus TCP connections from one peer address.
+        max_requests_per_second: Sustained requests per peer address on each listener
+            (counted apart, so anonymous requests never slow a TLS client down); a
+            faster client is slowed down (its next request is read later), never
+            answered early.
         idle_timeout: Seconds a connection may wait between requests before it is closed.
         frame_timeout: Seconds a client has to finish a frame, or the TLS
             handshake, once it has started sending it (half-open and slow clients).
@@ -106,15 +117,28 @@ def _unit_ids(reader: Reader) -> tuple[int, ...]:
     return tuple(out)
 
 
+def _connections(reader: Reader) -> tuple[int, int]:
+    """Read ``max_connections`` and ``max_connections_per_client`` of one listener's table."""
+    total = reader.bounded_int("max_connections", 32, 1, 4096)
+    per_client = reader.bounded_int("max_connections_per_client", min(8, total), 1, 4096)
+    if per_client > total:
+        reader.error("max_connections_per_client", f"must not exceed max_connections ({total})")
+        per_client = total
+    return total, per_client
+
+
 def _tls(reader: Reader, base: Path) -> TlsConfig:
     reader.check_keys(_TLS_KEYS)
     enabled = reader.get("enabled", bool, False)
+    total, per_client = _connections(reader)
     config = TlsConfig(
         enabled=enabled,
         port=reader.bounded_int("port", 8020, 0, 65535),
         cert=_path(reader, "cert", base),
         key=_path(reader, "key", base),
         ca=_path(reader, "ca", base),
+        max_connections=total,
+        max_connections_per_client=per_client,
     )
     if enabled:
         for key in ("cert", "key", "ca"):
@@ -140,11 +164,7 @@ def load(reader: Reader, base: Path) -> ModbusConfig:
     except ValueError:
         reader.error("listen", f"{listen!r} is not an IP address")
         listen = "127.0.0.1"
-    max_connections = reader.bounded_int("max_connections", 32, 1, 4096)
-    per_client = reader.bounded_int("max_connections_per_client", min(8, max_connections), 1, 4096)
-    if per_client > max_connections:
-        reader.error("max_connections_per_client", f"must not exceed max_connections ({max_connections})")
-        per_client = max_connections
+    max_connections, per_client = _connections(reader)
     return ModbusConfig(
         enabled=reader.get("enabled", bool, True),
         plain_tcp=reader.get("plain_tcp", bool, True),

@@ -1,6 +1,9 @@
-"""Per-client limits: open connections and request rate; no I/O.
+"""Per-listener and per-client limits: open connections and request rate; no I/O.
 
-A client is a peer address.  Connections beyond either limit are closed as
+A client is a peer address.  Each listener has its own :class:`Pool`, so the
+anonymous clients of plain Modbus TCP can neither take the connections nor
+spend the request rate that Modbus/TCP Security clients need, even from the
+same address.  Connections beyond either limit of their pool are closed as
 soon as they are accepted; requests beyond the rate are delayed (the next
 request is read later, so a flooding client fills its own TCP window, not the
 meter's CPU), never answered early and never dropped.
@@ -9,6 +12,7 @@ meter's CPU), never answered early and never dropped.
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import dataclass
 
 #: Idle rate-limit entries are forgotten once there are this many (an idle entry equals a fresh one).
 PRUNE_AT = 1024
@@ -69,3 +73,16 @@ class RateLimiter:
         if len(self._due) > PRUNE_AT:
             self._due = {c: t for c, t in self._due.items() if t > now}
         return max(0.0, due - now - self._slack)
+
+
+@dataclass(frozen=True, slots=True)
+class Pool:
+    """What the clients of one listener share, and only they.
+
+    Attributes:
+        connections: The listener's open connections, in total and per client.
+        rate: The request rate of each of the listener's clients.
+    """
+
+    connections: ConnectionLimits
+    rate: RateLimiter

@@ -16,7 +16,14 @@ Each connection is one task: read a frame (the first byte within
 ``idle_timeout``, the rest within ``frame_timeout``), wait for a rate slot,
 let :class:`~meterd.channels.modbus.service.ModbusService` answer, write the
 answer.  Bad framing closes the connection; nothing one client does reaches
-another client's task except through the shared limits.
+another client's task except through its listener's limits.
+
+Each listener has its own budget of connections and request rate (a
+:class:`~meterd.channels.modbus.limits.Pool`), so anonymous plain TCP clients
+cannot use up what Modbus/TCP Security clients need.  A TLS connection holds
+its slot from accept, and its handshake runs under ``frame_timeout``: an
+unauthenticated peer holds at most its address's share of the TLS slots, for
+at most that long.
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from meterd.channels.base import Runtime
 from meterd.channels.modbus import pdu
 from meterd.channels.modbus.certificates import identify, server_context
 from meterd.channels.modbus.config import ModbusConfig
-from meterd.channels.modbus.limits import ConnectionLimits, RateLimiter
+from meterd.channels.modbus.limits import ConnectionLimits, Pool, RateLimiter
 from meterd.channels.modbus.service import ModbusService, Peer, SessionEndedError
 from meterd.errors import ChannelError
 from meterd.guard import Certificate, Session
@@ -68,8 +75,18 @@ class ModbusListener:
         self.config = config
         self.runtime = runtime
         self.service = ModbusService(runtime, config.unit_ids)
-        self.limits = ConnectionLimits(config.max_connections, config.max_connections_per_client)
-        self.rate = RateLimiter(config.max_requests_per_second)
+        rate = config.max_requests_per_second
+        #: One budget per listener ("tcp", "tls"): no listener's clients spend another's.
+        self.pools = {
+            "tcp": Pool(
+                ConnectionLimits(config.max_connections, config.max_connections_per_client),
+                RateLimiter(rate),
+            ),
+            "tls": Pool(
+                ConnectionLimits(config.tls.max_connections, config.tls.max_connections_per_client),
+                RateLimiter(rate),
+            ),
+        }
         self._servers: list[asyncio.Server] = []
         self._tasks: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
         self._ssl: ssl.SSLContext | None = None
@@ -102,8 +119,10 @@ class ModbusListener:
             raise ChannelError(f"modbus: cannot listen on {config.listen}: {e.strerror or e}") from e
 
     async def _bind(self, kind: str, port: int, *, tls: bool) -> None:
+        pool = self.pools[kind]
+
         async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._connection(reader, writer, tls=tls)
+            await self._connection(reader, writer, pool, tls=tls)
 
         server = await asyncio.start_server(accept, self.config.listen, port)
         self._servers.append(server)
@@ -135,12 +154,12 @@ class ModbusListener:
     # -- one connection -----------------------------------------------------
 
     async def _connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, tls: bool
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pool: Pool, *, tls: bool
     ) -> None:
         peer_address = writer.get_extra_info("peername") or ("?", 0)
         client = str(peer_address[0])
         source = f"{client}:{peer_address[1]}"
-        if not self.limits.admit(client):
+        if not pool.connections.admit(client):
             self.service.counters["connections_refused"] += 1
             writer.close()
             return
@@ -155,7 +174,7 @@ class ModbusListener:
                 else Peer(self.runtime.guard.anonymous_session(Channel.MODBUS, source))
             )
             if peer is not None:
-                await self._requests(reader, writer, peer, client)
+                await self._requests(reader, writer, peer, client, pool.rate)
         except (
             pdu.FramingError,
             ConnectionError,
@@ -173,7 +192,7 @@ class ModbusListener:
             # cancelled handler as an error.
             self.service.counters["connections_stopped"] += 1
         finally:
-            self.limits.release(client)
+            pool.connections.release(client)
             if task is not None:
                 self._tasks.pop(task, None)
             if peer is not None and peer.tls:
@@ -183,7 +202,12 @@ class ModbusListener:
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
 
     async def _requests(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, peer: Peer, client: str
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        peer: Peer,
+        client: str,
+        rate: RateLimiter,
     ) -> None:
         config = self.config
         while True:
@@ -198,7 +222,7 @@ class ModbusListener:
             async with asyncio.timeout(config.frame_timeout):
                 header = pdu.parse_header(first + await reader.readexactly(pdu.MBAP_SIZE - 1))
                 body = await reader.readexactly(header.pdu_length)
-            wait = self.rate.delay(client, time.monotonic())
+            wait = rate.delay(client, time.monotonic())
             if wait > 0:
                 self.service.counters["throttled"] += 1
                 if wait > config.idle_timeout:

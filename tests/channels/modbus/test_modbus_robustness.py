@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import ssl
 import struct
 import time
 from collections.abc import AsyncIterator, Awaitable
@@ -12,7 +13,7 @@ from collections.abc import AsyncIterator, Awaitable
 from meterd.channels.modbus import ModbusListener
 from meterd.seclog import EventType
 
-from .conftest import Env, serving, tcp_client
+from .conftest import Env, client_context, serving, tcp_client, tls_client
 
 
 def run(coro: Awaitable[None]) -> None:
@@ -47,8 +48,8 @@ class Raw:
 
 
 @contextlib.asynccontextmanager
-async def raw(listener: ModbusListener, port: str = "tcp") -> AsyncIterator[Raw]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", listener.ports[port])
+async def raw(listener: ModbusListener, port: str = "tcp", source: str = "127.0.0.1") -> AsyncIterator[Raw]:
+    reader, writer = await asyncio.open_connection("127.0.0.1", listener.ports[port], local_addr=(source, 0))
     try:
         yield Raw(reader, writer)
     finally:
@@ -114,7 +115,7 @@ def test_half_open_and_idle_connections_are_closed(env: Env) -> None:
                 assert await tls_silent.closed_within(3)
             await asyncio.sleep(0.1)
             assert listener.counters["idle_timeouts"] >= 1
-            assert listener.limits.open == 0
+            assert [pool.connections.open for pool in listener.pools.values()] == [0, 0]
 
     run(scenario())
     (failure,) = env.records(events=frozenset({EventType.LOGIN_FAILURE}))
@@ -144,13 +145,101 @@ def test_a_connection_flood_is_cut_off_without_disturbing_an_open_session(env: E
                     with contextlib.suppress(ConnectionError):
                         await writer.wait_closed()
             for _ in range(100):  # the server notices the flood's hang-ups
-                if listener.limits.open == 1:
+                if listener.pools["tcp"].connections.open == 1:
                     break
                 await asyncio.sleep(0.02)
             async with tcp_client(listener) as later:  # the flood is gone: new clients are welcome again
                 assert not (await later.read_holding_registers(22, count=10)).isError()
 
     run(scenario())
+
+
+def test_anonymous_clients_filling_plain_tcp_leave_modbus_tls_its_own_slots(env: Env) -> None:
+    read = adu(b"\x03\x00\x16\x00\x0a")
+
+    async def scenario() -> None:
+        async with (
+            serving(env, max_connections=32, max_connections_per_client=8, frame_timeout=10.0) as listener,
+            contextlib.AsyncExitStack() as stack,
+        ):
+            # As many anonymous connections as plain TCP admits, from four addresses (one of
+            # them the TLS client's), each shown to be served.
+            flood = [
+                await stack.enter_async_context(raw(listener, source=f"127.0.0.{1 + i // 8}"))
+                for i in range(32)
+            ]
+            for conn in flood:
+                assert (await conn.ask(read))[:2] == b"\x03\x14"
+            async with raw(listener, source="127.0.0.5") as surplus:  # plain TCP is full
+                assert await surplus.closed_within(2)
+            # Unfinished TLS handshakes hold at most one address's share of the TLS slots.
+            for _ in range(8):
+                await stack.enter_async_context(raw(listener, "tls", source="127.0.0.2"))
+            async with raw(listener, "tls", source="127.0.0.2") as ninth:
+                assert await ninth.closed_within(2)
+            async with tls_client(env, listener, "operator") as client:
+                assert client.connected
+                assert not (await client.read_holding_registers(22, count=10)).isError()
+                assert not (await client.write_register(100, 1)).isError()  # demand reset
+                assert listener.pools["tcp"].connections.open == 32
+                assert listener.pools["tls"].connections.open == 8 + 1
+
+    run(scenario())
+    assert env.meter.status().last_peak_reset is not None
+    (login,) = env.records(events=frozenset({EventType.LOGIN_SUCCESS}))
+    assert (login.principal, login.source.split(":")[0]) == ("scada_ops", "127.0.0.1")
+
+
+def test_anonymous_requests_do_not_spend_the_request_rate_of_a_tls_client(env: Env) -> None:
+    async def scenario() -> None:
+        # One request a second per address, and a wait past idle_timeout hangs up.
+        async with (
+            serving(env, max_requests_per_second=1, idle_timeout=3.0) as listener,
+            contextlib.AsyncExitStack() as stack,
+        ):
+            for _ in range(8):  # eight seconds of anonymous requests from 127.0.0.1
+                conn = await stack.enter_async_context(raw(listener))
+                conn.writer.write(adu(b"\x03\x00\x16\x00\x0a"))
+            for _ in range(100):
+                if listener.counters["throttled"] >= 3:
+                    break
+                await asyncio.sleep(0.02)
+            assert listener.counters["throttled"] >= 3
+            async with tls_client(env, listener, "viewer") as client:  # also from 127.0.0.1
+                start = time.monotonic()
+                assert not (await client.read_holding_registers(22, count=10)).isError()
+                assert time.monotonic() - start < 0.5
+
+    run(scenario())
+
+
+def test_a_stalled_tls_handshake_gives_its_slot_back_after_frame_timeout(env: Env) -> None:
+    # A real ClientHello, then silence: the server has answered and waits for the client's
+    # certificate and Finished, which never come.
+    client_side = client_context(env, "viewer").wrap_bio(
+        ssl.MemoryBIO(), outgoing := ssl.MemoryBIO(), server_hostname="127.0.0.1"
+    )
+    with contextlib.suppress(ssl.SSLWantReadError):
+        client_side.do_handshake()
+    hello = outgoing.read()
+
+    async def scenario() -> None:
+        async with serving(env, frame_timeout=0.5) as listener, raw(listener, "tls") as stalled:
+            stalled.writer.write(hello)
+            assert await asyncio.wait_for(stalled.reader.read(5), 2)  # the server's first flight
+            start = time.monotonic()
+            while await asyncio.wait_for(stalled.reader.read(4096), 3):
+                pass
+            assert time.monotonic() - start < 2
+            for _ in range(50):
+                if listener.pools["tls"].connections.open == 0:
+                    break
+                await asyncio.sleep(0.02)
+            assert listener.pools["tls"].connections.open == 0
+
+    run(scenario())
+    (failure,) = env.records(events=frozenset({EventType.LOGIN_FAILURE}))
+    assert failure.detail["reason"] == "tls_timeout"
 
 
 def test_request_rate_is_limited_per_client(env: Env) -> None:

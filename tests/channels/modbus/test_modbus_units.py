@@ -167,3 +167,27 @@ def test_config_errors_name_the_key() -> None:
     assert 'modbus.tls.certificate: unknown key "certificate"' in text
     assert "modbus.tls.cert: is required when Modbus/TCP Security is enabled" in text
     assert "modbus.max_connections_per_client: must not exceed max_connections (4)" in text
+
+
+def test_config_gives_each_listener_its_own_connections() -> None:
+    loaded, errors = _load(
+        {"max_connections": 4, "max_connections_per_client": 2, "tls": {"max_connections": 6}}
+    )
+    assert not errors
+    assert (loaded.max_connections, loaded.max_connections_per_client) == (4, 2)
+    assert (loaded.tls.max_connections, loaded.tls.max_connections_per_client) == (6, 6)
+    defaults = modbus_config.TlsConfig()
+    assert (defaults.max_connections, defaults.max_connections_per_client) == (32, 8)
+    _, errors = _load(
+        {
+            "max_connections": 4,
+            "tls": {"max_conections": 4, "max_connections": 2, "max_connections_per_client": 3},
+        }
+    )
+    text = "\n".join(e.render() for e in errors)
+    assert 'modbus.tls.max_conections: unknown key "max_conections"; did you mean "max_connections"?' in text
+    assert "modbus.tls.max_connections_per_client: must not exceed max_connections (2)" in text
+    _, errors = _load({"tls": {"max_connections": 0, "max_connections_per_client": 5000}})
+    text = "\n".join(e.render() for e in errors)
+    assert "modbus.tls.max_connections: must be between 1 and 4096, not 0" in text
+    assert "modbus.tls.max_connections_per_client: must be between 1 and 4096, not 5000" in text
