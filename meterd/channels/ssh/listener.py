@@ -8,12 +8,12 @@ import logging
 import asyncssh
 
 from meterd.channels.base import Runtime
+from meterd.channels.ssh.area import Area
 from meterd.channels.ssh.config import SshConfig
 from meterd.channels.ssh.hostkeys import load_or_create_host_key
-from meterd.channels.ssh.paths import Area
 from meterd.channels.ssh.server import MeterSSHServer, close_guard_session, open_guard_session, run_session
 from meterd.channels.ssh.sftp import MeterSFTPServer
-from meterd.channels.ssh.sftp_guard import READ
+from meterd.channels.ssh.sftp_guard import SESSION
 from meterd.channels.ssh.terminal import SessionStreams
 from meterd.errors import ChannelError
 from meterd.guard import Session
@@ -77,7 +77,7 @@ class SshListener:
         log.info("ssh listening on %s:%d", self.config.listen, self.port)
 
     async def _sftp(self, chan: asyncssh.SSHServerChannel[bytes]) -> MeterSFTPServer:
-        opened = await open_guard_session(self, chan, Channel.SFTP, READ, "/files")
+        opened = await open_guard_session(self, chan, Channel.SFTP, SESSION, "/files")
         if not isinstance(opened, Session):
             chan.write_stderr(f"denied: {opened.request.permission.value} ({opened.detail})\n".encode())
             chan.exit(1)

@@ -6,9 +6,10 @@ Invariants:
       side-effect free (the client has not yet proved it holds the key) and a
       refused key is recorded through ``authenticate``.
     * A shell or command needs ``terminal_access`` (a guard session on the
-      ``ssh`` channel); the ``sftp`` subsystem needs ``fs_read_only`` or
-      ``fs_read_write`` (a session on the ``sftp`` channel).  Each session
-      channel is one guard session, closed when the channel ends.
+      ``ssh`` channel); the ``sftp`` subsystem needs ``fs_read_only``,
+      ``fs_read_write``, ``certificate_management`` or
+      ``firmware_management`` (a session on the ``sftp`` channel).  Each
+      session channel is one guard session, closed when the channel ends.
     * No port forwarding (TCP or Unix, either direction), no agent or X11
       forwarding, no other subsystem, no legacy SCP; every refused forwarding
       request, agent and X11 included, is recorded.

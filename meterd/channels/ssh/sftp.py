@@ -1,11 +1,15 @@
 """The SFTP channel: the meter's file area, every operation decided by the guard.
 
 Permissions (resources are ``/files/<path>``):
+    * a session needs one of ``fs_read_only``, ``fs_read_write``,
+      ``certificate_management`` or ``firmware_management``;
     * listing, stat and reading need ``fs_read_only`` or ``fs_read_write``;
+      under ``/certs`` and ``/firmware`` the folder's own permission
+      (``certificate_management``, ``firmware_management``) reads too;
     * every mutating request (open for write/create/truncate/append, write,
-      remove, rename, mkdir, rmdir, setstat, symlink, link) needs
-      ``fs_read_write``, plus ``firmware_management`` under ``/firmware`` and
-      ``certificate_management`` under ``/certs``, as OpenSSH's
+      fsync, remove, rename (source and target), mkdir, rmdir, setstat,
+      symlink, link) needs ``fs_read_write`` under ``/data``, and the folder's
+      own permission alone under ``/certs`` and ``/firmware``, as OpenSSH's
       ``sftp-server -R`` refuses them in read-only mode;
     * ``/security-log`` needs ``security_logs_access`` and is never writable.
       It is a virtual folder holding ``records.jsonl``: opening it performs
@@ -17,9 +21,15 @@ Opens and changes are recorded one by one.  Metadata reads (stat, listing)
 and the reads and writes on an open handle are decided each time (a revoked
 permission stops a transfer at its next block) and their allows are
 aggregated like measurement polling (recorded as counts by the guard's
-sweep); every refusal is recorded.  Links are never
-created or followed (see :mod:`meterd.channels.ssh.paths`); escape attempts
-are refused and recorded.
+sweep); every refusal is recorded.
+
+Check, then act: a request is decided by the guard first, then its target is
+checked on disk, and only then does anything change (see
+:mod:`meterd.channels.ssh.area`): links are never created, followed or
+changed, files with other hard links and special files are neither written
+nor removed nor renamed, the area's own folders are never changed, and
+ownership is never set.  Such requests and escape attempts are refused and
+recorded, and leave the disk as it was.
 """
 
 from __future__ import annotations
@@ -36,6 +46,7 @@ from dataclasses import dataclass
 import asyncssh
 from asyncssh.constants import FXF_APPEND, FXF_CREAT, FXF_EXCL, FXF_READ, FXF_TRUNC, FXF_WRITE
 
+from meterd.channels.ssh.area import WriteMode
 from meterd.channels.ssh.paths import AREA_FOLDERS, SECURITY_LOG, PathRefusedError, VPath, normalise
 from meterd.channels.ssh.sftp_guard import GuardedSFTPServer, denied
 from meterd.policy.permissions import Permission
@@ -55,6 +66,16 @@ class _Handle:
     writable: bool = False
     # The allows the open was granted; every block of the transfer decides them again.
     decisions: tuple[Decision, ...] = ()
+
+
+def _apply_attrs(fd: int, attrs: asyncssh.SFTPAttrs) -> None:
+    """Change a checked descriptor's size, mode and times (ownership was refused before)."""
+    if attrs.size is not None:
+        os.ftruncate(fd, attrs.size)
+    if attrs.permissions is not None:
+        os.fchmod(fd, attrs.permissions & 0o777)
+    if attrs.atime is not None and attrs.mtime is not None:
+        os.utime(fd, (attrs.atime, attrs.mtime))
 
 
 def _dir_attrs(mode: int = 0o555) -> asyncssh.SFTPAttrs:
@@ -86,6 +107,8 @@ class MeterSFTPServer(GuardedSFTPServer):
         if len(path.parts) <= 1:
             return _dir_attrs()
         if path.parts[1:] == (LOG_FILE,):
+            if path.dir_only:
+                raise NotADirectoryError(errno.ENOTDIR, "not a directory")
             now = int(time.time())
             return asyncssh.SFTPAttrs(
                 type=asyncssh.FILEXFER_TYPE_REGULAR,
@@ -105,7 +128,6 @@ class MeterSFTPServer(GuardedSFTPServer):
         if vpath.is_virtual:
             return self._virtual_attrs(vpath)
         result = await self._guarded(vpath, "stat", lambda: self._area.lstat(vpath))
-        assert isinstance(result, os.stat_result)
         if stat.S_ISLNK(result.st_mode):
             raise await self._refuse("symlink", vpath.text, "stat")
         return asyncssh.SFTPAttrs.from_local(result)
@@ -130,7 +152,6 @@ class MeterSFTPServer(GuardedSFTPServer):
             )
             return
         fd = await self._guarded(vpath, "list", lambda: self._area.open_dir(vpath))
-        assert isinstance(fd, int)
         try:
             names = sorted(os.listdir(fd))
             entries = []
@@ -148,34 +169,30 @@ class MeterSFTPServer(GuardedSFTPServer):
     # -- files ----------------------------------------------------------------------
 
     async def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
-        """Open a file; any write, create, truncate or append flag needs the write permissions."""
+        """Open a file; any write, create, truncate or append flag needs the write permission."""
         vpath = await self._path(path, "open")
         if pflags & _WRITE_FLAGS:
-            decisions = await self._check_write(vpath, "open_write")
-        else:
-            decisions = (await self._check_read(vpath, "open_read"),)
+            decision = await self._check_write(vpath, "open_write")
+            mode = WriteMode(
+                read=bool(pflags & FXF_READ),
+                create=bool(pflags & FXF_CREAT),
+                exclusive=bool(pflags & FXF_EXCL),
+                truncate=bool(pflags & FXF_TRUNC),
+                append=bool(pflags & FXF_APPEND),
+            )
+            fd = await self._guarded(vpath, "open", lambda: self._area.open_write(vpath, mode))
+            return _Handle(vpath, fd, writable=True, decisions=(decision,))
+        decision = await self._check_read(vpath, "open_read")
         if vpath.is_virtual:
             return await self._open_log(vpath)
-        flags = (
-            os.O_RDWR
-            if pflags & FXF_READ and pflags & FXF_WRITE
-            else (os.O_WRONLY if pflags & FXF_WRITE else os.O_RDONLY)
-        )
-        for bit, os_flag in (
-            (FXF_APPEND, os.O_APPEND),
-            (FXF_CREAT, os.O_CREAT),
-            (FXF_TRUNC, os.O_TRUNC),
-            (FXF_EXCL, os.O_EXCL),
-        ):
-            if pflags & bit:
-                flags |= os_flag
-        fd = await self._guarded(vpath, "open", lambda: self._area.open_file(vpath, flags))
-        assert isinstance(fd, int)
-        return _Handle(vpath, fd, writable=bool(pflags & _WRITE_FLAGS), decisions=decisions)
+        fd = await self._guarded(vpath, "open", lambda: self._area.open_read(vpath))
+        return _Handle(vpath, fd, decisions=(decision,))
 
     async def _open_log(self, vpath: VPath) -> _Handle:
         if vpath.parts[1:] != (LOG_FILE,):
             raise asyncssh.SFTPNoSuchFile("no such file")
+        if vpath.dir_only:
+            raise NotADirectoryError(errno.ENOTDIR, "not a directory")
         session = self._live()
         decision = await self._guard.authorize(
             session,
@@ -197,13 +214,18 @@ class MeterSFTPServer(GuardedSFTPServer):
             return file_obj.data[offset : offset + size]
         return os.pread(file_obj.fd, size, offset)
 
-    async def write(self, file_obj: object, offset: int, data: bytes) -> int:
-        """Write to a file opened for writing (the open's allows decided again, allows aggregated)."""
+    async def _writable(self, file_obj: object, op: str) -> int:
+        """The descriptor of a handle opened for writing, after the open's allow is decided again."""
         assert isinstance(file_obj, _Handle)
         if not file_obj.writable or file_obj.fd is None:
-            raise denied("not open for writing")
+            raise await self._refuse("not_open_for_writing", file_obj.path.text, op)
         await self._recheck(file_obj.decisions)
-        return os.pwrite(file_obj.fd, data, offset)
+        return file_obj.fd
+
+    async def write(self, file_obj: object, offset: int, data: bytes) -> int:
+        """Write to a file opened for writing (the open's allow decided again, allows aggregated)."""
+        fd = await self._writable(file_obj, "write")
+        return os.pwrite(fd, data, offset)
 
     def close(self, file_obj: object) -> None:
         """Close a handle."""
@@ -223,36 +245,28 @@ class MeterSFTPServer(GuardedSFTPServer):
         return asyncssh.SFTPAttrs.from_local(os.fstat(file_obj.fd))
 
     async def fsync(self, file_obj: object) -> None:
-        """Flush a written file."""
-        assert isinstance(file_obj, _Handle)
-        if file_obj.fd is not None:
-            os.fsync(file_obj.fd)
+        """Flush a file opened for writing."""
+        fd = await self._writable(file_obj, "fsync")
+        os.fsync(fd)
 
     # -- changes ----------------------------------------------------------------------
 
-    async def _apply_attrs(self, vpath: VPath, fd: int, attrs: asyncssh.SFTPAttrs) -> None:
+    async def _check_attrs(self, vpath: VPath, attrs: asyncssh.SFTPAttrs) -> None:
+        """Refuse what is never changed, before anything is."""
         if attrs.uid is not None or attrs.gid is not None or attrs.owner or attrs.group:
             raise await self._refuse("ownership", vpath.text, "setstat")
-        if attrs.size is not None:
-            os.ftruncate(fd, attrs.size)
-        if attrs.permissions is not None:
-            os.fchmod(fd, attrs.permissions & 0o777)
-        if attrs.atime is not None and attrs.mtime is not None:
-            os.utime(fd, (attrs.atime, attrs.mtime))
 
     async def setstat(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
-        """Change size, mode or times (ownership is never changed)."""
+        """Change size, mode or times of a plain file or a folder (ownership is never changed)."""
         vpath = await self._path(path, "setstat")
         await self._check_write(vpath, "setstat")
-        info = await self._guarded(vpath, "setstat", lambda: self._area.lstat(vpath))
-        assert isinstance(info, os.stat_result)
-        if stat.S_ISDIR(info.st_mode):
-            fd = await self._guarded(vpath, "setstat", lambda: self._area.open_dir(vpath))
-        else:
-            fd = await self._guarded(vpath, "setstat", lambda: self._area.open_file(vpath, os.O_WRONLY))
-        assert isinstance(fd, int)
+        if len(vpath.parts) < 2:
+            raise await self._refuse("area_folder", vpath.text, "setstat")
+        await self._check_attrs(vpath, attrs)
+        size = attrs.size is not None
+        fd = await self._guarded(vpath, "setstat", lambda: self._area.open_for_attrs(vpath, truncate=size))
         try:
-            await self._apply_attrs(vpath, fd, attrs)
+            _apply_attrs(fd, attrs)
         finally:
             os.close(fd)
 
@@ -261,78 +275,61 @@ class MeterSFTPServer(GuardedSFTPServer):
         await self.setstat(path, attrs)
 
     async def fsetstat(self, file_obj: object, attrs: asyncssh.SFTPAttrs) -> None:
-        """Change an open file's attributes."""
+        """Change an open file's attributes (its size only if it was opened for writing)."""
         assert isinstance(file_obj, _Handle)
-        await self._check_write(file_obj.path, "setstat")
-        if file_obj.fd is None:
-            raise denied("read-only")
-        await self._apply_attrs(file_obj.path, file_obj.fd, attrs)
+        vpath = file_obj.path
+        await self._check_write(vpath, "setstat")
+        await self._check_attrs(vpath, attrs)
+        if attrs.size is not None:
+            fd = await self._writable(file_obj, "setstat")
+        elif file_obj.fd is None:
+            raise await self._refuse("read_only", vpath.text, "setstat")
+        else:
+            fd = file_obj.fd
+        await self._guarded(vpath, "setstat", lambda: self._area.check_open(fd))
+        _apply_attrs(fd, attrs)
 
-    async def _in_parent(self, vpath: VPath, op: str, action: object) -> None:
-        def run() -> None:
-            fd, name = self._area.parent_fd(vpath)
-            try:
-                assert callable(action)
-                action(fd, name)
-            finally:
-                os.close(fd)
-
+    async def _below_folder(self, vpath: VPath, op: str) -> None:
+        """Refuse a change to one of the area's own folders."""
         if len(vpath.parts) < 2:
             raise await self._refuse("area_folder", vpath.text, op)
-        await self._guarded(vpath, op, run)
 
     async def remove(self, path: bytes) -> None:
-        """Remove a file (a link is removed, not followed)."""
+        """Remove a plain file (never a link, nor a file with other hard links)."""
         vpath = await self._path(path, "remove")
         await self._check_write(vpath, "remove")
-        await self._in_parent(vpath, "remove", lambda fd, name: os.unlink(name, dir_fd=fd))
+        await self._below_folder(vpath, "remove")
+        await self._guarded(vpath, "remove", lambda: self._area.remove(vpath))
 
     async def mkdir(self, path: bytes, attrs: asyncssh.SFTPAttrs) -> None:
         """Create a folder."""
         vpath = await self._path(path, "mkdir")
         await self._check_write(vpath, "mkdir")
-        await self._in_parent(vpath, "mkdir", lambda fd, name: os.mkdir(name, 0o750, dir_fd=fd))
+        await self._below_folder(vpath, "mkdir")
+        await self._guarded(vpath, "mkdir", lambda: self._area.mkdir(vpath))
 
     async def rmdir(self, path: bytes) -> None:
         """Remove an empty folder."""
         vpath = await self._path(path, "rmdir")
         await self._check_write(vpath, "rmdir")
-        await self._in_parent(vpath, "rmdir", lambda fd, name: os.rmdir(name, dir_fd=fd))
+        await self._below_folder(vpath, "rmdir")
+        await self._guarded(vpath, "rmdir", lambda: self._area.rmdir(vpath))
 
     async def _rename(self, oldpath: bytes, newpath: bytes, replace: bool) -> None:
         old = await self._path(oldpath, "rename")
         new = await self._path(newpath, "rename")
         await self._check_write(old, "rename")
         await self._check_write(new, "rename")
-        if len(old.parts) < 2 or len(new.parts) < 2:
-            raise await self._refuse("area_folder", old.text, "rename")
-
-        def run() -> None:
-            old_fd, old_name = self._area.parent_fd(old)
-            try:
-                new_fd, new_name = self._area.parent_fd(new)
-                try:
-                    if not replace:
-                        try:
-                            os.stat(new_name, dir_fd=new_fd, follow_symlinks=False)
-                        except FileNotFoundError:
-                            pass
-                        else:
-                            raise OSError(errno.EEXIST, "target exists")
-                    os.rename(old_name, new_name, src_dir_fd=old_fd, dst_dir_fd=new_fd)
-                finally:
-                    os.close(new_fd)
-            finally:
-                os.close(old_fd)
-
-        await self._guarded(old, "rename", run)
+        await self._below_folder(old, "rename")
+        await self._below_folder(new, "rename")
+        await self._guarded(old, "rename", lambda: self._area.rename(old, new, replace=replace))
 
     async def rename(self, oldpath: bytes, newpath: bytes) -> None:
         """Rename; the target must not exist."""
         await self._rename(oldpath, newpath, replace=False)
 
     async def posix_rename(self, oldpath: bytes, newpath: bytes) -> None:
-        """Rename, replacing the target."""
+        """Rename, replacing a target of the same kind (a plain file, an empty folder)."""
         await self._rename(oldpath, newpath, replace=True)
 
     async def symlink(self, oldpath: bytes, newpath: bytes) -> None:

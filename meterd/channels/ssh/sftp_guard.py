@@ -8,24 +8,40 @@ file operations on it.  See :mod:`meterd.channels.ssh.sftp` for the rules.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import asyncssh
 
 from meterd.channels.base import Runtime
-from meterd.channels.ssh.paths import SECURITY_LOG, Area, PathRefusedError, VPath, normalise
+from meterd.channels.ssh.area import Area
+from meterd.channels.ssh.paths import SECURITY_LOG, PathRefusedError, VPath, normalise
 from meterd.guard import Session
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome
 from meterd.seclog import EventType
 
+T = TypeVar("T")
+
 READ = (Permission.FS_READ_ONLY, Permission.FS_READ_WRITE)
 _FOLDER_PERMISSION = {"firmware": Permission.FIRMWARE_MANAGEMENT, "certs": Permission.CERTIFICATE_MANAGEMENT}
+#: Any one of these opens an SFTP session (each request is then decided on its own).
+SESSION = (*READ, *_FOLDER_PERMISSION.values())
 
 
-def write_permissions(path: VPath) -> tuple[Permission, ...]:
-    """What a change at ``path`` needs: ``fs_read_write``, plus the folder's own permission."""
+def read_permissions(path: VPath) -> tuple[Permission, ...]:
+    """What reading at ``path`` needs, any one of: ``fs_read_only``, ``fs_read_write``, the folder's own.
+
+    The root only lists the folders' names: any permission that opens a session reads it.
+    """
+    if not path.parts:
+        return SESSION
     folder = _FOLDER_PERMISSION.get(path.top)
-    return (Permission.FS_READ_WRITE,) if folder is None else (Permission.FS_READ_WRITE, folder)
+    return READ if folder is None else (*READ, folder)
+
+
+def write_permission(path: VPath) -> Permission:
+    """What a change at ``path`` needs: the folder's own permission, else ``fs_read_write``."""
+    return _FOLDER_PERMISSION.get(path.top, Permission.FS_READ_WRITE)
 
 
 def denied(message: str = "permission denied") -> asyncssh.SFTPError:
@@ -97,7 +113,7 @@ class GuardedSFTPServer(asyncssh.SFTPServer):
         else:
             decision = await self._guard.authorize_any(
                 session,
-                READ,
+                read_permissions(path),
                 path.resource,
                 event=EventType.ACCESS_DECISION,
                 detail=detail,
@@ -107,23 +123,21 @@ class GuardedSFTPServer(asyncssh.SFTPServer):
             raise denied(f"denied: {decision.request.permission.value} ({decision.detail})")
         return decision
 
-    async def _check_write(self, path: VPath, op: str) -> tuple[Decision, ...]:
+    async def _check_write(self, path: VPath, op: str) -> Decision:
         session = self._live()
         if path.is_virtual:
             raise await self._refuse("read_only", path.text, op)
-        allowed = []
-        for permission in write_permissions(path):
-            decision = await self._guard.authorize(
-                session,
-                permission,
-                path.resource,
-                event=EventType.ACCESS_DECISION,
-                detail={"op": op, "path": path.text[:200]},
-            )
-            if not decision.allowed:
-                raise denied(f"denied: {permission.value} ({decision.detail})")
-            allowed.append(decision)
-        return tuple(allowed)
+        permission = write_permission(path)
+        decision = await self._guard.authorize(
+            session,
+            permission,
+            path.resource,
+            event=EventType.ACCESS_DECISION,
+            detail={"op": op, "path": path.text[:200]},
+        )
+        if not decision.allowed:
+            raise denied(f"denied: {permission.value} ({decision.detail})")
+        return decision
 
     async def _recheck(self, decisions: tuple[Decision, ...]) -> None:
         """Decide the allows an open handle was granted again, for its next block."""
@@ -133,10 +147,9 @@ class GuardedSFTPServer(asyncssh.SFTPServer):
             if not decision.allowed:
                 raise denied(f"denied: {decision.request.permission.value} ({decision.detail})")
 
-    async def _guarded(self, path: VPath, op: str, call: object) -> object:
-        """Run a file-system call, turning a refused path into a recorded refusal."""
+    async def _guarded(self, path: VPath, op: str, call: Callable[[], T]) -> T:
+        """Run a file-system call (it checks, then acts), turning a refused path into a recorded refusal."""
         try:
-            assert callable(call)
             return call()
         except PathRefusedError as e:
             raise await self._refuse(e.why, path.text, op) from e

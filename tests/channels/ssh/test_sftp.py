@@ -15,6 +15,7 @@ from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
 from meterd.policy.model import frozen_map
 from meterd.seclog import EventType, Record
+from tests.certs import make_certificate, pem_of
 from tests.channels.ssh.harness import Server, area, policy_data
 
 MUTATIONS = [
@@ -89,11 +90,52 @@ def test_firmware_and_certs_need_their_own_permissions(server: Server, files: Pa
     mark = server.mark()
     assert server.sftp("sftprw", f"put {files}/upload.csv /firmware/fw.bin\n").returncode != 0
     assert server.sftp("sftprw", f"put {files}/upload.csv /certs/c.pem\n").returncode != 0
-    refused = [r.permission for r in denials(server.since(mark), "sftprw")]
+    assert server.sftp("engineer1", f"put {files}/upload.csv /certs/c.pem\n").returncode != 0
+    assert server.sftp("installer1", f"put {files}/upload.csv /certs/c.pem\n").returncode != 0
+    assert server.sftp("secadm1", f"put {files}/upload.csv /firmware/fw.bin\n").returncode != 0
+    records = server.since(mark)
+    refused = [r.permission for r in denials(records, "sftprw")]
     assert refused == ["firmware_management", "certificate_management"]
+    assert [r.permission for r in denials(records, "engineer1")] == ["certificate_management"]
+    assert [r.permission for r in denials(records, "installer1")] == ["certificate_management"]
+    assert [r.permission for r in denials(records, "secadm1")][-1] == "firmware_management"
+    assert not (area(server) / "firmware" / "fw.bin").exists()
+    assert not (area(server) / "certs" / "c.pem").exists()
     assert server.sftp("installer1", f"put {files}/upload.csv /firmware/fw.bin\n").returncode == 0
     assert (area(server) / "firmware" / "fw.bin").exists()
-    assert server.sftp("secadm1", "ls /certs\n").returncode != 0  # secadm has no file access
+    # fs_read_only and fs_read_write still read there.
+    result = server.sftp("sftpro", f"ls /certs\nget /firmware/fw.bin {files}/fw.bin\n")
+    assert result.returncode == 0, result.stderr
+    assert (files / "fw.bin").read_text() == "x,y\n3,4\n"
+
+
+def test_the_folder_permission_alone_reads_and_changes_its_folder(server: Server, files: Path) -> None:
+    """secadm (certificate_management, no file permission) uploads a certificate and installs it."""
+    pem = pem_of(make_certificate("meter-7"))
+    (files / "meter.pem").write_bytes(pem)
+    mark = server.mark()
+    batch = f"put {files}/meter.pem /certs/meter.pem\nls -l /certs\nget /certs/meter.pem {files}/back.pem\n"
+    result = server.sftp("secadm1", batch)
+    assert result.returncode == 0, result.stderr
+    assert (area(server) / "certs" / "meter.pem").read_bytes() == pem
+    assert (files / "back.pem").read_bytes() == pem
+    result = server.sftp("installer1", f"put {files}/upload.csv /firmware/fw-7.bin\nrm /firmware/fw-7.bin\n")
+    assert result.returncode == 0, result.stderr
+    changes = {
+        (r.principal, r.permission)
+        for r in server.since(mark)
+        if r.detail.get("op") in {"open_write", "remove"} and r.outcome.value == "allow"
+    }
+    assert changes == {("secadm1", "certificate_management"), ("installer1", "firmware_management")}
+    installed = server.ssh("secadm1", "cert install meter.pem")
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    assert "fingerprint: " in installed.stdout
+    # Nothing beyond its folder: not /data, not /firmware.
+    mark = server.mark()
+    assert server.sftp("secadm1", "ls /data\n").returncode != 0
+    assert server.sftp("secadm1", "ls /firmware\n").returncode != 0
+    refused = {(r.permission, r.resource) for r in denials(server.since(mark), "secadm1")}
+    assert refused == {("fs_read_only", "/files/data"), ("fs_read_only", "/files/firmware")}
 
 
 def test_security_log_view_is_read_only_and_needs_the_permission(server: Server, files: Path) -> None:
@@ -224,3 +266,49 @@ async def _revoke(server: Server, user: str) -> None:
 
 async def _restore(server: Server) -> None:
     server.guard.install_policy(compile_policy(load_policy(policy_data(server.key_lines, server.hashed))))
+
+
+# A trailing slash names a folder (POSIX: ENOTDIR).  SFTP version 3 has no such status: it goes
+# out as "no such file" with the reason "not a directory", as OpenSSH's sftp-server answers.
+SLASHED_FILE = [
+    ("get /data/existing.csv/ {local}/slashed.csv", 'File "/data/existing.csv/" not found'),
+    ("get /data/existing.csv/. {local}/slashed.csv", 'File "/data/existing.csv/." not found'),
+    ("ls -l /data/existing.csv/", '"/data/existing.csv/" not found'),
+    ("put {local}/upload.csv /data/existing.csv/", "No such file or directory"),
+    ("rm /data/existing.csv/", "No such file or directory"),
+    ("chmod 600 /data/existing.csv/", "No such file or directory"),
+    ("rename /data/existing.csv/ /data/renamed.csv", "No such file or directory"),
+    ("rename /data/existing.csv /data/renamed.csv/", "No such file or directory"),
+    ("rmdir /data/existing.csv/", "No such file or directory"),
+]
+
+
+@pytest.mark.parametrize(("command", "message"), SLASHED_FILE)
+def test_a_file_name_with_a_trailing_slash_is_not_a_directory(
+    server: Server, files: Path, command: str, message: str
+) -> None:
+    existing = area(server) / "data" / "existing.csv"
+    before = os.stat(existing)
+    result = server.sftp("sftprw", command.format(local=files) + "\n")
+    assert result.returncode != 0, result.stdout
+    assert message in result.stderr
+    assert not (files / "slashed.csv").exists()
+    assert not (area(server) / "data" / "renamed.csv").exists()
+    after = os.stat(existing)
+    assert existing.read_text() == "a,b\n1,2\n"
+    assert (after.st_mode, after.st_mtime_ns, after.st_ctime_ns) == (
+        before.st_mode,
+        before.st_mtime_ns,
+        before.st_ctime_ns,
+    )
+
+
+def test_a_folder_name_with_a_trailing_slash_is_a_folder(server: Server, files: Path) -> None:
+    batch = (
+        "ls -l /data/emptydir/\ncd /data/emptydir/\nmkdir /data/slashdir/\n"
+        f"put {files}/upload.csv /data/slashdir/\nrename /data/slashdir/ /data/slashdir2/\n"
+        "rm /data/slashdir2/upload.csv\nrmdir /data/slashdir2/\n"
+    )
+    result = server.sftp("sftprw", batch)
+    assert result.returncode == 0, result.stderr
+    assert not (area(server) / "data" / "slashdir2").exists()
