@@ -334,6 +334,13 @@ COMMANDS: tuple[Command, ...] = (
         log_cmds.log_verify,
         summary="check the security log's chain",
     ),
+    Command(
+        ("log", "checkpoint"),
+        P.SECURITY_LOGS_ACCESS,
+        "/files/security-log",
+        log_cmds.log_checkpoint,
+        summary="write a checkpoint record of the security log's head now",
+    ),
     Command(("approvals",), P.TERMINAL_ACCESS, "/", _approvals, summary="dual-control requests waiting"),
     # The guard decides approvals itself: the approver needs the requested permission.
     Command(("approve",), P.TERMINAL_ACCESS, "/", _approve, "ID", "approve a dual-control request", 1, 1),
