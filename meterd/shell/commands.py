@@ -318,6 +318,13 @@ COMMANDS: tuple[Command, ...] = (
         1,
     ),
     Command(
+        ("log", "checkpoint"),
+        P.SECURITY_LOGS_ACCESS,
+        "/files/security-log",
+        log_cmds.log_checkpoint,
+        summary="write a checkpoint record of the security log's head now",
+    ),
+    Command(
         ("log", "show"),
         P.SECURITY_LOGS_ACCESS,
         "/files/security-log",
@@ -333,13 +340,6 @@ COMMANDS: tuple[Command, ...] = (
         "/files/security-log",
         log_cmds.log_verify,
         summary="check the security log's chain",
-    ),
-    Command(
-        ("log", "checkpoint"),
-        P.SECURITY_LOGS_ACCESS,
-        "/files/security-log",
-        log_cmds.log_checkpoint,
-        summary="write a checkpoint record of the security log's head now",
     ),
     Command(("approvals",), P.TERMINAL_ACCESS, "/", _approvals, summary="dual-control requests waiting"),
     # The guard decides approvals itself: the approver needs the requested permission.

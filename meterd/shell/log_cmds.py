@@ -54,6 +54,13 @@ async def log_show(ctx: Context) -> int:
     return EXIT_OK
 
 
+async def log_checkpoint(ctx: Context) -> int:
+    """``log checkpoint``: seal a checkpoint of the log's head now (before taking a copy off the meter)."""
+    seq = await asyncio.to_thread(ctx.runtime.guard.seclog.checkpoint)
+    await ctx.fields([("checkpoint_seq", seq), ("head_seq", seq - 1)])
+    return EXIT_OK
+
+
 async def log_verify(ctx: Context) -> int:
     """``log verify``: check the chain of the whole log (MACs need the auditor's key, off the meter)."""
     report = await asyncio.to_thread(verify, ctx.runtime.guard.seclog.directory)
@@ -73,10 +80,3 @@ async def log_verify(ctx: Context) -> int:
         ]
     await ctx.fields(pairs)
     return EXIT_OK if report.ok else EXIT_DENIED
-
-
-async def log_checkpoint(ctx: Context) -> int:
-    """``log checkpoint``: seal a checkpoint of the log's head now (before taking a copy off the meter)."""
-    seq = await asyncio.to_thread(ctx.runtime.guard.seclog.checkpoint)
-    await ctx.fields([("checkpoint_seq", seq), ("head_seq", seq - 1)])
-    return EXIT_OK
