@@ -226,7 +226,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--from-checkpoint",
         metavar="COPY",
         help="a trusted copy (an export, a collector's file, a checkpoint record): the log must hold "
-        "every record it holds unchanged, or have dropped the oldest in a recorded rotation",
+        "the copy's records unchanged, up to its newest (the oldest may have been dropped in rotation)",
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(handler=cmd_verify)
