@@ -24,7 +24,7 @@ from meterd.seclog.keys import parse_key
 from meterd.seclog.log import SecurityLog
 from meterd.seclog.reader import Query, iter_lines, read_records
 from meterd.seclog.syslog import clean_hostname, local_hostname, to_syslog
-from meterd.seclog.verify import load_checkpoint, verify
+from meterd.seclog.verify import load_anchor, verify
 
 OK, FINDING, BAD_INPUT = 0, 1, 2
 
@@ -76,18 +76,18 @@ def _read_key(args: argparse.Namespace) -> bytes | None:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    """Verify chain, order, MACs and checkpoints; name the first bad seq."""
+    """Verify chain, order, MACs, checkpoints and agreement with a trusted copy; name the first bad seq."""
     source = _source(args)
     if source is None:
         return _error(f"{args.dir}: no such log")
     try:
         key = _read_key(args)
-        checkpoint = None
+        anchor = None
         if args.from_checkpoint is not None:
-            checkpoint = load_checkpoint(Path(args.from_checkpoint), key)
+            anchor = load_anchor(Path(args.from_checkpoint), key)
     except (OSError, ValueError, MeterdError) as e:
         return _error(str(e))
-    report = verify(source, key=key, checkpoint=checkpoint)
+    report = verify(source, key=key, anchor=anchor)
     if args.json:
         finding = report.finding
         print(
@@ -117,10 +117,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"seq {f.seq}: {f.problem.value}: {f.message}{where}", file=sys.stderr)
     else:
         macs = "MACs checked" if report.mac_checked else "MACs NOT checked (no --key)"
-        anchor = f", reaches checkpoint {checkpoint.seq}" if checkpoint is not None else ""
+        agrees = f", agrees with the copy up to its record {anchor.seq}" if anchor is not None else ""
         print(
             f"intact: records {report.first_seq}..{report.last_seq} ({report.records}), {macs}, "
-            f"{report.checkpoints} checkpoints{anchor}"
+            f"{report.checkpoints} checkpoints{agrees}"
         )
     return OK if report.ok else FINDING
 
@@ -224,8 +224,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check.add_argument("--key-file", help="read the initial key from this file")
     check.add_argument(
         "--from-checkpoint",
-        metavar="C",
-        help="a file holding a trusted checkpoint record (e.g. an exported copy)",
+        metavar="COPY",
+        help="a trusted copy (an export, a collector's file, a checkpoint record): the log must hold "
+        "the copy's records unchanged, up to its newest (the oldest may have been dropped in rotation)",
     )
     check.add_argument("--json", action="store_true", help="print the report as JSON")
     check.set_defaults(handler=cmd_verify)

@@ -96,6 +96,8 @@ class Daemon:
         try:
             return await self._run(seclog)
         finally:
+            # Closing seals a checkpoint of the head (after a clean stop: of the "stopped"
+            # record, written once the listeners are down), so the log ends on one.
             await asyncio.to_thread(seclog.close)
 
     async def _run(self, seclog: SecurityLog) -> int:

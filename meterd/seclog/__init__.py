@@ -21,7 +21,7 @@ from meterd.seclog.events import EventType, PrincipalKind, Record
 from meterd.seclog.forwarder import CollectorConfig, Forwarder
 from meterd.seclog.log import SecurityLog
 from meterd.seclog.reader import Query, read_records
-from meterd.seclog.verify import Finding, Problem, VerifyReport, load_checkpoint, verify
+from meterd.seclog.verify import Finding, Problem, VerifyReport, load_anchor, verify
 
 __all__ = [
     "CollectorConfig",
@@ -42,7 +42,7 @@ __all__ = [
     "RecordRejectedError",
     "SecurityLog",
     "VerifyReport",
-    "load_checkpoint",
+    "load_anchor",
     "read_records",
     "verify",
 ]

@@ -11,9 +11,11 @@ hot path stays fast.  The auditor keeps the initial key printed by
 
 Checkpoints: a ``log_checkpoint`` record (head seq and digest, sealed like
 any record) is written every ``checkpoint_interval`` records, on
-:meth:`SecurityLog.checkpoint` and on close.  Checkpoints leave the meter in
-the forwarded and exported copies; a verifier holding one detects any
-truncation behind it (``meterctl log verify --from-checkpoint``).
+:meth:`SecurityLog.checkpoint` (the meter shell's ``log checkpoint``) and on
+close, so a cleanly stopped daemon's log ends on one.  A copy that left the
+meter (forwarded or exported) anchors verification whether or not it ends on
+a checkpoint: the live log must hold every record the copy holds
+(``meterctl log verify --from-checkpoint``; see :mod:`meterd.seclog.verify`).
 
 Reading is gated: :meth:`SecurityLog.read` takes the permission core's
 :class:`~meterd.policy.request.Decision` and returns records only if it allows
@@ -185,9 +187,17 @@ class SecurityLog:
         """
         self._writer.on_commit = callback
 
-    def checkpoint(self) -> None:
-        """Write a checkpoint record now and wait until it is durable (call it periodically)."""
-        self._writer.request_checkpoint(self.config.append_timeout)
+    def checkpoint(self) -> int:
+        """Write a checkpoint record of the head now and return its seq once it is durable.
+
+        Blocking and thread-safe (from asyncio, run it in a thread).  Besides
+        these, one is written every ``checkpoint_interval`` records and on
+        :meth:`close`.
+
+        Raises:
+            LogUnavailableError: Closed, failed, full, or not durable in time.
+        """
+        return self._writer.request_checkpoint(self.config.append_timeout)
 
     # -- reading ----------------------------------------------------------
 

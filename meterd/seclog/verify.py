@@ -11,13 +11,29 @@ What is checked, record by record, stopping at the first problem:
       sequence (a bad MAC whose record no longer matches its successor's link
       is *edited*; otherwise *bad MAC*: re-sealed, forged or wrong key);
     * every checkpoint record names the record before it;
-    * with an external checkpoint (``from_checkpoint``), the log must reach
-      that seq with the same digest (else *truncated* or *edited*);
     * a log that starts after seq 1 (oldest segments dropped at capacity)
-      must hold the ``log_segment_dropped`` record that vouches for the start.
+      must hold the ``log_segment_dropped`` record that vouches for the start;
+    * with an *anchor* (the newest record of a trusted copy: an export, a
+      collector's file, see :func:`load_anchor`), the log must not end before
+      the anchor's seq (else *truncated*) and must hold the anchor's very
+      record (else *edited*); a log whose oldest segments were dropped since
+      the copy was made must still hold the anchor, or start right after it
+      with a link to it (else *missing*: the copy cannot vouch for the log).
+
+Why the anchor alone vouches for every record the copy holds: a record's
+digest is SHA-256 of its body, and the body holds ``prev``, the previous
+record's digest (see :mod:`meterd.seclog.codec`).  A log that holds the
+anchor's digest at the anchor's seq, and whose links hold from its first
+record up to there, therefore holds byte for byte the same records as the
+copy at every seq it has up to the anchor; differing anywhere would need a
+SHA-256 collision.  So an attacker who controls the meter's log but not the
+copy can neither cut records the copy holds (the log would end early or lack
+the anchor) nor change one (the anchor's digest would differ); what the log
+no longer holds at its start must be accounted for by a ``log_segment_dropped``
+record, as without an anchor, and those records are in the copy anyway.
 
 Without a key, anyone who rewrites the whole tail consistently (recomputing
-checksums and links) is not caught: only the MACs, or a checkpoint held
+checksums and links) is not caught: only the MACs, or a copy held
 elsewhere, tell authentic records from rewritten ones.
 """
 
@@ -32,7 +48,7 @@ from pathlib import Path
 
 from meterd.seclog.codec import GENESIS, FrameError, decode_frame, evolve, key_at
 from meterd.seclog.events import EventType, Record
-from meterd.seclog.reader import iter_lines
+from meterd.seclog.reader import iter_frames, iter_lines
 from meterd.seclog.segments import Line
 
 #: How far ahead a missing record is looked for before calling it missing, not reordered.
@@ -77,7 +93,8 @@ class VerifyReport:
         last_seq: Seq of the last record checked.
         mac_checked: True when MACs were checked with a key.
         checkpoints: Checkpoint records seen and consistent.
-        anchored: True when an external checkpoint was given and matched.
+        anchored: True when an anchor was given and the log holds it (or starts
+            right after it, linked to it).
         finding: The first problem, or None when the log is intact.
     """
 
@@ -105,10 +122,10 @@ def _where(line: Line) -> str:
 
 
 class _Verifier:
-    def __init__(self, key: bytes | None, checkpoint: Record | None) -> None:
+    def __init__(self, key: bytes | None, anchor: Record | None) -> None:
         self.initial = key
         self.key = b""
-        self.checkpoint = checkpoint
+        self.anchor = anchor
         self.records = 0
         self.first = 0
         self.expected = 0
@@ -151,6 +168,31 @@ class _Verifier:
             self.start_link = (record.prev, record.seq - 1)
         if self.initial is not None:
             self.key = key_at(self.initial, record.seq)
+        if self.anchor is not None and record.seq > self.anchor.seq:
+            self._start_after_anchor(record, self.anchor)
+
+    def _start_after_anchor(self, record: Record, anchor: Record) -> None:
+        """The log dropped every record the copy holds: it must link straight to the copy's head."""
+        if record.seq > anchor.seq + 1:
+            raise _FoundError(
+                Finding(
+                    anchor.seq + 1,
+                    Problem.MISSING,
+                    f"the log starts at record {record.seq} but the trusted copy ends at record "
+                    f"{anchor.seq}: records {anchor.seq + 1}..{record.seq - 1} are in neither, so "
+                    "the copy cannot vouch for the log (use a newer copy)",
+                )
+            )
+        if record.prev != anchor.digest:
+            raise _FoundError(
+                Finding(
+                    record.seq,
+                    Problem.EDITED,
+                    f"the log's first record {record.seq} does not follow record {anchor.seq} "
+                    "of the trusted copy",
+                )
+            )
+        self.anchored = True
 
     def _out_of_order(self, record: Record, line: Line, lines: Iterator[Line]) -> None:
         if record.seq == self.expected - 1 and record.digest == self.prev:
@@ -233,13 +275,15 @@ class _Verifier:
             self.checkpoints += 1
         elif record.event is EventType.LOG_SEGMENT_DROPPED:
             self.drops.add((int(detail.get("last_seq") or 0), str(detail.get("last_digest"))))
-        if self.checkpoint is not None and record.seq == self.checkpoint.seq:
-            if record.digest != self.checkpoint.digest:
+        if self.anchor is not None and record.seq == self.anchor.seq:
+            # One digest stands for every record before it (see the module docstring).
+            if record.digest != self.anchor.digest:
                 raise _FoundError(
                     Finding(
                         record.seq,
                         Problem.EDITED,
-                        f"record {record.seq} differs from the trusted checkpoint",
+                        f"record {record.seq} differs from the trusted copy's: the log was changed "
+                        f"at or before record {record.seq}",
                         _where(line),
                     )
                 )
@@ -257,13 +301,13 @@ class _Verifier:
         if not self.records:
             raise _FoundError(Finding(1, Problem.MISSING, "the log holds no records"))
         last = self.expected - 1
-        if self.checkpoint is not None and not self.anchored:
+        if self.anchor is not None and not self.anchored:
             raise _FoundError(
                 Finding(
                     last + 1,
                     Problem.TRUNCATED,
-                    f"the log ends at record {last} but the checkpoint vouches for record "
-                    f"{self.checkpoint.seq}",
+                    f"the log ends at record {last} but the trusted copy holds records up to "
+                    f"{self.anchor.seq}",
                 )
             )
         if self.first > 1 and (self.start_link[1], self.start_link[0]) not in self.drops:
@@ -277,44 +321,52 @@ class _Verifier:
             )
 
 
-def load_checkpoint(source: Path, key: bytes | None = None) -> Record:
-    """Return the last checkpoint record in ``source`` (a file, a log directory or a copy).
+def load_anchor(source: Path, key: bytes | None = None) -> Record:
+    """Return the newest record of a trusted copy of the log: what verification anchors to.
+
+    ``source`` is anything :func:`~meterd.seclog.reader.iter_lines` reads: the
+    output of ``meterctl log export`` (filtered or not), a collector's file, a
+    copied segment or log directory, or a file holding one checkpoint record.
+    Any record anchors, not only a checkpoint: the chain makes the newest one
+    stand for all before it.  Damaged lines are skipped (the copy is trusted;
+    a torn last line of a collector's file is not evidence).
 
     With ``key`` (the initial key), its MAC is checked too.
 
     Raises:
-        ValueError: No checkpoint in ``source``, or its MAC is bad.
+        ValueError: No record in ``source``, two different records with its
+            highest seq, or a bad MAC.
     """
-    found: Record | None = None
-    for line in iter_lines(source):
-        try:
-            record = decode_frame(line.data).record
-        except FrameError:
-            continue
-        if record.event is EventType.LOG_CHECKPOINT:
-            found = record
-    if found is None:
-        raise ValueError(f"{source}: holds no checkpoint record")
+    head: Record | None = None
+    for frame in iter_frames(source):
+        record = frame.record
+        if head is None or record.seq > head.seq:
+            head = record
+        elif record.seq == head.seq and record.digest != head.digest:
+            raise ValueError(f"{source}: holds two different records {record.seq}")
+    if head is None:
+        raise ValueError(f"{source}: holds no record")
     if key is not None:
-        mac = hmac.digest(key_at(key, found.seq), bytes.fromhex(found.digest), "sha256").hex()
-        if not hmac.compare_digest(mac, found.mac):
-            raise ValueError(f"{source}: checkpoint {found.seq} has a bad MAC")
-    return found
+        mac = hmac.digest(key_at(key, head.seq), bytes.fromhex(head.digest), "sha256").hex()
+        if not hmac.compare_digest(mac, head.mac):
+            raise ValueError(f"{source}: record {head.seq} has a bad MAC")
+    return head
 
 
-def verify(source: Path, *, key: bytes | None = None, checkpoint: Record | None = None) -> VerifyReport:
+def verify(source: Path, *, key: bytes | None = None, anchor: Record | None = None) -> VerifyReport:
     """Verify a log directory, a segment, or an exported/collected copy.
 
     Args:
         source: What to check.
         key: The auditor's initial key; without it MACs are not checked.
-        checkpoint: A trusted checkpoint (see :func:`load_checkpoint`); the log
-            must reach it unchanged.
+        anchor: The newest record of a trusted copy (see :func:`load_anchor`):
+            the log must hold it unchanged, or have dropped it in a recorded
+            rotation and start right after it.
 
     Returns:
         The report; ``report.finding`` names the first bad seq and what is wrong.
     """
-    verifier = _Verifier(key, checkpoint)
+    verifier = _Verifier(key, anchor)
     finding = None
     try:
         verifier.run(iter_lines(source))

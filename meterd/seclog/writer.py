@@ -220,15 +220,16 @@ class GroupCommitWriter:
             waiting.timer_at = deadline
         return future
 
-    def request_checkpoint(self, timeout: float) -> None:
-        """Write a checkpoint record now (with whatever else is queued) and wait for it."""
+    def request_checkpoint(self, timeout: float) -> int:
+        """Write a checkpoint record now (after whatever is queued); return its seq once durable."""
         with self._queue_lock:
             if self._failure is not None or self._closing:
                 raise LogUnavailableError("the security log is not writable", reason="closed")
-        error = self._flush(checkpoint=True)
-        if error is not None:
-            raise _copy_error(error) from error
-        self._syncer.wait(self._store.seq, timeout)
+        result = self._flush(checkpoint=True)
+        if isinstance(result, BaseException):
+            raise _copy_error(result) from result
+        self._syncer.wait(result, timeout)
+        return result
 
     # -- writing ----------------------------------------------------------
 
@@ -236,13 +237,18 @@ class GroupCommitWriter:
         waiting.flush_scheduled = False
         self._flush()
 
-    def _flush(self, *, checkpoint: bool = False) -> BaseException | None:
-        """Submit the pending group (the syncer seals, writes and syncs it); return its error, if any."""
+    def _flush(self, *, checkpoint: bool = False) -> BaseException | int:
+        """Submit the pending group (the syncer seals, writes and syncs it).
+
+        Returns:
+            The group's error, or else the seq of the last record submitted
+            (with ``checkpoint``, the checkpoint's: it ends the group).
+        """
         with self._flush_lock:
             with self._queue_lock:
                 group = self._group
                 if not group.records and not checkpoint:
-                    return None
+                    return self._store.seq
                 self._group = _Group()
             error: BaseException | None = None
             try:
@@ -265,7 +271,8 @@ class GroupCommitWriter:
             if error is not None:
                 group.error = error
                 self._syncer.notify()  # the loops waiting on this group learn it now
-            return error
+                return error
+            return self._store.seq
 
     def _fail(self, error: BaseException) -> None:
         _log.error("security log write failed: %s", error)

@@ -318,6 +318,13 @@ COMMANDS: tuple[Command, ...] = (
         1,
     ),
     Command(
+        ("log", "checkpoint"),
+        P.SECURITY_LOGS_ACCESS,
+        "/files/security-log",
+        log_cmds.log_checkpoint,
+        summary="write a checkpoint record of the security log's head now",
+    ),
+    Command(
         ("log", "show"),
         P.SECURITY_LOGS_ACCESS,
         "/files/security-log",

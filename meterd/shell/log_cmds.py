@@ -1,4 +1,4 @@
-"""Handlers of ``log show`` and ``log verify``: the security log, read only through the gated read."""
+"""Handlers of the ``log`` commands: records are read only through the gated read."""
 
 from __future__ import annotations
 
@@ -51,6 +51,13 @@ async def log_show(ctx: Context) -> int:
             for r in records
         ],
     )
+    return EXIT_OK
+
+
+async def log_checkpoint(ctx: Context) -> int:
+    """``log checkpoint``: seal a checkpoint of the log's head now (before taking a copy off the meter)."""
+    seq = await asyncio.to_thread(ctx.runtime.guard.seclog.checkpoint)
+    await ctx.fields([("checkpoint_seq", seq), ("head_seq", seq - 1)])
     return EXIT_OK
 
 

@@ -46,6 +46,10 @@ def test_starts_notifies_and_stops_cleanly(tmp_path: Path, start_daemon: StartDa
     assert "STOPPING=1" in daemon.wait_for("STOPPING=1", timeout=1)
     states = [r["detail"] for r in events(daemon.state_dir, EventType.REBOOT)]
     assert [d["state"] for d in states] == ["started", "stopped"]  # type: ignore[index]
+    *_, stopped, checkpoint = read_records(daemon.state_dir / "security-log")
+    assert (stopped.event, stopped.detail["state"]) == (EventType.REBOOT, "stopped")
+    assert checkpoint.event is EventType.LOG_CHECKPOINT  # the shutdown seals the head
+    assert (checkpoint.detail["head_seq"], checkpoint.detail["head_digest"]) == (stopped.seq, stopped.digest)
     verify = subprocess.run(
         [
             sys.executable,

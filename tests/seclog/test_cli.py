@@ -11,7 +11,7 @@ import pytest
 
 from meterd.cli import log_cmd
 from meterd.policy.request import Outcome
-from meterd.seclog import EventType, SecurityLog
+from meterd.seclog import EventType, SecurityLog, read_records
 from meterd.seclog.segments import clear_append_only, list_segments
 
 from .conftest import TEST_CONFIG, fill
@@ -87,6 +87,34 @@ def test_verify_json_and_checkpoint(
     capsys.readouterr()
     assert run("log", "verify", "--dir", str(directory), "--key", key, "--from-checkpoint", str(copy)) == 1
     assert ": truncated:" in capsys.readouterr().err
+
+
+def test_an_export_anchors_every_record_it_holds(
+    populated: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Records after the export's last checkpoint may not be cut off the live log either."""
+    directory, key = populated
+    copy = tmp_path / "copy.log"
+    with SecurityLog.open(directory, TEST_CONFIG) as log:
+        fill(log, 3, principal="dave")
+        assert run("log", "export", "--dir", str(directory), "--out", str(copy)) == 0  # head: no checkpoint
+        fill(log, 2, principal="erin")
+    _editable(directory)
+    head = read_records(copy)[-1].seq
+    capsys.readouterr()
+    assert run("log", "verify", "--dir", str(directory), "--key", key, "--from-checkpoint", str(copy)) == 0
+    assert f"agrees with the copy up to its record {head}" in capsys.readouterr().out
+    segment = list_segments(directory)[0][1]
+    lines = segment.read_bytes().splitlines(keepends=True)
+    segment.write_bytes(b"".join(lines[: head - 1]))  # ends two records after the export's last checkpoint
+    assert run("log", "verify", "--dir", str(directory), "--key", key) == 0  # invisible alone...
+    capsys.readouterr()
+    assert run("log", "verify", "--dir", str(directory), "--key", key, "--from-checkpoint", str(copy)) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"seq {head}: truncated: the log ends at record {head - 1} ")
+    assert run("log", "verify", "--dir", str(directory), "--json", "--from-checkpoint", str(copy)) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert (report["anchored"], report["finding"]["problem"]) == (False, "truncated")
 
 
 def test_show_filters_and_json(populated: tuple[Path, str], capsys: pytest.CaptureFixture[str]) -> None:

@@ -215,9 +215,10 @@ def test_one_writer_per_log(log: SecurityLog) -> None:
 
 def test_checkpoint_on_demand(log: SecurityLog) -> None:
     fill(log, 2)
-    log.checkpoint()
+    seq = log.checkpoint()
     last = read_records(log.directory)[-1]
     assert last.event is EventType.LOG_CHECKPOINT
+    assert last.seq == seq == log.head_seq
     assert last.detail["head_seq"] == last.seq - 1
 
 

@@ -62,6 +62,7 @@ ALLOWED = [
     ("admin", "user list", "user_management", EventType.CONFIG_CHANGE, "viewer1"),
     ("auditor", "log show limit=5", "security_logs_access", EventType.AUDIT_LOG_ACCESS, "login_success"),
     ("auditor", "log verify", "security_logs_access", EventType.AUDIT_LOG_ACCESS, "status: ok"),
+    ("auditor", "log checkpoint", "security_logs_access", EventType.AUDIT_LOG_ACCESS, "checkpoint_seq: "),
 ]
 
 
@@ -100,6 +101,7 @@ DENIED = [
     ("viewer1", "user reset-password admin", "user_management"),
     ("admin", "log show", "security_logs_access"),
     ("viewer1", "log verify", "security_logs_access"),
+    ("secadm1", "log checkpoint", "security_logs_access"),
 ]
 
 
@@ -113,6 +115,26 @@ def test_a_command_without_its_permission_is_denied_and_recorded(
     denied = [r for r in decisions(records, user) if r.event is EventType.PERMISSION_DENIED]
     assert [r.permission for r in denied] == [permission]
     assert denied[0].detail["command"] == " ".join(command.split()[:2]) or denied[0].detail["command"]
+
+
+def test_log_checkpoint_seals_the_head_for_a_holder_of_security_logs_access_only(server: Server) -> None:
+    status, output, records = run(server, "secadm1", "log checkpoint")
+    assert status == 1, output
+    assert not [r for r in records if r.event is EventType.LOG_CHECKPOINT]  # refused: nothing written
+    status, output, records = run(server, "auditor", "log checkpoint")
+    assert status == 0, output
+    fields = dict(line.split(": ", 1) for line in output.splitlines())
+    [checkpoint] = [r for r in records if r.event is EventType.LOG_CHECKPOINT]
+    assert int(fields["checkpoint_seq"]) == checkpoint.seq
+    [allow] = [r for r in records if r.seq == checkpoint.seq - 1]
+    assert (allow.event, allow.principal, allow.outcome.value) == (
+        EventType.AUDIT_LOG_ACCESS,
+        "auditor",
+        "allow",
+    )
+    assert allow.detail["command"] == "log checkpoint"
+    assert (checkpoint.detail["head_seq"], checkpoint.detail["head_digest"]) == (allow.seq, allow.digest)
+    assert int(fields["head_seq"]) == allow.seq
 
 
 def test_help_lists_only_what_the_user_may_run(server: Server) -> None:
