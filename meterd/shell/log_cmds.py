@@ -30,6 +30,11 @@ def _query(args: list[str]) -> Query:
     return Query(principals=users, events=events, limit=limit)
 
 
+def check_log_show(ctx: Context) -> None:
+    """Pre-check of ``log show``: the filter words parse."""
+    _query(list(ctx.args))
+
+
 async def log_show(ctx: Context) -> int:
     """``log show [limit=N] [user=NAME] [event=TYPE]``: the newest records, oldest first."""
     query = _query(list(ctx.args))
