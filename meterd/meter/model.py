@@ -9,6 +9,7 @@ the customer; negative: export, received from the customer).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from meterd.meter.checks import (
@@ -21,7 +22,7 @@ from meterd.meter.checks import (
     check_text,
     check_time,
 )
-from meterd.meter.errors import MeterValueError
+from meterd.meter.errors import CertificateError, MeterValueError
 
 # Generous physical bounds: they reject corrupt values, not unusual sites.
 MAX_VOLTAGE_V = 1_000_000.0
@@ -31,6 +32,8 @@ MAX_ENERGY_KWH = 1e12
 PHASES = ("a", "b", "c")
 MAX_CLOCK_OFFSET_S = LATEST_TIME - EARLIEST_TIME
 VERSION_PATTERN = r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}"
+# Short prefixes would let a typo remove the wrong certificate.
+MIN_FINGERPRINT_PREFIX = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +243,26 @@ class CertificateInfo:
     def file_name(self) -> str:
         """The certificate's file name under ``certs/``."""
         return f"{self.fingerprint}.pem"
+
+
+def match_certificate(certificates: Iterable[CertificateInfo], fingerprint: str) -> CertificateInfo:
+    """Return the one certificate whose fingerprint is or starts with ``fingerprint``.
+
+    ``fingerprint`` may be upper case and colon-separated, as tools print it.
+
+    Raises:
+        CertificateError: Fewer than :data:`MIN_FINGERPRINT_PREFIX` hex digits
+            given, or no certificate or more than one matches.
+
+    """
+    wanted = fingerprint.strip().lower().replace(":", "")
+    if len(wanted) < MIN_FINGERPRINT_PREFIX:
+        raise CertificateError(f"give at least {MIN_FINGERPRINT_PREFIX} hex digits of the fingerprint")
+    matches = [c for c in certificates if c.fingerprint.startswith(wanted)]
+    if len(matches) != 1:
+        found = "no installed certificate" if not matches else f"{len(matches)} certificates"
+        raise CertificateError(f"{found} matches fingerprint {fingerprint!r}")
+    return matches[0]
 
 
 @dataclass(frozen=True, slots=True)

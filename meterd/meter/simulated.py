@@ -40,6 +40,7 @@ from meterd.meter.model import (
     PeakDemand,
     PeakDemandReset,
     Readings,
+    match_certificate,
 )
 from meterd.meter.pem import parse_pem_certificate
 from meterd.meter.profile import DEFAULT_PROFILE, LoadProfile
@@ -56,8 +57,6 @@ from meterd.meter.state import MeterState, StateStore
 
 MODEL = "Simulated ION meter"
 MAX_CERTIFICATES = 32
-# Short prefixes would let a typo remove the wrong certificate.
-MIN_FINGERPRINT_PREFIX = 8
 
 
 class SimulatedMeter:
@@ -292,14 +291,7 @@ class SimulatedMeter:
 
     def remove_certificate(self, fingerprint: str) -> CertificateInfo:
         """Remove the one certificate whose fingerprint is or starts with ``fingerprint``."""
-        wanted = fingerprint.strip().lower().replace(":", "")
-        if len(wanted) < MIN_FINGERPRINT_PREFIX:
-            raise CertificateError(f"give at least {MIN_FINGERPRINT_PREFIX} hex digits of the fingerprint")
-        matches = [c for c in self._state.certificates if c.fingerprint.startswith(wanted)]
-        if len(matches) != 1:
-            found = "no installed certificate" if not matches else f"{len(matches)} certificates"
-            raise CertificateError(f"{found} matches fingerprint {fingerprint!r}")
-        doomed = matches[0]
+        doomed = match_certificate(self._state.certificates, fingerprint)
         remaining = tuple(c for c in self._state.certificates if c is not doomed)
         self._commit(dataclasses.replace(self._state, certificates=remaining))
         try:

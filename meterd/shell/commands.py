@@ -2,7 +2,8 @@
 
 The table is the one place a command's permission is named; the shell asks
 the guard for it before the handler runs.  ``exit`` is the only command
-without one.
+without one.  The README's command table is rendered from this one
+(:mod:`meterd.shell.reference`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,9 @@ from dataclasses import dataclass
 
 from meterd.policy.model import Policy
 from meterd.policy.permissions import Permission
-from meterd.shell import log_cmds, meter_cmds, user_cmds
-from meterd.shell.context import Context, Handler
-from meterd.shell.terminal import EXIT_DENIED, EXIT_OK
+from meterd.shell import approval_cmds, log_cmds, meter_cmds, user_cmds
+from meterd.shell.context import Check, Context, Handler
+from meterd.shell.terminal import EXIT_OK
 
 P = Permission
 
@@ -32,6 +33,13 @@ class Command:
         summary: One line for ``help``.
         min_args: Fewest argument words.
         max_args: Most argument words (None: no limit).
+        check: The pre-check: refuses, changing nothing, arguments or a target
+            the handler would refuse.  The shell runs it before asking the
+            guard, and only for a session the policy grants ``permission``,
+            so it tells nobody else whether a file, user or certificate exists.
+        approver: A second person's command (``approvals``, ``approve``,
+            ``reject``): ``help`` lists it only for a session that holds a
+            permission under dual control, the only ones that could approve.
     """
 
     words: tuple[str, ...]
@@ -42,6 +50,8 @@ class Command:
     summary: str = ""
     min_args: int = 0
     max_args: int | None = 0
+    check: Check | None = None
+    approver: bool = False
 
     @property
     def name(self) -> str:
@@ -56,13 +66,17 @@ class Command:
 
 async def _help(ctx: Context) -> int:
     # The guard answers from the policy in force, so the list matches what would be allowed.
+    guard = ctx.runtime.guard
+    approver = bool(guard.permitted(ctx.session) & guard.compiled.policy.constraints.dual_control)
     cache: dict[str, frozenset[Permission]] = {}
     rows = []
     for command in COMMANDS:
+        if command.approver and not approver:
+            continue
         if command.permission is not None:
             granted = cache.get(command.resource)
             if granted is None:
-                granted = cache[command.resource] = ctx.runtime.guard.permitted(ctx.session, command.resource)
+                granted = cache[command.resource] = guard.permitted(ctx.session, command.resource)
             if command.permission not in granted:
                 continue
         rows.append((command.usage, command.summary))
@@ -89,36 +103,6 @@ async def _whoami(ctx: Context) -> int:
         ]
     )
     return EXIT_OK
-
-
-async def _approvals(ctx: Context) -> int:
-    pending = ctx.runtime.guard.dual_control.pending()
-    await ctx.table(
-        ("id", "requester", "permission", "action"),
-        [(p.id, p.requester, p.permission.value, p.action) for p in pending],
-    )
-    return EXIT_OK
-
-
-async def _decide_approval(ctx: Context, approve: bool) -> int:
-    if not ctx.args[0].isdigit():
-        await ctx.line(f"error: {ctx.args[0]!r} is not a request number")
-        return EXIT_DENIED
-    decision = await ctx.runtime.guard.approve(ctx.session, int(ctx.args[0]), approve=approve)
-    if not decision.allowed:
-        reason = decision.detail or (decision.reason.value if decision.reason else "refused")
-        await ctx.line(f"denied: {decision.request.permission.value} ({reason})")
-        return EXIT_DENIED
-    await ctx.line(f"request {ctx.args[0]} {'approved' if approve else 'rejected'}")
-    return EXIT_OK
-
-
-async def _approve(ctx: Context) -> int:
-    return await _decide_approval(ctx, True)
-
-
-async def _reject(ctx: Context) -> int:
-    return await _decide_approval(ctx, False)
 
 
 async def _exit(ctx: Context) -> int:
@@ -174,6 +158,7 @@ COMMANDS: tuple[Command, ...] = (
         "enter or leave test mode",
         1,
         1,
+        check=meter_cmds.check_test_mode,
     ),
     Command(
         ("time", "set"),
@@ -184,6 +169,7 @@ COMMANDS: tuple[Command, ...] = (
         "set the clock (ISO 8601 or POSIX seconds)",
         1,
         1,
+        check=meter_cmds.check_time_set,
     ),
     Command(
         ("comm", "set"),
@@ -194,6 +180,7 @@ COMMANDS: tuple[Command, ...] = (
         "change communication settings",
         1,
         None,
+        check=meter_cmds.check_key_values,
     ),
     Command(
         ("settings", "set"),
@@ -204,6 +191,7 @@ COMMANDS: tuple[Command, ...] = (
         "change setting values",
         1,
         None,
+        check=meter_cmds.check_key_values,
     ),
     Command(
         ("module", "set"),
@@ -214,6 +202,7 @@ COMMANDS: tuple[Command, ...] = (
         "change an ION module",
         2,
         None,
+        check=meter_cmds.check_module_set,
     ),
     Command(
         ("firmware", "install"),
@@ -224,6 +213,7 @@ COMMANDS: tuple[Command, ...] = (
         "install an image uploaded to /firmware",
         1,
         1,
+        check=meter_cmds.check_firmware_install,
     ),
     Command(
         ("cert", "list"),
@@ -241,6 +231,7 @@ COMMANDS: tuple[Command, ...] = (
         "install a PEM certificate uploaded to /certs",
         1,
         1,
+        check=meter_cmds.check_cert_install,
     ),
     Command(
         ("cert", "remove"),
@@ -251,6 +242,7 @@ COMMANDS: tuple[Command, ...] = (
         "remove a certificate",
         1,
         1,
+        check=meter_cmds.check_cert_remove,
     ),
     Command(
         ("master-reset",),
@@ -276,6 +268,7 @@ COMMANDS: tuple[Command, ...] = (
         "add a user",
         2,
         4,
+        check=user_cmds.check_user_add,
     ),
     Command(
         ("user", "remove"),
@@ -286,6 +279,7 @@ COMMANDS: tuple[Command, ...] = (
         "remove a user",
         1,
         1,
+        check=user_cmds.check_user,
     ),
     Command(
         ("user", "roles"),
@@ -296,6 +290,7 @@ COMMANDS: tuple[Command, ...] = (
         "set a user's roles",
         2,
         2,
+        check=user_cmds.check_user,
     ),
     Command(
         ("user", "unlock"),
@@ -316,6 +311,7 @@ COMMANDS: tuple[Command, ...] = (
         "set a user's password",
         1,
         1,
+        check=user_cmds.check_user,
     ),
     Command(
         ("log", "checkpoint"),
@@ -333,6 +329,7 @@ COMMANDS: tuple[Command, ...] = (
         "show security-log records",
         0,
         3,
+        check=log_cmds.check_log_show,
     ),
     Command(
         ("log", "verify"),
@@ -350,11 +347,41 @@ COMMANDS: tuple[Command, ...] = (
         "mark records up to SEQ (default: all) as taken off the meter",
         0,
         1,
+        check=log_cmds.check_log_acknowledge,
     ),
-    Command(("approvals",), P.TERMINAL_ACCESS, "/", _approvals, summary="dual-control requests waiting"),
+    Command(
+        ("approvals",),
+        P.TERMINAL_ACCESS,
+        "/",
+        approval_cmds.approvals,
+        summary="dual-control requests you could approve",
+        approver=True,
+    ),
     # The guard decides approvals itself: the approver needs the requested permission.
-    Command(("approve",), P.TERMINAL_ACCESS, "/", _approve, "ID", "approve a dual-control request", 1, 1),
-    Command(("reject",), P.TERMINAL_ACCESS, "/", _reject, "ID", "reject a dual-control request", 1, 1),
+    Command(
+        ("approve",),
+        P.TERMINAL_ACCESS,
+        "/",
+        approval_cmds.approve,
+        "ID",
+        "approve someone's dual-control request (needs its permission)",
+        1,
+        1,
+        check=approval_cmds.check_request_number,
+        approver=True,
+    ),
+    Command(
+        ("reject",),
+        P.TERMINAL_ACCESS,
+        "/",
+        approval_cmds.reject,
+        "ID",
+        "reject someone's dual-control request (needs its permission)",
+        1,
+        1,
+        check=approval_cmds.check_request_number,
+        approver=True,
+    ),
     Command(("exit",), None, "/", _exit, summary="end the session"),
 )
 

@@ -24,7 +24,8 @@ class Context:
         session: Whose command it is.
         terminal: Where output goes.
         args: The words after the command words.
-        decision: The guard's allow for the command (None for ``exit``).
+        decision: The guard's allow for the command (None for ``exit`` and
+            while the command's pre-check runs, before the guard is asked).
     """
 
     runtime: Runtime
@@ -60,6 +61,9 @@ def _text(value: object) -> str:
 
 
 Handler = Callable[[Context], Awaitable[int]]
+#: A command's pre-check (its result is ignored): raises :class:`UsageError` or a
+#: :class:`~meterd.errors.MeterdError` if the command cannot succeed; changes nothing.
+Check = Callable[[Context], object]
 
 
 def key_values(args: Sequence[str]) -> dict[str, str]:

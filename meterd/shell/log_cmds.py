@@ -30,6 +30,11 @@ def _query(args: list[str]) -> Query:
     return Query(principals=users, events=events, limit=limit)
 
 
+def check_log_show(ctx: Context) -> None:
+    """Pre-check of ``log show``: the filter words parse."""
+    _query(list(ctx.args))
+
+
 async def log_show(ctx: Context) -> int:
     """``log show [limit=N] [user=NAME] [event=TYPE]``: the newest records, oldest first."""
     query = _query(list(ctx.args))
@@ -82,16 +87,28 @@ async def log_verify(ctx: Context) -> int:
     return EXIT_OK if report.ok else EXIT_DENIED
 
 
+def _acknowledged_seq(ctx: Context) -> int | None:
+    if not ctx.args:
+        return None
+    if not ctx.args[0].isdigit() or int(ctx.args[0]) == 0:
+        raise UsageError(f"{ctx.args[0]!r} is not a record number")
+    return int(ctx.args[0])
+
+
+def check_log_acknowledge(ctx: Context) -> None:
+    """Pre-check of ``log acknowledge``: SEQ is a record number of the log."""
+    up_to = _acknowledged_seq(ctx)
+    head = ctx.runtime.guard.log_status().head_seq
+    if up_to is not None and up_to > head:
+        raise UsageError(f"seq {up_to} is not in the log (its head is {head})")
+
+
 async def log_acknowledge(ctx: Context) -> int:
     """``log acknowledge [SEQ]``: the records up to SEQ (default: all) are safely off the meter.
 
     Under ``drop_exported`` a full log may then drop them, and recorded actions resume.
     """
-    up_to: int | None = None
-    if ctx.args:
-        if not ctx.args[0].isdigit():
-            raise UsageError(f"{ctx.args[0]!r} is not a record number")
-        up_to = int(ctx.args[0])
+    up_to = _acknowledged_seq(ctx)
     assert ctx.decision is not None  # the shell passes the allow of security_logs_access
     try:
         mark = await ctx.runtime.guard.acknowledge_log(ctx.session, ctx.decision, up_to)

@@ -1,22 +1,30 @@
-"""Handlers of the commands that read or act on the meter.
+"""Handlers of the commands that read or act on the meter, and their pre-checks.
 
-Each runs only after the guard allowed its permission; a
-:class:`~meterd.errors.MeterError` it raises is reported by the shell.
+Each handler runs only after the guard allowed its permission; a
+:class:`~meterd.errors.MeterError` it raises is reported by the shell.  A
+``check_*`` function is the command's pre-check (see
+:class:`~meterd.shell.commands.Command`): it refuses, without changing
+anything, what the handler would refuse for its arguments or its target, so
+the request never reaches the guard (no dual-control wait, no record of an
+allow that could only fail).  Handlers repeat the checks: the meter may have
+changed while the guard decided.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
 from datetime import UTC, datetime
 
-from meterd.errors import MeterError
-from meterd.meter.files import FIRMWARE, iso_time
-from meterd.meter.model import PHASES
+from meterd.meter.checks import check_time
+from meterd.meter.errors import CertificateError, FirmwareImageError
+from meterd.meter.files import CERTS, FIRMWARE, iso_time
+from meterd.meter.firmware import MAX_IMAGE_BYTES, check_image, check_name
+from meterd.meter.model import PHASES, match_certificate
+from meterd.meter.pem import MAX_PEM_BYTES, parse_pem_certificate
+from meterd.meter.settings import unknown_key_error
+from meterd.shell.area import read_upload, upload_name
 from meterd.shell.context import Context, UsageError, key_values
 from meterd.shell.terminal import EXIT_OK
-
-MAX_UPLOAD_BYTES = 32 * 1024 * 1024
 
 
 async def show_readings(ctx: Context) -> int:
@@ -116,12 +124,20 @@ async def demand_reset(ctx: Context) -> int:
     return EXIT_OK
 
 
+def _on_off(word: str) -> bool:
+    if word.lower() not in ("on", "off"):
+        raise UsageError("expected on or off")
+    return word.lower() == "on"
+
+
+def check_test_mode(ctx: Context) -> None:
+    """Pre-check of ``test-mode``: the word is ``on`` or ``off``."""
+    _on_off(ctx.args[0])
+
+
 async def test_mode(ctx: Context) -> int:
     """``test-mode on|off``."""
-    word = ctx.args[0].lower()
-    if word not in ("on", "off"):
-        raise UsageError("expected on or off")
-    ctx.runtime.meter.set_test_mode(word == "on")
+    ctx.runtime.meter.set_test_mode(_on_off(ctx.args[0]))
     await ctx.fields([("test_mode", ctx.runtime.meter.test_mode())])
     return EXIT_OK
 
@@ -140,11 +156,25 @@ def _parse_time(text: str) -> float:
     return moment.timestamp()
 
 
+def check_time_set(ctx: Context) -> None:
+    """Pre-check of ``time set``: a time in the meter's calendar."""
+    check_time("meter_time", _parse_time(ctx.args[0]))
+
+
 async def time_set(ctx: Context) -> int:
     """``time set TIME``: set the meter's clock."""
     clock = ctx.runtime.meter.set_clock(_parse_time(ctx.args[0]))
     await ctx.fields([("meter_time", iso_time(clock.meter_time)), ("offset_s", clock.offset_s)])
     return EXIT_OK
+
+
+def check_key_values(ctx: Context) -> None:
+    """Pre-check of ``comm set`` and ``settings set``: every word is ``key=value``.
+
+    Whether the meter accepts each value stays the meter's to say (after the
+    allow, recorded as a failed action if it refuses).
+    """
+    key_values(ctx.args)
 
 
 async def comm_set(ctx: Context) -> int:
@@ -161,6 +191,14 @@ async def settings_set(ctx: Context) -> int:
     return EXIT_OK
 
 
+def check_module_set(ctx: Context) -> None:
+    """Pre-check of ``module set``: a known module, then ``key=value`` words."""
+    modules = ctx.runtime.meter.ion_modules()
+    if ctx.args[0] not in modules:
+        raise unknown_key_error(ctx.args[0], sorted(modules), "ION module")
+    key_values(ctx.args[1:])
+
+
 async def module_set(ctx: Context) -> int:
     """``module set MODULE KEY=VALUE...``."""
     params = ctx.runtime.meter.set_ion_module(ctx.args[0], key_values(ctx.args[1:]))
@@ -168,26 +206,24 @@ async def module_set(ctx: Context) -> int:
     return EXIT_OK
 
 
-def _area_file(ctx: Context, folder: str, name: str) -> bytes:
-    """Read ``folder/name`` of the file area: one plain name, no links followed."""
-    if "/" in name or name in ("", ".", ".."):
-        raise UsageError(f"give a file name in /{folder}, not a path")
-    path = ctx.runtime.meter.file_area / folder / name
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    except OSError as e:
-        raise MeterError(f"cannot open /{folder}/{name}: {e.strerror}") from e
-    with os.fdopen(fd, "rb") as f:
-        data = f.read(MAX_UPLOAD_BYTES + 1)
-    if len(data) > MAX_UPLOAD_BYTES:
-        raise MeterError(f"/{folder}/{name} is larger than {MAX_UPLOAD_BYTES} bytes")
-    return data
+def _firmware_upload(ctx: Context) -> tuple[str, bytes]:
+    name = upload_name(FIRMWARE, ctx.args[0])
+    check_name(name)
+    return name, read_upload(ctx.runtime.meter, FIRMWARE, name, MAX_IMAGE_BYTES)
+
+
+def check_firmware_install(ctx: Context) -> None:
+    """Pre-check of ``firmware install``: an image that checks out, under a name not installed yet."""
+    name, image = _firmware_upload(ctx)
+    check_image(image)
+    if any(i.name == name for i in ctx.runtime.meter.firmware().images):
+        raise FirmwareImageError(f"a firmware image named {name!r} is already installed")
 
 
 async def firmware_install(ctx: Context) -> int:
     """``firmware install FILE``: install an image uploaded to ``/firmware``."""
-    name = ctx.args[0].removeprefix(f"/{FIRMWARE}/")
-    info = ctx.runtime.meter.install_firmware(_area_file(ctx, FIRMWARE, name), name)
+    name, image = _firmware_upload(ctx)
+    info = ctx.runtime.meter.install_firmware(image, name)
     await ctx.fields(
         [
             ("name", info.name),
@@ -211,12 +247,27 @@ async def cert_list(ctx: Context) -> int:
     return EXIT_OK
 
 
+def _certificate_upload(ctx: Context) -> bytes:
+    return read_upload(ctx.runtime.meter, CERTS, upload_name(CERTS, ctx.args[0]), MAX_PEM_BYTES)
+
+
+def check_cert_install(ctx: Context) -> None:
+    """Pre-check of ``cert install``: one well-formed certificate, not installed yet."""
+    parsed = parse_pem_certificate(_certificate_upload(ctx))
+    if any(c.fingerprint == parsed.fingerprint for c in ctx.runtime.meter.certificates()):
+        raise CertificateError(f"certificate {parsed.fingerprint} is already installed")
+
+
 async def cert_install(ctx: Context) -> int:
     """``cert install FILE``: install a PEM certificate uploaded to ``/certs``."""
-    name = ctx.args[0].removeprefix("/certs/")
-    info = ctx.runtime.meter.install_certificate(_area_file(ctx, "certs", name))
+    info = ctx.runtime.meter.install_certificate(_certificate_upload(ctx))
     await ctx.fields([("fingerprint", info.fingerprint), ("subject", info.subject)])
     return EXIT_OK
+
+
+def check_cert_remove(ctx: Context) -> None:
+    """Pre-check of ``cert remove``: exactly one installed certificate matches."""
+    match_certificate(ctx.runtime.meter.certificates(), ctx.args[0])
 
 
 async def cert_remove(ctx: Context) -> int:

@@ -3,6 +3,13 @@
 Invariants:
     * A handler runs only after the guard allowed the command's permission
       (``exit`` needs none); a refusal prints ``denied: <permission> (<why>)``.
+    * A command that cannot succeed (bad arguments, a missing or malformed
+      file, an unknown user or certificate) is refused by its pre-check
+      before the guard is asked, so it opens no dual-control request and
+      spends no lockout period; nothing is recorded, as nothing was decided.
+      The pre-check runs only when the policy grants the session the
+      command's permission: anyone else gets the guard's recorded denial and
+      learns nothing about the meter's files, users or certificates.
     * An action the meter refuses after an allow is recorded with outcome
       ``error``, so the log shows the attempt did not take effect.
     * The interactive loop ends on ``exit``, end of input, the guard closing
@@ -116,6 +123,18 @@ class MeterShell:
     async def _run(self, command: Command, args: list[str]) -> int:
         guard = self._runtime.guard
         assert command.permission is not None
+        ctx = Context(self._runtime, self._session, self._terminal, args, None)
+        if command.check is not None and command.permission in guard.permitted(
+            self._session, command.resource
+        ):
+            try:
+                command.check(ctx)
+            except UsageError as e:
+                await self._terminal.write(f"error: {e}\nusage: {command.usage}\n")
+                return EXIT_USAGE
+            except MeterdError as e:
+                await self._terminal.write(f"error: {e}\n")
+                return EXIT_DENIED
         decision = await guard.authorize(
             self._session,
             command.permission,
@@ -128,7 +147,7 @@ class MeterShell:
             why = decision.detail or (decision.reason.value if decision.reason else "refused")
             await self._terminal.write(f"denied: {command.permission.value} ({why})\n")
             return EXIT_DENIED
-        ctx = Context(self._runtime, self._session, self._terminal, args, decision)
+        ctx.decision = decision
         try:
             return await command.handler(ctx)
         except UsageError as e:

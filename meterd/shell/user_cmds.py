@@ -1,4 +1,11 @@
-"""Handlers of ``passwd`` and ``user ...``: policy edits through :mod:`meterd.shell.policy_edit`."""
+"""Handlers of ``passwd`` and ``user ...``: policy edits through :mod:`meterd.shell.policy_edit`.
+
+The ``check_*`` functions are the commands' pre-checks (run before the guard
+is asked, only for a holder of ``user_management``): a user that does not
+exist, a role that does not, a name or key the policy would refuse.
+``user unlock`` has none: a lockout is kept by login name, and a name from a
+directory backend need not be a user of the policy.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,8 @@ import dataclasses
 from meterd.credentials import hash_secret, password_problems
 from meterd.guard import Password
 from meterd.policy.keys import check_authorized_key
-from meterd.policy.model import Policy, User
+from meterd.policy.loader import NAME_PATTERN
+from meterd.policy.model import ANONYMOUS, Policy, User
 from meterd.shell.context import Context, UsageError
 from meterd.shell.policy_edit import PolicyEditError, apply_policy_change, remove_user, replace_user
 from meterd.shell.terminal import EXIT_DENIED, EXIT_OK
@@ -71,21 +79,45 @@ def _roles(policy: Policy, text: str) -> tuple[str, ...]:
     for role in roles:
         if role not in policy.roles:
             raise PolicyEditError(f"no role {role!r}")
+    if len(set(roles)) != len(roles):
+        raise PolicyEditError("a role is listed twice")
     return roles
 
 
-async def user_add(ctx: Context) -> int:
-    """``user add NAME ROLE[,ROLE...] [KEYTYPE KEYDATA]``: prompts for a password (blank: none)."""
+def _new_user(ctx: Context) -> tuple[str, str, str]:
+    """Check ``user add``'s arguments against the policy in force; return name, roles, key."""
     name, roles_text, key_words = ctx.args[0], ctx.args[1], ctx.args[2:]
+    # The rule the policy loader applies, so a stored policy always loads again.
+    if not NAME_PATTERN.fullmatch(name) or name == ANONYMOUS:
+        raise UsageError(f'bad user name {name!r}: lower case letters, digits, "_", "-" or "."')
     key = " ".join(key_words)
     if key_words:
         problem = check_authorized_key(key)
         if problem:
             raise UsageError(problem)
-    guard = ctx.runtime.guard
-    if name in guard.compiled.policy.users or name in guard.compiled.policy.applications:
+    policy = ctx.runtime.guard.compiled.policy
+    if name in policy.users or name in policy.applications:
         raise PolicyEditError(f"{name!r} already exists")
-    _roles(guard.compiled.policy, roles_text)
+    _roles(policy, roles_text)
+    return name, roles_text, key
+
+
+def check_user_add(ctx: Context) -> None:
+    """Pre-check of ``user add``: a new, well-formed name, existing roles, a well-formed key."""
+    _new_user(ctx)
+
+
+def check_user(ctx: Context) -> None:
+    """Pre-check of ``user remove|roles|reset-password``: the user exists (and the roles do)."""
+    policy = ctx.runtime.guard.compiled.policy
+    _user(policy, ctx.args[0])
+    if len(ctx.args) > 1:
+        _roles(policy, ctx.args[1])
+
+
+async def user_add(ctx: Context) -> int:
+    """``user add NAME ROLE[,ROLE...] [KEYTYPE KEYDATA]``: prompts for a password (blank: none)."""
+    name, roles_text, key = _new_user(ctx)
     hashed = None
     first = await ctx.terminal.read_line("new password (blank for key only): ", echo=False)
     if first:

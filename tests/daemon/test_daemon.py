@@ -38,7 +38,7 @@ def test_starts_notifies_and_stops_cleanly(tmp_path: Path, start_daemon: StartDa
     credentials = daemon.state_dir / "demo-credentials.txt"
     assert credentials.stat().st_mode & 0o777 == 0o600
     users = {line.split()[0] for line in credentials.read_text().splitlines() if not line.startswith("#")}
-    assert users == {"viewer", "operator", "engineer", "installer", "secadm", "secaud", "rbacmnt"}
+    assert users == {"viewer", "operator", "engineer", "installer", "approver", "secadm", "secaud", "rbacmnt"}
     assert (daemon.state_dir / "security-log-initial-key").stat().st_mode & 0o777 == 0o600
     code, took = daemon.stop()
     assert code == 0

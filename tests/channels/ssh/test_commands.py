@@ -282,3 +282,36 @@ def test_exit_ends_an_interactive_session(server: Server) -> None:
     events = [r.event for r in records if r.principal == "viewer1"]
     assert events[0] is EventType.LOGIN_SUCCESS
     assert events[-1] is EventType.LOGOUT_MANUAL
+
+
+def test_approving_a_missing_request_names_it_and_records_no_denial(server: Server) -> None:
+    for verb in ("approve", "reject"):
+        status, output, records = run(server, "installer2", f"{verb} 999")
+        assert (status, output) == (2, "no pending request 999\n")
+        assert not [r for r in records if r.outcome.value == "deny"]
+        assert [r.permission for r in decisions(records, "installer2")] == ["terminal_access"]
+
+
+def test_help_offers_approvals_only_to_a_second_person(server: Server) -> None:
+    approver_commands = ("approvals", "approve ID", "reject ID")
+    _, installer_help, _ = run(server, "installer1", "help")  # holds master_reset, under dual control
+    assert all(f"\n{c}  " in installer_help for c in approver_commands), installer_help
+    for user in ("viewer1", "engineer1", "admin"):
+        _, other_help, _ = run(server, user, "help")
+        assert not any(f"\n{c}  " in other_help for c in approver_commands), other_help
+
+
+def test_a_command_that_cannot_succeed_asks_the_guard_nothing(server: Server) -> None:
+    status, output, records = run(server, "secadm1", "cert remove 0123456789abcdef")
+    assert (status, output) == (1, "error: no installed certificate matches fingerprint '0123456789abcdef'\n")
+    assert decisions(records, "secadm1") == []
+    status, output, records = run(server, "installer1", "firmware install missing.bin")
+    assert status == 1
+    assert output.startswith("error: cannot open /firmware/missing.bin: No such file")
+    assert decisions(records, "installer1") == []
+    status, output, records = run(server, "viewer1", "cert remove 0123456789abcdef")  # no permission: no hint
+    assert (status, output) == (
+        1,
+        "denied: certificate_management (no role of viewer1 grants certificate_management)\n",
+    )
+    assert [r.event for r in decisions(records, "viewer1")] == [EventType.PERMISSION_DENIED]

@@ -1,0 +1,101 @@
+"""The shell's command reference, rendered from the command table as Markdown for the README.
+
+``python -m meterd.shell.reference`` prints the table; ``--update README.md``
+replaces the README's copy (between :data:`BEGIN` and :data:`END`), and
+``--check README.md`` exits 1 if that copy is stale.  A test keeps the
+README's copy equal to the rendering, so a command added to the table must
+be added to the README in the same change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from meterd.errors import MeterdError
+from meterd.shell.commands import COMMANDS, Command
+
+BEGIN = "<!-- shell-commands:begin -->"
+END = "<!-- shell-commands:end -->"
+
+
+class ReferenceError(MeterdError):
+    """The README has no single, well-ordered pair of markers."""
+
+
+def _cell(text: str) -> str:
+    # A "|" inside a code span would still end a GitHub table cell.
+    return text.replace("|", "\\|")
+
+
+def markdown_table(commands: Iterable[Command] = COMMANDS) -> str:
+    """Return the commands as a Markdown table: usage, permission, resource, description."""
+    lines = ["| command | permission | resource | what it does |", "|---|---|---|---|"]
+    for command in commands:
+        permission = f"`{command.permission.value}`" if command.permission is not None else "none"
+        lines.append(
+            f"| `{_cell(command.usage)}` | {permission} | `{command.resource}` | {_cell(command.summary)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _block(text: str) -> tuple[int, int]:
+    """Return where the generated block's content starts and ends in ``text``."""
+    if text.count(BEGIN) != 1 or text.count(END) != 1:
+        raise ReferenceError(f"expected one {BEGIN!r} and one {END!r} line")
+    start = text.index(BEGIN) + len(BEGIN) + 1
+    end = text.index(END)
+    if end < start:
+        raise ReferenceError("the end marker comes before the begin marker")
+    return start, end
+
+
+def embedded(text: str) -> str:
+    """Return the table currently between the markers of ``text``.
+
+    Raises:
+        ReferenceError: The markers are missing, repeated or out of order.
+    """
+    start, end = _block(text)
+    return text[start:end]
+
+
+def updated(text: str) -> str:
+    """Return ``text`` with the block between the markers replaced by the current table.
+
+    Raises:
+        ReferenceError: The markers are missing, repeated or out of order.
+    """
+    start, end = _block(text)
+    return text[:start] + markdown_table() + text[end:]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the table, or check or update a README's copy; 0 ok, 1 stale, 2 bad input."""
+    parser = argparse.ArgumentParser(prog="python -m meterd.shell.reference", description=__doc__)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--check", type=Path, metavar="README", help="exit 1 if README's table is stale")
+    group.add_argument("--update", type=Path, metavar="README", help="rewrite README's table in place")
+    args = parser.parse_args(argv)
+    path: Path | None = args.check or args.update
+    if path is None:
+        sys.stdout.write(markdown_table())
+        return 0
+    try:
+        text = path.read_text(encoding="utf-8")
+        if args.check:
+            stale = embedded(text) != markdown_table()
+            if stale:
+                print(f"{path}: the shell command table is stale; run with --update", file=sys.stderr)
+            return 1 if stale else 0
+        path.write_text(updated(text), encoding="utf-8")
+    except (OSError, ReferenceError) as e:
+        print(f"{path}: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
