@@ -17,7 +17,7 @@ prometheus_client, cffi``) in a fresh interpreter: no daemon built on them can
 start faster or smaller.
 
 Without ``--config`` the embedded default (``config/daemon/meterd.toml``) is
-used with its state directory moved to a scratch directory and every TCP port
+used, copied into a scratch directory (its state there) with every TCP port
 replaced by a free one, so the benchmark never touches ``./var`` or collides
 with a running meterd.
 """
@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -35,10 +36,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "config" / "daemon" / "meterd.toml"
@@ -87,34 +86,19 @@ def import_floor(modules: tuple[str, ...]) -> Sample:
     return Sample(wall, int(rss))
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # a TOML basic string is a JSON string for these values
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise TypeError(f"cannot write {type(value).__name__} to TOML")
-
-
 def scratch_config(source: Path, directory: Path) -> Path:
-    """Write ``source`` with the state directory in ``directory`` and free ports; return its path."""
-    data = tomllib.loads(source.read_text())
-    daemon = data.setdefault("daemon", {})
-    daemon["state_dir"] = str(directory / "state")
-    daemon["policy"] = str((source.parent / daemon.get("policy", "policy.toml")).resolve())
-    for section in data.values():
-        if isinstance(section, dict) and "port" in section:
-            section["port"] = free_port()
-    lines: list[str] = []
-    for name, section in data.items():
-        lines.append(f"[{name}]")
-        lines += [f"{key} = {_toml_value(value)}" for key, value in section.items()]
-    path = directory / "meterd.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    """Copy ``source`` (the embedded default) and its policy into ``directory``; return the copy's path.
+
+    The copy keeps the checkout's layout (``config/daemon/meterd.toml`` beside
+    ``config/policy.toml``), so its relative paths, the demo PKI's included,
+    put the state in ``directory/var``; every port is replaced by a free one.
+    """
+    target = directory / "config" / "daemon" / "meterd.toml"
+    target.parent.mkdir(parents=True)
+    shutil.copy(source.parent.parent / "policy.toml", target.parent.parent / "policy.toml")
+    text = re.sub(r"(?m)^port = \d+", lambda _: f"port = {free_port()}", source.read_text())
+    target.write_text(text)
+    return target
 
 
 def meterd_command(config: Path) -> list[str]:

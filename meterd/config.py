@@ -1,9 +1,24 @@
 """``meterd.toml``: the daemon's settings, validated into frozen dataclasses.
 
-Each channel owns the parsing of its own section (``load(reader, base)`` in
-its ``config`` module); this module reads the file, checks the top-level
-keys and the daemon's own sections, and resolves relative paths against the
-directory of the configuration file.
+Each channel owns the parsing of its own section (``load(reader, config_dir)``
+in its ``config`` module); this module reads the file and checks the
+top-level keys and the daemon's own sections.
+
+Invariant: meterd writes only below its state directory; the configuration
+directory may be read-only (``/etc/meterd`` under the systemd unit).  So a
+relative path has one of two bases:
+
+* files meterd only reads (``daemon.policy``, ``daemon.policy_signing_key``,
+  ``security_log.forward`` ``ca``/``cert``/``key``, ``modbus.tls``
+  ``cert``/``key``/``ca``, ``serial.device``) and ``daemon.state_dir`` itself
+  are taken from the configuration file's directory;
+* everything meterd creates or writes (``security_log.directory``,
+  ``ssh.host_key_dir``, ``panel.socket``, ``serial.link``, and its own files:
+  policy store, demo accounts, keys and PKI, the meter's state, the initial
+  log key) lies below ``state_dir``.  The security log's directory is
+  resolved here; the channels keep their paths as written and resolve them
+  against the state directory they are given at start
+  (:class:`~meterd.channels.base.Runtime`).
 """
 
 from __future__ import annotations
@@ -43,6 +58,9 @@ class ForwardSettings:
         ca: CA certificate that signed the collector's certificate (TLS only).
         cert: Client certificate, when the collector asks for one.
         key: The client certificate's private key.
+
+    The three files are only read: relative paths are taken from the
+    configuration file's directory.
         server_hostname: Name expected in the collector's certificate (default: host).
     """
 
@@ -70,7 +88,7 @@ class SecurityLogSettings:
     forward: ForwardSettings | None = None
 
 
-def _forward(reader: Reader, base: Path) -> ForwardSettings | None:
+def _forward(reader: Reader, config_dir: Path) -> ForwardSettings | None:
     if not reader.table or reader.table.get("enabled", True) is False:
         return None
     reader.check_keys(("enabled", "host", "port", "tls", "ca", "cert", "key", "server_hostname"))
@@ -81,7 +99,7 @@ def _forward(reader: Reader, base: Path) -> ForwardSettings | None:
 
     def optional(key: str) -> Path | None:
         text = reader.get(key, str, "")
-        return _path(base, text) if text else None
+        return _path(config_dir, text) if text else None
 
     ca = optional("ca")
     if tls and ca is None:
@@ -103,10 +121,13 @@ class DaemonConfig:
 
     Attributes:
         source: The configuration file.
-        state_dir: Where state lives (created 0700 if missing).
-        policy: The policy file meterd seeds its policy store from and re-reads on reload.
+        state_dir: Where state lives (created 0700 if missing), and the only
+            place meterd writes; relative to the configuration file's directory.
+        policy: The policy file meterd seeds its policy store from and re-reads
+            on reload (read only: relative to the configuration file's directory).
         policy_signing_key: The configuration tool's Ed25519 public key (PEM); when
-            set, only bundles it signed are accepted.
+            set, only bundles it signed are accepted (read only: relative to
+            the configuration file's directory).
         demo_accounts: Give enabled users without credentials random ones on
             first start (the embedded default only; never in production).
         shutdown_timeout: Seconds a shutdown may take before listeners are abandoned.
@@ -140,7 +161,7 @@ def _path(base: Path, text: str) -> Path:
     return Path(os.path.normpath(path if path.is_absolute() else base / path))
 
 
-def _security_log(reader: Reader, state_dir: Path, base: Path) -> SecurityLogSettings:
+def _security_log(reader: Reader, state_dir: Path, config_dir: Path) -> SecurityLogSettings:
     reader.check_keys(
         (
             "directory",
@@ -192,7 +213,7 @@ def _security_log(reader: Reader, state_dir: Path, base: Path) -> SecurityLogSet
         reader.error(None, str(e))
         config = defaults
     directory = _path(state_dir, reader.get("directory", str, "security-log"))
-    return SecurityLogSettings(directory, config, _forward(reader.sub("forward"), base))
+    return SecurityLogSettings(directory, config, _forward(reader.sub("forward"), config_dir))
 
 
 def _fill_warnings(reader: Reader, default: tuple[int, ...]) -> tuple[int, ...]:
@@ -222,24 +243,24 @@ def load_config(data: dict[str, Any], source: Path) -> DaemonConfig:
     errors: list[ConfigError] = []
     top = Reader(data, "", str(source), errors)
     top.check_keys(_TOP)
-    base = source.parent
+    config_dir = source.parent
     daemon = top.sub("daemon")
     daemon.check_keys(
         ("state_dir", "policy", "policy_signing_key", "demo_accounts", "shutdown_timeout", "sweep_interval")
     )
     signing_key = daemon.get("policy_signing_key", str, "")
-    state_dir = _path(base, daemon.get("state_dir", str, "/var/lib/meterd"))
-    seclog = _security_log(top.sub("security_log"), state_dir, base)
+    state_dir = _path(config_dir, daemon.get("state_dir", str, "/var/lib/meterd"))
+    seclog = _security_log(top.sub("security_log"), state_dir, config_dir)
 
     def channel(key: str, loader: Any) -> Any:
         section = _section(top, key)
-        return None if section is None else loader(section, base)
+        return None if section is None else loader(section, config_dir)
 
     config = DaemonConfig(
         source=source,
         state_dir=state_dir,
-        policy=_path(base, daemon.get("policy", str, "policy.toml")),
-        policy_signing_key=_path(base, signing_key) if signing_key else None,
+        policy=_path(config_dir, daemon.get("policy", str, "policy.toml")),
+        policy_signing_key=_path(config_dir, signing_key) if signing_key else None,
         demo_accounts=daemon.get("demo_accounts", bool, False),
         shutdown_timeout=float(daemon.bounded_int("shutdown_timeout", 10, 1, 300)),
         sweep_interval=float(daemon.bounded_int("sweep_interval", 5, 1, 3600)),

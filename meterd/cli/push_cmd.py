@@ -3,7 +3,10 @@
 The transport is the operator's own OpenSSH client (their keys, agent and
 known_hosts apply): ``ssh -p PORT USER@HOST meterd-policy push`` with the
 bundle on standard input.  The meter validates, lints and applies; this side
-only packages, signs and reports.
+only packages, signs and reports.  ``ssh`` runs in batch mode (a host-key or
+password prompt would hang a script), so the meter's host key must be known:
+from the operator's known_hosts, or pinned with ``--host-key`` (the meter's
+``ssh_host_ed25519_key.pub``), which accepts that key and no other.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import argparse
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -22,12 +26,14 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from meterd.errors import PolicyError
+from meterd.errors import ConfigError, PolicyError
 from meterd.policy.bundle import Bundle, decode_bundle, sign
+from meterd.policy.keys import check_authorized_key
 
 EXIT_OK, EXIT_FINDING, EXIT_BAD_INPUT = 0, 1, 2
 SSH_FAILURE = 255
 TIMEOUT = 120
+HOST_KEY_ALIAS = "meterd-pinned-host-key"
 
 
 def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -66,17 +72,60 @@ def _remote_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--identity", type=Path, help="SSH private key file")
     p.add_argument(
+        "--host-key",
+        type=Path,
+        metavar="FILE",
+        help="accept only this host key (the meter's ssh_host_ed25519_key.pub) instead of known_hosts",
+    )
+    p.add_argument(
         "--ssh-option", action="append", default=[], metavar="OPTION", help="passed to ssh as -o OPTION"
     )
 
 
+def _pinned_host_key(host_key: Path, directory: Path) -> list[str]:
+    """Return the ssh options that accept ``host_key`` (an OpenSSH public key file) and nothing else.
+
+    Raises:
+        ConfigError: The file is unreadable or holds no SSH public key.
+    """
+    try:
+        line = host_key.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read the host key: {e}", source=str(host_key)) from e
+    problem = check_authorized_key(line) if line else "is empty"
+    if problem:
+        raise ConfigError(f"not an SSH public key: {problem}", source=str(host_key))
+    key_type, blob = line.split()[:2]
+    # The alias names the key in this file whatever host and port the command line uses.
+    known_hosts = directory / "known_hosts"
+    known_hosts.write_text(f"{HOST_KEY_ALIAS} {key_type} {blob}\n", encoding="utf-8")
+    options = (
+        f"UserKnownHostsFile={known_hosts}",
+        "GlobalKnownHostsFile=/dev/null",
+        f"HostKeyAlias={HOST_KEY_ALIAS}",
+        "StrictHostKeyChecking=yes",
+    )
+    return [arg for option in options for arg in ("-o", option)]
+
+
 def _ssh(args: argparse.Namespace, command: list[str], payload: bytes) -> int:
-    argv = ["ssh", "-p", str(args.port), "-o", "BatchMode=yes"]
-    if args.identity:
-        argv += ["-i", str(args.identity)]
-    for option in args.ssh_option:
-        argv += ["-o", option]
-    argv += [f"{args.user}@{args.host}", "meterd-policy", *command]
+    with tempfile.TemporaryDirectory(prefix="meterctl-") as scratch:
+        argv = ["ssh", "-p", str(args.port), "-o", "BatchMode=yes"]
+        if args.identity:
+            argv += ["-i", str(args.identity)]
+        if args.host_key:
+            try:
+                argv += _pinned_host_key(args.host_key, Path(scratch))
+            except ConfigError as e:
+                print(f"meterctl: {e.render()}", file=sys.stderr)
+                return EXIT_BAD_INPUT
+        for option in args.ssh_option:
+            argv += ["-o", option]
+        argv += [f"{args.user}@{args.host}", "meterd-policy", *command]
+        return _run_ssh(args, argv, payload)
+
+
+def _run_ssh(args: argparse.Namespace, argv: list[str], payload: bytes) -> int:
     try:
         result = subprocess.run(argv, input=payload, capture_output=True, timeout=TIMEOUT, check=False)
     except FileNotFoundError:

@@ -1,10 +1,15 @@
 """Demo accounts for the embedded default: random credentials on first start, never fixed ones.
 
-Enabled users that have no credential in the policy get a random password and
-panel PIN.  The hashes are kept in ``demo-accounts.toml`` (merged into the
-configured policy whenever it is read, so a reload keeps them) and the clear
-text goes once into ``demo-credentials.txt`` (0600) for the person running
-the demo.
+Enabled users that have no credential in the policy get a random password,
+a panel PIN and an SSH key pair.  The hashes and public keys are kept in
+``demo-accounts.toml`` (merged into every policy text meterd puts in force,
+so a reload or a push of a policy without credentials keeps them); the clear
+text goes once into ``demo-credentials.txt`` (0600) and the private keys
+into ``demo-keys/<user>`` (0600) for the person running the demo.
+
+Only the configured policy file, read on start and on reload, creates demo
+credentials; a pushed policy gets those that exist and writes nothing, so a
+dry run or a refused push leaves the state directory as it was.
 """
 
 from __future__ import annotations
@@ -15,11 +20,21 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+
 from meterd.credentials import hash_secret
-from meterd.fsutil import atomic_write
+from meterd.errors import ConfigError
+from meterd.fsutil import atomic_write, private_dir
+from meterd.policy.loader import NAME_PATTERN
 
 HASHES = "demo-accounts.toml"
 CLEAR_TEXT = "demo-credentials.txt"
+KEYS = "demo-keys"
+_HEADER = "# user  password  panel-PIN  ssh-private-key\n"
+_CREDENTIALS = ("password", "pin", "ssh_keys")
+#: The clear-text column of a password or PIN written to the file at an earlier start.
+_SHOWN_BEFORE = "-"
 
 
 def _password() -> str:
@@ -33,33 +48,78 @@ def _pin() -> str:
     return "".join(secrets.choice(string.digits) for _ in range(6))
 
 
-def apply_demo_accounts(data: dict[str, Any], state_dir: Path) -> Path | None:
+def _key_pair(name: str, directory: Path) -> tuple[str, Path]:
+    """Write a new Ed25519 private key for ``name`` (OpenSSH format, 0600); return its public key line."""
+    key = Ed25519PrivateKey.generate()
+    path = private_dir(directory) / name
+    atomic_write(path, key.private_bytes(Encoding.PEM, PrivateFormat.OpenSSH, NoEncryption()), mode=0o600)
+    public = key.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH).decode()
+    return f"{public} meterd-demo-{name}", path
+
+
+def _render(stored: dict[str, Any]) -> bytes:
+    tables = []
+    for name, entry in sorted(stored.items()):
+        keys = ", ".join(f'"{k}"' for k in entry.get("ssh_keys", []))
+        tables.append(
+            f'[{name}]\npassword = "{entry["password"]}"\npin = "{entry["pin"]}"\nssh_keys = [{keys}]\n'
+        )
+    return "\n".join(tables).encode()
+
+
+def apply_demo_accounts(data: dict[str, Any], state_dir: Path, *, create: bool = True) -> Path | None:
     """Fill in demo credentials in parsed policy ``data`` (in place).
 
+    Args:
+        data: A parsed policy; enabled users without any credential get the demo ones.
+        state_dir: The daemon's state directory.
+        create: Make credentials for users that have none yet (the configured
+            policy); if False (a pushed policy), only merge existing ones and write nothing.
+
     Returns:
-        The clear-text credentials file if it was created just now, else None.
+        The clear-text credentials file if something was added to it just now, else None.
+
+    Raises:
+        ConfigError: The stored demo accounts are unreadable.
     """
     hashes_path = state_dir / HASHES
-    stored: dict[str, Any] = tomllib.loads(hashes_path.read_text()) if hashes_path.exists() else {}
+    try:
+        stored: dict[str, Any] = tomllib.loads(hashes_path.read_text()) if hashes_path.exists() else {}
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"cannot read the demo accounts: {e}", source=str(hashes_path)) from e
     users = data.get("users", {})
-    created: list[tuple[str, str, str]] = []
+    if not isinstance(users, dict):
+        return None  # the loader reports it
+    added: list[str] = []
     for name, entry in sorted(users.items()):
         if not isinstance(entry, dict) or entry.get("enabled", True) is False:
             continue
-        if any(k in entry for k in ("password", "pin", "ssh_keys")):
+        if any(k in entry for k in _CREDENTIALS):
             continue
-        if name not in stored:
-            password, pin = _password(), _pin()
-            stored[name] = {"password": hash_secret(password), "pin": hash_secret(pin)}
-            created.append((name, password, pin))
-        entry.update(stored[name])
-    if not created:
+        if create and NAME_PATTERN.match(name):
+            added += _create(name, stored, state_dir)
+        if name in stored:
+            entry.update(stored[name])
+    if not added:
         return None
-    lines = [
-        f'[{name}]\npassword = "{h["password"]}"\npin = "{h["pin"]}"\n' for name, h in sorted(stored.items())
-    ]
-    atomic_write(hashes_path, "\n".join(lines).encode())
+    atomic_write(hashes_path, _render(stored))
     clear = state_dir / CLEAR_TEXT
-    previous = clear.read_text() if clear.exists() else "# user  password  panel-PIN\n"
-    atomic_write(clear, (previous + "".join(f"{n}  {p}  {pin}\n" for n, p, pin in created)).encode())
+    previous = clear.read_text() if clear.exists() else _HEADER
+    atomic_write(clear, (previous + "".join(added)).encode())
     return clear
+
+
+def _create(name: str, stored: dict[str, Any], state_dir: Path) -> list[str]:
+    """Give ``name`` whatever demo credential it lacks; return its lines for the clear-text file."""
+    entry = stored.get(name)
+    if entry is not None and entry.get("ssh_keys"):
+        return []
+    if entry is None:
+        password, pin = _password(), _pin()
+        entry = stored[name] = {"password": hash_secret(password), "pin": hash_secret(pin)}
+    else:
+        # Made before demo accounts had keys: the password and PIN were shown then.
+        password = pin = _SHOWN_BEFORE
+    public, path = _key_pair(name, state_dir / KEYS)
+    entry["ssh_keys"] = [public]
+    return [f"{name}  {password}  {pin}  {path}\n"]

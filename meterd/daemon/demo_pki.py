@@ -12,8 +12,9 @@ creates, in ``demo-pki/`` below the state directory (0700, keys 0600),
 
 The client certificates' fingerprints are filled into the application's
 ``cert_fingerprints`` whenever the configured policy is read, so a reload
-keeps them.  A file that is missing or expired is issued again; if the CA
-itself is replaced, everything it signed is issued again with it.
+keeps them, and into a pushed policy from the certificates that exist (a push
+issues nothing).  A file that is missing or expired is issued again; if the
+CA itself is replaced, everything it signed is issued again with it.
 """
 
 from __future__ import annotations
@@ -115,19 +116,27 @@ class DemoPki:
         self.created = False
         self._ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None
 
-    def _authority(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    def _existing_authority(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None:
+        """The CA on disk if it is usable and its key matches; reads only."""
         if self._ca is not None:
             return self._ca
-        private_dir(self.directory)
         certificate = _usable(self.ca_cert)
-        if certificate is not None:
-            try:
-                key = serialization.load_pem_private_key(_key_path(self.ca_cert).read_bytes(), None)
-            except (OSError, ValueError):
-                key = None
-            if isinstance(key, ec.EllipticCurvePrivateKey) and key.public_key() == certificate.public_key():
-                self._ca = (certificate, key)
-                return self._ca
+        if certificate is None:
+            return None
+        try:
+            key = serialization.load_pem_private_key(_key_path(self.ca_cert).read_bytes(), None)
+        except (OSError, ValueError):
+            return None
+        if isinstance(key, ec.EllipticCurvePrivateKey) and key.public_key() == certificate.public_key():
+            self._ca = (certificate, key)
+            return self._ca
+        return None
+
+    def _authority(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+        existing = self._existing_authority()
+        if existing is not None:
+            return existing
+        private_dir(self.directory)
         key = ec.generate_private_key(ec.SECP256R1())
         subject = x509.Name(
             [
@@ -202,6 +211,15 @@ class DemoPki:
         """The demo client certificate of ``application`` acting as ``role``."""
         return self._issue(self.directory / f"{application}-{role}.pem", application, role=role, server=False)
 
+    def existing_client(self, application: str, role: str) -> x509.Certificate | None:
+        """The existing, usable demo client certificate of ``application`` as ``role`` (reads only)."""
+        ca = self._existing_authority()
+        cert_path = self.directory / f"{application}-{role}.pem"
+        certificate = _usable(cert_path)
+        if ca is None or certificate is None or not _signed_by(certificate, ca[0]):
+            return None
+        return certificate if _key_path(cert_path).exists() else None
+
 
 def ensure_demo_meter_certificate(state_dir: Path) -> Path | None:
     """Make sure the demo CA and the meter's server certificate exist and are current.
@@ -214,17 +232,25 @@ def ensure_demo_meter_certificate(state_dir: Path) -> Path | None:
     return pki.directory if pki.created else None
 
 
-def apply_demo_pki(data: dict[str, Any], state_dir: Path) -> Path | None:
+def apply_demo_pki(data: dict[str, Any], state_dir: Path, *, issue: bool = True) -> Path | None:
     """Give each credential-less application in parsed policy ``data`` demo client certificates (in place).
 
     The meter's own certificate is :func:`ensure_demo_meter_certificate`'s,
     which the daemon calls on every start.
+
+    Args:
+        data: A parsed policy.
+        state_dir: The daemon's state directory.
+        issue: Issue missing certificates (the configured policy); if False (a
+            pushed policy), only fill in those that exist and write nothing.
 
     Returns:
         The demo PKI directory if any file in it was written just now, else None.
     """
     pki = DemoPki(state_dir)
     applications = data.get("applications", {})
+    if not isinstance(applications, dict):
+        return None  # the loader reports it
     for name, entry in sorted(applications.items()):
         if not isinstance(entry, dict) or entry.get("enabled", True) is False:
             continue
@@ -236,5 +262,10 @@ def apply_demo_pki(data: dict[str, Any], state_dir: Path) -> Path | None:
             continue
         if not all(isinstance(r, str) and NAME_PATTERN.match(r) for r in roles):
             continue
-        entry["cert_fingerprints"] = [fingerprint(pki.client(name, role)) for role in roles]
+        if issue:
+            entry["cert_fingerprints"] = [fingerprint(pki.client(name, role)) for role in roles]
+            continue
+        found = [c for c in (pki.existing_client(name, role) for role in roles) if c is not None]
+        if found:
+            entry["cert_fingerprints"] = [fingerprint(c) for c in found]
     return pki.directory if pki.created else None

@@ -96,20 +96,42 @@ class PolicyManager:
     def read_configured(self) -> Policy:
         """Read the configured policy file (with demo credentials and certificates merged in, if enabled).
 
+        Demo credentials and certificates missing so far are made here.
+
         Raises:
             ConfigError: If it cannot be read or is invalid.
         """
         try:
-            data: dict[str, Any] = tomllib.loads(self.configured.read_text(encoding="utf-8"))
+            text = self.configured.read_text(encoding="utf-8")
         except OSError as e:
             raise ConfigError(f"cannot read: {e.strerror}", source=str(self.configured)) from e
-        except (UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        except UnicodeDecodeError as e:
             raise ConfigError(f"not valid TOML: {e}", source=str(self.configured)) from e
+        return self._parse(text, str(self.configured), create=True)
+
+    def parse_pushed(self, text: str, source: str) -> Policy:
+        """Parse and validate a pushed policy text, with existing demo credentials merged in, if enabled.
+
+        A pushed policy comes from the configuration tool and carries no demo
+        credentials; it gets those the meter has, as the configured file does,
+        but nothing is created or written (a dry run or a refused push changes nothing).
+
+        Raises:
+            PolicyError: It is not TOML or not a valid policy.
+            ConfigError: The stored demo accounts are unreadable.
+        """
+        return self._parse(text, source, create=False)
+
+    def _parse(self, text: str, source: str, *, create: bool) -> Policy:
+        try:
+            data: dict[str, Any] = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise PolicyError(f"not valid TOML: {e}", source=source) from e
         if self.demo_accounts:
-            created = apply_demo_accounts(data, self.state_dir)
+            created = apply_demo_accounts(data, self.state_dir, create=create)
             self.new_demo_credentials = created or self.new_demo_credentials
-            self.new_demo_pki = apply_demo_pki(data, self.state_dir) or self.new_demo_pki
-        return load_policy(data, str(self.configured))
+            self.new_demo_pki = apply_demo_pki(data, self.state_dir, issue=create) or self.new_demo_pki
+        return load_policy(data, source)
 
     def initial(self) -> tuple[CompiledPolicy, int]:
         """The policy to start with: the stored version in force, or the configured file on first start.

@@ -14,6 +14,7 @@ Exit statuses: 0 applied (or a clean dry run), 1 refused or denied, 2 bad input.
 from __future__ import annotations
 
 import argparse
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -143,10 +144,11 @@ class PolicyService:
         except PolicyError as e:
             return await self._refuse(guard, session, "push", [e.render()], 1)
         try:
-            policy = read_policy_text(bundle.policy_text, "pushed policy")
+            # Off the event loop: merging demo credentials reads files.
+            policy = await asyncio.to_thread(self.manager.parse_pushed, bundle.policy_text, "pushed policy")
         except PolicyValidationError as e:
             return await self._refuse(guard, session, "push", [err.render() for err in e.errors], 2)
-        except PolicyError as e:
+        except ConfigError as e:
             return await self._refuse(guard, session, "push", [e.render()], 2)
         return await self._apply(guard, session, policy, "push", dry_run=dry_run)
 

@@ -27,18 +27,19 @@ class MetricsConfig:
     port: int = 9102
 
 
-def load(reader: Reader, base: Path) -> MetricsConfig:
+def load(reader: Reader, config_dir: Path) -> MetricsConfig:
     """Read the ``[metrics]`` table; problems are recorded on ``reader``.
 
     Args:
         reader: The section's reader; unknown keys and bad values become
             errors with their key path.
-        base: Directory of the configuration file (no metrics setting is a path).
+        config_dir: Directory of the configuration file (no metrics setting is
+            a path, and the endpoint writes no file).
 
     Returns:
         The settings, with defaults where a value was missing or invalid.
     """
-    del base  # the common loader signature; nothing here is a path
+    del config_dir  # the common loader signature; nothing here is a path
     reader.check_keys(_KEYS)
     defaults = MetricsConfig()
     listen = reader.get("listen", str, defaults.listen)

@@ -124,3 +124,15 @@ def test_hash_password() -> None:
     assert pin.returncode == 0
     assert verify_secret("482913", pin.stdout.strip())
     assert meterctl("user", "hash-password", "--pin", "--stdin", stdin="12ab\n").returncode == 2
+
+
+def test_push_refuses_a_host_key_file_without_a_key_before_connecting(tmp_path: Path) -> None:
+    not_a_key = tmp_path / "meter.pub"
+    not_a_key.write_text("-----BEGIN PUBLIC KEY-----\n")
+    for command in (["push", str(CONFIG / "policy.toml")], ["rollback"]):
+        result = meterctl(
+            "policy", *command, "--host", "127.0.0.1", "--port", "1", "--host-key", str(not_a_key)
+        )
+        assert result.returncode == 2
+        assert result.stderr.startswith(f"meterctl: {not_a_key}: not an SSH public key: ")
+        assert "could not reach" not in result.stderr

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,24 +93,51 @@ def write_config(directory: Path, policy: Path, *, ssh_port: int | None = None, 
     return config
 
 
+def embedded_default(checkout: Path) -> tuple[Path, dict[int, int]]:
+    """Copy the embedded default into ``checkout``, laid out as in the repository.
+
+    Its relative paths then resolve as they do from the checkout (state in
+    ``checkout/var``); every port is replaced by a free one so the copy never
+    collides with a ``make run`` on the same machine.
+
+    Returns:
+        The copied ``meterd.toml`` and ``{port in the original: port in the copy}``.
+    """
+    (checkout / "config" / "daemon").mkdir(parents=True)
+    shutil.copy(ROOT / "config" / "policy.toml", checkout / "config" / "policy.toml")
+    ports: dict[int, int] = {}
+
+    def replace(match: re.Match[str]) -> str:
+        ports[int(match.group(2))] = free_port()
+        return f"{match.group(1)}{ports[int(match.group(2))]}"
+
+    text = (ROOT / "config" / "daemon" / "meterd.toml").read_text()
+    config = checkout / "config" / "daemon" / "meterd.toml"
+    config.write_text(re.sub(r"(?m)^(port = )(\d+)", replace, text))
+    return config, ports
+
+
 @pytest.fixture
 def start_daemon(tmp_path: Path) -> Iterator[object]:
+    """Start meterd on a configuration; optionally with its state elsewhere, a command prefix, a cwd."""
     started: list[RunningDaemon] = []
 
-    def start(config: Path) -> RunningDaemon:
+    def start(
+        config: Path, *, state_dir: Path | None = None, prefix: Sequence[str] = (), cwd: Path = ROOT
+    ) -> RunningDaemon:
         notify_path = tmp_path / f"notify-{len(started)}.sock"
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(str(notify_path))
         env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "2000000"}
         process = subprocess.Popen(
-            [sys.executable, "-m", "meterd.daemon.main", "--config", str(config)],
+            [*prefix, sys.executable, "-m", "meterd.daemon.main", "--config", str(config)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,
             env=env,
-            cwd=ROOT,
+            cwd=cwd,
         )
-        daemon = RunningDaemon(process, sock, tmp_path / "state", config)
+        daemon = RunningDaemon(process, sock, state_dir or tmp_path / "state", config)
         started.append(daemon)
         return daemon
 

@@ -25,6 +25,7 @@ def test_embedded_default_loads_and_listens_on_loopback_only() -> None:
     assert config.demo_accounts
     assert config.ssh is not None
     assert config.ssh.listen == "127.0.0.1"
+    assert config.ssh.host_key_path(config.state_dir).resolve() == (ROOT / "var" / "ssh").resolve()
     assert config.metrics is not None
     assert config.metrics.listen == "127.0.0.1"
     assert config.modbus is not None
@@ -77,3 +78,53 @@ def test_bad_security_log_values(tmp_path: Path) -> None:
         "security_log.full_policy: must be one of drop_exported, drop_oldest, refuse" in f for f in found
     )
     assert any("security_log.segment_bytes: must be between 4096" in f for f in found)
+
+
+def test_written_paths_lie_below_the_state_dir_read_paths_beside_the_config(tmp_path: Path) -> None:
+    etc, state = tmp_path / "etc", tmp_path / "state"
+    config = load_config(
+        {
+            "daemon": {"state_dir": "../state", "policy": "policy.toml", "policy_signing_key": "cae.pub.pem"},
+            "security_log": {
+                "directory": "log",
+                "forward": {
+                    "host": "127.0.0.1",
+                    "tls": True,
+                    "ca": "ca.pem",
+                    "cert": "c.pem",
+                    "key": "c.key",
+                },
+            },
+            "ssh": {"host_key_dir": "keys"},
+            "panel": {"socket": "panel.sock"},
+            "serial": {"device": "ttyX", "link": "console"},
+            "modbus": {"tls": {"enabled": True, "cert": "m.pem", "key": "m.key", "ca": "clients.pem"}},
+        },
+        etc / "meterd.toml",
+    )
+    assert config.state_dir == state
+    assert config.ssh is not None
+    assert config.panel is not None
+    assert config.serial is not None
+    assert config.modbus is not None
+    forward, tls = config.security_log.forward, config.modbus.tls
+    assert forward is not None
+    written = {
+        "security_log.directory": config.security_log.directory,
+        "ssh.host_key_dir": config.ssh.host_key_path(state),
+        "panel.socket": config.panel.socket_path(state),
+        "serial.link": config.serial.link_path(state),
+    }
+    read = {
+        "daemon.policy": config.policy,
+        "daemon.policy_signing_key": config.policy_signing_key,
+        "security_log.forward.ca": forward.ca,
+        "security_log.forward.cert": forward.cert,
+        "security_log.forward.key": forward.key,
+        "serial.device": Path(config.serial.device),
+        "modbus.tls.cert": tls.cert,
+        "modbus.tls.key": tls.key,
+        "modbus.tls.ca": tls.ca,
+    }
+    assert {k: p.parent for k, p in written.items()} == dict.fromkeys(written, state)
+    assert {k: p.parent if p else None for k, p in read.items()} == dict.fromkeys(read, etc)

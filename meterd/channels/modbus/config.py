@@ -45,6 +45,9 @@ class TlsConfig:
             closed at once.  Its own budget: plain TCP clients never spend it.
         max_connections_per_client: Open connections on this listener from one peer
             address; this is also what unauthenticated handshakes from one address can hold.
+
+    meterd only reads the three files: relative paths are taken from the
+    configuration file's directory.
     """
 
     enabled: bool = False
@@ -93,12 +96,12 @@ class ModbusConfig:
     tls: TlsConfig = field(default_factory=TlsConfig)
 
 
-def _path(reader: Reader, key: str, base: Path) -> Path | None:
+def _path(reader: Reader, key: str, config_dir: Path) -> Path | None:
     text = reader.get(key, str, "")
     if not text:
         return None
     path = Path(text)
-    return path if path.is_absolute() else base / path
+    return path if path.is_absolute() else config_dir / path
 
 
 def _unit_ids(reader: Reader) -> tuple[int, ...]:
@@ -127,16 +130,16 @@ def _connections(reader: Reader) -> tuple[int, int]:
     return total, per_client
 
 
-def _tls(reader: Reader, base: Path) -> TlsConfig:
+def _tls(reader: Reader, config_dir: Path) -> TlsConfig:
     reader.check_keys(_TLS_KEYS)
     enabled = reader.get("enabled", bool, False)
     total, per_client = _connections(reader)
     config = TlsConfig(
         enabled=enabled,
         port=reader.bounded_int("port", 8020, 0, 65535),
-        cert=_path(reader, "cert", base),
-        key=_path(reader, "key", base),
-        ca=_path(reader, "ca", base),
+        cert=_path(reader, "cert", config_dir),
+        key=_path(reader, "key", config_dir),
+        ca=_path(reader, "ca", config_dir),
         max_connections=total,
         max_connections_per_client=per_client,
     )
@@ -147,12 +150,13 @@ def _tls(reader: Reader, base: Path) -> TlsConfig:
     return config
 
 
-def load(reader: Reader, base: Path) -> ModbusConfig:
+def load(reader: Reader, config_dir: Path) -> ModbusConfig:
     """Read the ``[modbus]`` table.
 
     Args:
         reader: The table, with its key path and the shared error list.
-        base: Directory relative paths (certificate, key, CA) are resolved against.
+        config_dir: Directory of the configuration file, which relative paths
+            (certificate, key, CA: files meterd only reads) are resolved against.
 
     Returns:
         The settings; fields with problems (recorded in ``reader.errors``) keep their defaults.
@@ -176,5 +180,5 @@ def load(reader: Reader, base: Path) -> ModbusConfig:
         max_requests_per_second=reader.bounded_int("max_requests_per_second", 100, 1, 100_000),
         idle_timeout=reader.seconds("idle_timeout", 120.0, 0.1, 86_400.0),
         frame_timeout=reader.seconds("frame_timeout", 5.0, 0.05, 600.0),
-        tls=_tls(reader.sub("tls"), base),
+        tls=_tls(reader.sub("tls"), config_dir),
     )

@@ -41,18 +41,19 @@ class PanelConfig:
         return state_dir / self.socket
 
 
-def load(reader: Reader, base: Path) -> PanelConfig:
+def load(reader: Reader, config_dir: Path) -> PanelConfig:
     """Read the ``[panel]`` table; problems go to the reader's error list.
 
     Args:
         reader: The section's reader.
-        base: Directory of the configuration file (unused: the socket lives
-            below the state directory, which the daemon knows at start).
+        config_dir: Directory of the configuration file (unused: meterd creates
+            the socket, so it lives below the state directory, which the
+            daemon resolves at start).
 
     Returns:
         The settings, with defaults where a value was missing or invalid.
     """
-    del base
+    del config_dir
     reader.check_keys(_KEYS)
     d = PanelConfig()
     socket = reader.get("socket", str, str(d.socket))

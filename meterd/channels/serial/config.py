@@ -32,8 +32,11 @@ class SerialConfig:
 
     Attributes:
         enabled: Whether the daemon runs the console.
-        device: ``"pty"`` to create a pseudo-terminal, or the device path (``/dev/ttyS1``).
-        link: Where to symlink a created pty; a relative path is taken below the state directory.
+        device: ``"pty"`` to create a pseudo-terminal, or the device path (``/dev/ttyS1``);
+            meterd opens the device but never creates it, so a relative path is
+            taken from the configuration file's directory.
+        link: Where to symlink a created pty; meterd creates it, so a relative
+            path is taken below the state directory (see :meth:`link_path`).
         baud: Line speed of a real device.
         bytesize: Data bits (5..8).
         parity: ``none``, ``even``, ``odd``, ``mark`` or ``space``.
@@ -75,12 +78,13 @@ def _choice(reader: Reader, key: str, default: str, choices: tuple[str, ...]) ->
     return value
 
 
-def load(reader: Reader, base: Path) -> SerialConfig:
+def load(reader: Reader, config_dir: Path) -> SerialConfig:
     """Read the ``[serial]`` table; problems go to the reader's error list.
 
     Args:
         reader: The section's reader.
-        base: Directory of the configuration file; a relative device path is taken from it.
+        config_dir: Directory of the configuration file; a relative device path
+            is taken from it (the pty ``link`` is not: it lies below the state directory).
 
     Returns:
         The settings, with defaults where a value was missing or invalid.
@@ -92,7 +96,7 @@ def load(reader: Reader, base: Path) -> SerialConfig:
         reader.error("device", 'must be "pty" or a device path')
         device = d.device
     elif device != PTY:
-        device = str(base / device)
+        device = str(config_dir / device)
     link = reader.get("link", str, str(d.link))
     if not link or "\x00" in link:
         reader.error("link", "must be a non-empty path")

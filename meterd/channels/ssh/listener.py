@@ -52,7 +52,8 @@ class SshListener:
         Raises:
             ChannelError: The key cannot be made or the address cannot be bound.
         """
-        host_key = await asyncio.to_thread(load_or_create_host_key, self.config.host_key_dir)
+        host_keys = self.config.host_key_path(self.runtime.state_dir)
+        host_key = await asyncio.to_thread(load_or_create_host_key, host_keys)
         try:
             self._server = await asyncssh.listen(
                 self.config.listen,

@@ -268,7 +268,8 @@ async def _policy_command(runtime: Runtime, session: Session, streams: SessionSt
         streams.stderr.write(f"{POLICY_COMMAND}: input larger than {MAX_POLICY_PAYLOAD} bytes\n")
         return EXIT_USAGE
     status, output = await runtime.policies.run(runtime.guard, session, argv, payload.encode())
-    streams.stdout.write(output)
+    # Lines of text, like every other answer: the caller's prompt must not follow on the last one.
+    streams.stdout.write(output if not output or output.endswith("\n") else output + "\n")
     return status
 
 

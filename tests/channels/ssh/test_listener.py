@@ -21,9 +21,13 @@ from tests.channels.ssh.harness import Server
 
 def test_config_defaults_bounds_and_unknown_keys(tmp_path: Path) -> None:
     errors: list[ConfigError] = []
-    config = load(Reader({}, "ssh", "meterd.toml", errors), tmp_path)
-    assert config == SshConfig(host_key_dir=tmp_path / "ssh")
+    config = load(Reader({}, "ssh", "meterd.toml", errors), tmp_path / "etc")
+    assert config == SshConfig()
+    # Host keys are written: below the state directory, never beside the configuration file.
+    assert config.host_key_path(tmp_path / "state") == tmp_path / "state" / "ssh"
     assert errors == []
+    relative = load(Reader({"host_key_dir": "keys/ssh"}, "ssh", "meterd.toml", errors), tmp_path / "etc")
+    assert relative.host_key_path(tmp_path / "state") == tmp_path / "state" / "keys" / "ssh"
     config = load(
         Reader(
             {"port": 70000, "listne": "0.0.0.0", "host_key_dir": "/etc/meterd/keys"},
@@ -34,7 +38,7 @@ def test_config_defaults_bounds_and_unknown_keys(tmp_path: Path) -> None:
         tmp_path,
     )
     assert config.port == 2222
-    assert config.host_key_dir == Path("/etc/meterd/keys")
+    assert config.host_key_path(tmp_path / "state") == Path("/etc/meterd/keys")
     rendered = [e.render() for e in errors]
     assert 'meterd.toml: ssh.listne: unknown key "listne"; did you mean "listen"?' in rendered
     assert any("ssh.port: must be between 0 and 65535" in r for r in rendered)
