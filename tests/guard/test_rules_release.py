@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from meterd.guard import Guard, Session
+from meterd.metrics.registry import MeterdMetrics
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
 from meterd.policy.permissions import Permission
@@ -142,3 +143,41 @@ def test_records_by_meterd_say_system_and_unknown_names_say_unknown(tmp_path: Pa
         "mallory": PrincipalKind.UNKNOWN,
         "scada": PrincipalKind.APPLICATION,
     }
+
+
+def test_an_approver_is_held_to_the_role_limit_of_the_session(tmp_path: Path) -> None:
+    doc = {**DOC, "constraints": {"dual_control": ["master_reset"]}}
+
+    async def main() -> None:
+        async with _guard(tmp_path, doc) as guard:
+            inst, inst2 = await _login(guard, "inst"), await _login(guard, "inst2")
+            waiting = asyncio.create_task(guard.authorize(inst, Permission.MASTER_RESET, "/meter"))
+            await asyncio.sleep(0.1)
+            inst2.role_limit = ("viewer",)  # a role inst2 does not hold: the session may use nothing
+            assert guard.approvable(inst2) == []
+            (pending,) = guard.dual_control.pending()
+            refused = await guard.approve(inst2, pending.id)
+            assert refused.reason is DenyReason.ROLE_LIMIT
+            inst2.role_limit = None
+            assert guard.approvable(inst2) == [pending]
+            assert (await guard.approve(inst2, pending.id)).allowed
+            assert (await waiting).allowed
+
+    asyncio.run(main())
+
+
+def test_the_policy_metric_follows_the_store_version_in_force(tmp_path: Path) -> None:
+    metrics = MeterdMetrics()
+    SecurityLog.init(tmp_path / "log")
+    with SecurityLog.open(tmp_path / "log") as seclog:
+        compiled = compile_policy(load_policy({**DOC, "policy": {"version": 40}}))
+        guard = Guard(compiled, seclog, observer=metrics, policy_version=3)
+        assert metrics.registry.get_sample_value("meterd_policy_version") == 3
+        assert metrics.registry.get_sample_value("meterd_policy_file_version") == 40
+        guard.install_policy(compile_policy(load_policy({**DOC, "policy": {"version": 41}})), 4)  # a push
+        assert metrics.registry.get_sample_value("meterd_policy_version") == 4
+        assert metrics.registry.get_sample_value("meterd_policy_file_version") == 41
+        guard.install_policy(compiled, 5)  # a rollback is a new store version with old content
+        assert metrics.registry.get_sample_value("meterd_policy_version") == 5
+        assert metrics.registry.get_sample_value("meterd_policy_file_version") == 40
+        assert metrics.registry.get_sample_value("meterd_policy_loads_total", {"result": "ok"}) == 3
