@@ -200,7 +200,7 @@ class PanelConnection:
             return success(op.ref, approval=op.approval, approved=op.approve)
         pending = [
             {"approval": p.id, "requester": p.requester, "permission": p.permission.value, "action": p.action}
-            for p in guard.dual_control.pending()
+            for p in guard.approvable(session)  # only what this session could approve
         ]
         return success(op.ref, pending=pending)
 

@@ -290,7 +290,9 @@ def test_dual_control_approved_on_the_panel(tmp_path: Path) -> None:
         # The requester cannot approve their own request; an operator lacks master_reset.
         self_approval = await first.ask({"op": "approve", "session": requester, "approval": approval})
         assert self_approval["reason"] == "dual_control"
+        assert (await first.ask({"op": "pending", "session": requester}))["pending"] == []
         operator = await second.login("operator")
+        assert (await second.ask({"op": "pending", "session": operator}))["pending"] == []
         refused = await second.ask({"op": "approve", "session": operator, "approval": approval})
         assert refused["error"] == "denied"
         assert refused["permission"] == "master_reset"
