@@ -43,6 +43,7 @@ from meterd.meter.simulated import SimulatedMeter
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
 from meterd.policy.permissions import Permission
+from meterd.policy.request import Channel, Decision, Outcome, Request
 from meterd.seclog import LogConfig, SecurityLog
 from meterd.seclog.events import DetailValue
 
@@ -66,8 +67,10 @@ class UnsafeNoEnforcement(ModbusService):
         detail: dict[str, DetailValue],
         *,
         aggregate: bool,
-    ) -> bool:
-        return True
+    ) -> Decision:
+        session = peer.session
+        request = Request(session.principal, permission, resource, Channel.MODBUS, session.source)
+        return Decision(request, Outcome.ALLOW)
 
 
 async def measure(port: int, requests: int) -> tuple[float, list[float]]:
