@@ -24,6 +24,7 @@ from meterd.metrics.server import MetricsServer
 from meterd.policy.compile import CompiledPolicy
 from meterd.policy.request import Channel, Outcome
 from meterd.seclog import EventType, SecurityLog
+from meterd.seclog.events import DetailValue
 from meterd.seclog.forwarder import CollectorConfig, Forwarder
 
 log = logging.getLogger(__name__)
@@ -182,9 +183,12 @@ class Daemon:
             self.notifier.send(STOPPING="1", STATUS="stopping")
         await self._stop_all()
         await guard.sweep(final=True)
-        await guard.record(
-            EventType.REBOOT, "meterd", Outcome.ALLOW, channel=Channel.LOCAL, detail={"state": "stopped"}
-        )
+        stopped: dict[str, DetailValue] = {"state": "stopped"}
+        if guard.refusals_to_summarise:
+            # Counts the log had no room for even as summaries (their share is full): the
+            # stop record keeps their number, so no refusal leaves the log without a trace.
+            stopped["refusals_not_summarised"] = guard.refusals_to_summarise
+        await guard.record(EventType.REBOOT, "meterd", Outcome.ALLOW, channel=Channel.LOCAL, detail=stopped)
         return 0
 
     async def _start_all(self) -> None:

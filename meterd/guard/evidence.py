@@ -3,11 +3,13 @@
 Refusals of parties that have not authenticated (anonymous Modbus, failed
 logins, panel messages without a session, probes) are recorded one by one up
 to ``unauthenticated_records`` per source and ``unauthenticated_records_total``
-over all sources in each ``unauthenticated_interval``.  Beyond that they are
-counted per (source, channel, event, reason) and, once per interval (and at
-shutdown), :meth:`EvidenceBudget.drain` hands the counts to the sweep, which
-writes one summary record per key.  Nothing is lost from the count while a
-flood writes a bounded number of records per interval.  The table of counts
+over all sources in each ``unauthenticated_interval``.  A source is a party:
+``address:port`` counts under its address, since a client gets a new port
+with every connection and must not get a new budget with it.  Beyond that
+they are counted per (source, channel, event, reason) and, once per interval
+(and at shutdown), :meth:`EvidenceBudget.drain` hands the counts to the sweep,
+which writes one summary record per key.  Nothing is lost from the count while
+a flood writes a bounded number of records per interval.  The table of counts
 is bounded too: past :data:`MAX_KEYS` keys, new sources are counted under
 the source ``*``.
 
@@ -16,7 +18,8 @@ No I/O here: the guard asks, writes, and gives back what it could not write.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ipaddress
+from dataclasses import dataclass, replace
 
 from meterd.policy.request import Channel
 from meterd.seclog import EventType
@@ -26,6 +29,18 @@ MAX_KEYS = 1024
 #: Sources tracked within one interval; a flood from more is counted, not recorded one by one.
 MAX_SOURCES = 4096
 OTHER_SOURCES = "*"
+
+
+def party(source: str) -> str:
+    """The party behind a request's source: an ``address:port`` source without its port."""
+    address, colon, port = source.rpartition(":")
+    if colon and port.isdigit():
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            return source
+        return address
+    return source
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +93,7 @@ class EvidenceBudget:
             self._window = now
             self._used.clear()
             self._used_total = 0
+        source = party(source)
         used = self._used.get(source)
         if used is None and len(self._used) >= MAX_SOURCES:
             return False
@@ -89,8 +105,8 @@ class EvidenceBudget:
         return True
 
     def count(self, key: SummaryKey, wall: float) -> None:
-        """Count one refusal under ``key`` for the next summary."""
-        self._add(key, Tally(1, wall, wall))
+        """Count one refusal under ``key`` (its source taken as the party) for the next summary."""
+        self._add(replace(key, source=party(key.source)), Tally(1, wall, wall))
 
     def _add(self, key: SummaryKey, tally: Tally) -> None:
         held = self._counts.get(key)

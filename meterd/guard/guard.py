@@ -714,6 +714,11 @@ class Guard:
 
     # -- the security log's state ---------------------------------------------
 
+    @property
+    def refusals_to_summarise(self) -> int:
+        """Refusals of unauthenticated parties counted and not yet written: the log had no room yet."""
+        return self._evidence.pending
+
     def log_status(self) -> LogStatus:
         """The security log's fill state, for ``show status`` (read-only, nothing recorded)."""
         seclog = self.seclog
@@ -728,7 +733,7 @@ class Guard:
             unauthenticated_percent=seclog.unauthenticated_bytes * 100 // config.capacity_bytes,
             acknowledged_seq=seclog.acknowledged_seq,
             head_seq=seclog.head_seq,
-            refusals_to_summarise=self._evidence.pending,
+            refusals_to_summarise=self.refusals_to_summarise,
         )
 
     async def acknowledge_log(self, session: Session, allowed: Decision, up_to: int | None) -> int:

@@ -33,6 +33,8 @@ class RunningDaemon:
     notify: socket.socket
     state_dir: Path
     config: Path
+    #: The daemon's stderr: a file, not a pipe, so a long test never blocks a chatty daemon.
+    stderr_path: Path
     messages: list[str] = field(default_factory=list)
 
     def wait_for(self, key: str, timeout: float = READY_TIMEOUT) -> str:
@@ -67,8 +69,7 @@ class RunningDaemon:
     def stderr(self) -> str:
         if self.process.poll() is None:
             return ""
-        assert self.process.stderr is not None
-        return self.process.stderr.read()
+        return self.stderr_path.read_text()
 
     def stop(self, timeout: float = 20.0) -> tuple[int, float]:
         started = time.monotonic()
@@ -129,15 +130,17 @@ def start_daemon(tmp_path: Path) -> Iterator[object]:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         sock.bind(str(notify_path))
         env = {**os.environ, "NOTIFY_SOCKET": str(notify_path), "WATCHDOG_USEC": "2000000"}
-        process = subprocess.Popen(
-            [*prefix, sys.executable, "-m", "meterd.daemon.main", "--config", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd=cwd,
-        )
-        daemon = RunningDaemon(process, sock, state_dir or tmp_path / "state", config)
+        stderr_path = tmp_path / f"meterd-{len(started)}.stderr"
+        with stderr_path.open("w") as stderr:
+            process = subprocess.Popen(
+                [*prefix, sys.executable, "-m", "meterd.daemon.main", "--config", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                text=True,
+                env=env,
+                cwd=cwd,
+            )
+        daemon = RunningDaemon(process, sock, state_dir or tmp_path / "state", config, stderr_path)
         started.append(daemon)
         return daemon
 
@@ -146,8 +149,6 @@ def start_daemon(tmp_path: Path) -> Iterator[object]:
         if daemon.process.poll() is None:
             daemon.process.kill()
             daemon.process.wait(10)
-        if daemon.process.stderr is not None:
-            daemon.process.stderr.close()
         daemon.notify.close()
 
 

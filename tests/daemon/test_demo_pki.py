@@ -164,16 +164,20 @@ async def _exchange(pki: Path, port: int, role: str) -> tuple[bool, int | None, 
     client = AsyncModbusTlsClient(
         "127.0.0.1", port=port, sslctx=tls_context(pki, role), timeout=3, retries=0, reconnect_delay=0
     )
+    sock: Any = None
     try:
         assert await client.connect()
+        sock = client.ctx.transport.get_extra_info("socket")
         read = await client.read_holding_registers(0, count=10, device_id=1)
         test_mode = await client.write_register(TEST_MODE, 1, device_id=1)
         reset = await client.write_register(DEMAND_RESET, 1, device_id=1)
     finally:
         client.close()
-        # The TLS transport finishes closing on the loop: let it, before asyncio.run ends the
-        # loop, so no open socket is left for a later test's garbage collection to warn about.
-        await asyncio.sleep(0.2)
+        # close() only starts the TLS shutdown: a socket still open when the loop ends
+        # is reported as unclosed in whichever test the garbage collector runs next.
+        deadline = asyncio.get_running_loop().time() + 5
+        while sock is not None and sock.fileno() != -1 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
 
     def code(response: Any) -> int | None:
         return response.exception_code if response.isError() else None
