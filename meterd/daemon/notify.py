@@ -31,8 +31,11 @@ class Notifier:
             return
         message = "\n".join(f"{k}={v}" for k, v in fields.items()).encode()
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+            # Non-blocking: this runs on the event loop, and a manager that stops reading
+            # (a full socket queue) must not stall every channel; a dropped ping is harmless.
+            flags = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+            with socket.socket(socket.AF_UNIX, flags) as sock:
                 sock.sendto(message, self._address)
         except OSError:
-            # The manager going away must not take the daemon with it.
+            # The manager going away (or not keeping up) must not take the daemon with it.
             pass
