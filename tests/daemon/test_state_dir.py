@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+from tests.channels.ssh.harness import PASSWORD_LOGIN
 from tests.daemon.conftest import RunningDaemon, embedded_default
 
 Snapshot = dict[str, tuple[str, int, int, int]]
@@ -79,12 +80,7 @@ def ssh_login(port: int, known_hosts: Path, user: str, password: str) -> subproc
             "GlobalKnownHostsFile=/dev/null",
             "-o",
             "StrictHostKeyChecking=yes",
-            "-o",
-            "PubkeyAuthentication=no",
-            "-o",
-            "PreferredAuthentications=password,keyboard-interactive",
-            "-o",
-            "NumberOfPasswordPrompts=1",
+            *PASSWORD_LOGIN,
             "-p",
             str(port),
             f"{user}@127.0.0.1",

@@ -17,7 +17,7 @@ import pytest
 
 from meterd.meter.firmware import build_image
 from meterd.seclog import EventType, Query, read_records
-from tests.channels.ssh.harness import SSH_BASE, have_clients
+from tests.channels.ssh.harness import PASSWORD_LOGIN, SSH_BASE, have_clients
 from tests.daemon.conftest import ROOT, RunningDaemon, free_port, write_config
 
 StartDaemon = Callable[[Path], RunningDaemon]
@@ -39,12 +39,7 @@ class Person:
             self.password,
             program,
             *SSH_BASE,
-            "-o",
-            "PubkeyAuthentication=no",
-            "-o",
-            "PreferredAuthentications=password,keyboard-interactive",
-            "-o",
-            "NumberOfPasswordPrompts=1",
+            *PASSWORD_LOGIN,
             port_flag,
             str(self.port),
             f"{self.user}@127.0.0.1",

@@ -61,6 +61,15 @@ SSH_BASE = [
     "-o",
     "ConnectTimeout=10",
 ]
+#: A password login only: no key from the agent or ~/.ssh is offered, one prompt.
+PASSWORD_LOGIN = [
+    "-o",
+    "PubkeyAuthentication=no",
+    "-o",
+    "PreferredAuthentications=password,keyboard-interactive",
+    "-o",
+    "NumberOfPasswordPrompts=1",
+]
 CLIENT_TIMEOUT = 30
 
 
@@ -190,12 +199,7 @@ class Server:
             password,
             "ssh",
             *SSH_BASE,
-            "-o",
-            "PubkeyAuthentication=no",
-            "-o",
-            "PreferredAuthentications=password,keyboard-interactive",
-            "-o",
-            "NumberOfPasswordPrompts=1",
+            *PASSWORD_LOGIN,
             "-p",
             str(self.port),
             f"{user}@127.0.0.1",
