@@ -32,7 +32,13 @@ OTHER_SOURCES = "*"
 
 
 def party(source: str) -> str:
-    """The party behind a request's source: an ``address:port`` source without its port."""
+    """The party behind a request's source: an ``address:port`` source without its port.
+
+    A panel source ``uid=U pid=P`` is the user ``uid=U``: a local client that forks
+    gets no new budget either.
+    """
+    if source.startswith("uid="):
+        return source.partition(" ")[0]
     address, colon, port = source.rpartition(":")
     if colon and port.isdigit():
         try:

@@ -14,11 +14,12 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 from meterd.errors import MeterdError
@@ -36,6 +37,7 @@ from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, DenyReason, Outcome, Request
 from meterd.policy.scope import contains
 from meterd.seclog import EventType, SecurityLog
+from meterd.seclog.errors import LogUnavailableError
 from meterd.seclog.events import SYSTEM_PRINCIPAL, DetailValue
 from meterd.seclog.events import PrincipalKind as LoggedKind
 
@@ -97,7 +99,17 @@ def _logged_kind(compiled: CompiledPolicy, name: str) -> LoggedKind:
 
 def _unauthenticated(kind: LoggedKind, event: EventType | None) -> bool:
     """True for a record about a party that has not authenticated (see :mod:`meterd.seclog.classes`)."""
-    return kind is LoggedKind.ANONYMOUS or kind is LoggedKind.UNKNOWN or event is EventType.LOGIN_FAILURE
+    return (
+        kind is LoggedKind.ANONYMOUS
+        or kind is LoggedKind.UNKNOWN
+        or event is EventType.LOGIN_FAILURE
+        or event is EventType.ACCOUNT_LOCKED
+    )
+
+
+#: Where the security log lives in the scope tree (who may read it there keeps a full log serviceable).
+LOG_RESOURCE = "/files/security-log"
+_SESSION_EVENTS = frozenset({EventType.LOGIN_SUCCESS, EventType.LOGOUT_MANUAL, EventType.LOGOUT_TIMEOUT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +187,8 @@ class Guard:
         # The reset allowed last and not yet known to have happened: released if its action fails.
         self._reserved_reset: tuple[Request, Reservation] | None = None
         self._aggregates: Counter[_Aggregate] = Counter()
+        self._unauthenticated_in_flight = 0
+        self._sweep_task: asyncio.Future[None] | None = None
         config = seclog.config
         self._evidence = EvidenceBudget(
             config.unauthenticated_records,
@@ -217,37 +231,53 @@ class Guard:
         permission: Permission | None = None,
         resource: str = "",
         detail: Detail | None = None,
+        budgeted: bool = False,
     ) -> bool:
         """Append a record that is not a decision (login, logout, an action's result).
 
-        A refusal of an unauthenticated party past its budget is counted for the
-        sweep's summary instead (see :mod:`meterd.guard.evidence`).
+        A refusal of an unauthenticated party (or one the channel marks
+        ``budgeted``: a probe on a connection no session was granted) past its
+        budget is counted for the sweep's summary instead (see
+        :mod:`meterd.guard.evidence`).
 
         Returns:
             False if the log could not take it (the caller must then fail closed).
         """
-        kind = _logged_kind(self._compiled, principal)
-        if _unauthenticated(kind, event) and not self._admit_unauthenticated(source, outcome):
-            if outcome is Outcome.ALLOW:
-                log.error("security log has no room for an unauthenticated %s record", event.value)
-                return False
+        compiled = self._compiled
+        kind = _logged_kind(compiled, principal)
+        unauthenticated = budgeted or _unauthenticated(kind, event)
+        key = SummaryKey(source, channel, event, "")
+        if unauthenticated:
             reason = str((detail or {}).get("reason") or (detail or {}).get("refused") or "")
-            self._count_refusal(SummaryKey(source, channel, event, reason[:WHY_LIMIT]))
-            return True
+            key = SummaryKey(source, channel, event, reason[:WHY_LIMIT])
+            if not self._admit_unauthenticated(source, outcome):
+                if outcome is Outcome.ALLOW:
+                    log.error("security log has no room for an unauthenticated %s record", event.value)
+                    return False
+                self._count_refusal(key)
+                return True
+        reserve = outcome is Outcome.ALLOW and (
+            permission is Permission.SECURITY_LOGS_ACCESS
+            or (event in _SESSION_EVENTS and self._keeps_log(compiled, principal, channel))
+        )
         try:
-            await self.seclog.append_async(
-                event,
-                principal=principal,
-                outcome=outcome,
-                channel=channel,
-                source=source,
-                permission=permission,
-                resource=resource,
-                detail=detail,
-                principal_kind=kind,
-            )
+            async with self._in_flight(unauthenticated):
+                await self.seclog.append_async(
+                    event,
+                    principal=principal,
+                    outcome=outcome,
+                    channel=channel,
+                    source=source,
+                    permission=permission,
+                    resource=resource,
+                    detail=detail,
+                    principal_kind=kind,
+                    reserve=reserve,
+                )
         except MeterdError as e:
             log.error("security log refused a %s record: %s", event.value, e)
+            if unauthenticated and outcome is not Outcome.ALLOW:
+                self._count_refusal(key)  # not written, but never lost from the count
             return False
         return True
 
@@ -276,17 +306,34 @@ class Guard:
             )
             self.observer.decision(request.channel, request.permission, decision.outcome)
             return decision
+        reserve = False
         if event is None and decision.allowed:
             event = ALLOW_EVENTS.get(request.permission, EventType.ACCESS_DECISION)
-        if not decision.allowed:
+        if decision.allowed:
+            # An auditor's work on the log (and the shell it works from) may use a full log's reserve.
+            permission = request.permission
+            reserve = permission is Permission.SECURITY_LOGS_ACCESS or (
+                permission is Permission.TERMINAL_ACCESS
+                and self._keeps_log(self._compiled, request.principal, request.channel)
+            )
+        else:
             event = EventType.PERMISSION_DENIED
             if decision.detail:
                 # The auditor sees the same reason the requester was given.
                 detail = {**(detail or {}), "why": decision.detail[:WHY_LIMIT]}
+        unauthenticated = _unauthenticated(kind, event)
         try:
-            await self.seclog.append_decision_async(decision, event=event, detail=detail, principal_kind=kind)
+            async with self._in_flight(unauthenticated):
+                await self.seclog.append_decision_async(
+                    decision, event=event, detail=detail, principal_kind=kind, reserve=reserve
+                )
         except MeterdError as e:
             log.error("security log unavailable, denying %s: %s", request.permission.value, e)
+            if unauthenticated and not decision.allowed:
+                reason = decision.reason.value if decision.reason else ""
+                self._count_refusal(
+                    SummaryKey(request.source, request.channel, EventType.PERMISSION_DENIED, reason)
+                )
             decision = Decision(request, Outcome.DENY, DenyReason.LOG_UNAVAILABLE, "security log unavailable")
         self.observer.decision(request.channel, request.permission, decision.outcome)
         return decision
@@ -295,11 +342,32 @@ class Guard:
         """Whether a record about an unauthenticated party may be written now.
 
         A refusal needs its source's budget and room in the log; an allow (an
-        action that changed something) needs only the room, and is refused without it.
+        action that changed something) needs only the room, and is refused
+        without it.  The room counts the records admitted and not yet written,
+        so a burst admitted in one turn of the loop cannot overrun it.
         """
         if outcome is not Outcome.ALLOW and not self._evidence.admit(source, self._monotonic()):
             return False
-        return self.seclog.room_for_unauthenticated(RECORD_ESTIMATE)
+        return self.seclog.room_for_unauthenticated(RECORD_ESTIMATE + self._unauthenticated_in_flight)
+
+    @contextlib.asynccontextmanager
+    async def _in_flight(self, unauthenticated: bool) -> AsyncIterator[None]:
+        """Count an unauthenticated record against the room while its append is under way."""
+        size = RECORD_ESTIMATE if unauthenticated else 0
+        self._unauthenticated_in_flight += size
+        try:
+            yield
+        finally:
+            self._unauthenticated_in_flight -= size
+
+    @staticmethod
+    def _keeps_log(compiled: CompiledPolicy, principal: str, channel: Channel) -> bool:
+        """Whether ``principal`` may read the security log on ``channel`` (side-effect free)."""
+        try:
+            return compiled.verdict(principal, Permission.SECURITY_LOGS_ACCESS, LOG_RESOURCE, channel).allowed
+        except Exception:  # deciding who may use the reserve fails closed
+            log.exception("evaluator failed while deciding the log reserve")
+            return False
 
     def _count_refusal(self, key: SummaryKey) -> None:
         self._evidence.count(key, self._wall())
@@ -311,7 +379,7 @@ class Guard:
             return
         for key, tally in self._evidence.drain():
             written = False
-            if self.seclog.room_for_unauthenticated(RECORD_ESTIMATE):
+            if self.seclog.room_for_unauthenticated(RECORD_ESTIMATE + self._unauthenticated_in_flight):
                 try:
                     await self.seclog.append_async(
                         key.event,
@@ -691,8 +759,18 @@ class Guard:
 
         Call every few seconds, and with ``final`` at shutdown (summaries are
         otherwise written once per ``unauthenticated_interval``).  What the log
-        cannot take now is kept for the next sweep.
+        cannot take now is kept for the next sweep.  A sweep runs to its end even
+        if its caller is cancelled (counts taken out for writing are never
+        dropped half-way), and the next one waits for it.
         """
+        running = self._sweep_task
+        if running is not None and not running.done():
+            await asyncio.shield(running)
+        task = asyncio.ensure_future(self._sweep(final=final))
+        self._sweep_task = task
+        await asyncio.shield(task)
+
+    async def _sweep(self, *, final: bool) -> None:
         now = self._monotonic()
         idle = self._compiled.policy.settings.session_idle_timeout
         for session in self.sessions:
@@ -736,19 +814,23 @@ class Guard:
             refusals_to_summarise=self.refusals_to_summarise,
         )
 
-    async def acknowledge_log(self, session: Session, allowed: Decision, up_to: int | None) -> int:
-        """Mark the records up to ``up_to`` (None: the head) as taken off the meter by an auditor.
+    async def acknowledge_log(self, session: Session, allowed: Decision, up_to: int) -> int:
+        """Mark the records up to ``up_to`` as taken off the meter by an auditor.
+
+        The acknowledgement is recorded, durably, before the mark moves: no
+        record may become droppable without the log saying who released it.
 
         Args:
             session: The auditor's session.
             allowed: The guard's allow of ``security_logs_access`` for this command.
-            up_to: The last seq acknowledged.
+            up_to: The last seq the auditor holds a copy of.
 
         Returns:
             The acknowledged mark now in force.
 
         Raises:
             ValueError: ``allowed`` is no such allow, or ``up_to`` is not in the log.
+            LogUnavailableError: The acknowledgement could not be recorded (nothing changed).
         """
         request = allowed.request
         if (
@@ -757,8 +839,10 @@ class Guard:
             or request.principal != session.principal
         ):
             raise ValueError("acknowledging the security log needs an allow of security_logs_access")
-        mark = await asyncio.to_thread(self.seclog.acknowledge, up_to or self.seclog.head_seq)
-        await self.record(
+        head = self.seclog.head_seq
+        if not 0 < up_to <= head:
+            raise ValueError(f"seq {up_to} is not in the log (its head is {head})")
+        if not await self.record(
             EventType.AUDIT_LOG_ACCESS,
             session.principal,
             Outcome.ALLOW,
@@ -766,9 +850,12 @@ class Guard:
             source=session.source,
             permission=Permission.SECURITY_LOGS_ACCESS,
             resource=request.resource,
-            detail={"acknowledged_to": mark},
-        )
-        return mark
+            detail={"acknowledged_to": up_to},
+        ):
+            raise LogUnavailableError(
+                "the acknowledgement could not be recorded; nothing was acknowledged", reason="failed"
+            )
+        return await asyncio.to_thread(self.seclog.acknowledge, up_to)
 
     # -- channel helpers ------------------------------------------------------
     # Added for the shell and SFTP: a side-effect-free question ("what would the

@@ -18,6 +18,7 @@ from meterd.policy.builtin import BUILTIN_BY_NAME
 from meterd.policy.keys import check_authorized_key, check_fingerprint
 from meterd.policy.model import (
     ANONYMOUS,
+    SYSTEM,
     Anonymous,
     Application,
     Constraints,
@@ -172,6 +173,10 @@ class _PrincipalLoader:
             return False
         if name == ANONYMOUS:
             reader.error(name, f'"{ANONYMOUS}" is reserved for the unauthenticated principal')
+            return False
+        if name == SYSTEM:
+            # The log names meterd's own records so: no person or program may act under it.
+            reader.error(name, f'"{SYSTEM}" is reserved for meterd\'s own records')
             return False
         return True
 

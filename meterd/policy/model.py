@@ -22,6 +22,8 @@ from meterd.policy.request import Channel
 from meterd.policy.scope import ROOT, ScopeTree
 
 ANONYMOUS = "anonymous"
+#: The principal of meterd's own records (start, stop, the log's housekeeping): no policy may name it.
+SYSTEM = "meterd"
 
 K = TypeVar("K")
 V = TypeVar("V")

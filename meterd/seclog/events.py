@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TypeAlias
 
+from meterd.policy.model import SYSTEM
 from meterd.policy.request import Channel, Outcome
 
 #: A detail value: small scalars only, so records stay flat and greppable.
@@ -62,7 +63,7 @@ class PrincipalKind(enum.Enum):
 
 
 #: The principal name of the log's own records.
-SYSTEM_PRINCIPAL = "meterd"
+SYSTEM_PRINCIPAL = SYSTEM
 
 BY_EVENT_NAME: dict[str, EventType] = {e.value: e for e in EventType}
 BY_CHANNEL_NAME: dict[str, Channel] = {c.value: c for c in Channel}

@@ -141,17 +141,20 @@ class SecurityLog:
         detail: Mapping[str, DetailValue] | None = None,
         principal_kind: PrincipalKind | None = None,
         timeout: float | None = None,
+        reserve: bool = False,
     ) -> int:
         """Like :meth:`append`, but awaits durability without blocking the event loop.
 
         The fields are spelled out rather than taken as ``**fields`` like
         :meth:`append`'s, and passed on by position: on this, the daemon's
         path, forwarding them by keyword costs a good part of encoding the record.
+        ``reserve`` lets the record use the room a full log keeps for its own
+        records: the guard grants it to an auditor's work on the log itself.
         """
         record = encode_record(
             event, principal, outcome, channel, source, permission, resource, detail, principal_kind
         )
-        return await self._writer.submit(record, timeout or self.config.append_timeout)
+        return await self._writer.submit(record, timeout or self.config.append_timeout, reserve)
 
     async def append_decision_async(
         self,
@@ -161,6 +164,7 @@ class SecurityLog:
         detail: Mapping[str, DetailValue] | None = None,
         principal_kind: PrincipalKind | None = None,
         timeout: float | None = None,
+        reserve: bool = False,
     ) -> int:
         """Record a guard decision and return its seq once durable: the guard's hot path.
 
@@ -173,11 +177,11 @@ class SecurityLog:
             LogUnavailableError: Not durable; the guard must then deny.
         """
         record = encode_decision(decision, event, detail, principal_kind)
-        return await self._writer.submit(record, timeout or self.config.append_timeout)
+        return await self._writer.submit(record, timeout or self.config.append_timeout, reserve)
 
-    def append_entry(self, entry: Entry, timeout: float | None = None) -> int:
-        """Append a prepared entry (blocking); return its seq."""
-        return self._writer.append(entry, timeout or self.config.append_timeout)
+    def append_entry(self, entry: Entry, timeout: float | None = None, *, reserve: bool = False) -> int:
+        """Append a prepared entry (blocking); return its seq (``reserve``: see :meth:`append_async`)."""
+        return self._writer.append(entry, timeout or self.config.append_timeout, reserve=reserve)
 
     def on_commit(self, callback: Callable[[float], None] | None) -> None:
         """Have ``callback`` receive each sync's duration in seconds (for the flush metric).
@@ -234,7 +238,8 @@ class SecurityLog:
             raise LogAccessError(
                 f"{request.principal} may not read the security log", principal=request.principal
             )
-        self.append_entry(entry)
+        # An allowed read may use a full log's reserve: the auditor must be able to fetch it.
+        self.append_entry(entry, reserve=True)
         return read_records(self.directory, query)
 
     # -- state ------------------------------------------------------------
@@ -290,11 +295,12 @@ class SecurityLog:
         return store.untrusted + size <= share and store.usage + size + headroom <= capacity
 
     def acknowledge(self, up_to: int) -> int:
-        """Record that an auditor took every record up to ``up_to`` off the meter; return the new mark.
+        """Mark every record up to ``up_to`` as taken off the meter by an auditor; return the new mark.
 
         Under ``drop_exported`` the acknowledged records may then be dropped when
         the log is full, as forwarded ones may.  The mark only moves forward and
-        never past the durable head.  The caller records who acknowledged.
+        never past the durable head.  The caller records the acknowledgement,
+        durably, *before* calling this.
 
         Raises:
             ValueError: ``up_to`` is beyond the durable head or not positive.

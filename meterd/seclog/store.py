@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meterd.fsutil import fsync_directory
-from meterd.seclog.classes import MARKERS, log_maintenance, unauthenticated, unauthenticated_bytes
+from meterd.seclog.classes import MARKERS, unauthenticated, unauthenticated_bytes
 from meterd.seclog.codec import GENESIS, KEY_BYTES, FrameError, decode_frame, evolve
 from meterd.seclog.config import FullPolicy, LogConfig
 from meterd.seclog.entry import Entry, system_entry
@@ -39,10 +39,12 @@ from meterd.seclog.events import EventType
 from meterd.seclog.keys import KeyFile
 from meterd.seclog.sealer import frames_size
 from meterd.seclog.segments import (
+    ACKNOWLEDGED_FILE,
     KEY_FILE,
     clear_append_only,
     last_line,
     list_segments,
+    read_exported,
     read_lines,
     read_released,
     segment_name,
@@ -52,9 +54,11 @@ from meterd.seclog.syncer import Syncer
 
 _log = logging.getLogger(__name__)
 #: Room kept for the log's own records (drops, warnings, checkpoints) in a full log, 1% of
-#: capacity and at most this many bytes; records about reading and acknowledging the log may
-#: use it too, so an auditor can still act on a full log.
+#: capacity and at most this many bytes.
 _SYSTEM_RESERVE = 4096
+#: How far past its capacity an auditor's work on a full log may take it (logging in,
+#: reading, acknowledging: a dozen records), so a full log can always be released.
+AUDITOR_ALLOWANCE = 8192
 #: Seconds a rotation waits for the previous segment to become durable: far
 #: beyond any sync, it only bounds a stuck disk.
 _ROTATION_WAIT = 60.0
@@ -292,25 +296,37 @@ class SegmentStore:
                         "segment": oldest.path.name,
                         "last_seq": last.seq,
                         "last_digest": last.digest,
-                        "exported": policy is FullPolicy.DROP_EXPORTED
-                        or last.seq <= read_released(self.directory),
+                        # Who released it: the collector's confirmation, an auditor's acknowledgement.
+                        "exported": last.seq <= read_exported(self.directory),
+                        "acknowledged": last.seq <= read_exported(self.directory, ACKNOWLEDGED_FILE),
                     },
                 )
             )
             _log.warning("security log full: dropped %s (records up to seq %d)", oldest.path.name, last.seq)
 
-    def _make_room(self, records: list[bytes], size: int, own: list[Entry]) -> None:
+    def _make_room(self, size: int, own: list[Entry], reserve: bool) -> None:
         """Drop what the full policy allows so ``size`` more bytes fit, or refuse the group.
+
+        Args:
+            size: The group's bytes.
+            own: The log's own records to write with it (drops are added).
+            reserve: The group is an auditor's work on the log (the guard decides):
+                it may go up to :data:`AUDITOR_ALLOWANCE` past the capacity and never
+                drops anything, so a full log stays serviceable.
 
         Raises:
             LogFullError: They do not fit (the drops made are written first).
         """
-        # Reading and acknowledging the log may use the log's own reserve: a full log stays serviceable.
-        reserve = 0 if all(log_maintenance(r) for r in records) else self._reserve
-        if self.usage + size + reserve <= self.config.capacity_bytes:
+        if reserve:
+            # Beyond the capacity by at most a few records: an auditor's work on a full log.
+            if self.usage + size <= self.config.capacity_bytes + AUDITOR_ALLOWANCE:
+                return
+            raise LogFullError("the security log is full, and so is the room kept for its auditor")
+        kept = self._reserve
+        if self.usage + size + kept <= self.config.capacity_bytes:
             return
         try:
-            self._drop_for(size + reserve, own)
+            self._drop_for(size + kept, own)
         except LogFullError:
             self.full = True
             if own:  # what was dropped must be on record even though this group is refused
@@ -340,7 +356,12 @@ class SegmentStore:
         return fd
 
     def write(
-        self, records: list[bytes], *, checkpoint: bool = False, system: list[Entry] | None = None
+        self,
+        records: list[bytes],
+        *,
+        checkpoint: bool = False,
+        system: list[Entry] | None = None,
+        reserve: bool = False,
     ) -> int:
         """Submit encoded ``records`` to the syncer (see :attr:`durable`); return the seq of the first.
 
@@ -362,7 +383,7 @@ class SegmentStore:
         own = list(system or [])
         usage = self.usage
         if count:
-            self._make_room(records, size, own)
+            self._make_room(size, own, reserve)
         untrusted = (
             self._untrusted_size(records, first, len(ts))
             if count and any(marker in joined for marker in MARKERS)
@@ -393,6 +414,10 @@ class SegmentStore:
         if own:  # the caller's records are sized: only the log's own are added
             extra = b"\n".join([entry.fields for entry in own])
             size += frames_size(len(extra) - len(own) + 1, len(own), first + count, len(ts))
+            if not count and self.usage + size > self.config.capacity_bytes:
+                # A checkpoint asked for on its own must not grow a full log.
+                self._since_checkpoint = 0
+                raise LogFullError("the security log is full: no room for a checkpoint")
             joined = joined + b"\n" + extra if count else extra
             count += len(own)
         if not count:
@@ -415,8 +440,8 @@ class SegmentStore:
         head.untrusted += untrusted
         self.usage += size
         self.untrusted += untrusted
-        if records:
-            self.full = False
+        if records and not reserve:
+            self.full = False  # an ordinary append fitted again
         return first
 
     @staticmethod

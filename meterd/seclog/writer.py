@@ -60,7 +60,7 @@ class _Group:
     and no object is built per record beyond its future.
     """
 
-    __slots__ = ("deadlines", "error", "first", "futures", "loop", "records", "shared")
+    __slots__ = ("deadlines", "error", "first", "futures", "loop", "ordinary", "records", "shared")
 
     def __init__(self) -> None:
         #: The records' encoded fields (:func:`meterd.seclog.entry.encode_record`).
@@ -73,6 +73,8 @@ class _Group:
         self.error: BaseException | None = None
         self.loop: asyncio.AbstractEventLoop | None = None  # the first loop with futures here
         self.shared = False  # futures of more than one loop
+        #: Some record may not use the log's reserve (see :meth:`GroupCommitWriter.submit`).
+        self.ordinary = False
 
     def owns(self, future: asyncio.Future[int] | None, loop: asyncio.AbstractEventLoop) -> bool:
         """Whether ``future`` is an unsettled one of ``loop``'s (only that loop may settle it)."""
@@ -147,8 +149,8 @@ class GroupCommitWriter:
             return LogUnavailableError("too many records waiting for the security log", reason="overloaded")
         return None
 
-    def append(self, entry: Entry, timeout: float) -> int:
-        """Write ``entry`` and wait until it is durable; return its seq.
+    def append(self, entry: Entry, timeout: float, *, reserve: bool = False) -> int:
+        """Write ``entry`` and wait until it is durable; return its seq (``reserve``: see :meth:`submit`).
 
         Raises:
             LogUnavailableError: Closed, failed, overloaded, full, or not durable
@@ -163,6 +165,8 @@ class GroupCommitWriter:
             group.records.append(entry.fields)
             group.futures.append(None)
             group.deadlines.append(0.0)
+            if not reserve:
+                group.ordinary = True
         # Whoever held the flush lock before took this entry along, or this call does.
         self._flush()
         if group.error is not None:
@@ -172,8 +176,12 @@ class GroupCommitWriter:
         self._report_syncs()
         return seq
 
-    def submit(self, record: bytes, timeout: float) -> asyncio.Future[int]:
+    def submit(self, record: bytes, timeout: float, reserve: bool = False) -> asyncio.Future[int]:
         """Queue a record's encoded fields from a running event loop; return a future of its seq.
+
+        ``reserve`` lets the record use the room a full log keeps for its own
+        records (the caller decides: an auditor reading or acknowledging the
+        log); a group with any other record may not.
 
         A plain function returning the future (rather than a coroutine) keeps
         one coroutine frame off the hot path.  The future fails with
@@ -200,6 +208,8 @@ class GroupCommitWriter:
             group.records.append(record)
             group.futures.append(future)
             group.deadlines.append(deadline)
+            if not reserve:
+                group.ordinary = True
             if group.loop is not loop:
                 if group.loop is None:
                     group.loop = loop
@@ -254,7 +264,7 @@ class GroupCommitWriter:
             try:
                 if self._failure is not None:
                     raise self._failure
-                first = self._store.write(group.records, checkpoint=checkpoint)
+                first = self._store.write(group.records, checkpoint=checkpoint, reserve=not group.ordinary)
             except LogFullError as e:
                 error = e
             except Exception as e:  # any other fault leaves the store in an unknown state: fail for good

@@ -87,9 +87,7 @@ async def log_verify(ctx: Context) -> int:
     return EXIT_OK if report.ok else EXIT_DENIED
 
 
-def _acknowledged_seq(ctx: Context) -> int | None:
-    if not ctx.args:
-        return None
+def _acknowledged_seq(ctx: Context) -> int:
     if not ctx.args[0].isdigit() or int(ctx.args[0]) == 0:
         raise UsageError(f"{ctx.args[0]!r} is not a record number")
     return int(ctx.args[0])
@@ -99,12 +97,12 @@ def check_log_acknowledge(ctx: Context) -> None:
     """Pre-check of ``log acknowledge``: SEQ is a record number of the log."""
     up_to = _acknowledged_seq(ctx)
     head = ctx.runtime.guard.log_status().head_seq
-    if up_to is not None and up_to > head:
+    if up_to > head:
         raise UsageError(f"seq {up_to} is not in the log (its head is {head})")
 
 
 async def log_acknowledge(ctx: Context) -> int:
-    """``log acknowledge [SEQ]``: the records up to SEQ (default: all) are safely off the meter.
+    """``log acknowledge SEQ``: the records up to SEQ are safely off the meter (the auditor holds a copy).
 
     Under ``drop_exported`` a full log may then drop them, and recorded actions resume.
     """

@@ -25,7 +25,7 @@ PER_SOURCE = 3
         ("127.0.0.2:50123", "127.0.0.2"),
         ("::1:50123", "::1"),
         ("fe80::2:1:502", "fe80::2:1"),
-        ("uid=1000 pid=4242", "uid=1000 pid=4242"),
+        ("uid=1000 pid=4242", "uid=1000"),  # a panel client: its user, whatever its process
         ("/dev/ttyS0", "/dev/ttyS0"),
         ("host.example:22", "host.example:22"),
         ("", ""),

@@ -188,7 +188,7 @@ def test_a_full_log_is_visible_and_an_auditor_acknowledgement_lets_work_resume(t
             # The auditor can still act on the log: its records may use the log's reserve.
             allowed = await guard.authorize(aud, Permission.SECURITY_LOGS_ACCESS, "/files/security-log")
             assert allowed.allowed
-            mark = await guard.acknowledge_log(aud, allowed, None)
+            mark = await guard.acknowledge_log(aud, allowed, seclog.head_seq)
             assert mark > 0
             assert (await guard.authorize(op, Permission.PEAK_DEMAND_RESET, "/meter/demand")).allowed
             assert not seclog.full
@@ -198,7 +198,7 @@ def test_a_full_log_is_visible_and_an_auditor_acknowledgement_lets_work_resume(t
     assert any(r.detail.get("acknowledged_to") for r in records if r.principal == "aud")
     drops = [r for r in records if r.event is EventType.LOG_SEGMENT_DROPPED]
     assert drops
-    assert all(r.detail["exported"] is True for r in drops)
+    assert all(r.detail["acknowledged"] is True and r.detail["exported"] is False for r in drops)
 
 
 def test_refuse_policy_stays_full(tmp_path: Path) -> None:

@@ -50,6 +50,10 @@ def source_of(conn: SSHConnection) -> str:
     return f"{peer[0]}:{peer[1]}"
 
 
+#: Forwarding requests and other probes refused on one connection before it is closed.
+MAX_REFUSALS = 16
+
+
 class MeterSSHServer(asyncssh.SSHServer):
     """The per-connection handler asyncssh calls for authentication and channel requests.
 
@@ -63,6 +67,7 @@ class MeterSSHServer(asyncssh.SSHServer):
         self._conn: asyncssh.SSHServerConnection | None = None
         self.source = ""
         self._failures = 0
+        self._refusals = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- connection ---------------------------------------------------------
@@ -130,7 +135,17 @@ class MeterSSHServer(asyncssh.SSHServer):
     # -- refusals ---------------------------------------------------------------
 
     def _refuse(self, what: str, detail: dict[str, str | int]) -> None:
+        """Record a refused forwarding or probe; a connection that keeps probing is closed.
+
+        The refusals are budgeted like those of unauthenticated parties (a probe
+        needs no session), so a client cannot fill the log with them.
+        """
         user = self._conn.get_extra_info("username", "") if self._conn else ""
+        self._refusals += 1
+        if self._refusals > MAX_REFUSALS:
+            if self._refusals == MAX_REFUSALS + 1 and self._conn is not None:
+                self._conn.close()
+            return
         record = self._guard.record(
             EventType.PERMISSION_DENIED,
             user or "anonymous",
@@ -138,6 +153,7 @@ class MeterSSHServer(asyncssh.SSHServer):
             channel=Channel.SSH,
             source=self.source,
             detail={"refused": what, **detail},
+            budgeted=True,
         )
         self._spawn(record)
 
