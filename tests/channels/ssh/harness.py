@@ -139,11 +139,11 @@ class Server:
         # One server (and a test clock that never refills budgets) stands for a whole module's
         # clients on 127.0.0.1: every refusal these tests look for must be recorded on its own.
         # The budgets themselves are tested in tests/guard and tests/daemon/test_log_flood.py.
-        config = LogConfig(
+        log_config = LogConfig(
             append_only_attr=False, unauthenticated_records=100_000, unauthenticated_records_total=100_000
         )
-        SecurityLog.init(self.log_dir, config)
-        seclog = SecurityLog.open(self.log_dir, config)
+        SecurityLog.init(self.log_dir, log_config)
+        seclog = SecurityLog.open(self.log_dir, log_config)
         compiled = compile_policy(load_policy(policy_data(self.key_lines, self.hashed, **settings)))
         guard = Guard(compiled, seclog, monotonic=lambda: self.clock[0])
         self.runtime = Runtime(guard, SimulatedMeter(self.root / "state"), self.root / "state")
