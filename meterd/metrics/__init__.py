@@ -13,6 +13,6 @@ Modbus function names, policy-load results).
 
 from meterd.metrics.config import MetricsConfig, load
 from meterd.metrics.registry import MeterdMetrics
-from meterd.metrics.server import MetricsServer
+from meterd.metrics.endpoint import MetricsServer
 
 __all__ = ["MeterdMetrics", "MetricsConfig", "MetricsServer", "load"]

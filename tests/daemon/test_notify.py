@@ -15,9 +15,12 @@ def test_a_manager_that_stops_reading_does_not_block_the_sender(tmp_path: Path) 
         manager.bind(str(path))
         notifier = Notifier({"NOTIFY_SOCKET": str(path)})
         # Far more than a datagram socket queues (net.unix.max_dgram_qlen is 10 to 512).
-        sender = threading.Thread(
-            target=lambda: [notifier.send(WATCHDOG="1") for _ in range(2000)], daemon=True
-        )
+
+        def send_many() -> None:
+            for _ in range(2000):
+                notifier.send(WATCHDOG="1")
+
+        sender = threading.Thread(target=send_many, daemon=True)
         sender.start()
         sender.join(timeout=30)
         assert not sender.is_alive()
