@@ -19,8 +19,8 @@ from meterd.errors import ConfigError, MeterdError
 from meterd.fsutil import atomic_write, private_dir
 from meterd.guard import Guard
 from meterd.meter.simulated import SimulatedMeter
-from meterd.metrics.registry import MeterdMetrics
 from meterd.metrics.endpoint import MetricsServer
+from meterd.metrics.registry import MeterdMetrics
 from meterd.policy.compile import CompiledPolicy
 from meterd.policy.request import Channel, Outcome
 from meterd.seclog import EventType, SecurityLog

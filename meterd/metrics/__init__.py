@@ -12,7 +12,7 @@ Modbus function names, policy-load results).
 """
 
 from meterd.metrics.config import MetricsConfig, load
-from meterd.metrics.registry import MeterdMetrics
 from meterd.metrics.endpoint import MetricsServer
+from meterd.metrics.registry import MeterdMetrics
 
 __all__ = ["MeterdMetrics", "MetricsConfig", "MetricsServer", "load"]

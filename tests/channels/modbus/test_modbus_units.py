@@ -36,11 +36,11 @@ def test_any_pdu_parses_to_a_request_or_an_exception(body: bytes) -> None:
 
 @given(st.binary(min_size=7, max_size=7))
 def test_any_header_is_accepted_only_if_it_is_modbus(raw: bytes) -> None:
-    _, protocol, length, _ = struct.unpack(">HHHB", raw)
+    _, protocol_id, length, _ = struct.unpack(">HHHB", raw)
     try:
         header = protocol.parse_header(raw)
     except protocol.FramingError:
-        assert protocol != 0 or not 2 <= length <= 254
+        assert protocol_id != 0 or not 2 <= length <= 254
     else:
         assert 1 <= header.pdu_length <= 253
 
