@@ -32,7 +32,7 @@ INITIAL_KEY_FILE = "security-log-initial-key"
 MEASUREMENT_INTERVAL = 60.0
 
 
-class _StopRequestedError(Exception):
+class _StopRequestedError(MeterdError):
     """Raised inside the supervisor's task group to end it (and cancel its tasks) on a stop signal."""
 
 

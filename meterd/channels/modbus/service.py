@@ -25,7 +25,7 @@ from meterd.channels.modbus.encoding import EncodingError
 from meterd.channels.modbus.protocol import ExceptionCode, ReadRequest, Refusal, WriteRequest
 from meterd.channels.modbus.registers import READ_PERMISSION, Field, covers_whole_fields, fields_in
 from meterd.channels.modbus.values import Change, MeasurementCache, apply, decode_write, read_words
-from meterd.errors import MeterError
+from meterd.errors import ChannelError, MeterError
 from meterd.guard import Session
 from meterd.guard.guard import ALLOW_EVENTS
 from meterd.meter.errors import MeterValueError
@@ -37,7 +37,7 @@ from meterd.seclog.events import DetailValue
 log = logging.getLogger(__name__)
 
 
-class SessionEndedError(Exception):
+class SessionEndedError(ChannelError):
     """The guard ended the session (idle timeout, revoked); the connection must close."""
 
 
