@@ -1,6 +1,7 @@
 """SSH login latency and SFTP throughput: meterd against plain asyncssh and OpenSSH, in one run.
 
-Run: ``python benchmarks/bench_ssh.py [--size-mib N] [--logins N] [--rounds N] [--json] [--check]``.
+Run: ``python benchmarks/bench_ssh.py [--size-mib N] [--logins N] [--rounds N] [--json] [--check] [--quick]``;
+``--quick`` (what ``make test`` runs) is a 4 MiB file, 3 logins and one round.
 
 Three servers on loopback, each driven by the same OpenSSH ``ssh``/``sftp``
 clients with the same cipher and key:
@@ -230,7 +231,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="a 4 MiB file, 3 logins, 1 round (a smoke run)")
     args = parser.parse_args()
+    if args.quick:
+        args.size_mib, args.logins, args.rounds = 4, 3, 1
     for tool in ("ssh", "sftp", "ssh-keygen"):
         if shutil.which(tool) is None:
             print(f"bench_ssh: {tool} is not installed; skipped")
