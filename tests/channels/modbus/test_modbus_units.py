@@ -19,7 +19,7 @@ from meterd.channels.modbus.encoding import EncodingError, Kind, decode, encode
 from meterd.channels.modbus.limits import ConnectionLimits, RateLimiter
 from meterd.channels.modbus.registers import INDEX, REGISTER_MAP, Group, covers_whole_fields, fields_in
 from meterd.errors import ConfigError
-from meterd.policy.reader import Reader
+from meterd.tomlreader import Reader
 
 from .pki import Pki
 
