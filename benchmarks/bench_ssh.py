@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import getpass
 import json
+import math
 import os
 import resource
 import shutil
@@ -224,6 +225,10 @@ def start_sshd(root: Path, authorized: Path) -> tuple[subprocess.Popen[bytes], i
     return None
 
 
+def _median(values: list[float] | None) -> float:
+    return statistics.median(values) if values else math.nan
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=64)
@@ -276,7 +281,10 @@ def main() -> int:
                     for name, (port, login, remote) in order
                 }
                 for k, v in figures["meterd"].items():
-                    ratios.setdefault(k, []).append(v / figures["asyncssh"][k])
+                    # CPU time is sampled per scheduler tick: a short transfer can read 0 ms,
+                    # and a round without a baseline has no ratio.
+                    if figures["asyncssh"][k] > 0:
+                        ratios.setdefault(k, []).append(v / figures["asyncssh"][k])
                 for name, round_figures in figures.items():
                     for k, v in round_figures.items():
                         best = max if k.endswith("_mib_s") else min
@@ -304,8 +312,8 @@ def main() -> int:
                 proc.wait(10)
 
     base = results["asyncssh"]
-    overhead = {k: 1 - statistics.median(ratios[k]) for k in ("download_mib_s", "upload_mib_s")}
-    cpu_cost = {k: statistics.median(ratios[k]) - 1 for k in ("download_cpu_ms", "upload_cpu_ms")}
+    overhead = {k: 1 - _median(ratios.get(k)) for k in ("download_mib_s", "upload_mib_s")}
+    cpu_cost = {k: _median(ratios.get(k)) - 1 for k in ("download_cpu_ms", "upload_cpu_ms")}
     if args.json:
         print(
             json.dumps(
