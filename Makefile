@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 NATIVE := $(wildcard native/*.c native/*.h native/*.py)
 
-.PHONY: run test lint bench system-deps clean
+.PHONY: run test lint bench bench-quick system-deps clean
 
 # A fresh virtual environment with the package (and its C evaluator and sealer) built in place.
 $(STAMP): pyproject.toml setup.py $(NATIVE)
@@ -21,8 +21,10 @@ system-deps:
 run: $(STAMP)
 	$(BIN)/meterd --config config/daemon/meterd.toml
 
-test: system-deps $(STAMP)
+# Everything CI checks: lint, the whole suite, and one short run of every benchmark.
+test: system-deps $(STAMP) lint
 	$(BIN)/python -m pytest
+	@$(MAKE) --no-print-directory bench-quick
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check .
@@ -31,6 +33,16 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Each benchmark once with --quick: the real code paths must finish and print figures
+# (too few samples to quote; `make bench` on an idle machine makes the README's figures).
+bench-quick: $(STAMP)
+	@for b in benchmarks/bench_*.py; do \
+		echo "== $$b --quick"; \
+		out=$$($(BIN)/python $$b --quick) || { echo "$$out"; echo "$$b --quick failed"; exit 1; }; \
+		echo "$$out"; \
+		echo "$$out" | grep -q '[0-9]' || { echo "$$b --quick printed no figures"; exit 1; }; \
+	done
 
 clean:
 	rm -rf $(VENV) build *.egg-info meterd/*.so

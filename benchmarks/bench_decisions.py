@@ -4,10 +4,15 @@ One run, one generated policy (17 permissions, 10 custom roles, 1,000 users
 with 1-3 roles each, a scope tree four levels deep), one list of random
 requests.  Prints ns/decision for each path and its ratio to the pure-C loop
 over the same table (the baseline, measured in the same run).
+
+Run: ``python benchmarks/bench_decisions.py [--quick]``; ``--quick`` (what
+``make test`` runs) uses 100 users, 2,000 requests and short timing loops: the
+same paths, figures too noisy to quote.
 """
 
 from __future__ import annotations
 
+import argparse
 import random
 import sys
 import time
@@ -49,12 +54,12 @@ m = g(r.sub, p.sub, r.dom) && r.act == p.act
 """
 
 
-def generate_policy(rng: random.Random) -> dict[str, Any]:
+def generate_policy(rng: random.Random, n_users: int = N_USERS) -> dict[str, Any]:
     perms = [p.value for p in Permission]
     roles = {f"role{i}": {"permissions": rng.sample(perms, rng.randint(2, 8))} for i in range(10)}
     scopes = ["/", "/files/data", "/meter", "/modbus", *FEEDERS, *UNITS]
     users = {}
-    for i in range(N_USERS):
+    for i in range(n_users):
         entry: dict[str, Any] = {"roles": rng.sample(sorted(roles), rng.randint(1, 3))}
         if rng.random() < 0.6:
             entry["scopes"] = rng.sample(scopes[1:], rng.randint(1, 2))
@@ -68,12 +73,14 @@ def generate_policy(rng: random.Random) -> dict[str, Any]:
     }
 
 
-def random_requests(rng: random.Random, policy: Policy) -> list[tuple[str, Permission, str, Channel]]:
+def random_requests(
+    rng: random.Random, policy: Policy, n_requests: int = N_REQUESTS
+) -> list[tuple[str, Permission, str, Channel]]:
     names = sorted(policy.users)
     resources = ["/", "/meter/demand", "/modbus/unit/3", *[f"{f}/2026-11.csv" for f in FEEDERS]]
     return [
         (rng.choice(names), rng.choice(list(Permission)), rng.choice(resources), rng.choice(list(Channel)))
-        for _ in range(N_REQUESTS)
+        for _ in range(n_requests)
     ]
 
 
@@ -107,10 +114,15 @@ def casbin_enforcer(policy: Policy) -> casbin.Enforcer:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small sizes and short loops (a smoke run)")
+    args = parser.parse_args()
+    n_users, n_requests, c_rounds = (100, 2000, 5) if args.quick else (N_USERS, N_REQUESTS, 200)
+    timing = 0.05 if args.quick else 0.5  # seconds of repeated rounds per figure
     rng = random.Random(SEED)
-    policy = load_policy(generate_policy(rng))
+    policy = load_policy(generate_policy(rng, n_users))
     compiled = compile_policy(policy)
-    requests = random_requests(rng, policy)
+    requests = random_requests(rng, policy, n_requests)
     index = [
         (compiled.principal_index(p) or 0, perm.bit, policy.scopes.resolve(res), ch.index)
         for p, perm, res, ch in requests
@@ -160,16 +172,19 @@ def main() -> None:
             enforcer.enforce(p, res, perm.value)
         return len(casbin_sample)
 
-    c_loop = run_c_loop(compiled.table, index, rounds=200)
+    c_loop = run_c_loop(compiled.table, index, rounds=c_rounds)
     rows = [
         ("pure C loop (baseline)", c_loop),
-        ("C batch, prepared buffer", per_call_ns(native_batch, len(index))),
-        ("C batch, packing included", per_call_ns(batch_with_packing, len(index))),
-        ("C single, NativeEvaluator.decide(ints)", per_call_ns(native_single, len(index))),
-        ("C single, CompiledPolicy.verdict(names)", per_call_ns(api_single, len(requests))),
-        ("C single, CompiledPolicy.decide(Request)", per_call_ns(api_decide, len(requests))),
-        ("pure-Python reference evaluator", per_call_ns(reference, len(sample))),
-        ("pycasbin RBAC with domains (no channel caps)", per_call_ns(pycasbin, len(casbin_sample), 1.0)),
+        ("C batch, prepared buffer", per_call_ns(native_batch, len(index), timing)),
+        ("C batch, packing included", per_call_ns(batch_with_packing, len(index), timing)),
+        ("C single, NativeEvaluator.decide(ints)", per_call_ns(native_single, len(index), timing)),
+        ("C single, CompiledPolicy.verdict(names)", per_call_ns(api_single, len(requests), timing)),
+        ("C single, CompiledPolicy.decide(Request)", per_call_ns(api_decide, len(requests), timing)),
+        ("pure-Python reference evaluator", per_call_ns(reference, len(sample), timing)),
+        (
+            "pycasbin RBAC with domains (no channel caps)",
+            per_call_ns(pycasbin, len(casbin_sample), 2 * timing),
+        ),
     ]
     print(
         f"policy: {len(policy.users)} users, {len(policy.roles)} roles, {len(policy.scopes)} scope nodes, "

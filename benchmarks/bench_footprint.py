@@ -1,6 +1,7 @@
 """Start-up cost of meterd: time from start to READY, and resident memory with every channel idle.
 
-Run: ``python benchmarks/bench_footprint.py [--config PATH] [--runs N] [--settle S] [--json]``.
+Run: ``python benchmarks/bench_footprint.py [--config PATH] [--runs N] [--settle S] [--json] [--quick]``;
+``--quick`` (what ``make test`` runs) is two starts with a short settle.
 
 Each run starts ``meterd --config CONFIG`` with a ``NOTIFY_SOCKET`` this
 script owns (a Unix datagram socket, as systemd's ``Type=notify`` provides),
@@ -164,7 +165,10 @@ def main() -> None:
         "--settle", type=float, default=2.0, help="idle seconds after READY before reading RSS"
     )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--quick", action="store_true", help="two starts, short settle (a smoke run)")
     args = parser.parse_args()
+    if args.quick:
+        args.runs, args.settle = 2, 0.5
 
     rows = {
         "bare interpreter (spawn to exit)": _median([import_floor(()) for _ in range(args.runs)]),

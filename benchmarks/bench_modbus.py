@@ -1,6 +1,7 @@
 """Modbus read throughput and latency: meterd with enforcement against a plain pymodbus server.
 
-Run: ``python benchmarks/bench_modbus.py [--requests N] [--rounds R] [--json] [--check]``.
+Run: ``python benchmarks/bench_modbus.py [--requests N] [--rounds R] [--json] [--check] [--quick]``.
+``--quick`` (what ``make test`` runs) is one round of 300 requests per server.
 
 One client (a minimal MBAP client on asyncio streams, the same for every
 server, so the client's own cost is equal) reads 10 holding registers over
@@ -168,7 +169,10 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--check", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="one short round (a smoke run)")
     args = parser.parse_args()
+    if args.quick:
+        args.requests, args.rounds = 300, 1
     rows = asyncio.run(main_async(args.requests, args.rounds))
     baseline, enforced, unsafe = (float(r["requests_per_s"]) for r in rows)
     cost_vs_baseline = 1 - enforced / baseline

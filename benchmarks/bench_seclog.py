@@ -1,6 +1,7 @@
 """Security-log throughput and latency, against plain write+fsync and write without fsync.
 
-Run: ``python benchmarks/bench_seclog.py [--records N] [--repeats N] [--dir PATH] [--json] [--check]``.
+Run: ``python benchmarks/bench_seclog.py [--records N] [--repeats N] [--dir PATH] [--json] [--check]``
+(``--quick``, what ``make test`` runs: 2,000 records, one run per row, short baselines).
 
 Measured in one run on the same file system: one ``write`` + ``fsync`` per
 record (the durable baseline), ``write`` alone (the ceiling without
@@ -140,7 +141,7 @@ class Results:
 
 
 def _measure(
-    directory: Path, bench: Bench, log: SecurityLog, appenders: int, per: int, repeats: int
+    directory: Path, bench: Bench, log: SecurityLog, appenders: int, per: int, repeats: int, baseline: int
 ) -> tuple[float, float, list[float], list[float]]:
     """Run ``bench`` ``repeats`` times.
 
@@ -150,16 +151,16 @@ def _measure(
     runs = []
     for _ in range(repeats):
         # Baseline samples around each run: the ratio compares like with like.
-        before = bench_plain(directory, 300, sync=True)
+        before = bench_plain(directory, baseline, sync=True)
         rate, latencies = bench(log, appenders, per)
-        after = bench_plain(directory, 300, sync=True)
+        after = bench_plain(directory, baseline, sync=True)
         runs.append((rate / ((before + after) / 2), rate, (before + after) / 2, latencies))
     runs.sort(key=lambda r: r[0])
     _, rate, local, latencies = runs[len(runs) // 2]
     return rate, local, latencies, [r[0] for r in runs]
 
 
-def run(directory: Path, records: int, repeats: int = 3) -> Results:
+def run(directory: Path, records: int, repeats: int = 3, baseline: int = 300) -> Results:
     # The fsync baseline is sampled before, between and after the durable runs:
     # shared storage drifts, and the ratio should compare like with like.
     results = Results([bench_plain(directory, max(200, records // 10), sync=True)])
@@ -170,7 +171,9 @@ def run(directory: Path, records: int, repeats: int = 3) -> Results:
             for appenders in (1, 8, 64):
                 total = records // 10 if appenders == 1 else records
                 per = max(1, total // appenders)
-                rate, local, latencies, ratios = _measure(directory, bench, log, appenders, per, repeats)
+                rate, local, latencies, ratios = _measure(
+                    directory, bench, log, appenders, per, repeats, baseline
+                )
                 results.write_fsync_samples.append(local)
                 results.appends.append(
                     {
@@ -217,9 +220,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dir", type=Path, help="where to write (default: a temporary directory)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--check", action="store_true", help="exit 1 unless 64 appenders reach 10x fsync")
+    parser.add_argument("--quick", action="store_true", help="few records, one run per row (a smoke run)")
     args = parser.parse_args(argv)
+    baseline = 300
+    if args.quick:
+        args.records, args.repeats, baseline = 2000, 1, 50
     with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
-        results = run(Path(tmp), args.records, max(1, args.repeats))
+        results = run(Path(tmp), args.records, max(1, args.repeats), baseline)
     if args.json:
         print(json.dumps({**asdict(results), "write_fsync_per_s": results.write_fsync_per_s}, indent=1))
     else:

@@ -40,8 +40,8 @@ from meterd.channels.ssh.config import load as load_ssh
 from meterd.errors import ConfigError, ConfigValidationError
 from meterd.metrics.config import MetricsConfig
 from meterd.metrics.config import load as load_metrics
-from meterd.policy.reader import Reader
-from meterd.seclog import FullPolicy, LogConfig
+from meterd.seclog.config import FullPolicy, LogConfig
+from meterd.tomlreader import Reader
 
 _TOP = ("daemon", "security_log", "ssh", "serial", "panel", "modbus", "metrics")
 MAX_CONFIG_BYTES = 1024 * 1024

@@ -15,9 +15,9 @@ from meterd.policy.files import read_policy_file
 from meterd.policy.lint import Severity, lint_policy
 from meterd.policy.model import Policy
 from meterd.policy.permissions import BY_ID
-from meterd.policy.reader import suggest
 from meterd.policy.request import Channel
 from meterd.policy.review import render_csv, render_json, render_table, review_rows
+from meterd.tomlreader import suggest
 
 EXIT_OK, EXIT_FINDING, EXIT_BAD_INPUT = 0, 1, 2
 

@@ -19,8 +19,8 @@ from meterd.errors import ConfigError, MeterdError
 from meterd.fsutil import atomic_write, private_dir
 from meterd.guard import Guard
 from meterd.meter.simulated import SimulatedMeter
+from meterd.metrics.endpoint import MetricsServer
 from meterd.metrics.registry import MeterdMetrics
-from meterd.metrics.server import MetricsServer
 from meterd.policy.compile import CompiledPolicy
 from meterd.policy.request import Channel, Outcome
 from meterd.seclog import EventType, SecurityLog
@@ -32,7 +32,7 @@ INITIAL_KEY_FILE = "security-log-initial-key"
 MEASUREMENT_INTERVAL = 60.0
 
 
-class _StopRequestedError(Exception):
+class _StopRequestedError(MeterdError):
     """Raised inside the supervisor's task group to end it (and cancel its tasks) on a stop signal."""
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from meterd.daemon.policies import PolicyManager, PolicyRefusedError, check, summarise_text
-from meterd.errors import ConfigError, PolicyError, PolicyValidationError
+from meterd.errors import ChannelError, ConfigError, PolicyError, PolicyValidationError
 from meterd.guard import Guard, Session
 from meterd.policy.bundle import check_signature, decode_bundle, load_verify_key
 from meterd.policy.diff import diff_policies
@@ -36,7 +36,7 @@ RESOURCE = "/meter/users"
 Reply = tuple[int, str]
 
 
-class _UsageError(Exception):
+class _UsageError(ChannelError):
     pass
 
 

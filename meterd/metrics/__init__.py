@@ -9,10 +9,30 @@ Public surface:
 No label value ever names a user, an address or a register: every label
 takes its values from a fixed, closed set (channels, permissions, outcomes,
 Modbus function names, policy-load results).
+
+The registry and the endpoint are imported on first use, so reading the
+daemon's configuration (which needs :func:`load`) does not load
+prometheus_client.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from meterd.metrics.config import MetricsConfig, load
-from meterd.metrics.registry import MeterdMetrics
-from meterd.metrics.server import MetricsServer
+
+if TYPE_CHECKING:
+    from meterd.metrics.endpoint import MetricsServer
+    from meterd.metrics.registry import MeterdMetrics
 
 __all__ = ["MeterdMetrics", "MetricsConfig", "MetricsServer", "load"]
+
+_LAZY = {"MetricsServer": "meterd.metrics.endpoint", "MeterdMetrics": "meterd.metrics.registry"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

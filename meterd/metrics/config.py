@@ -6,7 +6,7 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
-from meterd.policy.reader import Reader
+from meterd.tomlreader import Reader
 
 _KEYS = ("enabled", "listen", "port")
 

@@ -47,7 +47,7 @@ class MeterdMetrics:
         clock: Wall clock for the last-load timestamp.
 
     Attributes:
-        registry: Serve this (see :class:`~meterd.metrics.server.MetricsServer`).
+        registry: Serve this (see :class:`~meterd.metrics.endpoint.MetricsServer`).
     """
 
     def __init__(

@@ -31,9 +31,9 @@ from meterd.policy.model import (
     frozen_map,
 )
 from meterd.policy.permissions import BY_ID, Permission
-from meterd.policy.reader import Reader, suggest
 from meterd.policy.request import Channel
 from meterd.policy.scope import METER_RESOURCES, ScopePathError, ScopeTree, split_path
+from meterd.tomlreader import Reader, suggest
 
 # Names of users, roles, groups and applications.  They also name files (the demo
 # PKI), which is one more reason a name never holds "/" or starts with ".".

@@ -18,6 +18,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from meterd.errors import PolicyError
+
 ROOT = "/"
 _SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
 MAX_DEPTH = 16
@@ -42,8 +44,12 @@ METER_RESOURCES = (
 )
 
 
-class ScopePathError(ValueError):
-    """A resource path is malformed (converted to a policy error by the loader)."""
+class ScopePathError(PolicyError, ValueError):
+    """A resource path is malformed (the loader reports it with its key path).
+
+    Also a :class:`ValueError`, as a malformed value is, so callers that catch
+    that keep working.
+    """
 
 
 def split_path(path: str) -> list[str]:

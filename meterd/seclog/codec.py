@@ -31,6 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import MappingProxyType
 
+from meterd.errors import SecurityLogError
 from meterd.seclog.events import (
     BY_CHANNEL_NAME,
     BY_EVENT_NAME,
@@ -53,8 +54,12 @@ _MIN_FRAME = 8 + 1 + 2 + 1 + _MAC_HEX + 1
 escape_json: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
-class FrameError(ValueError):
-    """A line is not a well-formed frame (bad checksum, bad JSON, wrong shape)."""
+class FrameError(SecurityLogError, ValueError):
+    """A line is not a well-formed frame (bad checksum, bad JSON, wrong shape).
+
+    Also a :class:`ValueError`, as a bad value handed to a decoder is, so callers
+    that catch that keep working.
+    """
 
 
 @dataclass(frozen=True, slots=True)

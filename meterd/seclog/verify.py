@@ -46,6 +46,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from meterd.errors import SecurityLogError
 from meterd.seclog.codec import GENESIS, FrameError, decode_frame, evolve, key_at
 from meterd.seclog.events import EventType, Record
 from meterd.seclog.reader import iter_frames, iter_lines
@@ -112,7 +113,7 @@ class VerifyReport:
         return self.finding is None
 
 
-class _FoundError(Exception):
+class _FoundError(SecurityLogError):
     def __init__(self, finding: Finding) -> None:
         self.finding = finding
 

@@ -6,12 +6,13 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from meterd.channels.base import Runtime
+from meterd.errors import ChannelError
 from meterd.guard import Session
 from meterd.policy.request import Decision
 from meterd.shell.terminal import Terminal
 
 
-class UsageError(Exception):
+class UsageError(ChannelError):
     """The arguments do not fit the command; the shell prints its usage (exit 2)."""
 
 

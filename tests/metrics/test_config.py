@@ -7,7 +7,7 @@ import pytest
 
 from meterd.errors import ConfigError
 from meterd.metrics import MetricsConfig, load
-from meterd.policy.reader import Reader
+from meterd.tomlreader import Reader
 
 
 def _load(table: dict[str, Any]) -> tuple[MetricsConfig, list[ConfigError]]:

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING
 from meterd.channels.modbus.config import ModbusConfig, TlsConfig, load
 
 if TYPE_CHECKING:
-    from meterd.channels.modbus.server import ModbusListener
+    from meterd.channels.modbus.listener import ModbusListener
 
 __all__ = ["ModbusConfig", "ModbusListener", "TlsConfig", "load"]
 
 
 def __getattr__(name: str) -> object:
     if name == "ModbusListener":
-        from meterd.channels.modbus.server import ModbusListener  # noqa: PLC0415 - see module docstring
+        from meterd.channels.modbus.listener import ModbusListener  # noqa: PLC0415 - see module docstring
 
         return ModbusListener
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,7 @@
 """The ``[modbus]`` table of ``meterd.toml``: validated, frozen settings.
 
 Unknown keys are errors with a did-you-mean; every limit is a named, bounded
-field.  Problems are collected in the :class:`~meterd.policy.reader.Reader`'s
+field.  Problems are collected in the :class:`~meterd.tomlreader.Reader`'s
 shared error list (the daemon's loader raises them together); a field with a
 problem keeps its default so the rest can still be checked.
 """
@@ -12,7 +12,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meterd.policy.reader import Reader
+from meterd.tomlreader import Reader
 
 _KEYS = (
     "enabled",

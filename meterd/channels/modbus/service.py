@@ -20,12 +20,12 @@ from collections import Counter
 from dataclasses import dataclass
 
 from meterd.channels.base import Runtime
-from meterd.channels.modbus import pdu
+from meterd.channels.modbus import protocol
 from meterd.channels.modbus.encoding import EncodingError
-from meterd.channels.modbus.pdu import ExceptionCode, ReadRequest, Refusal, WriteRequest
+from meterd.channels.modbus.protocol import ExceptionCode, ReadRequest, Refusal, WriteRequest
 from meterd.channels.modbus.registers import READ_PERMISSION, Field, covers_whole_fields, fields_in
 from meterd.channels.modbus.values import Change, MeasurementCache, apply, decode_write, read_words
-from meterd.errors import MeterError
+from meterd.errors import ChannelError, MeterError
 from meterd.guard import Session
 from meterd.guard.guard import ALLOW_EVENTS
 from meterd.meter.errors import MeterValueError
@@ -37,7 +37,7 @@ from meterd.seclog.events import DetailValue
 log = logging.getLogger(__name__)
 
 
-class SessionEndedError(Exception):
+class SessionEndedError(ChannelError):
     """The guard ended the session (idle timeout, revoked); the connection must close."""
 
 
@@ -69,7 +69,7 @@ class ModbusService:
         self.measurements = MeasurementCache(runtime.meter)
         self.counters: Counter[str] = Counter()
 
-    async def handle(self, peer: Peer, header: pdu.Header, body: bytes) -> bytes:
+    async def handle(self, peer: Peer, header: protocol.Header, body: bytes) -> bytes:
         """Return the response PDU for one request PDU, counting it by function and outcome.
 
         Raises:
@@ -86,9 +86,9 @@ class ModbusService:
         self.guard.observer.modbus_request(function, outcome)
         return answer
 
-    async def _handle(self, peer: Peer, header: pdu.Header, body: bytes) -> bytes:
+    async def _handle(self, peer: Peer, header: protocol.Header, body: bytes) -> bytes:
         self.counters["requests"] += 1
-        request = pdu.parse_request(body)
+        request = protocol.parse_request(body)
         if header.unit not in self.unit_ids:
             return self._refuse(body[0], ExceptionCode.GATEWAY_TARGET_FAILED, "unknown_unit")
         if isinstance(request, Refusal):
@@ -122,7 +122,7 @@ class ModbusService:
         except MeterError as e:
             log.error("modbus: meter failed a read: %s", e)
             return self._refuse(request.function, ExceptionCode.SERVER_DEVICE_FAILURE, "meter_error")
-        return pdu.read_response_pdu(request.function, words)
+        return protocol.read_response_pdu(request.function, words)
 
     async def _write(
         self,
@@ -173,7 +173,7 @@ class ModbusService:
             await self.guard.action_failed(peer.session, decision, event, detail)
             return self._refuse(request.function, code, "meter_refused")
         self.counters["writes"] += 1
-        return pdu.write_response_pdu(request)
+        return protocol.write_response_pdu(request)
 
     async def _authorize(
         self,
@@ -217,4 +217,4 @@ class ModbusService:
     def _refuse(self, function: int, code: ExceptionCode, why: str) -> bytes:
         self.counters[f"exception_{code.value:02x}"] += 1
         self.counters[why] += 1
-        return pdu.exception_pdu(function, code)
+        return protocol.exception_pdu(function, code)

@@ -2,9 +2,27 @@
 
 See :mod:`meterd.channels.panel.protocol` for the messages and
 :mod:`meterd.channels.panel.actions` for what each action needs.
+
+:class:`PanelListener` is imported on first use, so reading the daemon's
+configuration (which needs :func:`load`) loads neither the listener nor
+the guard.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from meterd.channels.panel.config import PanelConfig, load
-from meterd.channels.panel.listener import PanelListener
+
+if TYPE_CHECKING:
+    from meterd.channels.panel.listener import PanelListener
 
 __all__ = ["PanelConfig", "PanelListener", "load"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "PanelListener":
+        from meterd.channels.panel.listener import PanelListener  # noqa: PLC0415 - see module docstring
+
+        return PanelListener
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from meterd.policy.reader import Reader
+from meterd.tomlreader import Reader
 
 _KEYS = ("enabled", "socket", "mode", "max_message", "max_clients", "max_sessions", "rate", "burst")
 #: Bits a panel socket may never grant: anyone outside the owner and group.

@@ -2,9 +2,27 @@
 
 See :mod:`meterd.channels.serial.console` for the state machine and
 :mod:`meterd.channels.serial.line` for the line discipline.
+
+:class:`SerialListener` is imported on first use, so reading the daemon's
+configuration (which needs :func:`load`) loads none of the listener,
+pyserial, the shell or the guard.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from meterd.channels.serial.config import SerialConfig, load
-from meterd.channels.serial.listener import SerialListener
+
+if TYPE_CHECKING:
+    from meterd.channels.serial.listener import SerialListener
 
 __all__ = ["SerialConfig", "SerialListener", "load"]
+
+
+def __getattr__(name: str) -> object:
+    if name == "SerialListener":
+        from meterd.channels.serial.listener import SerialListener  # noqa: PLC0415 - see module docstring
+
+        return SerialListener
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

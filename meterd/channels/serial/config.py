@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from meterd.policy.reader import Reader
+from meterd.tomlreader import Reader
 
 #: The ``device`` value that makes meterd create a pseudo-terminal.
 PTY = "pty"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from meterd.policy.reader import Reader
+from meterd.tomlreader import Reader
 
 KEYS = ("enabled", "listen", "port", "host_key_dir", "login_grace_time", "max_auth_tries", "max_sessions")
 

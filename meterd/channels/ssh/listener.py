@@ -10,10 +10,15 @@ import asyncssh
 from meterd.channels.base import Runtime
 from meterd.channels.ssh.area import Area
 from meterd.channels.ssh.config import SshConfig
+from meterd.channels.ssh.connection import (
+    MeterSSHServer,
+    close_guard_session,
+    open_guard_session,
+    run_session,
+)
 from meterd.channels.ssh.hostkeys import load_or_create_host_key
-from meterd.channels.ssh.server import MeterSSHServer, close_guard_session, open_guard_session, run_session
 from meterd.channels.ssh.sftp import MeterSFTPServer
-from meterd.channels.ssh.sftp_guard import SESSION
+from meterd.channels.ssh.sftp_session import SESSION
 from meterd.channels.ssh.terminal import SessionStreams
 from meterd.errors import ChannelError
 from meterd.guard import Session

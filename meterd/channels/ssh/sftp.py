@@ -48,7 +48,7 @@ from asyncssh.constants import FXF_APPEND, FXF_CREAT, FXF_EXCL, FXF_READ, FXF_TR
 
 from meterd.channels.ssh.area import WriteMode
 from meterd.channels.ssh.paths import AREA_FOLDERS, SECURITY_LOG, PathRefusedError, VPath, normalise
-from meterd.channels.ssh.sftp_guard import GuardedSFTPServer, denied
+from meterd.channels.ssh.sftp_session import GuardedSFTPServer, denied
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Decision
 from meterd.seclog import Query

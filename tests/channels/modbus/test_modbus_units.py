@@ -13,34 +13,34 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from meterd.channels.modbus import config as modbus_config
-from meterd.channels.modbus import pdu
+from meterd.channels.modbus import protocol
 from meterd.channels.modbus.certificates import _utf8_string, identify
 from meterd.channels.modbus.encoding import EncodingError, Kind, decode, encode
 from meterd.channels.modbus.limits import ConnectionLimits, RateLimiter
 from meterd.channels.modbus.registers import INDEX, REGISTER_MAP, Group, covers_whole_fields, fields_in
 from meterd.errors import ConfigError
-from meterd.policy.reader import Reader
+from meterd.tomlreader import Reader
 
 from .pki import Pki
 
 
 @given(st.binary(min_size=1, max_size=253))
 def test_any_pdu_parses_to_a_request_or_an_exception(body: bytes) -> None:
-    parsed = pdu.parse_request(body)
-    if isinstance(parsed, pdu.Refusal):
+    parsed = protocol.parse_request(body)
+    if isinstance(parsed, protocol.Refusal):
         assert parsed.function == body[0]
     else:
-        assert parsed.function in pdu.READ_FUNCTIONS | pdu.WRITE_FUNCTIONS
-        assert 1 <= parsed.count <= pdu.MAX_READ_COUNT
+        assert parsed.function in protocol.READ_FUNCTIONS | protocol.WRITE_FUNCTIONS
+        assert 1 <= parsed.count <= protocol.MAX_READ_COUNT
 
 
 @given(st.binary(min_size=7, max_size=7))
 def test_any_header_is_accepted_only_if_it_is_modbus(raw: bytes) -> None:
-    _, protocol, length, _ = struct.unpack(">HHHB", raw)
+    _, protocol_id, length, _ = struct.unpack(">HHHB", raw)
     try:
-        header = pdu.parse_header(raw)
-    except pdu.FramingError:
-        assert protocol != 0 or not 2 <= length <= 254
+        header = protocol.parse_header(raw)
+    except protocol.FramingError:
+        assert protocol_id != 0 or not 2 <= length <= 254
     else:
         assert 1 <= header.pdu_length <= 253
 

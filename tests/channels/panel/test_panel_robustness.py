@@ -11,9 +11,9 @@ import pytest
 
 from meterd.channels.panel import PanelConfig, PanelListener, load
 from meterd.errors import ChannelError, ConfigError
-from meterd.policy.reader import Reader
 from meterd.policy.request import Channel, Outcome
 from meterd.seclog import EventType
+from meterd.tomlreader import Reader
 
 from .client import Client, running
 from .support import Env, environment

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from meterd.channels.serial import SerialConfig, load
 from meterd.errors import ConfigError
-from meterd.policy.reader import Reader
 from meterd.policy.request import Channel
 from meterd.seclog import EventType
+from meterd.tomlreader import Reader
 
 from ..panel.support import environment
 from .client import Line, eventually, running

@@ -14,8 +14,8 @@ from meterd.channels.ssh.hostkeys import HOST_KEY_NAME, load_or_create_host_key
 from meterd.errors import ConfigError
 from meterd.guard import Guard, Session
 from meterd.policy.model import Policy
-from meterd.policy.reader import Reader
 from meterd.seclog import EventType
+from meterd.tomlreader import Reader
 from tests.channels.ssh.harness import Server
 
 

@@ -1,4 +1,4 @@
-"""The SFTP server's side of the guard: path checks, permission checks, recorded refusals.
+"""One SFTP session as the guard sees it: path checks, permission checks, recorded refusals.
 
 :class:`GuardedSFTPServer` holds the session and turns every question into a
 guard call; :class:`~meterd.channels.ssh.sftp.MeterSFTPServer` builds the

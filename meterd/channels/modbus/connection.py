@@ -1,29 +1,10 @@
-"""The Modbus listeners: plain Modbus TCP and Modbus/TCP Security (mutual TLS).
-
-meterd frames MBAP itself over asyncio streams rather than running
-pymodbus's server.  The framing is small (a 7-byte header and a PDU of at
-most 253 bytes) and owning it gives what the enforcement needs and pymodbus's
-server does not offer as stable hooks: a decision per request *before* any
-register is touched, exception 01 for a refusal but 02 for an unmapped
-address, the TLS handshake under our own timeout so a failed one can be
-recorded, the client certificate of each connection, connection limits
-checked at accept, a per-client request rate, and idle and half-open
-timeouts.  It also keeps meterd off pymodbus's server internals, which
-changed incompatibly across 3.x; pymodbus remains the reference client in
-the tests and the baseline in the benchmark.
+"""One Modbus/TCP (or Modbus/TCP Security) peer: admission, TLS login, the request loop.
 
 Each connection is one task: read a frame (the first byte within
 ``idle_timeout``, the rest within ``frame_timeout``), wait for a rate slot,
 let :class:`~meterd.channels.modbus.service.ModbusService` answer, write the
 answer.  Bad framing closes the connection; nothing one client does reaches
 another client's task except through its listener's limits.
-
-Each listener has its own budget of connections and request rate (a
-:class:`~meterd.channels.modbus.limits.Pool`), so anonymous plain TCP clients
-cannot use up what Modbus/TCP Security clients need.  A TLS connection holds
-its slot from accept, and its handshake runs under ``frame_timeout``: an
-unauthenticated peer holds at most its address's share of the TLS slots, for
-at most that long.
 """
 
 from __future__ import annotations
@@ -35,10 +16,10 @@ import ssl
 import time
 
 from meterd.channels.base import Runtime
-from meterd.channels.modbus import pdu
-from meterd.channels.modbus.certificates import identify, server_context
+from meterd.channels.modbus import protocol
+from meterd.channels.modbus.certificates import identify
 from meterd.channels.modbus.config import ModbusConfig
-from meterd.channels.modbus.limits import ConnectionLimits, Pool, RateLimiter
+from meterd.channels.modbus.limits import Pool, RateLimiter
 from meterd.channels.modbus.service import ModbusService, Peer, SessionEndedError
 from meterd.errors import ChannelError
 from meterd.guard import Certificate, Session
@@ -58,104 +39,45 @@ SESSION_PERMISSIONS = (
     Permission.COMM_CONFIG,
     Permission.DSS_CONFIG,
 )
-STOP_GRACE = 3.0
 
 
-class ModbusListener:
-    """The Modbus channel as the daemon runs it.
+class ModbusConnection:
+    """Serves the connections of one Modbus listener, one task per connection.
 
     Args:
         config: The ``[modbus]`` settings.
         runtime: The guard, the meter and the state directory.
+        service: The listener's request handler (and its counters).
+        ssl_context: The server TLS context (None without Modbus/TCP Security).
+        tasks: The listener's running connection tasks and their writers, so
+            that stopping can hang them up.
     """
 
-    name = "modbus"
-
-    def __init__(self, config: ModbusConfig, runtime: Runtime) -> None:
+    def __init__(
+        self,
+        config: ModbusConfig,
+        runtime: Runtime,
+        service: ModbusService,
+        ssl_context: ssl.SSLContext | None,
+        tasks: dict[asyncio.Task[None], asyncio.StreamWriter],
+    ) -> None:
         self.config = config
         self.runtime = runtime
-        self.service = ModbusService(runtime, config.unit_ids)
-        rate = config.max_requests_per_second
-        #: One budget per listener ("tcp", "tls"): no listener's clients spend another's.
-        self.pools = {
-            "tcp": Pool(
-                ConnectionLimits(config.max_connections, config.max_connections_per_client),
-                RateLimiter(rate),
-            ),
-            "tls": Pool(
-                ConnectionLimits(config.tls.max_connections, config.tls.max_connections_per_client),
-                RateLimiter(rate),
-            ),
-        }
-        self._servers: list[asyncio.Server] = []
-        self._tasks: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
-        self._ssl: ssl.SSLContext | None = None
-        self.ports: dict[str, int] = {}
+        self.service = service
+        self._ssl = ssl_context
+        self._tasks = tasks
 
-    @property
-    def counters(self) -> dict[str, int]:
-        """Counts of requests, exceptions by code, refused connections and the like (for metrics)."""
-        return dict(self.service.counters)
-
-    async def start(self) -> None:
-        """Bind the configured listeners.
-
-        Raises:
-            ChannelError: A certificate cannot be loaded or an address cannot be bound;
-                nothing is left listening.
-        """
-        config = self.config
-        if not config.enabled:
-            return
-        if config.tls.enabled:
-            self._ssl = server_context(config.tls)
-        try:
-            if config.plain_tcp:
-                await self._bind("tcp", config.port, tls=False)
-            if config.tls.enabled:
-                await self._bind("tls", config.tls.port, tls=True)
-        except OSError as e:
-            await self.stop()
-            raise ChannelError(f"modbus: cannot listen on {config.listen}: {e.strerror or e}") from e
-
-    async def _bind(self, kind: str, port: int, *, tls: bool) -> None:
-        pool = self.pools[kind]
-
-        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            await self._connection(reader, writer, pool, tls=tls)
-
-        server = await asyncio.start_server(accept, self.config.listen, port)
-        self._servers.append(server)
-        self.ports[kind] = server.sockets[0].getsockname()[1]
-        log.info("modbus: %s listening on %s:%d", kind, self.config.listen, self.ports[kind])
-
-    async def stop(self) -> None:
-        """Stop accepting, close every connection, and return within a few seconds.
-
-        Connections are hung up first, so a task that is recording (a login
-        failure, a write) finishes its record; only a task still busy after
-        the grace period is cancelled.
-        """
-        for server in self._servers:
-            server.close()
-        for writer in list(self._tasks.values()):
-            writer.close()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=STOP_GRACE)
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=STOP_GRACE)
-        for server in self._servers:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(server.wait_closed(), STOP_GRACE)
-        self._servers.clear()
-
-    # -- one connection -----------------------------------------------------
-
-    async def _connection(
+    async def serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pool: Pool, *, tls: bool
     ) -> None:
+        """Serve one accepted connection until it ends; never raises for what the peer does.
+
+        Args:
+            reader: The connection's stream reader.
+            writer: The connection's stream writer (closed on return).
+            pool: The budget of the listener that accepted it.
+            tls: True on the Modbus/TCP Security listener.
+        """
         peer_address = writer.get_extra_info("peername") or ("?", 0)
         client = str(peer_address[0])
         source = f"{client}:{peer_address[1]}"
@@ -176,7 +98,7 @@ class ModbusListener:
             if peer is not None:
                 await self._requests(reader, writer, peer, client, pool.rate)
         except (
-            pdu.FramingError,
+            protocol.FramingError,
             ConnectionError,
             asyncio.IncompleteReadError,
             TimeoutError,
@@ -220,7 +142,7 @@ class ModbusListener:
             if not first:
                 return
             async with asyncio.timeout(config.frame_timeout):
-                header = pdu.parse_header(first + await reader.readexactly(pdu.MBAP_SIZE - 1))
+                header = protocol.parse_header(first + await reader.readexactly(protocol.MBAP_SIZE - 1))
                 body = await reader.readexactly(header.pdu_length)
             wait = rate.delay(client, time.monotonic())
             if wait > 0:
@@ -229,7 +151,7 @@ class ModbusListener:
                     return
                 await asyncio.sleep(wait)
             answer = await self.service.handle(peer, header, body)
-            writer.write(pdu.frame(header, answer))
+            writer.write(protocol.frame(header, answer))
             await writer.drain()
 
     async def _tls_login(self, writer: asyncio.StreamWriter, source: str) -> Peer | None:
