@@ -137,7 +137,9 @@ class BundleGate:
         """
         state = dict(self._state)
         highest = dict(state["highest"])
-        for kid in accepted.signers:
+        # The keys a rotation installs start at its version: the new set cannot go below it either.
+        installed = tuple(accepted.keys.keys) if accepted.keys is not None else ()
+        for kid in (*accepted.signers, *installed):
             if accepted.version is not None:
                 highest[kid] = max(int(highest.get(kid, 0)), accepted.version)
         state["highest"] = highest

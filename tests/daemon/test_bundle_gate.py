@@ -172,6 +172,9 @@ def test_key_rotation_needs_the_current_threshold(tmp_path: Path) -> None:
         status, out = await push(restarted, guard, make_bundle(POLICY_B, [A, B], 2))
         assert status == 1
         assert "unknown key id" in out
+        status, out = await push(restarted, guard, make_bundle(POLICY_B, [new1, new2], 1))
+        assert status == 1
+        assert "version 1 is not above 1" in out
         status, out = await push(restarted, guard, make_bundle(POLICY_B, [new1], 2))
         assert "1 valid signature(s) from trusted keys, 2 required" in out
         status, out = await push(restarted, guard, make_bundle(POLICY_B, [new1, new2], 2))
