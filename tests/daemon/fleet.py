@@ -96,7 +96,10 @@ def start_fleet(
         configured = directory / "policy.toml"
         configured.write_text(policy_with(public, "operator"))
         port = free_port()
-        config = write_config(directory, configured, ssh_port=port)
+        # Not append-only: a scratch fleet's directories must be removable afterwards.
+        config = write_config(
+            directory, configured, ssh_port=port, extra="[security_log]\nappend_only_attr = false\n"
+        )
         identity = (
             f'meter_id = "{name}"\nmeter_labels = {labels(n)!r}\npolicy_signing_threshold = 2\n'
             f'policy_signing_keys = ["{tmp_path}/fleet-key-0.pub.pem", "{tmp_path}/fleet-key-1.pub.pem"]\n'
