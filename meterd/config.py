@@ -125,9 +125,15 @@ class DaemonConfig:
             place meterd writes; relative to the configuration file's directory.
         policy: The policy file meterd seeds its policy store from and re-reads
             on reload (read only: relative to the configuration file's directory).
-        policy_signing_key: The configuration tool's Ed25519 public key (PEM); when
-            set, only bundles it signed are accepted (read only: relative to
-            the configuration file's directory).
+        policy_signing_key: The configuration tool's Ed25519 public key (PEM): one
+            more entry of ``policy_signing_keys`` (read only: relative to the
+            configuration file's directory).
+        policy_signing_keys: Trusted Ed25519 public keys (PEM files); when any is
+            set, only format 2 bundles signed by ``policy_signing_threshold`` of
+            them are accepted.
+        policy_signing_threshold: How many of those keys must sign (m of n).
+        meter_id: This meter's id, matched against a bundle's targets.
+        meter_labels: This meter's labels (a substation, a feeder), matched likewise.
         demo_accounts: Give enabled users without credentials random ones on
             first start (the embedded default only; never in production).
         shutdown_timeout: Seconds a shutdown may take before listeners are abandoned.
@@ -153,6 +159,10 @@ class DaemonConfig:
     panel: PanelConfig | None
     modbus: ModbusConfig | None
     metrics: MetricsConfig | None
+    policy_signing_keys: tuple[Path, ...] = ()
+    policy_signing_threshold: int = 1
+    meter_id: str = ""
+    meter_labels: tuple[str, ...] = ()
 
 
 def _path(base: Path, text: str) -> Path:
@@ -246,9 +256,22 @@ def load_config(data: dict[str, Any], source: Path) -> DaemonConfig:
     config_dir = source.parent
     daemon = top.sub("daemon")
     daemon.check_keys(
-        ("state_dir", "policy", "policy_signing_key", "demo_accounts", "shutdown_timeout", "sweep_interval")
+        (
+            *("state_dir", "policy", "policy_signing_key", "demo_accounts", "shutdown_timeout"),
+            *(
+                "sweep_interval",
+                "policy_signing_keys",
+                "policy_signing_threshold",
+                "meter_id",
+                "meter_labels",
+            ),
+        )
     )
     signing_key = daemon.get("policy_signing_key", str, "")
+    signing_keys = tuple(_path(config_dir, k) for k in daemon.strings("policy_signing_keys"))
+    if signing_key:
+        signing_keys = (_path(config_dir, signing_key), *signing_keys)
+    threshold = daemon.bounded_int("policy_signing_threshold", 1, 1, max(1, len(signing_keys)))
     state_dir = _path(config_dir, daemon.get("state_dir", str, "/var/lib/meterd"))
     seclog = _security_log(top.sub("security_log"), state_dir, config_dir)
 
@@ -262,6 +285,10 @@ def load_config(data: dict[str, Any], source: Path) -> DaemonConfig:
         policy=_path(config_dir, daemon.get("policy", str, "policy.toml")),
         policy_signing_key=_path(config_dir, signing_key) if signing_key else None,
         demo_accounts=daemon.get("demo_accounts", bool, False),
+        policy_signing_keys=signing_keys,
+        policy_signing_threshold=threshold,
+        meter_id=daemon.get("meter_id", str, ""),
+        meter_labels=daemon.strings("meter_labels"),
         shutdown_timeout=float(daemon.bounded_int("shutdown_timeout", 10, 1, 300)),
         sweep_interval=float(daemon.bounded_int("sweep_interval", 5, 1, 3600)),
         security_log=seclog,

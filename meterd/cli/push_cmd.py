@@ -1,4 +1,6 @@
-"""``meterctl policy push|rollback|sign|keygen``: the configuration tool's side of a policy push.
+"""``meterctl policy push|rollback|keygen``: the configuration tool's side of a policy push.
+
+``sign`` lives in :mod:`meterd.cli.sign_cmd`.
 
 The transport is the operator's own OpenSSH client (their keys, agent and
 known_hosts apply): ``ssh -p PORT USER@HOST meterd-policy push`` with the
@@ -26,9 +28,11 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
+from meterd.cli import sign_cmd
 from meterd.errors import ConfigError, PolicyError
-from meterd.policy.bundle import Bundle, decode_bundle, sign
+from meterd.policy.bundle import Bundle, sign
 from meterd.policy.keys import check_authorized_key
+from meterd.policy.signed import SignedBundle, decode_any, key_id
 
 EXIT_OK, EXIT_FINDING, EXIT_BAD_INPUT = 0, 1, 2
 SSH_FAILURE = 255
@@ -51,11 +55,7 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(handler=_rollback)
 
-    p = sub.add_parser("sign", help="write a signed policy bundle")
-    p.add_argument("file", type=Path, metavar="FILE")
-    p.add_argument("--key", type=Path, required=True, help="Ed25519 private key (PEM)")
-    p.add_argument("--out", type=Path, required=True, help="bundle file to write")
-    p.set_defaults(handler=_sign)
+    sign_cmd.add_subcommand(sub)
 
     p = sub.add_parser("keygen", help="make an Ed25519 key pair for signing policy bundles")
     p.add_argument(
@@ -145,7 +145,14 @@ def _run_ssh(args: argparse.Namespace, argv: list[str], payload: bytes) -> int:
 def _bundle_bytes(path: Path, sign_key: Path | None) -> bytes:
     raw = path.read_bytes()
     if raw.lstrip().startswith(b"{"):
-        bundle = decode_bundle(raw)
+        found = decode_any(raw)
+        if isinstance(found, SignedBundle):
+            if sign_key is not None:
+                raise PolicyError(
+                    "a format 2 bundle is signed with `policy sign`, not --sign-key", source="push"
+                )
+            return raw
+        bundle = found
         if sign_key is not None:
             bundle = Bundle(bundle.policy_text, sign(bundle.policy_text, sign_key.read_bytes()))
         return bundle.encode()
@@ -168,18 +175,6 @@ def _rollback(args: argparse.Namespace) -> int:
     return _ssh(args, [*command, *(["--dry-run"] if args.dry_run else [])], b"")
 
 
-def _sign(args: argparse.Namespace) -> int:
-    try:
-        text = args.file.read_text(encoding="utf-8")
-        bundle = Bundle(text, sign(text, args.key.read_bytes()))
-        args.out.write_bytes(bundle.encode())
-    except (OSError, UnicodeDecodeError, PolicyError) as e:
-        print(f"meterctl: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(f"{args.out}: signed bundle of {args.file}")
-    return EXIT_OK
-
-
 def _keygen(args: argparse.Namespace) -> int:
     key = Ed25519PrivateKey.generate()
     private = Path(f"{args.out}.pem")
@@ -194,5 +189,6 @@ def _keygen(args: argparse.Namespace) -> int:
         return EXIT_BAD_INPUT
     print(
         f"{private}: private key (keep it with the configuration tool)\n{public}: public key (for the meters)"
+        f"\nkey id {key_id(key.public_key())}"
     )
     return EXIT_OK

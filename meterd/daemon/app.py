@@ -23,6 +23,7 @@ from meterd.metrics.endpoint import MetricsServer
 from meterd.metrics.registry import MeterdMetrics
 from meterd.policy.compile import CompiledPolicy
 from meterd.policy.request import Channel, Outcome
+from meterd.policy.signed import MeterIdentity
 from meterd.seclog import EventType, SecurityLog
 from meterd.seclog.events import DetailValue
 from meterd.seclog.forwarder import CollectorConfig, Forwarder
@@ -145,7 +146,12 @@ class Daemon:
             last_demand_reset=meter.status().last_peak_reset,
             policy_version=version,
         )
-        service = PolicyService.from_key_file(policies, config.policy_signing_key)
+        service = PolicyService.from_settings(
+            policies,
+            config.policy_signing_keys,
+            config.policy_signing_threshold,
+            MeterIdentity(config.meter_id, frozenset(config.meter_labels)),
+        )
         runtime = Runtime(guard, meter, config.state_dir, service)
         self._listeners = build_listeners(config, runtime)
         if metrics is not None and config.metrics is not None:

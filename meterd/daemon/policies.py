@@ -150,9 +150,19 @@ class PolicyManager:
         return compile_policy(policy), version
 
     async def apply(
-        self, guard: Guard, policy: Policy, *, by: str, channel: Channel, source: str = "", how: str
+        self,
+        guard: Guard,
+        policy: Policy,
+        *,
+        by: str,
+        channel: Channel,
+        source: str = "",
+        how: str,
+        note: dict[str, str | int] | None = None,
     ) -> Applied:
         """Check ``policy``, store it as a new version and put it in force, recording who did it.
+
+        ``note`` adds to the record's detail (a pushed bundle's version).
 
         Raises:
             PolicyRefusedError: It fails lint; the refusal is recorded and nothing changes.
@@ -187,6 +197,7 @@ class PolicyManager:
                 "gained": sum(c.gained for c in changes),
                 "lost": sum(not c.gained for c in changes),
                 "changes": summarise(changes),
+                **(note or {}),
             },
         )
         log.info("policy version %d in force (%s by %s): %d access changes", version, how, by, len(changes))

@@ -2,11 +2,16 @@
 
 The configuration tool runs ``meterd-policy push [--dry-run]`` (bundle on
 standard input), ``meterd-policy rollback [--to VERSION] [--dry-run]`` or
-``meterd-policy versions`` as an SSH command.  Every command first asks the
+``meterd-policy versions|status`` as an SSH command (``status`` prints one JSON
+object: meter id and labels, policy store version, the policy's own version,
+the bundle in force and its hash).  Every command first asks the
 guard for ``user_management`` on ``/meter/users``; what it changes goes
 through :class:`~meterd.daemon.policies.PolicyManager`, so a push is
 validated, linted, stored, installed and recorded exactly like any other
-change, and a refused push leaves the running policy untouched.
+change, and a refused push leaves the running policy untouched.  A pushed
+bundle passes :class:`~meterd.daemon.bundle_gate.BundleGate` first (format 2
+signatures, threshold, version, expiry, targets, hash); every refusal is
+recorded with its reason.
 
 Exit statuses: 0 applied (or a clean dry run), 1 refused or denied, 2 bad input.
 """
@@ -15,20 +20,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
+from meterd.daemon.bundle_gate import Accepted, BundleGate
 from meterd.daemon.policies import PolicyManager, PolicyRefusedError, check, summarise_text
 from meterd.errors import ChannelError, ConfigError, PolicyError, PolicyValidationError
 from meterd.guard import Guard, Session
-from meterd.policy.bundle import check_signature, decode_bundle, load_verify_key
+from meterd.policy.bundle import load_verify_key
 from meterd.policy.diff import diff_policies
 from meterd.policy.files import read_policy_text
 from meterd.policy.model import Policy
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Outcome
+from meterd.policy.signed import BundleRefusedError, KeySet, MeterIdentity, decode_any
 from meterd.seclog import EventType
 
 COMMAND = "meterd-policy"
@@ -54,6 +60,7 @@ def _parser() -> _Parser:
     rollback.add_argument("--to", type=int, default=None)
     rollback.add_argument("--dry-run", action="store_true")
     sub.add_parser("versions", add_help=False)
+    sub.add_parser("status", add_help=False)
     return parser
 
 
@@ -62,28 +69,33 @@ class PolicyService:
 
     Args:
         manager: The daemon's policy manager.
-        signing_key: The configuration tool's Ed25519 public key; when set,
-            unsigned or wrongly signed bundles are refused.
+        gate: What verifies bundles; by default a meter with no signing keys
+            (format 1 bundles only) and no id.
     """
 
-    def __init__(self, manager: PolicyManager, signing_key: Ed25519PublicKey | None = None) -> None:
+    def __init__(self, manager: PolicyManager, gate: BundleGate | None = None) -> None:
         self.manager = manager
-        self.signing_key = signing_key
+        self.gate = gate or BundleGate(None, MeterIdentity("", frozenset()), manager.store.directory)
 
     @classmethod
-    def from_key_file(cls, manager: PolicyManager, key_file: Path | None) -> PolicyService:
-        """Build the service, loading the signing key if one is configured.
+    def from_settings(
+        cls, manager: PolicyManager, key_files: Sequence[Path], threshold: int, meter: MeterIdentity
+    ) -> PolicyService:
+        """Build the service, loading the configured signing keys and the bundle state.
 
         Raises:
-            ConfigError: The key file is unreadable or not an Ed25519 public key.
+            ConfigError: A key file is unreadable or not an Ed25519 public key, or
+                the bundle state is corrupt.
         """
-        if key_file is None:
-            return cls(manager)
-        try:
-            pem = key_file.read_bytes()
-        except OSError as e:
-            raise ConfigError(f"cannot read: {e.strerror}", source=str(key_file)) from e
-        return cls(manager, load_verify_key(pem, str(key_file)))
+        keys = []
+        for key_file in key_files:
+            try:
+                pem = key_file.read_bytes()
+            except OSError as e:
+                raise ConfigError(f"cannot read: {e.strerror}", source=str(key_file)) from e
+            keys.append(load_verify_key(pem, str(key_file)))
+        configured = KeySet.of(keys, threshold) if keys else None
+        return cls(manager, BundleGate(configured, meter, manager.store.directory))
 
     async def run(self, guard: Guard, session: Session, argv: Sequence[str], payload: bytes) -> Reply:
         """Run one command line (without the leading ``meterd-policy``)."""
@@ -92,7 +104,8 @@ class PolicyService:
         except _UsageError as e:
             return (
                 2,
-                f"usage: {COMMAND} push [--dry-run] | rollback [--to VERSION] [--dry-run] | versions ({e})",
+                f"usage: {COMMAND} push [--dry-run] | rollback [--to VERSION] [--dry-run] | versions | status"
+                f" ({e})",
             )
         decision = await guard.authorize(
             session,
@@ -107,6 +120,9 @@ class PolicyService:
             current = self.manager.store.current()
             lines = [f"{v}{' (in force)' if v == current else ''}" for v in self.manager.store.versions()]
             return 0, "\n".join(lines)
+        if args.action == "status":
+            status = self.gate.status(self.manager.store.current(), guard.compiled.policy.version)
+            return 0, json.dumps(status, sort_keys=True)
         if args.action == "push":
             return await self._push(guard, session, payload, dry_run=args.dry_run)
         return await self._rollback(guard, session, args.to, dry_run=args.dry_run)
@@ -122,27 +138,32 @@ class PolicyService:
         return 0, f"applied: policy store version {applied.version}"
 
     async def _refuse(
-        self, guard: Guard, session: Session, how: str, problems: list[str], status: int
+        self, guard: Guard, session: Session, how: str, problems: list[str], status: int, *, reason: str = ""
     ) -> Reply:
+        detail: dict[str, str | int] = {"how": how, "refused": summarise_text("; ".join(problems))}
+        if reason:
+            detail["reason"] = reason
         await guard.record(
             EventType.POLICY_CHANGE,
             session.principal,
             Outcome.DENY,
             channel=session.channel,
             source=session.source,
-            detail={"how": how, "refused": summarise_text("; ".join(problems))},
+            detail=detail,
         )
         return status, "\n".join(["refused; the running policy is unchanged:", *problems])
 
     async def _push(self, guard: Guard, session: Session, payload: bytes, *, dry_run: bool) -> Reply:
         try:
-            bundle = decode_bundle(payload)
+            bundle = decode_any(payload)
+        except BundleRefusedError as e:
+            return await self._refuse(guard, session, "push", [e.render()], 2, reason=e.reason.value)
         except PolicyError as e:
             return await self._refuse(guard, session, "push", [e.render()], 2)
         try:
-            check_signature(bundle, self.signing_key)
-        except PolicyError as e:
-            return await self._refuse(guard, session, "push", [e.render()], 1)
+            accepted = self.gate.check(bundle)
+        except BundleRefusedError as e:
+            return await self._refuse(guard, session, "push", [e.render()], 1, reason=e.reason.value)
         try:
             # Off the event loop: merging demo credentials reads files.
             policy = await asyncio.to_thread(self.manager.parse_pushed, bundle.policy_text, "pushed policy")
@@ -150,7 +171,7 @@ class PolicyService:
             return await self._refuse(guard, session, "push", [err.render() for err in e.errors], 2)
         except ConfigError as e:
             return await self._refuse(guard, session, "push", [e.render()], 2)
-        return await self._apply(guard, session, policy, "push", dry_run=dry_run)
+        return await self._apply(guard, session, policy, "push", dry_run=dry_run, accepted=accepted)
 
     async def _rollback(self, guard: Guard, session: Session, to: int | None, *, dry_run: bool) -> Reply:
         store = self.manager.store
@@ -166,7 +187,14 @@ class PolicyService:
         return await self._apply(guard, session, policy, f"rollback to {target}", dry_run=dry_run)
 
     async def _apply(
-        self, guard: Guard, session: Session, policy: Policy, how: str, *, dry_run: bool
+        self,
+        guard: Guard,
+        session: Session,
+        policy: Policy,
+        how: str,
+        *,
+        dry_run: bool,
+        accepted: Accepted | None = None,
     ) -> Reply:
         if dry_run:
             try:
@@ -187,9 +215,15 @@ class PolicyService:
                 channel=session.channel,
                 source=session.source,
                 how=how.split(maxsplit=1)[0],
+                note={"bundle_version": accepted.version} if accepted and accepted.version else None,
             )
         except PolicyRefusedError as e:
             return 1, "\n".join(["refused; the running policy is unchanged:", *e.problems])
+        if accepted is not None:
+            try:
+                await asyncio.to_thread(self.gate.commit, accepted, applied.version)
+            except OSError as e:
+                return 1, f"applied as policy store version {applied.version}, but the bundle state: {e}"
         lines = [f"applied: policy store version {applied.version}", *(c.render() for c in applied.changes)]
         lines += [w.render() for w in applied.warnings]
         return 0, "\n".join(lines)

@@ -128,3 +128,40 @@ def test_written_paths_lie_below_the_state_dir_read_paths_beside_the_config(tmp_
     }
     assert {k: p.parent for k, p in written.items()} == dict.fromkeys(written, state)
     assert {k: p.parent if p else None for k, p in read.items()} == dict.fromkeys(read, etc)
+
+
+def test_meter_identity_and_signing_keys(tmp_path: Path) -> None:
+    config = load_config(
+        {
+            "daemon": {
+                "meter_id": "m-0042",
+                "meter_labels": ["substation-7", "feeder-3"],
+                "policy_signing_key": "a.pub.pem",
+                "policy_signing_keys": ["b.pub.pem", "/etc/keys/c.pub.pem"],
+                "policy_signing_threshold": 2,
+            }
+        },
+        tmp_path / "meterd.toml",
+    )
+    assert config.meter_id == "m-0042"
+    assert config.meter_labels == ("substation-7", "feeder-3")
+    assert config.policy_signing_keys == (
+        tmp_path / "a.pub.pem",
+        tmp_path / "b.pub.pem",
+        Path("/etc/keys/c.pub.pem"),
+    )
+    assert config.policy_signing_threshold == 2
+    found = errors_of(
+        {
+            "daemon": {
+                "policy_signing_keys": ["a.pub.pem"],
+                "policy_signing_threshold": 2,
+                "meter_lables": ["x"],
+            }
+        },
+        tmp_path,
+    )
+    assert any("daemon.policy_signing_threshold: must be between 1 and 1, not 2" in f for f in found)
+    assert any(
+        'daemon.meter_lables: unknown key "meter_lables"; did you mean "meter_labels"?' in f for f in found
+    )

@@ -9,14 +9,17 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
+from meterd.daemon.bundle_gate import BundleGate
 from meterd.daemon.policies import PolicyManager
 from meterd.daemon.policy_service import PolicyService
 from meterd.policy.bundle import Bundle, sign
 from meterd.policy.dump import dump_policy
 from meterd.policy.loader import load_policy
 from meterd.policy.request import Outcome
+from meterd.policy.signed import KeySet, MeterIdentity, SignedBundle
 from meterd.seclog import EventType, Query, SecurityLog, read_records
 from tests.daemon.helpers import ADMIN_POLICY, make_guard, session
+from tests.policy.signing import make_bundle
 
 GOOD = dump_policy(
     load_policy({**ADMIN_POLICY, "users": {**ADMIN_POLICY["users"], "op": {"roles": ["engineer"]}}})
@@ -30,7 +33,11 @@ def setup(
     configured.write_text(dump_policy(load_policy(ADMIN_POLICY)))
     manager = PolicyManager(configured, tmp_path, demo_accounts=False)
     manager.initial()
-    return PolicyService(manager, signing_key.public_key() if signing_key else None), manager
+    if signing_key is None:
+        return PolicyService(manager), manager
+    keys = KeySet.of([signing_key.public_key()], 1)
+    gate = BundleGate(keys, MeterIdentity("m1", frozenset()), manager.store.directory)
+    return PolicyService(manager, gate), manager
 
 
 def records(seclog: SecurityLog, event: EventType) -> list[dict[str, object]]:
@@ -132,7 +139,7 @@ def key_pem(key: Ed25519PrivateKey) -> bytes:
     return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption())
 
 
-@pytest.mark.parametrize("case", ["unsigned", "wrong key", "tampered"])
+@pytest.mark.parametrize("case", ["unsigned", "wrong key", "tampered", "format 1 signed"])
 def test_signed_meter_refuses_bad_bundles(tmp_path: Path, case: str) -> None:
     tool = Ed25519PrivateKey.generate()
 
@@ -140,17 +147,22 @@ def test_signed_meter_refuses_bad_bundles(tmp_path: Path, case: str) -> None:
         service, manager = setup(tmp_path, tool)
         guard, seclog = make_guard(tmp_path)
         admin = await session(guard, "admin")
+        bundle: Bundle | SignedBundle
         if case == "unsigned":
             bundle = Bundle(GOOD)
         elif case == "wrong key":
-            bundle = Bundle(GOOD, sign(GOOD, key_pem(Ed25519PrivateKey.generate())))
+            bundle = make_bundle(GOOD, [Ed25519PrivateKey.generate()], 1)
+        elif case == "tampered":
+            signed = make_bundle(GOOD, [tool], 1)
+            bundle = SignedBundle(GOOD.replace('"engineer"', '"installer"'), signed.signed, signed.signatures)
         else:
-            bundle = Bundle(GOOD.replace('"engineer"', '"installer"'), sign(GOOD, key_pem(tool)))
+            # A format 1 bundle, even one the meter's key signed, carries no version, expiry or targets.
+            bundle = Bundle(GOOD, sign(GOOD, key_pem(tool)))
         status, out = await service.run(guard, admin, ["push"], bundle.encode())
         assert status == 1
         assert "refused" in out
         assert manager.store.versions() == [1]
-        good = Bundle(GOOD, sign(GOOD, key_pem(tool)))
+        good = make_bundle(GOOD, [tool], 1)
         status, out = await service.run(guard, admin, ["push"], good.encode())
         assert status == 0, out
         seclog.close()
