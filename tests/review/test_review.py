@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel
 from meterd.policy.table import Verdict
 from meterd.review.findings import review
-from meterd.review.source import ReadLog, ReviewInputError, check_same_meter, read_log
+from meterd.review.source import Progress, ReadLog, ReviewInputError, check_same_meter, read_log
 from meterd.review.suggest import cover, suggest_policy
 from meterd.review.whatif import what_if
 from meterd.seclog.keys import parse_key
@@ -145,3 +146,25 @@ def test_wrong_key_and_another_meters_log(tmp_path: Path) -> None:
     other = read_policy_text('[users.zed]\nroles = ["viewer"]\n', "other")
     with pytest.raises(ReviewInputError, match="another meter"):
         check_same_meter(other, read_log(log).usage)
+
+
+class _Stream(io.StringIO):
+    def __init__(self, tty: bool) -> None:
+        super().__init__()
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+@pytest.mark.parametrize("tty", [True, False])
+def test_progress_only_on_a_terminal(tmp_path: Path, tty: bool) -> None:
+    log, _, _ = scenario.make(tmp_path)
+    stream = _Stream(tty)
+    read_log(log, progress=Progress("reading", stream, every=5))
+    shown = stream.getvalue()
+    if tty:
+        assert "reading 15 records" in shown
+        assert shown.endswith("\r\x1b[K")  # the line is cleared at the end
+    else:
+        assert shown == ""
