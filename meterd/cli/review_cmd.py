@@ -29,6 +29,7 @@ from meterd.review.render import (
     review_csv,
     review_data,
     review_table,
+    suggest_csv,
     suggest_data,
     suggest_table,
     to_json,
@@ -182,10 +183,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
             except OSError as e:
                 raise ReviewInputError(f"{args.out}: {e.strerror}") from None
         data = suggest_data(suggestions, changes, read)
-        if args.format == "csv":
-            _emit(data, "table", {"table": lambda d: "\n".join(d["diff"])})
-        else:
-            _emit(data, args.format, {"table": suggest_table, "html": suggest_html})
+        _emit(data, args.format, {"table": suggest_table, "csv": suggest_csv, "html": suggest_html})
         return EXIT_FINDING if changes else EXIT_OK
 
     return _run(body)

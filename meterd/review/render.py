@@ -242,6 +242,23 @@ def what_if_csv(data: Data) -> str:
     return _csv(header, rows)
 
 
+def suggest_csv(data: Data) -> str:
+    """One line per subject (proposed and current roles, used permissions), then one per access change."""
+    rows: list[list[object]] = [
+        [
+            "suggestion",
+            s["subject"],
+            " ".join(s["roles"]),
+            " ".join(s["was"]),
+            " ".join(s["used"]),
+            "yes" if s["custom"] else "no",
+        ]
+        for s in data["suggestions"]
+    ]
+    rows += [["change", line, "", "", "", ""] for line in data["diff"]]
+    return _csv(["section", "subject", "roles", "was", "used", "custom"], rows)
+
+
 def _window_line(window: Data) -> str:
     macs = "MACs checked" if window["mac_checked"] else "MACs NOT checked (no --key-file)"
     state = "verified" if window["verified"] else "DOES NOT VERIFY"

@@ -189,3 +189,14 @@ def test_html_report_renders_and_matches_json(tmp_path: Path) -> None:
             cell = f'data-principal="{row["principal"]}" data-permission="{row["permission"]}" data-uses="{row["uses"]}"'
             assert cell in dom
     assert dom.count("<tr>") >= len(data["findings"])
+
+
+def test_suggest_csv_and_html(tmp_path: Path) -> None:
+    log, _, policy = scenario.make(tmp_path)
+    common: list[str | Path] = ["policy", "suggest", "--policy", policy, "--log", log]
+    data = json.loads(meterctl(*common, "--format", "json").stdout)
+    rows = meterctl(*common, "--format", "csv").stdout.splitlines()
+    assert rows[0] == "section,subject,roles,was,used,custom"
+    assert sum(r.startswith("suggestion,") for r in rows) == len(data["suggestions"])
+    assert sum(r.startswith("change,") for r in rows) == len(data["diff"])
+    assert 'id="suggestions-table"' in meterctl(*common, "--format", "html").stdout
