@@ -22,6 +22,7 @@ $build_only || needs+=(
     "picocom:picocom"
     "sshd:openssh-server"
     "mbpoll:mbpoll"
+    "chromium:chromium"
 )
 
 missing=()

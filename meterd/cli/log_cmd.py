@@ -18,6 +18,7 @@ from pathlib import Path
 
 from meterd.errors import MeterdError
 from meterd.policy.request import Outcome
+from meterd.review.source import Progress
 from meterd.seclog.codec import FrameError, decode_frame
 from meterd.seclog.events import BY_EVENT_NAME, BY_OUTCOME_NAME, Record
 from meterd.seclog.keys import parse_key
@@ -87,7 +88,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
             anchor = load_anchor(Path(args.from_checkpoint), key)
     except (OSError, ValueError, MeterdError) as e:
         return _error(str(e))
-    report = verify(source, key=key, anchor=anchor)
+    progress = Progress("verified", sys.stderr)
+    try:
+        report = verify(source, key=key, anchor=anchor, visit=progress.tick)
+    finally:
+        progress.done()
     if args.json:
         finding = report.finding
         print(

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from meterd.cli import push_cmd
+from meterd.cli import push_cmd, review_cmd
 from meterd.errors import PolicyError, PolicyValidationError
 from meterd.policy.compile import compile_policy
 from meterd.policy.diff import diff_policies
@@ -43,9 +43,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--channel", default="local", choices=[c.value for c in Channel])
     p.set_defaults(handler=_explain)
 
-    p = sub.add_parser("review", help="every principal and permission, with where it comes from")
+    p = sub.add_parser(
+        "review",
+        help="every principal and permission, where it comes from and, with --log, its use and findings",
+    )
     p.add_argument("file", type=Path, metavar="FILE")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--format", choices=review_cmd.FORMATS, default="table", help="html needs --log")
+    review_cmd.add_review_options(p)
     p.set_defaults(handler=_review)
 
     p = sub.add_parser("diff", help="who gains and who loses which permission (exit 1 if any)")
@@ -53,6 +57,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("new", type=Path, metavar="NEW")
     p.set_defaults(handler=_diff)
 
+    review_cmd.register(sub)
     push_cmd.add_subcommands(sub)
 
 
@@ -115,6 +120,11 @@ def _explain(args: argparse.Namespace) -> int:
 
 
 def _review(args: argparse.Namespace) -> int:
+    if args.log is not None:
+        return review_cmd.cmd_review(args)
+    if args.format == "html":
+        print("meterctl: --format html needs --log (the report shows use)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     policy = _load(args.file)
     if policy is None:
         return EXIT_BAD_INPUT

@@ -10,8 +10,10 @@ with respect to the policy: the stateful rules live in the guard.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from meterd.errors import EvaluatorError
-from meterd.policy.evaluator import NativeEvaluator
+from meterd.policy.evaluator import NativeEvaluator, RequestBatch, RequestTuple, verdicts
 from meterd.policy.grants import Principal, grants_of, principals
 from meterd.policy.model import Policy
 from meterd.policy.permissions import ALL_PERMISSIONS_MASK, Permission, mask_of
@@ -103,6 +105,40 @@ class CompiledPolicy:
         if index is None:
             return Verdict.UNKNOWN_PRINCIPAL
         return self._decide(index, permission.bit, node, channel.index)
+
+    def verdicts(self, requests: Sequence[tuple[str, Permission, str, Channel]]) -> list[Verdict]:
+        """Return the native evaluator's verdicts for many requests, decided in one batch.
+
+        Names and resource paths are resolved here; a malformed path or an
+        unknown principal is decided as in :meth:`verdict`, without the C call.
+
+        Args:
+            requests: ``(principal, permission, resource, channel)`` tuples.
+
+        Returns:
+            One verdict per request, in order.
+
+        """
+        out: list[Verdict] = [Verdict.BAD_TABLE] * len(requests)
+        packed: list[RequestTuple] = []
+        where: list[int] = []
+        for i, (principal, permission, resource, channel) in enumerate(requests):
+            node = self._nodes.get(resource)
+            if node is None:
+                node = self._node(resource)
+            index = self._index.get(principal)
+            if node < 0:
+                out[i] = Verdict.BAD_REQUEST
+            elif index is None:
+                out[i] = Verdict.UNKNOWN_PRINCIPAL
+            else:
+                packed.append((index, permission.bit, node, channel.index))
+                where.append(i)
+        if packed:
+            decided = verdicts(self._evaluator.decide_batch(RequestBatch(packed)))
+            for i, verdict in zip(where, decided, strict=True):
+                out[i] = verdict
+        return out
 
     def decide(self, request: Request) -> Decision:
         """Decide a request by policy alone (no lockouts, no dual control: that is the guard's)."""

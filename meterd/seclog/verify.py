@@ -42,7 +42,7 @@ from __future__ import annotations
 import enum
 import hmac
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,7 +123,10 @@ def _where(line: Line) -> str:
 
 
 class _Verifier:
-    def __init__(self, key: bytes | None, anchor: Record | None) -> None:
+    def __init__(
+        self, key: bytes | None, anchor: Record | None, visit: Callable[[Record], None] | None = None
+    ) -> None:
+        self.visit = visit
         self.initial = key
         self.key = b""
         self.anchor = anchor
@@ -260,6 +263,8 @@ class _Verifier:
         self.records += 1
         self.expected = record.seq + 1
         self.prev = record.digest
+        if self.visit is not None:
+            self.visit(record)
 
     def _check_special(self, record: Record, line: Line) -> None:
         detail = record.detail
@@ -354,7 +359,13 @@ def load_anchor(source: Path, key: bytes | None = None) -> Record:
     return head
 
 
-def verify(source: Path, *, key: bytes | None = None, anchor: Record | None = None) -> VerifyReport:
+def verify(
+    source: Path,
+    *,
+    key: bytes | None = None,
+    anchor: Record | None = None,
+    visit: Callable[[Record], None] | None = None,
+) -> VerifyReport:
     """Verify a log directory, a segment, or an exported/collected copy.
 
     Args:
@@ -363,11 +374,16 @@ def verify(source: Path, *, key: bytes | None = None, anchor: Record | None = No
         anchor: The newest record of a trusted copy (see :func:`load_anchor`):
             the log must hold it unchanged, or have dropped it in a recorded
             rotation and start right after it.
+        visit: Called with each record once its checks passed, in order, so a
+            tool can read a log and verify it in one pass.  A record with a
+            bad MAC is visited before the problem is reported (it is noticed
+            at the next record): a caller must discard what it collected
+            when the report is not ok.
 
     Returns:
         The report; ``report.finding`` names the first bad seq and what is wrong.
     """
-    verifier = _Verifier(key, anchor)
+    verifier = _Verifier(key, anchor, visit)
     finding = None
     try:
         verifier.run(iter_lines(source))
