@@ -1,7 +1,7 @@
 """Fleet rollout speed: one signed bundle to 20 loopback meters, with Ansible (forks 10) and with
 sequential ``meterctl policy push``, in one run; meters per minute for each.
 
-Run: ``python benchmarks/bench_fleet.py [--meters N] [--json]``.
+Run: ``python benchmarks/bench_fleet.py [--meters N] [--quick] [--json]`` (``--quick``: 3 meters).
 
 Every meter is a real meterd process with its own port, state directory and
 the same two trusted signing keys (threshold 2).  Ansible runs the
@@ -99,8 +99,11 @@ def meterctl_push(fleet: Fleet, bundle: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meters", type=int, default=20)
+    parser.add_argument("--quick", action="store_true", help="3 meters: the same path, too few to quote")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.quick:
+        args.meters = 3
     started: list[RunningDaemon] = []
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as scratch:
         directory = Path(scratch)
