@@ -28,11 +28,12 @@ from cryptography.hazmat.primitives.serialization import (
     PublicFormat,
 )
 
-from meterd.cli import sign_cmd
+from meterd.cli import review_cmd, sign_cmd
 from meterd.errors import ConfigError, PolicyError
 from meterd.policy.bundle import Bundle, sign
 from meterd.policy.keys import check_authorized_key
 from meterd.policy.signed import SignedBundle, decode_any, key_id
+from meterd.review.render import Data
 
 EXIT_OK, EXIT_FINDING, EXIT_BAD_INPUT = 0, 1, 2
 SSH_FAILURE = 255
@@ -47,6 +48,7 @@ def add_subcommands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     _remote_arguments(p)
     p.add_argument("--sign-key", type=Path, help="sign with this Ed25519 private key (PEM) before sending")
     p.add_argument("--dry-run", action="store_true", help="show the diff and lint findings; apply nothing")
+    review_cmd.add_log_options(p, log_required=False)
     p.set_defaults(handler=_push)
 
     p = sub.add_parser("rollback", help="put an earlier policy version back in force on a meter")
@@ -162,12 +164,33 @@ def _bundle_bytes(path: Path, sign_key: Path | None) -> bytes:
 
 
 def _push(args: argparse.Namespace) -> int:
+    if args.log is not None and not args.dry_run:
+        print("meterctl: --log replays the log for a dry run only: add --dry-run", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         payload = _bundle_bytes(args.file, args.sign_key)
     except (OSError, UnicodeDecodeError, PolicyError) as e:
         print(f"meterctl: {args.file}: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    return _ssh(args, ["push", *(["--dry-run"] if args.dry_run else [])], payload)
+    if args.log is None:
+        return _ssh(args, ["push", *(["--dry-run"] if args.dry_run else [])], payload)
+    # The replay is local and read-only; it runs first so bad input never reaches the meter.
+    summary: list[tuple[Data, int]] = []
+
+    def replay() -> int:
+        text = decode_any(payload).policy_text
+        candidate = review_cmd.candidate_policy(text, f"candidate {args.file}")
+        summary.append(review_cmd.what_if_summary(candidate, None, args))
+        return EXIT_OK
+
+    if review_cmd.run_checked(replay) != EXIT_OK:
+        return EXIT_BAD_INPUT
+    code = _ssh(args, ["push", "--dry-run"], payload)
+    data, what_if_code = summary[0]
+    sys.stdout.write(f"\nwhat-if: the candidate replayed against the log copy {args.log}\n")
+    sys.stdout.flush()
+    review_cmd.emit_what_if(data, "table")
+    return code if code == EXIT_BAD_INPUT else max(code, what_if_code)
 
 
 def _rollback(args: argparse.Namespace) -> int:

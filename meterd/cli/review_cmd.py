@@ -124,7 +124,8 @@ def _emit(data: Data, fmt: str, renderers: dict[str, Callable[[Data], str]]) -> 
     sys.stdout.write(text.rstrip("\n") + "\n")
 
 
-def _run(body: Callable[[], int]) -> int:
+def run_checked(body: Callable[[], int]) -> int:
+    """Run a command body; bad input becomes one line on stderr and exit 2."""
     try:
         return body()
     except ReviewInputError as e:
@@ -145,7 +146,39 @@ def cmd_review(args: argparse.Namespace) -> int:
         _emit(data, args.format, {"table": review_table, "csv": review_csv, "html": review_html})
         return EXIT_FINDING if result.findings else EXIT_OK
 
-    return _run(body)
+    return run_checked(body)
+
+
+def what_if_summary(candidate: Policy, current: Policy | None, args: argparse.Namespace) -> tuple[Data, int]:
+    """Replay the log named by ``args`` (see :func:`add_log_options`) against ``candidate``.
+
+    Shared by ``policy what-if`` and ``policy push --dry-run --log``.
+
+    Returns:
+        The what-if data and its exit code (1 when anyone would lose used access).
+
+    Raises:
+        ReviewInputError: The log cannot be read, does not verify, or is another meter's.
+    """
+    read = _read(args)
+    check_same_meter(current or candidate, read.usage)
+    result = what_if(read.usage, compile_policy(candidate), compile_policy(current) if current else None)
+    return what_if_data(result, read), EXIT_FINDING if result.loses_used_access else EXIT_OK
+
+
+def emit_what_if(data: Data, fmt: str) -> None:
+    """Print what-if data in ``fmt`` (one of :data:`FORMATS`)."""
+    _emit(data, fmt, {"table": what_if_table, "csv": what_if_csv, "html": what_if_html})
+
+
+def candidate_policy(text: str, name: str) -> Policy:
+    """Load a candidate policy from its text (one that does not validate: :class:`ReviewInputError`)."""
+    try:
+        return read_policy_text(text, name)
+    except PolicyValidationError as e:
+        raise ReviewInputError(f"{name} does not validate: {e.errors[0].render()}") from None
+    except ConfigError as e:
+        raise ReviewInputError(f"{name} does not validate: {e.render()}") from None
 
 
 def cmd_what_if(args: argparse.Namespace) -> int:
@@ -154,14 +187,11 @@ def cmd_what_if(args: argparse.Namespace) -> int:
     def body() -> int:
         candidate = _policy(args.candidate, f"candidate {args.candidate}")
         current = _policy(args.policy, f"current policy {args.policy}") if args.policy else None
-        read = _read(args)
-        check_same_meter(current or candidate, read.usage)
-        result = what_if(read.usage, compile_policy(candidate), compile_policy(current) if current else None)
-        data = what_if_data(result, read)
-        _emit(data, args.format, {"table": what_if_table, "csv": what_if_csv, "html": what_if_html})
-        return EXIT_FINDING if result.loses_used_access else EXIT_OK
+        data, code = what_if_summary(candidate, current, args)
+        emit_what_if(data, args.format)
+        return code
 
-    return _run(body)
+    return run_checked(body)
 
 
 def cmd_suggest(args: argparse.Namespace) -> int:
@@ -186,7 +216,7 @@ def cmd_suggest(args: argparse.Namespace) -> int:
         _emit(data, args.format, {"table": suggest_table, "csv": suggest_csv, "html": suggest_html})
         return EXIT_FINDING if changes else EXIT_OK
 
-    return _run(body)
+    return run_checked(body)
 
 
 def add_review_options(parser: argparse.ArgumentParser) -> None:
