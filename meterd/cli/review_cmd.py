@@ -38,7 +38,7 @@ from meterd.review.render import (
     what_if_table,
 )
 from meterd.review.source import Progress, ReadLog, ReviewInputError, check_same_meter, read_log
-from meterd.review.suggest import suggest_policy
+from meterd.review.suggest import principals_from_log, suggest_policy
 from meterd.review.whatif import what_if
 from meterd.seclog.keys import parse_key
 
@@ -78,7 +78,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=cmd_what_if)
 
     p = sub.add_parser("suggest", help="propose least-privilege roles from what the log shows was used")
-    p.add_argument("--policy", type=Path, required=True, metavar="CURRENT", help="the policy in force")
+    p.add_argument(
+        "--policy",
+        type=Path,
+        metavar="CURRENT",
+        help="the policy in force (without it: built-in roles only, proposed from scratch)",
+    )
     add_log_options(p, log_required=True)
     p.add_argument("--out", type=Path, help="write the suggested policy to this new file")
     p.add_argument("--format", choices=FORMATS, default="table")
@@ -198,9 +203,13 @@ def cmd_suggest(args: argparse.Namespace) -> int:
     """Propose roles; print the diff in ``policy diff`` format; exit 1 when access would change."""
 
     def body() -> int:
-        policy = _policy(args.policy, f"policy {args.policy}")
         read = _read(args)
-        check_same_meter(policy, read.usage)
+        if args.policy is not None:
+            policy = _policy(args.policy, f"policy {args.policy}")
+            check_same_meter(policy, read.usage)
+        else:
+            # The log names who changed the policy, never its text: start from the built-in roles.
+            policy = principals_from_log(read_policy_text("", "built-in roles"), read.usage)
         suggested, suggestions = suggest_policy(policy, read.usage)
         text = dump_policy(suggested)
         # Round trip through the loader: the suggestion must be a policy the meter would accept.
@@ -212,9 +221,10 @@ def cmd_suggest(args: argparse.Namespace) -> int:
                     f.write(text)
             except OSError as e:
                 raise ReviewInputError(f"{args.out}: {e.strerror}") from None
-        data = suggest_data(suggestions, changes, read)
+        data = suggest_data(suggestions, changes, read, baseline="policy" if args.policy else "builtin")
         _emit(data, args.format, {"table": suggest_table, "csv": suggest_csv, "html": suggest_html})
-        return EXIT_FINDING if changes else EXIT_OK
+        # Without the policy in force every grant is new: nothing says access would change.
+        return EXIT_FINDING if changes and args.policy is not None else EXIT_OK
 
     return run_checked(body)
 

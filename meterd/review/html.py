@@ -185,7 +185,7 @@ def suggest_html(data: Data) -> str:
                 [
                     s["subject"],
                     ", ".join(s["roles"]) + (" (new)" if s["custom"] else ""),
-                    ", ".join(s["was"]),
+                    "unknown" if data["baseline"] == "builtin" else ", ".join(s["was"]),
                     ", ".join(s["used"]),
                 ]
                 for s in data["suggestions"]

@@ -134,10 +134,17 @@ def what_if_data(result: WhatIf, read: ReadLog) -> Data:
     }
 
 
-def suggest_data(suggestions: list[Suggestion], changes: list[AccessChange], read: ReadLog) -> Data:
-    """Return the suggestion as one JSON-ready mapping."""
+def suggest_data(
+    suggestions: list[Suggestion], changes: list[AccessChange], read: ReadLog, baseline: str = "policy"
+) -> Data:
+    """Return the suggestion as one JSON-ready mapping.
+
+    ``baseline`` is ``policy`` (the diff is against the policy in force) or
+    ``builtin`` (no policy given: built-in roles only, every grant new, ``was`` unknown).
+    """
     return {
         "window": window_data(read),
+        "baseline": baseline,
         "suggestions": [
             {
                 "subject": s.subject,
@@ -326,14 +333,19 @@ def what_if_table(data: Data) -> str:
 def suggest_table(data: Data) -> str:
     """One line per subject, then the diff in ``policy diff`` format."""
     lines = [_window_line(data["window"]), ""]
+    builtin = data["baseline"] == "builtin"
+    if builtin:
+        lines += [
+            "no policy given (--policy): roles proposed from the built-in roles, for the principals "
+            "the log shows using something; current roles and scopes unknown",
+            "",
+        ]
     for s in data["suggestions"]:
         custom = " (new custom role)" if s["custom"] else ""
         roles, was, used = (", ".join(s[k]) for k in ("roles", "was", "used"))
-        lines.append(
-            f"{s['subject']}: {roles or '(no roles)'}{custom}; was {was or '(none)'}; "
-            f"used {used or 'nothing'}"
-        )
-    lines += ["", "diff against the policy:", *data["diff"]]
+        was = "unknown" if builtin else was or "(none)"
+        lines.append(f"{s['subject']}: {roles or '(no roles)'}{custom}; was {was}; used {used or 'nothing'}")
+    lines += ["", "grants of the suggested policy:" if builtin else "diff against the policy:", *data["diff"]]
     lost = sum(1 for d in data["diff"] if d.startswith("-"))
     lines.append(f"{len(data['diff']) - lost} gained, {lost} lost")
     return "\n".join(lines) + "\n"

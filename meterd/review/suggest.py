@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from itertools import combinations
 
-from meterd.policy.model import ANONYMOUS, Policy, Role, frozen_map
+from meterd.policy.model import ANONYMOUS, Application, Policy, Role, User, frozen_map
 from meterd.policy.permissions import Permission
 from meterd.review.usage import LogUsage
 
@@ -134,3 +134,23 @@ def suggest_policy(policy: Policy, usage: LogUsage) -> tuple[Policy, list[Sugges
         anonymous=anonymous,
     )
     return suggested, suggestions
+
+
+def principals_from_log(builtin: Policy, usage: LogUsage) -> Policy:
+    """Return ``builtin`` plus a role-less entry per user and application the log shows using something.
+
+    ``builtin`` is a policy of the built-in roles only; the result is the
+    baseline of a suggestion made without the policy in force.
+
+    The log records who did what, not the policy in force (a ``policy_change``
+    record names who changed it and the effect, never the whole text), so
+    without the policy the suggestion can only propose roles from scratch.
+    """
+    users = dict(builtin.users)
+    applications = dict(builtin.applications)
+    for name, kind in sorted(usage.kinds.items()):
+        if kind == "user":
+            users.setdefault(name, User(name))
+        elif kind == "application":
+            applications.setdefault(name, Application(name))
+    return replace(builtin, users=frozen_map(users), applications=frozen_map(applications))

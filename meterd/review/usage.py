@@ -139,6 +139,7 @@ class LogUsage:
         summarised: Refusals of unauthenticated parties counted in summaries, per channel.
         dual_control: Dual-control requests rejected, timed out or abandoned.
         policy_changes: Policy changes and refused attempts.
+        kinds: The principal kind (``user``, ``application``...) of each principal allowed something.
     """
 
     since: str = ""
@@ -157,6 +158,7 @@ class LogUsage:
     summarised: dict[Channel, Tally] = field(default_factory=dict)
     dual_control: list[DualControlEnd] = field(default_factory=list)
     policy_changes: list[PolicyChange] = field(default_factory=list)
+    kinds: dict[str, str] = field(default_factory=dict)
 
 
 def _weight(record: Record, key: str) -> int:
@@ -218,6 +220,8 @@ class UsageCollector:
         usage.decisions.setdefault(key, Tally()).add(record, weight)
         pair = (record.principal, permission)
         if allowed:
+            if pair not in usage.uses:
+                usage.kinds[record.principal] = record.principal_kind.value
             usage.uses.setdefault(pair, Tally()).add(record, weight)
             usage.channels.setdefault(pair, set()).add(record.channel)
             return

@@ -200,3 +200,30 @@ def test_suggest_csv_and_html(tmp_path: Path) -> None:
     assert sum(r.startswith("suggestion,") for r in rows) == len(data["suggestions"])
     assert sum(r.startswith("change,") for r in rows) == len(data["diff"])
     assert 'id="suggestions-table"' in meterctl(*common, "--format", "html").stdout
+
+
+def test_suggest_without_a_policy_starts_from_the_built_in_roles(tmp_path: Path) -> None:
+    log, key, _ = scenario.make(tmp_path)
+    out = tmp_path / "suggested.toml"
+    result = meterctl("policy", "suggest", "--log", log, "--key-file", key, "--out", out, "--format", "json")
+    assert result.returncode == 0, result.stderr  # nothing to compare with: no access "changes"
+    data = json.loads(result.stdout)
+    assert data["baseline"] == "builtin"
+    # Only who the log shows using something, with exactly what they used; nobody else.
+    assert {s["subject"]: s["used"] for s in data["suggestions"]} == {
+        "user alice": ["fs_read_only", "terminal_access"],
+        "user bob": ["time_sync"],
+        "application scada": ["fs_read_only"],
+        "anonymous": [],
+    }
+    assert sorted(data["diff"]) == [
+        "+ alice: fs_read_only @ /",
+        "+ alice: terminal_access @ /",
+        "+ bob: time_sync @ /",
+        "+ scada: fs_read_only @ /",
+    ]
+    assert meterctl("policy", "validate", out).returncode == 0
+    table = meterctl("policy", "suggest", "--log", log)
+    assert table.returncode == 0, table.stderr
+    assert "no policy given (--policy)" in table.stdout
+    assert "user bob: least-user-bob (new custom role); was unknown; used time_sync" in table.stdout
