@@ -22,6 +22,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from meterd.policy.permissions import BY_ID, Permission
 from meterd.policy.request import Channel, Outcome
@@ -32,6 +33,7 @@ STATEFUL_REASONS = frozenset(
     {"lockout_period", "dual_control", "role_limit", "session_closed", "log_unavailable"}
 )
 _REJECTED_BY = re.compile(r"rejected by (\S+)")
+_K = TypeVar("_K")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +72,14 @@ class Tally:
             self.first_seq = record.seq
         self.last_seq = record.seq
         self.last_time = record.time
+
+    def merge(self, later: Tally) -> None:
+        """Add the tally of a later part of the log."""
+        self.count += later.count
+        if not self.first_seq:
+            self.first_seq = later.first_seq
+        if later.last_seq:
+            self.last_seq, self.last_time = later.last_seq, later.last_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,3 +269,34 @@ class UsageCollector:
                 summary,
             )
         )
+
+
+def _merge_tallies(into: dict[_K, Tally], later: dict[_K, Tally]) -> None:
+    for key, tally in later.items():
+        into.setdefault(key, Tally()).merge(tally)
+
+
+def merge_usage(parts: list[LogUsage]) -> LogUsage:
+    """Return the usage of consecutive parts of one window, in log order, as one."""
+    usage = LogUsage(since=parts[0].since, until=parts[0].until)
+    for part in parts:
+        if not part.records:
+            continue
+        if not usage.first_seq:
+            usage.first_seq, usage.first_time = part.first_seq, part.first_time
+        usage.last_seq, usage.last_time = part.last_seq, part.last_time
+        usage.records += part.records
+        _merge_tallies(usage.decisions, part.decisions)
+        _merge_tallies(usage.uses, part.uses)
+        _merge_tallies(usage.logins, part.logins)
+        _merge_tallies(usage.refusals, part.refusals)
+        _merge_tallies(usage.summarised, part.summarised)
+        for pair, channels in part.channels.items():
+            usage.channels.setdefault(pair, set()).update(channels)
+        for pair, reasons in part.refusal_reasons.items():
+            usage.refusal_reasons.setdefault(pair, Counter()).update(reasons)
+        usage.dual_control += part.dual_control
+        usage.policy_changes += part.policy_changes
+        for name, kind in part.kinds.items():
+            usage.kinds.setdefault(name, kind)
+    return usage

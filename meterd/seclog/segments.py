@@ -68,14 +68,51 @@ class Line:
         return self.data.endswith(b"\n")
 
 
-def read_lines(path: Path, start: int = 0) -> Iterator[Line]:
-    """Yield the lines of a file from byte offset ``start`` (the last may be torn)."""
-    with open(path, "rb") as f:
+def read_lines(path: Path, start: int = 0, end: int = -1) -> Iterator[Line]:
+    """Yield the lines of a file from byte offset ``start`` (the last may be torn).
+
+    With ``end`` >= 0, stop before the line that starts at or after byte ``end``.
+    """
+    with open(path, "rb", buffering=1 << 20) as f:
         f.seek(start)
         offset = start
         for data in f:
+            if 0 <= end <= offset:
+                return
             yield Line(data, offset, path)
             offset += len(data)
+
+
+def split_lines(pieces: list[tuple[Path, int]], parts: int) -> list[list[tuple[Path, int, int]]]:
+    """Split files (``(path, size)`` in order) into ``parts`` runs of about equal bytes, at line ends.
+
+    Returns:
+        Per part, its ``(path, start, end)`` byte ranges in order; empty parts are left out.
+    """
+    total = sum(size for _, size in pieces)
+    cuts: list[tuple[int, int]] = []  # (piece index, offset just after a LF)
+    for n in range(1, parts):
+        target, index = total * n // parts, 0
+        while index < len(pieces) - 1 and target >= pieces[index][1]:
+            target -= pieces[index][1]
+            index += 1
+        with open(pieces[index][0], "rb") as f:
+            f.seek(target)
+            f.readline()
+            cuts.append((index, f.tell()))
+    out: list[list[tuple[Path, int, int]]] = []
+    at = (0, 0)
+    for cut in [*cuts, (len(pieces) - 1, pieces[-1][1])]:
+        run = []
+        for index in range(at[0], cut[0] + 1):
+            start = at[1] if index == at[0] else 0
+            end = cut[1] if index == cut[0] else pieces[index][1]
+            if end > start:
+                run.append((pieces[index][0], start, end))
+        if run:
+            out.append(run)
+        at = cut
+    return out
 
 
 def last_line(path: Path, window: int = 8192) -> bytes:

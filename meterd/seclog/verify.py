@@ -50,7 +50,7 @@ from meterd.errors import SecurityLogError
 from meterd.seclog.codec import GENESIS, FrameError, decode_frame, evolve, key_at
 from meterd.seclog.events import EventType, Record
 from meterd.seclog.reader import iter_frames, iter_lines
-from meterd.seclog.segments import Line
+from meterd.seclog.segments import Line, read_lines
 
 #: How far ahead a missing record is looked for before calling it missing, not reordered.
 LOOKAHEAD = 100_000
@@ -398,4 +398,91 @@ def verify(
         checkpoints=verifier.checkpoints,
         anchored=verifier.anchored,
         finding=finding,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """The outcome of :func:`verify_span`: one contiguous part of a log, checked on its own.
+
+    Attributes:
+        ok: True when every record of the part passed (a part never holds the whole story:
+            its first link, and the log's start, are the caller's to check).
+        records: Records checked.
+        first_seq: Seq of its first record (0 if none).
+        first_prev: That record's ``prev``: must be the previous part's ``last_digest``.
+        last_seq: Seq of its last record.
+        last_digest: That record's digest.
+        checkpoints: Consistent checkpoint records.
+        drops: ``(last_seq, last_digest)`` of its ``log_segment_dropped`` records.
+    """
+
+    ok: bool
+    records: int
+    first_seq: int
+    first_prev: str
+    last_seq: int
+    last_digest: str
+    checkpoints: int
+    drops: frozenset[tuple[int, str]]
+
+
+def verify_span(
+    pieces: list[tuple[Path, int, int]],
+    *,
+    key: bytes | None = None,
+    visit: Callable[[Record], None] | None = None,
+) -> Span:
+    """Check a contiguous part of a log directory: ``(segment, start, end)`` byte ranges in order.
+
+    The same record checks as :func:`verify` (frames, order, links, MACs with
+    the key evolved to the part's first seq, checkpoints), so a log split into
+    parts at line boundaries verifies exactly when every part is ok, each
+    part's ``first_prev`` is the previous part's ``last_digest`` with seqs
+    following on, and the first part starts the log as :func:`verify` requires.
+    Any problem only makes ``ok`` False: run :func:`verify` to name it.
+    """
+    verifier = _Verifier(key, None, visit)
+    ok = True
+    try:
+        verifier.run(line for path, start, end in pieces for line in read_lines(path, start, end))
+        if verifier.bad_mac is not None:
+            ok = False
+    except _FoundError:
+        ok = False
+    return Span(
+        ok,
+        verifier.records,
+        verifier.first,
+        verifier.start_link[0] if verifier.first > 1 else GENESIS,
+        verifier.expected - 1 if verifier.expected else 0,
+        verifier.prev,
+        verifier.checkpoints,
+        frozenset(verifier.drops),
+    )
+
+
+def joined(spans: list[Span], *, key: bytes | None) -> VerifyReport | None:
+    """Return the report of a whole log from its parts' (see :func:`verify_span`), or None.
+
+    None when the parts do not join up into a log :func:`verify` would pass
+    (run it to learn why).
+    """
+    if not spans or not all(s.ok and s.records for s in spans):
+        return None
+    for before, after in itertools.pairwise(spans):
+        if after.first_seq != before.last_seq + 1 or after.first_prev != before.last_digest:
+            return None
+    first = spans[0]
+    drops = frozenset().union(*(s.drops for s in spans))
+    if first.first_seq > 1 and (first.first_seq - 1, first.first_prev) not in drops:
+        return None
+    return VerifyReport(
+        records=sum(s.records for s in spans),
+        first_seq=first.first_seq,
+        last_seq=spans[-1].last_seq,
+        mac_checked=key is not None,
+        checkpoints=sum(s.checkpoints for s in spans),
+        anchored=False,
+        finding=None,
     )
