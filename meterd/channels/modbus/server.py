@@ -20,10 +20,12 @@ another client's task except through its listener's limits.
 
 Each listener has its own budget of connections and request rate (a
 :class:`~meterd.channels.modbus.limits.Pool`), so anonymous plain TCP clients
-cannot use up what Modbus/TCP Security clients need.  A TLS connection holds
-its slot from accept, and its handshake runs under ``frame_timeout``: an
-unauthenticated peer holds at most its address's share of the TLS slots, for
-at most that long.
+cannot use up what Modbus/TCP Security clients need.  A TLS connection first
+holds a handshake slot (its own small budget, in total and per address), for
+at most ``frame_timeout``; it takes a session slot only once the handshake has
+succeeded with a verified client certificate.  Peers that never finish a
+handshake can keep new TLS clients out while they fill the handshake budget,
+but never take a session slot, so established sessions are unaffected.
 """
 
 from __future__ import annotations
@@ -85,10 +87,12 @@ class ModbusListener:
             "tls": Pool(
                 ConnectionLimits(config.tls.max_connections, config.tls.max_connections_per_client),
                 RateLimiter(rate),
+                ConnectionLimits(config.tls.max_handshakes, config.tls.max_handshakes_per_client),
             ),
         }
         self._servers: list[asyncio.Server] = []
         self._tasks: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._handshaking: set[asyncio.Task[None]] = set()
         self._ssl: ssl.SSLContext | None = None
         self.ports: dict[str, int] = {}
 
@@ -138,8 +142,13 @@ class ModbusListener:
         """
         for server in self._servers:
             server.close()
-        for writer in list(self._tasks.values()):
-            writer.close()
+        # A handshake is cancelled, not hung up on: closing the socket under start_tls
+        # leaves asyncio's stream writer without a transport.
+        for task in list(self._handshaking):
+            task.cancel()
+        for task, writer in list(self._tasks.items()):
+            if task not in self._handshaking:
+                writer.close()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=STOP_GRACE)
         for task in list(self._tasks):
@@ -159,7 +168,9 @@ class ModbusListener:
         peer_address = writer.get_extra_info("peername") or ("?", 0)
         client = str(peer_address[0])
         source = f"{client}:{peer_address[1]}"
-        if not pool.connections.admit(client):
+        # A TLS connection is held in the handshake budget until it has proved who it is.
+        held: ConnectionLimits | None = pool.handshakes if tls else pool.connections
+        if held is None or not held.admit(client):
             self.service.counters["connections_refused"] += 1
             writer.close()
             return
@@ -168,11 +179,12 @@ class ModbusListener:
             self._tasks[task] = writer
         peer: Peer | None = None
         try:
-            peer = (
-                await self._tls_login(writer, source)
-                if tls
-                else Peer(self.runtime.guard.anonymous_session(Channel.MODBUS, source))
-            )
+            if tls:
+                held = None  # _past_handshake gives the handshake slot back, whatever happens
+                held = await self._past_handshake(writer, source, client, pool)
+                peer = await self._tls_login(writer, source) if held is not None else None
+            else:
+                peer = Peer(self.runtime.guard.anonymous_session(Channel.MODBUS, source))
             if peer is not None:
                 await self._requests(reader, writer, peer, client, pool.rate)
         except (
@@ -192,9 +204,11 @@ class ModbusListener:
             # cancelled handler as an error.
             self.service.counters["connections_stopped"] += 1
         finally:
-            pool.connections.release(client)
+            if held is not None:
+                held.release(client)
             if task is not None:
                 self._tasks.pop(task, None)
+                self._handshaking.discard(task)
             if peer is not None and peer.tls:
                 await asyncio.shield(self.runtime.guard.close_session(peer.session, reason="disconnected"))
             writer.close()
@@ -232,8 +246,37 @@ class ModbusListener:
             writer.write(pdu.frame(header, answer))
             await writer.drain()
 
-    async def _tls_login(self, writer: asyncio.StreamWriter, source: str) -> Peer | None:
-        """Handshake, identify the application by its certificate, open its session."""
+    async def _past_handshake(
+        self, writer: asyncio.StreamWriter, source: str, client: str, pool: Pool
+    ) -> ConnectionLimits | None:
+        """Run the handshake in the slot taken at accept, then trade it for a session slot.
+
+        Returns:
+            ``pool.connections``, now holding the connection; None if the handshake
+            failed or no session slot is free (then nothing is held).
+        """
+        handshakes = pool.handshakes
+        task = asyncio.current_task()
+        if handshakes is None or task is None:
+            raise ChannelError("modbus: TLS connection without a handshake budget")
+        self._handshaking.add(task)
+        try:
+            verified = await self._handshake(writer, source)
+        finally:
+            self._handshaking.discard(task)
+            handshakes.release(client)
+        if not verified:
+            return None
+        if not pool.connections.admit(client):
+            self.service.counters["connections_refused"] += 1
+            return None
+        return pool.connections
+
+    async def _handshake(self, writer: asyncio.StreamWriter, source: str) -> bool:
+        """Run the TLS handshake under ``frame_timeout``; True if the client presented a verified certificate.
+
+        A failed or timed-out handshake is recorded as a login failure.
+        """
         guard = self.runtime.guard
         if self._ssl is None:
             raise ChannelError("modbus: TLS connection without a TLS context")
@@ -252,11 +295,15 @@ class ModbusListener:
                 detail={"reason": why, "error": str(error)[:200]},
             )
             guard.observer.login_failure(Channel.MODBUS)
-            return None
+            return False
         ssl_object = writer.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        if not der:
-            return None
+        # The context requires a client certificate; a handshake without one is no login.
+        return ssl_object is not None and bool(ssl_object.getpeercert(binary_form=True))
+
+    async def _tls_login(self, writer: asyncio.StreamWriter, source: str) -> Peer | None:
+        """Identify the application by the verified certificate of the handshake, open its session."""
+        guard = self.runtime.guard
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
         identity = identify(der)
         name = application_for_certificate(guard.compiled.policy, identity.fingerprint)
         claimed = name or identity.common_name or identity.fingerprint
