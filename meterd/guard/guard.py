@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -23,6 +24,7 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 
 from meterd.errors import MeterdError
+from meterd.guard.credential_checks import credential_checks
 from meterd.guard.credentials import Credential, PublicKey, check_credential, counts_toward_lockout
 from meterd.guard.demand_window import DemandResetWindow, Reservation
 from meterd.guard.dual_control import DualControl, PendingApproval
@@ -413,8 +415,15 @@ class Guard:
         settings = compiled.policy.settings
         now = self._monotonic()
         locked = self.lockout.locked(name, channel, now)
-        # Always do the expensive check, so a locked account answers as slowly as any other.
-        valid = await asyncio.to_thread(check_credential, compiled.policy, name, credential)
+        # Always do the check, so a locked account answers as slowly as any other.  A
+        # password or PIN costs scrypt: it runs in the credential-check threads, where a
+        # network flood queues apart from local logins; keys and certificates are a lookup.
+        if counts_toward_lockout(credential):
+            valid = await credential_checks().run(
+                channel, source, functools.partial(check_credential, compiled.policy, name, credential)
+            )
+        else:
+            valid = check_credential(compiled.policy, name, credential)
         if valid and not locked:
             self.lockout.success(name, channel)
             return True

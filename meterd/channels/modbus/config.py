@@ -27,7 +27,17 @@ _KEYS = (
     "frame_timeout",
     "tls",
 )
-_TLS_KEYS = ("enabled", "port", "cert", "key", "ca", "max_connections", "max_connections_per_client")
+_TLS_KEYS = (
+    "enabled",
+    "port",
+    "cert",
+    "key",
+    "ca",
+    "max_connections",
+    "max_connections_per_client",
+    "max_handshakes",
+    "max_handshakes_per_client",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +50,13 @@ class TlsConfig:
         cert: The meter's server certificate chain (PEM).
         key: Its private key (PEM).
         ca: The CA bundle client certificates must chain to (PEM).
-        max_connections: Open connections on this listener, counted from accept, so a
-            handshake in progress holds one (for at most ``frame_timeout``); more are
-            closed at once.  Its own budget: plain TCP clients never spend it.
-        max_connections_per_client: Open connections on this listener from one peer
-            address; this is also what unauthenticated handshakes from one address can hold.
+        max_connections: Sessions on this listener: a connection takes one only once its
+            handshake has succeeded with a verified client certificate; more are closed
+            then.  Its own budget: plain TCP clients and unfinished handshakes never spend it.
+        max_connections_per_client: Sessions on this listener from one peer address.
+        max_handshakes: TLS handshakes in progress at once, counted from accept, each for
+            at most ``frame_timeout``; more connections are closed at accept.
+        max_handshakes_per_client: Handshakes in progress at once from one peer address.
 
     meterd only reads the three files: relative paths are taken from the
     configuration file's directory.
@@ -57,6 +69,8 @@ class TlsConfig:
     ca: Path | None = None
     max_connections: int = 32
     max_connections_per_client: int = 8
+    max_handshakes: int = 8
+    max_handshakes_per_client: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,12 +134,14 @@ def _unit_ids(reader: Reader) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _connections(reader: Reader) -> tuple[int, int]:
-    """Read ``max_connections`` and ``max_connections_per_client`` of one listener's table."""
-    total = reader.bounded_int("max_connections", 32, 1, 4096)
-    per_client = reader.bounded_int("max_connections_per_client", min(8, total), 1, 4096)
+def _connections(
+    reader: Reader, what: str = "connections", defaults: tuple[int, int] = (32, 8)
+) -> tuple[int, int]:
+    """Read ``max_<what>`` and ``max_<what>_per_client`` of one listener's table."""
+    total = reader.bounded_int(f"max_{what}", defaults[0], 1, 4096)
+    per_client = reader.bounded_int(f"max_{what}_per_client", min(defaults[1], total), 1, 4096)
     if per_client > total:
-        reader.error("max_connections_per_client", f"must not exceed max_connections ({total})")
+        reader.error(f"max_{what}_per_client", f"must not exceed max_{what} ({total})")
         per_client = total
     return total, per_client
 
@@ -134,6 +150,7 @@ def _tls(reader: Reader, config_dir: Path) -> TlsConfig:
     reader.check_keys(_TLS_KEYS)
     enabled = reader.get("enabled", bool, False)
     total, per_client = _connections(reader)
+    handshakes, handshakes_per_client = _connections(reader, "handshakes", (8, 2))
     config = TlsConfig(
         enabled=enabled,
         port=reader.bounded_int("port", 8020, 0, 65535),
@@ -142,6 +159,8 @@ def _tls(reader: Reader, config_dir: Path) -> TlsConfig:
         ca=_path(reader, "ca", config_dir),
         max_connections=total,
         max_connections_per_client=per_client,
+        max_handshakes=handshakes,
+        max_handshakes_per_client=handshakes_per_client,
     )
     if enabled:
         for key in ("cert", "key", "ca"):

@@ -5,6 +5,10 @@ Each connection is one task: read a frame (the first byte within
 let :class:`~meterd.channels.modbus.service.ModbusService` answer, write the
 answer.  Bad framing closes the connection; nothing one client does reaches
 another client's task except through its listener's limits.
+
+A TLS connection first holds a handshake slot (its own small budget, in total
+and per address) for at most ``frame_timeout``, and takes a session slot only
+once the handshake has succeeded with a verified client certificate.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from meterd.channels.base import Runtime
 from meterd.channels.modbus import protocol
 from meterd.channels.modbus.certificates import identify
 from meterd.channels.modbus.config import ModbusConfig
-from meterd.channels.modbus.limits import Pool, RateLimiter
+from meterd.channels.modbus.limits import ConnectionLimits, Pool, RateLimiter
 from meterd.channels.modbus.service import ModbusService, Peer, SessionEndedError
 from meterd.errors import ChannelError
 from meterd.guard import Certificate, Session
@@ -51,6 +55,8 @@ class ModbusConnection:
         ssl_context: The server TLS context (None without Modbus/TCP Security).
         tasks: The listener's running connection tasks and their writers, so
             that stopping can hang them up.
+        handshaking: The listener's tasks still in their TLS handshake (stopping
+            cancels them rather than closing the socket under ``start_tls``).
     """
 
     def __init__(
@@ -59,13 +65,16 @@ class ModbusConnection:
         runtime: Runtime,
         service: ModbusService,
         ssl_context: ssl.SSLContext | None,
+        *,
         tasks: dict[asyncio.Task[None], asyncio.StreamWriter],
+        handshaking: set[asyncio.Task[None]],
     ) -> None:
         self.config = config
         self.runtime = runtime
         self.service = service
         self._ssl = ssl_context
         self._tasks = tasks
+        self._handshaking = handshaking
 
     async def serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pool: Pool, *, tls: bool
@@ -81,7 +90,9 @@ class ModbusConnection:
         peer_address = writer.get_extra_info("peername") or ("?", 0)
         client = str(peer_address[0])
         source = f"{client}:{peer_address[1]}"
-        if not pool.connections.admit(client):
+        # A TLS connection is held in the handshake budget until it has proved who it is.
+        held: ConnectionLimits | None = pool.handshakes if tls else pool.connections
+        if held is None or not held.admit(client):
             self.service.counters["connections_refused"] += 1
             writer.close()
             return
@@ -90,11 +101,12 @@ class ModbusConnection:
             self._tasks[task] = writer
         peer: Peer | None = None
         try:
-            peer = (
-                await self._tls_login(writer, source)
-                if tls
-                else Peer(self.runtime.guard.anonymous_session(Channel.MODBUS, source))
-            )
+            if tls:
+                held = None  # _past_handshake gives the handshake slot back, whatever happens
+                held = await self._past_handshake(writer, source, client, pool)
+                peer = await self._tls_login(writer, source) if held is not None else None
+            else:
+                peer = Peer(self.runtime.guard.anonymous_session(Channel.MODBUS, source))
             if peer is not None:
                 await self._requests(reader, writer, peer, client, pool.rate)
         except (
@@ -114,9 +126,11 @@ class ModbusConnection:
             # cancelled handler as an error.
             self.service.counters["connections_stopped"] += 1
         finally:
-            pool.connections.release(client)
+            if held is not None:
+                held.release(client)
             if task is not None:
                 self._tasks.pop(task, None)
+                self._handshaking.discard(task)
             if peer is not None and peer.tls:
                 await asyncio.shield(self.runtime.guard.close_session(peer.session, reason="disconnected"))
             writer.close()
@@ -154,8 +168,37 @@ class ModbusConnection:
             writer.write(protocol.frame(header, answer))
             await writer.drain()
 
-    async def _tls_login(self, writer: asyncio.StreamWriter, source: str) -> Peer | None:
-        """Handshake, identify the application by its certificate, open its session."""
+    async def _past_handshake(
+        self, writer: asyncio.StreamWriter, source: str, client: str, pool: Pool
+    ) -> ConnectionLimits | None:
+        """Run the handshake in the slot taken at accept, then trade it for a session slot.
+
+        Returns:
+            ``pool.connections``, now holding the connection; None if the handshake
+            failed or no session slot is free (then nothing is held).
+        """
+        handshakes = pool.handshakes
+        task = asyncio.current_task()
+        if handshakes is None or task is None:
+            raise ChannelError("modbus: TLS connection without a handshake budget")
+        self._handshaking.add(task)
+        try:
+            verified = await self._handshake(writer, source)
+        finally:
+            self._handshaking.discard(task)
+            handshakes.release(client)
+        if not verified:
+            return None
+        if not pool.connections.admit(client):
+            self.service.counters["connections_refused"] += 1
+            return None
+        return pool.connections
+
+    async def _handshake(self, writer: asyncio.StreamWriter, source: str) -> bool:
+        """Run the TLS handshake under ``frame_timeout``; True if the client presented a verified certificate.
+
+        A failed or timed-out handshake is recorded as a login failure.
+        """
         guard = self.runtime.guard
         if self._ssl is None:
             raise ChannelError("modbus: TLS connection without a TLS context")
@@ -174,11 +217,15 @@ class ModbusConnection:
                 detail={"reason": why, "error": str(error)[:200]},
             )
             guard.observer.login_failure(Channel.MODBUS)
-            return None
+            return False
         ssl_object = writer.get_extra_info("ssl_object")
-        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
-        if not der:
-            return None
+        # The context requires a client certificate; a handshake without one is no login.
+        return ssl_object is not None and bool(ssl_object.getpeercert(binary_form=True))
+
+    async def _tls_login(self, writer: asyncio.StreamWriter, source: str) -> Peer | None:
+        """Identify the application by the verified certificate of the handshake, open its session."""
+        guard = self.runtime.guard
+        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
         identity = identify(der)
         name = application_for_certificate(guard.compiled.policy, identity.fingerprint)
         claimed = name or identity.common_name or identity.fingerprint

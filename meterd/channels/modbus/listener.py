@@ -17,10 +17,12 @@ Each connection is served by
 
 Each listener has its own budget of connections and request rate (a
 :class:`~meterd.channels.modbus.limits.Pool`), so anonymous plain TCP clients
-cannot use up what Modbus/TCP Security clients need.  A TLS connection holds
-its slot from accept, and its handshake runs under ``frame_timeout``: an
-unauthenticated peer holds at most its address's share of the TLS slots, for
-at most that long.
+cannot use up what Modbus/TCP Security clients need.  A TLS connection first
+holds a handshake slot (its own small budget, in total and per address), for
+at most ``frame_timeout``; it takes a session slot only once the handshake has
+succeeded with a verified client certificate.  Peers that never finish a
+handshake can keep new TLS clients out while they fill the handshake budget,
+but never take a session slot, so established sessions are unaffected.
 """
 
 from __future__ import annotations
@@ -67,10 +69,12 @@ class ModbusListener:
             "tls": Pool(
                 ConnectionLimits(config.tls.max_connections, config.tls.max_connections_per_client),
                 RateLimiter(rate),
+                ConnectionLimits(config.tls.max_handshakes, config.tls.max_handshakes_per_client),
             ),
         }
         self._servers: list[asyncio.Server] = []
         self._tasks: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
+        self._handshaking: set[asyncio.Task[None]] = set()
         self._ssl: ssl.SSLContext | None = None
         self.ports: dict[str, int] = {}
 
@@ -104,7 +108,14 @@ class ModbusListener:
         pool = self.pools[kind]
 
         async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            connection = ModbusConnection(self.config, self.runtime, self.service, self._ssl, self._tasks)
+            connection = ModbusConnection(
+                self.config,
+                self.runtime,
+                self.service,
+                self._ssl,
+                tasks=self._tasks,
+                handshaking=self._handshaking,
+            )
             await connection.serve(reader, writer, pool, tls=tls)
 
         server = await asyncio.start_server(accept, self.config.listen, port)
@@ -121,8 +132,13 @@ class ModbusListener:
         """
         for server in self._servers:
             server.close()
-        for writer in list(self._tasks.values()):
-            writer.close()
+        # A handshake is cancelled, not hung up on: closing the socket under start_tls
+        # leaves asyncio's stream writer without a transport.
+        for task in list(self._handshaking):
+            task.cancel()
+        for task, writer in list(self._tasks.items()):
+            if task not in self._handshaking:
+                writer.close()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=STOP_GRACE)
         for task in list(self._tasks):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import random
 import ssl
 import struct
@@ -11,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable
 
 from meterd.channels.modbus import ModbusListener
+from meterd.channels.modbus.limits import ConnectionLimits
 from meterd.seclog import EventType
 
 from .conftest import Env, client_context, serving, tcp_client, tls_client
@@ -56,6 +58,20 @@ async def raw(listener: ModbusListener, port: str = "tcp", source: str = "127.0.
         writer.close()
         with contextlib.suppress(ConnectionError):
             await writer.wait_closed()
+
+
+def handshakes(listener: ModbusListener) -> ConnectionLimits:
+    limits = listener.pools["tls"].handshakes
+    assert limits is not None
+    return limits
+
+
+async def wait_for_handshakes(listener: ModbusListener, count: int) -> None:
+    for _ in range(100):
+        if handshakes(listener).open == count:
+            return
+        await asyncio.sleep(0.02)
+    assert handshakes(listener).open == count
 
 
 def test_malformed_pdus_get_the_right_exception_and_the_connection_survives(env: Env) -> None:
@@ -172,22 +188,73 @@ def test_anonymous_clients_filling_plain_tcp_leave_modbus_tls_its_own_slots(env:
                 assert (await conn.ask(read))[:2] == b"\x03\x14"
             async with raw(listener, source="127.0.0.5") as surplus:  # plain TCP is full
                 assert await surplus.closed_within(2)
-            # Unfinished TLS handshakes hold at most one address's share of the TLS slots.
-            for _ in range(8):
+            # Unfinished TLS handshakes hold at most one address's share of the handshake
+            # budget, and no TLS session slot.
+            for _ in range(2):
                 await stack.enter_async_context(raw(listener, "tls", source="127.0.0.2"))
-            async with raw(listener, "tls", source="127.0.0.2") as ninth:
-                assert await ninth.closed_within(2)
+            async with raw(listener, "tls", source="127.0.0.2") as third:
+                assert await third.closed_within(2)
             async with tls_client(env, listener, "operator") as client:
                 assert client.connected
                 assert not (await client.read_holding_registers(22, count=10)).isError()
                 assert not (await client.write_register(100, 1)).isError()  # demand reset
                 assert listener.pools["tcp"].connections.open == 32
-                assert listener.pools["tls"].connections.open == 8 + 1
+                assert listener.pools["tls"].connections.open == 1
+                assert handshakes(listener).open == 2
 
     run(scenario())
     assert env.meter.status().last_peak_reset is not None
     (login,) = env.records(events=frozenset({EventType.LOGIN_SUCCESS}))
     assert (login.principal, login.source.split(":")[0]) == ("scada_ops", "127.0.0.1")
+
+
+def test_stalled_tls_handshakes_take_no_session_slot_and_leave_sessions_working(env: Env) -> None:
+    # Peers that connect to the TLS port and never send a ClientHello, from several
+    # addresses: they hold handshake slots (two per address, six in all), never a session slot.
+    read = adu(b"\x03\x00\x16\x00\x0a")
+    tls = dataclasses.replace(
+        env.config().tls,
+        max_connections=4,
+        max_connections_per_client=2,
+        max_handshakes=6,
+        max_handshakes_per_client=2,
+    )
+
+    async def scenario() -> None:
+        async with (
+            serving(env, tls=tls, frame_timeout=10.0) as listener,
+            contextlib.AsyncExitStack() as stack,
+            tls_client(env, listener, "operator") as established,
+        ):
+            assert established.connected
+            for source in ("127.0.0.2", "127.0.0.3"):
+                for _ in range(2):
+                    await stack.enter_async_context(raw(listener, "tls", source=source))
+            await wait_for_handshakes(listener, 4)
+            async with raw(listener, "tls", source="127.0.0.2") as third:  # over its address's share
+                assert await third.closed_within(2)
+            assert not (await established.read_holding_registers(22, count=10)).isError()
+            # An address without stalled handshakes, the total not reached: a new client gets in.
+            async with tls_client(env, listener, "viewer") as newcomer:
+                assert newcomer.connected
+                assert not (await newcomer.read_holding_registers(22, count=10)).isError()
+                assert listener.pools["tls"].connections.open == 2
+            # The rest of the handshake budget, from a third address: now new connections
+            # are closed at accept, and the established session is still served.
+            for _ in range(2):
+                await stack.enter_async_context(raw(listener, "tls", source="127.0.0.4"))
+            await wait_for_handshakes(listener, 6)
+            async with raw(listener, "tls", source="127.0.0.5") as surplus:
+                assert await surplus.closed_within(2)
+            for _ in range(3):
+                assert not (await established.read_holding_registers(22, count=10)).isError()
+            assert listener.pools["tls"].connections.open == 1
+            async with raw(listener, "tcp", source="127.0.0.5") as plain:  # plain TCP is apart
+                assert (await plain.ask(read))[:2] == b"\x03\x14"
+
+    run(scenario())
+    logins = env.records(events=frozenset({EventType.LOGIN_SUCCESS}))
+    assert sorted(r.principal for r in logins) == ["scada_ops", "scada_view"]
 
 
 def test_anonymous_requests_do_not_spend_the_request_rate_of_a_tls_client(env: Env) -> None:
@@ -232,9 +299,10 @@ def test_a_stalled_tls_handshake_gives_its_slot_back_after_frame_timeout(env: En
                 pass
             assert time.monotonic() - start < 2
             for _ in range(50):
-                if listener.pools["tls"].connections.open == 0:
+                if handshakes(listener).open == 0:
                     break
                 await asyncio.sleep(0.02)
+            assert handshakes(listener).open == 0
             assert listener.pools["tls"].connections.open == 0
 
     run(scenario())

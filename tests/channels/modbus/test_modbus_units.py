@@ -191,3 +191,19 @@ def test_config_gives_each_listener_its_own_connections() -> None:
     text = "\n".join(e.render() for e in errors)
     assert "modbus.tls.max_connections: must be between 1 and 4096, not 0" in text
     assert "modbus.tls.max_connections_per_client: must be between 1 and 4096, not 5000" in text
+
+
+def test_config_bounds_tls_handshakes_in_progress() -> None:
+    loaded, errors = _load({"tls": {"max_handshakes": 4, "max_handshakes_per_client": 1}})
+    assert not errors
+    assert (loaded.tls.max_handshakes, loaded.tls.max_handshakes_per_client) == (4, 1)
+    defaults = modbus_config.TlsConfig()
+    assert (defaults.max_handshakes, defaults.max_handshakes_per_client) == (8, 2)
+    _, errors = _load({"tls": {"max_handshake": 4, "max_handshakes": 2, "max_handshakes_per_client": 3}})
+    text = "\n".join(e.render() for e in errors)
+    assert 'modbus.tls.max_handshake: unknown key "max_handshake"; did you mean "max_handshakes"?' in text
+    assert "modbus.tls.max_handshakes_per_client: must not exceed max_handshakes (2)" in text
+    _, errors = _load({"tls": {"max_handshakes": 0, "max_handshakes_per_client": 5000}})
+    text = "\n".join(e.render() for e in errors)
+    assert "modbus.tls.max_handshakes: must be between 1 and 4096, not 0" in text
+    assert "modbus.tls.max_handshakes_per_client: must be between 1 and 4096, not 5000" in text
