@@ -30,6 +30,7 @@ from meterd.guard.audit import (
     principal_kind,
 )
 from meterd.guard.credentials import Credential, PublicKey, check_credential, counts_toward_lockout
+from meterd.guard.decide import decide, evaluate, within_role_limit
 from meterd.guard.demand_window import DemandResetWindow, Reservation
 from meterd.guard.dual_control import DualControl, PendingApproval
 from meterd.guard.lockout import LoginLockout
@@ -228,7 +229,7 @@ class Guard:
         places = [resource, *sorted(_scopes_below(compiled, principal, resource))]
         refusal: Decision | None = None
         for permission, place in ((p, r) for p in any_of for r in places):
-            decision = self._decide(compiled, Request(principal, permission, place, channel, source))
+            decision = evaluate(compiled, Request(principal, permission, place, channel, source))
             if decision.allowed:
                 break
             refusal = refusal or decision
@@ -297,13 +298,6 @@ class Guard:
 
     # -- deciding -----------------------------------------------------------
 
-    def _decide(self, compiled: CompiledPolicy, request: Request) -> Decision:
-        try:
-            return compiled.decide(request)
-        except Exception as e:  # fail closed on anything unexpected
-            log.exception("evaluator failed")
-            return Decision(request, Outcome.ERROR, DenyReason.EVALUATOR_ERROR, f"evaluator error: {e}")
-
     async def authorize(
         self,
         session: Session,
@@ -339,7 +333,9 @@ class Guard:
             decision, reservation = self._reserve_demand_reset(decision)
         allowed = False
         try:
-            if decision.allowed and permission in self._compiled.policy.constraints.dual_control:
+            if decision.allowed and self.dual_control.check(
+                permission, self._compiled.policy.constraints.dual_control
+            ):
                 decision, detail = await self._await_approval(session, decision, action, detail, on_pending)
             if aggregate and decision.allowed and not self._audit.failed:
                 decision = self._audit.count(decision)
@@ -387,39 +383,15 @@ class Guard:
         out); otherwise the compiled policy decides, narrowed to the session's
         roles when it has a role limit.  Nothing is recorded here.
         """
-        if session.closed:
-            return Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session has ended")
         now = self._monotonic()
-        if now - session.last_active > self._compiled.policy.settings.session_idle_timeout:
-            await self.close_session(session, timed_out=True)
-            return Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session timed out")
-        session.last_active = now
-        decision = self._decide(self._compiled, request)
-        if decision.allowed and session.role_limit is not None:
-            decision = self._within_role_limit(session, decision)
-        return decision
-
-    def _within_role_limit(self, session: Session, decision: Decision) -> Decision:
-        """Narrow an allow to the roles the session may act through (never widens it).
-
-        The evaluator has already checked scope and channel cap for the
-        principal; this only removes permissions that none of the session's
-        roles, among those the principal currently holds, grants.
-        """
-        policy = self._compiled.policy
-        held = {grant.role for grant in grants_of(policy, session.principal)}
-        limit = session.role_limit or ()
-        usable = [r for r in limit if r in held]
-        permission = decision.request.permission
-        if any(permission in policy.roles[r].permissions for r in usable):
+        decision = decide(self._compiled, session, request, now)
+        if session.closed:
             return decision
-        if not limit:
-            detail = "the session holds the NULL role, which is granted nothing"
-        elif not usable:
-            detail = f"role {limit[0]!r} of this session is not a role of {session.principal}"
-        else:
-            detail = f"role {', '.join(usable)} of this session does not grant {permission.value}"
-        return Decision(decision.request, Outcome.DENY, DenyReason.ROLE_LIMIT, detail)
+        if decision.reason is DenyReason.SESSION_CLOSED:  # found idle: it ends now
+            await self.close_session(session, timed_out=True)
+            return decision
+        session.last_active = now
+        return decision
 
     def _reserve_demand_reset(self, decision: Decision) -> tuple[Decision, Reservation | None]:
         """Refuse a reset inside the lockout period, or reserve it (before any await)."""
@@ -427,7 +399,7 @@ class Guard:
         why = self.demand_window.check(now, self._compiled.policy.settings.demand_reset_lockout)
         if why:
             return Decision(decision.request, Outcome.DENY, DenyReason.LOCKOUT_PERIOD, why), None
-        return decision, self.demand_window.reserve(now)
+        return decision, self.demand_window.commit(now)
 
     async def _await_approval(
         self,
@@ -438,7 +410,7 @@ class Guard:
         on_pending: PendingCallback | None,
     ) -> tuple[Decision, Detail | None]:
         request = decision.request
-        pending = self.dual_control.open(
+        pending = self.dual_control.commit(
             session.principal, request.permission, request.resource, action or request.permission.value
         )
         merged: dict[str, DetailValue] = dict(detail or {})
@@ -468,7 +440,7 @@ class Guard:
             await asyncio.shield(self._commit(abandoned, None, merged))
             raise
         finally:
-            self.dual_control.close(pending)
+            self.dual_control.release(pending)
         if approved:
             merged["approved_by"] = approver
             return decision, merged
@@ -597,7 +569,7 @@ class Guard:
         if session.role_limit is None:
             return True
         request = Request(session.principal, permission, resource, session.channel, session.source)
-        return self._within_role_limit(session, Decision(request, Outcome.ALLOW)).allowed
+        return within_role_limit(compiled.policy, session, Decision(request, Outcome.ALLOW)).allowed
 
     def approvable(self, session: Session) -> list[PendingApproval]:
         """The dual-control requests ``session`` could approve now (someone else's, its permission held).
