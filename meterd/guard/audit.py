@@ -39,6 +39,7 @@ from meterd.seclog import EventType, Query, Record, SecurityLog
 from meterd.seclog.errors import LogUnavailableError
 from meterd.seclog.events import SYSTEM_PRINCIPAL, DetailValue
 from meterd.seclog.events import PrincipalKind as LoggedKind
+from meterd.seclog.verify import VerifyReport, verify
 
 __all__ = [
     "ALLOW_EVENTS",
@@ -47,7 +48,10 @@ __all__ = [
     "DetailValue",
     "EventType",
     "LogStatus",
+    "Query",
+    "Record",
     "SecurityLog",
+    "VerifyReport",
     "allow_event",
     "principal_kind",
 ]
@@ -468,3 +472,11 @@ class Audit:
     async def read(self, allowed: Decision, query: Query) -> list[Record]:
         """The records ``query`` selects, for a reader holding an allow of ``security_logs_access``."""
         return await asyncio.to_thread(self.seclog.read, allowed, query)
+
+    async def checkpoint(self) -> int:
+        """Seal a checkpoint of the log's head now; return its seq."""
+        return await asyncio.to_thread(self.seclog.checkpoint)
+
+    async def verify(self) -> VerifyReport:
+        """Check the chain of the whole log (MACs need the auditor's key, off the meter)."""
+        return await asyncio.to_thread(verify, self.seclog.directory)

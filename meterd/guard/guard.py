@@ -17,7 +17,8 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from typing import Literal
 
 from meterd.guard.audit import (
     ALLOW_EVENTS,
@@ -26,7 +27,11 @@ from meterd.guard.audit import (
     DetailValue,
     EventType,
     LogStatus,
+    Query,
+    Record,
     SecurityLog,
+    VerifyReport,
+    allow_event,
     principal_kind,
 )
 from meterd.guard.credentials import Credential, PublicKey, check_credential, counts_toward_lockout
@@ -38,7 +43,7 @@ from meterd.guard.observer import GuardObserver, NullObserver
 from meterd.guard.sessions import Session, SessionRegistry
 from meterd.policy.compile import CompiledPolicy
 from meterd.policy.grants import PrincipalKind, grants_of
-from meterd.policy.model import ANONYMOUS
+from meterd.policy.model import ANONYMOUS, Policy
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, DenyReason, Outcome, Request
 from meterd.policy.scope import contains
@@ -46,6 +51,15 @@ from meterd.policy.scope import contains
 log = logging.getLogger(__name__)
 
 PendingCallback = Callable[[PendingApproval], None]
+#: What a refusal made before any decision is recorded as: a refused request
+#: (``permission_denied``), a refused login (``login_failure``) or a request
+#: refused for its shape (``access_decision``, as every Modbus write is recorded).
+RefusalKind = Literal["request", "login", "access"]
+_REFUSAL_EVENTS: dict[RefusalKind, EventType] = {
+    "request": EventType.PERMISSION_DENIED,
+    "login": EventType.LOGIN_FAILURE,
+    "access": EventType.ACCESS_DECISION,
+}
 
 __all__ = ["ALLOW_EVENTS", "Guard", "LogStatus"]
 
@@ -680,3 +694,97 @@ class Guard:
         request = Request(session.principal, permission, resource, session.channel, session.source)
         decision = await self._session_decision(session, request)
         return await self._commit(decision, EventType.ACCESS_DECISION, detail)
+
+    # -- the façade's other verbs: what channels and the shell use besides deciding --
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force (read-only: change it with :meth:`install_policy`)."""
+        return self._compiled.policy
+
+    async def refuse(
+        self,
+        principal: str,
+        channel: Channel,
+        source: str,
+        detail: Detail,
+        *,
+        kind: RefusalKind = "request",
+        permission: Permission | None = None,
+        resource: str = "",
+        budgeted: bool = False,
+    ) -> bool:
+        """Record a refusal made before any decision (a path escape, a malformed frame, a probe).
+
+        Args:
+            principal: Who asked (``anonymous`` or ``""`` for nobody yet).
+            channel: Where.
+            source: Peer address.
+            detail: Why, small and secret-free (``reason`` or ``refused`` names
+                the summary a budgeted refusal is counted under).
+            kind: What the refusal is recorded as (see :data:`RefusalKind`).
+            permission: The permission the request would have needed, if known.
+            resource: Where it would have acted.
+            budgeted: Count it against the unauthenticated budget even if the
+                principal is known (a probe on a connection with no session).
+
+        Returns:
+            False if the log could not take it.
+        """
+        return await self.record(
+            _REFUSAL_EVENTS[kind],
+            principal,
+            Outcome.DENY,
+            channel=channel,
+            source=source,
+            permission=permission,
+            resource=resource,
+            detail=detail,
+            budgeted=budgeted,
+        )
+
+    async def failed(
+        self, session: Session, allowed: Decision, detail: Detail, *, event: EventType | None = None
+    ) -> None:
+        """Complete an allowed action that failed in the meter (see :meth:`action_failed`).
+
+        ``event`` defaults to the event the allow was recorded as for its permission.
+        """
+        await self.action_failed(session, allowed, event or allow_event(allowed.request.permission), detail)
+
+    async def policy_changed(
+        self, session: Session, outcome: Outcome, detail: Detail, *, principal: str | None = None
+    ) -> bool:
+        """Record a change of the policy in force (or its refusal), made from ``session``."""
+        return await self.record(
+            EventType.POLICY_CHANGE,
+            principal or session.principal,
+            outcome,
+            channel=session.channel,
+            source=session.source,
+            detail=detail,
+        )
+
+    def sessions_of(self, principal: str) -> Iterator[Session]:
+        """The open sessions of ``principal`` (a snapshot: closing one while iterating is safe)."""
+        return (session for session in self.sessions if session.principal == principal)
+
+    def login_failed(self, channel: Channel) -> None:
+        """Count a login that failed before the guard was asked (a TLS handshake) in the metrics."""
+        self.observer.login_failure(channel)
+
+    def modbus_answered(self, function_code: int, outcome: Outcome) -> None:
+        """Count a Modbus request by function and outcome in the metrics."""
+        self.observer.modbus_request(function_code, outcome)
+
+    async def read_log(self, allowed: Decision, query: Query) -> list[Record]:
+        """The log records ``query`` selects (the access itself is recorded before any is returned)."""
+        return await self._audit.read(allowed, query)
+
+    async def checkpoint_log(self) -> int:
+        """Seal a checkpoint of the log's head now; return its seq."""
+        return await self._audit.checkpoint()
+
+    async def verify_log(self) -> VerifyReport:
+        """Check the chain of the whole log."""
+        return await self._audit.verify()
