@@ -121,7 +121,7 @@ class PolicyService:
             lines = [f"{v}{' (in force)' if v == current else ''}" for v in self.manager.store.versions()]
             return 0, "\n".join(lines)
         if args.action == "status":
-            status = self.gate.status(self.manager.store.current(), guard.compiled.policy.version)
+            status = self.gate.status(self.manager.store.current(), guard.policy.version)
             return 0, json.dumps(status, sort_keys=True)
         if args.action == "push":
             return await self._push(guard, session, payload, dry_run=args.dry_run)
@@ -143,14 +143,7 @@ class PolicyService:
         detail: dict[str, str | int] = {"how": how, "refused": summarise_text("; ".join(problems))}
         if reason:
             detail["reason"] = reason
-        await guard.record(
-            EventType.POLICY_CHANGE,
-            session.principal,
-            Outcome.DENY,
-            channel=session.channel,
-            source=session.source,
-            detail=detail,
-        )
+        await guard.policy_changed(session, Outcome.DENY, detail)
         return status, "\n".join(["refused; the running policy is unchanged:", *problems])
 
     async def _push(self, guard: Guard, session: Session, payload: bytes, *, dry_run: bool) -> Reply:
@@ -203,7 +196,7 @@ class PolicyService:
                 return 1, "\n".join(["dry run: would be refused:", *e.problems])
             lines = [
                 "dry run: nothing applied",
-                *(c.render() for c in diff_policies(guard.compiled.policy, policy)),
+                *(c.render() for c in diff_policies(guard.policy, policy)),
             ]
             lines += [f.render() for f in findings]
             return 0, "\n".join(lines)

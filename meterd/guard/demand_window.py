@@ -1,6 +1,6 @@
-"""The peak-demand-reset lockout period as a stateful rule: check, reserve, release.
+"""The peak-demand-reset lockout period as a stateful rule: check, commit, release.
 
-A reset is reserved when it is allowed, before any wait (dual control, the
+A reset is reserved (committed) when it is allowed, before any wait (dual control, the
 log record), so two concurrent resets cannot both pass.  A reservation is
 released when the reset does not happen after all (refused by dual control,
 the log could not record it, the meter rejected it), so a reset that never
@@ -51,7 +51,7 @@ class DemandResetWindow:
             return f"peak demand was reset {int(now - last)} s ago; next reset allowed in {wait} s"
         return ""
 
-    def reserve(self, now: float) -> Reservation:
+    def commit(self, now: float) -> Reservation:
         """Count a reset at ``now`` against the period (after :meth:`check` allowed it)."""
         reservation = Reservation(now, self._last)
         self._last = now

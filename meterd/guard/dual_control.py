@@ -1,4 +1,9 @@
-"""Dual control: a use of a listed permission waits for a second, different approver.
+"""Dual control as a stateful rule: check, commit, release.
+
+A use of a listed permission waits for a second, different approver:
+:meth:`DualControl.check` says whether it must, :meth:`DualControl.commit`
+opens the wait, :meth:`DualControl.release` ends it (decided, timed out or
+abandoned).
 
 A request becomes a :class:`PendingApproval` with a short id; any other
 principal who holds the same permission may approve or reject it, from any
@@ -9,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from meterd.policy.permissions import Permission
@@ -42,8 +48,13 @@ class DualControl:
         self._pending: dict[int, PendingApproval] = {}
         self._ids = itertools.count(1)
 
-    def open(self, requester: str, permission: Permission, resource: str, action: str) -> PendingApproval:
-        """Create a pending approval (must run inside the event loop)."""
+    @staticmethod
+    def check(permission: Permission, listed: Collection[Permission]) -> bool:
+        """Whether a use of ``permission`` must wait for a second person (``listed``: the policy's list)."""
+        return permission in listed
+
+    def commit(self, requester: str, permission: Permission, resource: str, action: str) -> PendingApproval:
+        """Open a pending approval for an allowed use (must run inside the event loop)."""
         future: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
         pending = PendingApproval(next(self._ids), requester, permission, resource, action, future)
         self._pending[pending.id] = pending
@@ -53,8 +64,8 @@ class DualControl:
         """Return a still-pending approval, or None."""
         return self._pending.get(approval_id)
 
-    def close(self, pending: PendingApproval) -> None:
-        """Forget an approval (decided or timed out)."""
+    def release(self, pending: PendingApproval) -> None:
+        """Forget an approval (decided, timed out or abandoned)."""
         self._pending.pop(pending.id, None)
 
     def pending(self) -> list[PendingApproval]:

@@ -13,16 +13,21 @@ a flood writes a bounded number of records per interval.  The table of counts
 is bounded too: past :data:`MAX_KEYS` keys, new sources are counted under
 the source ``*``.
 
-No I/O here: the guard asks, writes, and gives back what it could not write.
+No I/O here, and no knowledge of the log: the event a key stands for is any
+enum (the audit step's :class:`~meterd.seclog.EventType`).  The audit step
+asks, writes, and gives back what it could not write.
 """
 
 from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, replace
+from enum import Enum
+from typing import Generic, TypeVar
 
 from meterd.policy.request import Channel
-from meterd.seclog import EventType
+
+E = TypeVar("E", bound=Enum)
 
 #: Distinct keys counted between two sweeps; more are folded into the source ``*``.
 MAX_KEYS = 1024
@@ -50,12 +55,12 @@ def party(source: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class SummaryKey:
+class SummaryKey(Generic[E]):
     """What one summary record stands for."""
 
     source: str
     channel: Channel
-    event: EventType
+    event: E
     reason: str
 
 
@@ -74,7 +79,7 @@ class Tally:
     last: float
 
 
-class EvidenceBudget:
+class EvidenceBudget(Generic[E]):
     """The per-source and overall budgets of individually recorded unauthenticated refusals.
 
     Args:
@@ -90,7 +95,7 @@ class EvidenceBudget:
         self._window = float("-inf")
         self._used: dict[str, int] = {}
         self._used_total = 0
-        self._counts: dict[SummaryKey, Tally] = {}
+        self._counts: dict[SummaryKey[E], Tally] = {}
         self._summarised = float("-inf")
 
     def admit(self, source: str, now: float) -> bool:
@@ -110,11 +115,11 @@ class EvidenceBudget:
         self._used_total += 1
         return True
 
-    def count(self, key: SummaryKey, wall: float) -> None:
+    def count(self, key: SummaryKey[E], wall: float) -> None:
         """Count one refusal under ``key`` (its source taken as the party) for the next summary."""
         self._add(replace(key, source=party(key.source)), Tally(1, wall, wall))
 
-    def _add(self, key: SummaryKey, tally: Tally) -> None:
+    def _add(self, key: SummaryKey[E], tally: Tally) -> None:
         held = self._counts.get(key)
         if held is None and len(self._counts) >= MAX_KEYS:
             key = SummaryKey(OTHER_SOURCES, key.channel, key.event, key.reason)
@@ -133,12 +138,12 @@ class EvidenceBudget:
             return True
         return False
 
-    def drain(self) -> list[tuple[SummaryKey, Tally]]:
+    def drain(self) -> list[tuple[SummaryKey[E], Tally]]:
         """Return and forget every count, in a stable order."""
         counts, self._counts = self._counts, {}
         return sorted(counts.items(), key=lambda kv: (kv[0].source, kv[0].channel.value, kv[0].event.value))
 
-    def give_back(self, key: SummaryKey, tally: Tally) -> None:
+    def give_back(self, key: SummaryKey[E], tally: Tally) -> None:
         """Keep a count whose summary could not be written, for the next sweep."""
         self._add(key, tally)
 

@@ -14,62 +14,56 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import secrets
 import time
-from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from typing import Literal
 
-from meterd.errors import MeterdError
+from meterd.guard.audit import (
+    ALLOW_EVENTS,
+    Audit,
+    Detail,
+    DetailValue,
+    EventType,
+    LogStatus,
+    Query,
+    Record,
+    SecurityLog,
+    VerifyReport,
+    allow_event,
+    principal_kind,
+)
 from meterd.guard.credential_checks import credential_checks
 from meterd.guard.credentials import Credential, PublicKey, check_credential, counts_toward_lockout
+from meterd.guard.decide import decide, evaluate, within_role_limit
 from meterd.guard.demand_window import DemandResetWindow, Reservation
 from meterd.guard.dual_control import DualControl, PendingApproval
-from meterd.guard.evidence import EvidenceBudget, SummaryKey
 from meterd.guard.lockout import LoginLockout
 from meterd.guard.observer import GuardObserver, NullObserver
 from meterd.guard.sessions import Session, SessionRegistry
 from meterd.policy.compile import CompiledPolicy
 from meterd.policy.grants import PrincipalKind, grants_of
-from meterd.policy.model import ANONYMOUS
+from meterd.policy.model import ANONYMOUS, Policy
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, DenyReason, Outcome, Request
 from meterd.policy.scope import contains
-from meterd.seclog import EventType, SecurityLog
-from meterd.seclog.errors import LogUnavailableError
-from meterd.seclog.events import SYSTEM_PRINCIPAL, DetailValue
-from meterd.seclog.events import PrincipalKind as LoggedKind
 
 log = logging.getLogger(__name__)
 
-Detail = Mapping[str, DetailValue]
 PendingCallback = Callable[[PendingApproval], None]
-
-#: The event an allowed use of a permission is recorded as, unless the channel says otherwise.
-ALLOW_EVENTS: dict[Permission, EventType] = {
-    Permission.PEAK_DEMAND_RESET: EventType.DEMAND_RESET,
-    Permission.MASTER_RESET: EventType.MASTER_RESET,
-    Permission.TEST_MODE_TOGGLE: EventType.VALUE_FORCING,
-    Permission.TIME_SYNC: EventType.TIME_CHANGE,
-    Permission.FIRMWARE_MANAGEMENT: EventType.FIRMWARE_CHANGE,
-    Permission.FRONT_PANEL_RESTART: EventType.REBOOT,
-    Permission.COMM_CONFIG: EventType.CONFIG_CHANGE,
-    Permission.DSS_CONFIG: EventType.CONFIG_CHANGE,
-    Permission.ION_MODULE_CONFIG: EventType.CONFIG_CHANGE,
-    Permission.FRONT_PANEL_CONFIG: EventType.CONFIG_CHANGE,
-    Permission.CERTIFICATE_MANAGEMENT: EventType.CONFIG_CHANGE,
-    Permission.USER_MANAGEMENT: EventType.CONFIG_CHANGE,
-    Permission.PASSWORD_SELF_MANAGEMENT: EventType.PASSWORD_CHANGE,
-    Permission.SECURITY_LOGS_ACCESS: EventType.AUDIT_LOG_ACCESS,
+#: What a refusal made before any decision is recorded as: a refused request
+#: (``permission_denied``), a refused login (``login_failure``) or a request
+#: refused for its shape (``access_decision``, as every Modbus write is recorded).
+RefusalKind = Literal["request", "login", "access"]
+_REFUSAL_EVENTS: dict[RefusalKind, EventType] = {
+    "request": EventType.PERMISSION_DENIED,
+    "login": EventType.LOGIN_FAILURE,
+    "access": EventType.ACCESS_DECISION,
 }
 
-
-WHY_LIMIT = 200
-#: A record's size as far as the room for unauthenticated records is concerned (most are 300-550 bytes).
-RECORD_ESTIMATE = 600
+__all__ = ["ALLOW_EVENTS", "Guard", "LogStatus"]
 
 
 def _scopes_below(compiled: CompiledPolicy, principal: str, resource: str) -> set[str]:
@@ -80,75 +74,6 @@ def _scopes_below(compiled: CompiledPolicy, principal: str, resource: str) -> se
         for scope in grant.scopes
         if scope != resource and contains(resource, scope)
     }
-
-
-def _kind(compiled: CompiledPolicy, name: str) -> PrincipalKind:
-    if name == ANONYMOUS:
-        return PrincipalKind.ANONYMOUS
-    if name in compiled.policy.applications:
-        return PrincipalKind.APPLICATION
-    return PrincipalKind.USER
-
-
-def _logged_kind(compiled: CompiledPolicy, name: str) -> LoggedKind:
-    """The principal kind a record states: ``system`` for meterd itself, ``unknown`` for no principal."""
-    if name == SYSTEM_PRINCIPAL:
-        return LoggedKind.SYSTEM
-    if name != ANONYMOUS and name not in compiled.policy.users and name not in compiled.policy.applications:
-        return LoggedKind.UNKNOWN
-    return LoggedKind(_kind(compiled, name).value)
-
-
-def _unauthenticated(kind: LoggedKind, event: EventType | None) -> bool:
-    """True for a record about a party that has not authenticated (see :mod:`meterd.seclog.classes`)."""
-    return (
-        kind is LoggedKind.ANONYMOUS
-        or kind is LoggedKind.UNKNOWN
-        or event is EventType.LOGIN_FAILURE
-        or event is EventType.ACCOUNT_LOCKED
-    )
-
-
-#: Where the security log lives in the scope tree (who may read it there keeps a full log serviceable).
-LOG_RESOURCE = "/files/security-log"
-_SESSION_EVENTS = frozenset({EventType.LOGIN_SUCCESS, EventType.LOGOUT_MANUAL, EventType.LOGOUT_TIMEOUT})
-
-
-@dataclass(frozen=True, slots=True)
-class LogStatus:
-    """What ``show status`` says of the security log.
-
-    Attributes:
-        fill_percent: Used share of the capacity.
-        warning_level: The highest configured fill warning reached (0: none).
-        full: Appends are refused for capacity: recorded actions are refused
-            until records are exported or acknowledged (``drop_exported``).
-        failed: A write failed; the log refuses every append until restarted.
-        full_policy: What the log does at capacity.
-        unauthenticated_percent: Share of the capacity held by records about
-            unauthenticated parties.
-        acknowledged_seq: The highest seq an auditor acknowledged.
-        head_seq: The last durable record.
-        refusals_to_summarise: Counted refusals not yet written as summaries.
-    """
-
-    fill_percent: int
-    warning_level: int
-    full: bool
-    failed: bool
-    full_policy: str
-    unauthenticated_percent: int
-    acknowledged_seq: int
-    head_seq: int
-    refusals_to_summarise: int
-
-
-@dataclass(frozen=True, slots=True)
-class _Aggregate:
-    principal: str
-    channel: Channel
-    permission: Permission
-    resource: str
 
 
 class Guard:
@@ -178,8 +103,8 @@ class Guard:
         self._compiled = compiled
         #: The policy-store version in force (follows push, rollback, shell edits and reload).
         self.policy_version = policy_version or 0
-        self.seclog = seclog
         self.observer: GuardObserver = observer or NullObserver()
+        self._audit = Audit(seclog, self.observer, monotonic=monotonic, wall=wall)
         self._monotonic = monotonic
         self._wall = wall
         self.sessions = SessionRegistry()
@@ -188,15 +113,7 @@ class Guard:
         self.demand_window = DemandResetWindow(last_demand_reset)
         # The reset allowed last and not yet known to have happened: released if its action fails.
         self._reserved_reset: tuple[Request, Reservation] | None = None
-        self._aggregates: Counter[_Aggregate] = Counter()
-        self._unauthenticated_in_flight = 0
         self._sweep_task: asyncio.Future[None] | None = None
-        config = seclog.config
-        self._evidence = EvidenceBudget(
-            config.unauthenticated_records,
-            config.unauthenticated_records_total,
-            config.unauthenticated_interval,
-        )
         if policy_version is not None:
             self.observer.policy_in_force(policy_version, compiled.policy.version)
 
@@ -222,6 +139,11 @@ class Guard:
 
     # -- recording --------------------------------------------------------
 
+    @property
+    def seclog(self) -> SecurityLog:
+        """The security log (for the daemon's wiring; channels go through the guard's verbs)."""
+        return self._audit.seclog
+
     async def record(
         self,
         event: EventType,
@@ -235,173 +157,27 @@ class Guard:
         detail: Detail | None = None,
         budgeted: bool = False,
     ) -> bool:
-        """Append a record that is not a decision (login, logout, an action's result).
-
-        A refusal of an unauthenticated party (or one the channel marks
-        ``budgeted``: a probe on a connection no session was granted) past its
-        budget is counted for the sweep's summary instead (see
-        :mod:`meterd.guard.evidence`).
+        """Append a record that is not a decision (see :meth:`Audit.record`).
 
         Returns:
             False if the log could not take it (the caller must then fail closed).
         """
-        compiled = self._compiled
-        kind = _logged_kind(compiled, principal)
-        unauthenticated = budgeted or _unauthenticated(kind, event)
-        key = SummaryKey(source, channel, event, "")
-        if unauthenticated:
-            reason = str((detail or {}).get("reason") or (detail or {}).get("refused") or "")
-            key = SummaryKey(source, channel, event, reason[:WHY_LIMIT])
-            if not self._admit_unauthenticated(source, outcome):
-                if outcome is Outcome.ALLOW:
-                    log.error("security log has no room for an unauthenticated %s record", event.value)
-                    return False
-                self._count_refusal(key)
-                return True
-        reserve = outcome is Outcome.ALLOW and (
-            permission is Permission.SECURITY_LOGS_ACCESS
-            or (event in _SESSION_EVENTS and self._keeps_log(compiled, principal, channel))
+        return await self._audit.record(
+            self._compiled,
+            event,
+            principal,
+            outcome,
+            channel=channel,
+            source=source,
+            permission=permission,
+            resource=resource,
+            detail=detail,
+            budgeted=budgeted,
         )
-        try:
-            async with self._in_flight(unauthenticated):
-                await self.seclog.append_async(
-                    event,
-                    principal=principal,
-                    outcome=outcome,
-                    channel=channel,
-                    source=source,
-                    permission=permission,
-                    resource=resource,
-                    detail=detail,
-                    principal_kind=kind,
-                    reserve=reserve,
-                )
-        except MeterdError as e:
-            log.error("security log refused a %s record: %s", event.value, e)
-            if unauthenticated and outcome is not Outcome.ALLOW:
-                self._count_refusal(key)  # not written, but never lost from the count
-            return False
-        return True
 
     async def _commit(self, decision: Decision, event: EventType | None, detail: Detail | None) -> Decision:
         """Record a decision; an allow whose record is not durable becomes a denial."""
-        request = decision.request
-        kind = _logged_kind(self._compiled, request.principal)
-        if _unauthenticated(kind, event) and not self._admit_unauthenticated(
-            request.source, decision.outcome
-        ):
-            if not decision.allowed:
-                reason = decision.reason.value if decision.reason else ""
-                self._count_refusal(
-                    SummaryKey(request.source, request.channel, EventType.PERMISSION_DENIED, reason)
-                )
-                self.observer.decision(request.channel, request.permission, decision.outcome)
-                return decision
-            log.error(
-                "security log has no room for unauthenticated records, denying %s", request.permission.value
-            )
-            decision = Decision(
-                request,
-                Outcome.DENY,
-                DenyReason.LOG_UNAVAILABLE,
-                "security log has no room for unauthenticated records",
-            )
-            self.observer.decision(request.channel, request.permission, decision.outcome)
-            return decision
-        reserve = False
-        if event is None and decision.allowed:
-            event = ALLOW_EVENTS.get(request.permission, EventType.ACCESS_DECISION)
-        if decision.allowed:
-            # An auditor's work on the log (and the shell it works from) may use a full log's reserve.
-            permission = request.permission
-            reserve = permission is Permission.SECURITY_LOGS_ACCESS or (
-                permission is Permission.TERMINAL_ACCESS
-                and self._keeps_log(self._compiled, request.principal, request.channel)
-            )
-        else:
-            event = EventType.PERMISSION_DENIED
-            if decision.detail:
-                # The auditor sees the same reason the requester was given.
-                detail = {**(detail or {}), "why": decision.detail[:WHY_LIMIT]}
-        unauthenticated = _unauthenticated(kind, event)
-        try:
-            async with self._in_flight(unauthenticated):
-                await self.seclog.append_decision_async(
-                    decision, event=event, detail=detail, principal_kind=kind, reserve=reserve
-                )
-        except MeterdError as e:
-            log.error("security log unavailable, denying %s: %s", request.permission.value, e)
-            if unauthenticated and not decision.allowed:
-                reason = decision.reason.value if decision.reason else ""
-                self._count_refusal(
-                    SummaryKey(request.source, request.channel, EventType.PERMISSION_DENIED, reason)
-                )
-            decision = Decision(request, Outcome.DENY, DenyReason.LOG_UNAVAILABLE, "security log unavailable")
-        self.observer.decision(request.channel, request.permission, decision.outcome)
-        return decision
-
-    def _admit_unauthenticated(self, source: str, outcome: Outcome) -> bool:
-        """Whether a record about an unauthenticated party may be written now.
-
-        A refusal needs its source's budget and room in the log; an allow (an
-        action that changed something) needs only the room, and is refused
-        without it.  The room counts the records admitted and not yet written,
-        so a burst admitted in one turn of the loop cannot overrun it.
-        """
-        if outcome is not Outcome.ALLOW and not self._evidence.admit(source, self._monotonic()):
-            return False
-        return self.seclog.room_for_unauthenticated(RECORD_ESTIMATE + self._unauthenticated_in_flight)
-
-    @contextlib.asynccontextmanager
-    async def _in_flight(self, unauthenticated: bool) -> AsyncIterator[None]:
-        """Count an unauthenticated record against the room while its append is under way."""
-        size = RECORD_ESTIMATE if unauthenticated else 0
-        self._unauthenticated_in_flight += size
-        try:
-            yield
-        finally:
-            self._unauthenticated_in_flight -= size
-
-    @staticmethod
-    def _keeps_log(compiled: CompiledPolicy, principal: str, channel: Channel) -> bool:
-        """Whether ``principal`` may read the security log on ``channel`` (side-effect free)."""
-        try:
-            return compiled.verdict(principal, Permission.SECURITY_LOGS_ACCESS, LOG_RESOURCE, channel).allowed
-        except Exception:  # deciding who may use the reserve fails closed
-            log.exception("evaluator failed while deciding the log reserve")
-            return False
-
-    def _count_refusal(self, key: SummaryKey) -> None:
-        self._evidence.count(key, self._wall())
-        self.observer.refusal_summarised(key.channel)
-
-    async def _write_summaries(self, *, final: bool) -> None:
-        """Write one record per counted key when due (or ``final``); keep what the log has no room for."""
-        if not (self._evidence.due(self._monotonic()) or final):
-            return
-        for key, tally in self._evidence.drain():
-            written = False
-            if self.seclog.room_for_unauthenticated(RECORD_ESTIMATE + self._unauthenticated_in_flight):
-                try:
-                    await self.seclog.append_async(
-                        key.event,
-                        principal=ANONYMOUS,
-                        outcome=Outcome.DENY,
-                        channel=key.channel,
-                        source=key.source,
-                        detail={
-                            "summarised": tally.count,
-                            "reason": key.reason,
-                            "first": int(tally.first),
-                            "last": int(tally.last),
-                        },
-                        principal_kind=LoggedKind.ANONYMOUS,
-                    )
-                    written = True
-                except MeterdError as e:
-                    log.error("security log refused a summary record: %s", e)
-            if not written:
-                self._evidence.give_back(key, tally)
+        return await self._audit.commit(self._compiled, decision, event, detail)
 
     # -- login and sessions -------------------------------------------------
 
@@ -476,7 +252,7 @@ class Guard:
         places = [resource, *sorted(_scopes_below(compiled, principal, resource))]
         refusal: Decision | None = None
         for permission, place in ((p, r) for p in any_of for r in places):
-            decision = self._decide(compiled, Request(principal, permission, place, channel, source))
+            decision = evaluate(compiled, Request(principal, permission, place, channel, source))
             if decision.allowed:
                 break
             refusal = refusal or decision
@@ -499,7 +275,7 @@ class Guard:
             self.observer.login_failure(channel)
             return denied
         session = self.sessions.open(
-            principal, _kind(compiled, principal), channel, source, self._monotonic()
+            principal, principal_kind(compiled, principal), channel, source, self._monotonic()
         )
         if not await self.record(
             EventType.LOGIN_SUCCESS,
@@ -545,13 +321,6 @@ class Guard:
 
     # -- deciding -----------------------------------------------------------
 
-    def _decide(self, compiled: CompiledPolicy, request: Request) -> Decision:
-        try:
-            return compiled.decide(request)
-        except Exception as e:  # fail closed on anything unexpected
-            log.exception("evaluator failed")
-            return Decision(request, Outcome.ERROR, DenyReason.EVALUATOR_ERROR, f"evaluator error: {e}")
-
     async def authorize(
         self,
         session: Session,
@@ -587,10 +356,12 @@ class Guard:
             decision, reservation = self._reserve_demand_reset(decision)
         allowed = False
         try:
-            if decision.allowed and permission in self._compiled.policy.constraints.dual_control:
+            if decision.allowed and self.dual_control.check(
+                permission, self._compiled.policy.constraints.dual_control
+            ):
                 decision, detail = await self._await_approval(session, decision, action, detail, on_pending)
-            if aggregate and decision.allowed and not self.seclog.failed:
-                decision = self._count(decision)
+            if aggregate and decision.allowed and not self._audit.failed:
+                decision = self._audit.count(decision)
             else:
                 decision = await self._commit(decision, event, detail)
             allowed = decision.allowed
@@ -635,48 +406,15 @@ class Guard:
         out); otherwise the compiled policy decides, narrowed to the session's
         roles when it has a role limit.  Nothing is recorded here.
         """
-        if session.closed:
-            return Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session has ended")
         now = self._monotonic()
-        if now - session.last_active > self._compiled.policy.settings.session_idle_timeout:
-            await self.close_session(session, timed_out=True)
-            return Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session timed out")
-        session.last_active = now
-        decision = self._decide(self._compiled, request)
-        if decision.allowed and session.role_limit is not None:
-            decision = self._within_role_limit(session, decision)
-        return decision
-
-    def _count(self, decision: Decision) -> Decision:
-        """Count an allow for :meth:`sweep` instead of recording it now."""
-        request = decision.request
-        self._aggregates[
-            _Aggregate(request.principal, request.channel, request.permission, request.resource)
-        ] += 1
-        self.observer.decision(request.channel, request.permission, decision.outcome)
-        return decision
-
-    def _within_role_limit(self, session: Session, decision: Decision) -> Decision:
-        """Narrow an allow to the roles the session may act through (never widens it).
-
-        The evaluator has already checked scope and channel cap for the
-        principal; this only removes permissions that none of the session's
-        roles, among those the principal currently holds, grants.
-        """
-        policy = self._compiled.policy
-        held = {grant.role for grant in grants_of(policy, session.principal)}
-        limit = session.role_limit or ()
-        usable = [r for r in limit if r in held]
-        permission = decision.request.permission
-        if any(permission in policy.roles[r].permissions for r in usable):
+        decision = decide(self._compiled, session, request, now)
+        if session.closed:
             return decision
-        if not limit:
-            detail = "the session holds the NULL role, which is granted nothing"
-        elif not usable:
-            detail = f"role {limit[0]!r} of this session is not a role of {session.principal}"
-        else:
-            detail = f"role {', '.join(usable)} of this session does not grant {permission.value}"
-        return Decision(decision.request, Outcome.DENY, DenyReason.ROLE_LIMIT, detail)
+        if decision.reason is DenyReason.SESSION_CLOSED:  # found idle: it ends now
+            await self.close_session(session, timed_out=True)
+            return decision
+        session.last_active = now
+        return decision
 
     def _reserve_demand_reset(self, decision: Decision) -> tuple[Decision, Reservation | None]:
         """Refuse a reset inside the lockout period, or reserve it (before any await)."""
@@ -684,7 +422,7 @@ class Guard:
         why = self.demand_window.check(now, self._compiled.policy.settings.demand_reset_lockout)
         if why:
             return Decision(decision.request, Outcome.DENY, DenyReason.LOCKOUT_PERIOD, why), None
-        return decision, self.demand_window.reserve(now)
+        return decision, self.demand_window.commit(now)
 
     async def _await_approval(
         self,
@@ -695,7 +433,7 @@ class Guard:
         on_pending: PendingCallback | None,
     ) -> tuple[Decision, Detail | None]:
         request = decision.request
-        pending = self.dual_control.open(
+        pending = self.dual_control.commit(
             session.principal, request.permission, request.resource, action or request.permission.value
         )
         merged: dict[str, DetailValue] = dict(detail or {})
@@ -725,7 +463,7 @@ class Guard:
             await asyncio.shield(self._commit(abandoned, None, merged))
             raise
         finally:
-            self.dual_control.close(pending)
+            self.dual_control.release(pending)
         if approved:
             merged["approved_by"] = approver
             return decision, merged
@@ -785,43 +523,18 @@ class Guard:
         for session in self.sessions:
             if now - session.last_active > idle:
                 await self.close_session(session, timed_out=True)
-        aggregates, self._aggregates = self._aggregates, Counter()
-        for key, count in sorted(aggregates.items(), key=lambda kv: (kv[0].principal, kv[0].resource)):
-            if not await self.record(
-                EventType.ACCESS_DECISION,
-                key.principal,
-                Outcome.ALLOW,
-                channel=key.channel,
-                permission=key.permission,
-                resource=key.resource,
-                detail={"aggregated": count},
-            ):
-                self._aggregates[key] += count  # kept for the next sweep: counts are never lost
-        await self._write_summaries(final=final)
+        await self._audit.flush(self._compiled, final=final)
 
     # -- the security log's state ---------------------------------------------
 
     @property
     def refusals_to_summarise(self) -> int:
         """Refusals of unauthenticated parties counted and not yet written: the log had no room yet."""
-        return self._evidence.pending
+        return self._audit.refusals_to_summarise
 
     def log_status(self) -> LogStatus:
         """The security log's fill state, for ``show status`` (read-only, nothing recorded)."""
-        seclog = self.seclog
-        config = seclog.config
-        percent = seclog.usage_bytes * 100 // config.capacity_bytes
-        return LogStatus(
-            fill_percent=percent,
-            warning_level=seclog.warning_level,
-            full=seclog.full,
-            failed=seclog.failed,
-            full_policy=config.full_policy.value,
-            unauthenticated_percent=seclog.unauthenticated_bytes * 100 // config.capacity_bytes,
-            acknowledged_seq=seclog.acknowledged_seq,
-            head_seq=seclog.head_seq,
-            refusals_to_summarise=self.refusals_to_summarise,
-        )
+        return self._audit.status()
 
     async def acknowledge_log(self, session: Session, allowed: Decision, up_to: int) -> int:
         """Mark the records up to ``up_to`` as taken off the meter by an auditor.
@@ -841,30 +554,7 @@ class Guard:
             ValueError: ``allowed`` is no such allow, or ``up_to`` is not in the log.
             LogUnavailableError: The acknowledgement could not be recorded (nothing changed).
         """
-        request = allowed.request
-        if (
-            not allowed.allowed
-            or request.permission is not Permission.SECURITY_LOGS_ACCESS
-            or request.principal != session.principal
-        ):
-            raise ValueError("acknowledging the security log needs an allow of security_logs_access")
-        head = self.seclog.head_seq
-        if not 0 < up_to <= head:
-            raise ValueError(f"seq {up_to} is not in the log (its head is {head})")
-        if not await self.record(
-            EventType.AUDIT_LOG_ACCESS,
-            session.principal,
-            Outcome.ALLOW,
-            channel=session.channel,
-            source=session.source,
-            permission=Permission.SECURITY_LOGS_ACCESS,
-            resource=request.resource,
-            detail={"acknowledged_to": up_to},
-        ):
-            raise LogUnavailableError(
-                "the acknowledgement could not be recorded; nothing was acknowledged", reason="failed"
-            )
-        return await asyncio.to_thread(self.seclog.acknowledge, up_to)
+        return await self._audit.acknowledge(self._compiled, session, allowed, up_to)
 
     # -- channel helpers ------------------------------------------------------
     # Added for the shell and SFTP: a side-effect-free question ("what would the
@@ -902,7 +592,7 @@ class Guard:
         if session.role_limit is None:
             return True
         request = Request(session.principal, permission, resource, session.channel, session.source)
-        return self._within_role_limit(session, Decision(request, Outcome.ALLOW)).allowed
+        return within_role_limit(compiled.policy, session, Decision(request, Outcome.ALLOW)).allowed
 
     def approvable(self, session: Session) -> list[PendingApproval]:
         """The dual-control requests ``session`` could approve now (someone else's, its permission held).
@@ -936,8 +626,8 @@ class Guard:
             decision = Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session has ended")
         else:
             decision = await self._session_decision(session, request)
-        if decision.allowed and not self.seclog.failed:
-            return self._count(decision)
+        if decision.allowed and not self._audit.failed:
+            return self._audit.count(decision)
         return await self._commit(decision, EventType.ACCESS_DECISION, None)
 
     def key_acceptable(self, channel: Channel, name: str, key: PublicKey) -> bool:
@@ -1013,3 +703,97 @@ class Guard:
         request = Request(session.principal, permission, resource, session.channel, session.source)
         decision = await self._session_decision(session, request)
         return await self._commit(decision, EventType.ACCESS_DECISION, detail)
+
+    # -- the façade's other verbs: what channels and the shell use besides deciding --
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force (read-only: change it with :meth:`install_policy`)."""
+        return self._compiled.policy
+
+    async def refuse(
+        self,
+        principal: str,
+        channel: Channel,
+        source: str,
+        detail: Detail,
+        *,
+        kind: RefusalKind = "request",
+        permission: Permission | None = None,
+        resource: str = "",
+        budgeted: bool = False,
+    ) -> bool:
+        """Record a refusal made before any decision (a path escape, a malformed frame, a probe).
+
+        Args:
+            principal: Who asked (``anonymous`` or ``""`` for nobody yet).
+            channel: Where.
+            source: Peer address.
+            detail: Why, small and secret-free (``reason`` or ``refused`` names
+                the summary a budgeted refusal is counted under).
+            kind: What the refusal is recorded as (see :data:`RefusalKind`).
+            permission: The permission the request would have needed, if known.
+            resource: Where it would have acted.
+            budgeted: Count it against the unauthenticated budget even if the
+                principal is known (a probe on a connection with no session).
+
+        Returns:
+            False if the log could not take it.
+        """
+        return await self.record(
+            _REFUSAL_EVENTS[kind],
+            principal,
+            Outcome.DENY,
+            channel=channel,
+            source=source,
+            permission=permission,
+            resource=resource,
+            detail=detail,
+            budgeted=budgeted,
+        )
+
+    async def failed(
+        self, session: Session, allowed: Decision, detail: Detail, *, event: EventType | None = None
+    ) -> None:
+        """Complete an allowed action that failed in the meter (see :meth:`action_failed`).
+
+        ``event`` defaults to the event the allow was recorded as for its permission.
+        """
+        await self.action_failed(session, allowed, event or allow_event(allowed.request.permission), detail)
+
+    async def policy_changed(
+        self, session: Session, outcome: Outcome, detail: Detail, *, principal: str | None = None
+    ) -> bool:
+        """Record a change of the policy in force (or its refusal), made from ``session``."""
+        return await self.record(
+            EventType.POLICY_CHANGE,
+            principal or session.principal,
+            outcome,
+            channel=session.channel,
+            source=session.source,
+            detail=detail,
+        )
+
+    def sessions_of(self, principal: str) -> Iterator[Session]:
+        """The open sessions of ``principal`` (a snapshot: closing one while iterating is safe)."""
+        return (session for session in self.sessions if session.principal == principal)
+
+    def login_failed(self, channel: Channel) -> None:
+        """Count a login that failed before the guard was asked (a TLS handshake) in the metrics."""
+        self.observer.login_failure(channel)
+
+    def modbus_answered(self, function_code: int, outcome: Outcome) -> None:
+        """Count a Modbus request by function and outcome in the metrics."""
+        self.observer.modbus_request(function_code, outcome)
+
+    async def read_log(self, allowed: Decision, query: Query) -> list[Record]:
+        """The log records ``query`` selects (the access itself is recorded before any is returned)."""
+        return await self._audit.read(allowed, query)
+
+    async def checkpoint_log(self) -> int:
+        """Seal a checkpoint of the log's head now; return its seq."""
+        return await self._audit.checkpoint()
+
+    async def verify_log(self) -> VerifyReport:
+        """Check the chain of the whole log."""
+        return await self._audit.verify()

@@ -3,6 +3,9 @@
 Counting per channel means a flood of guesses on the network cannot lock a
 technician out of the serial console at the meter.  Unknown names are counted
 exactly like known ones, so lockout behaviour does not reveal which exist.
+As a stateful rule: :meth:`LoginLockout.check` (locked now?),
+:meth:`LoginLockout.commit` (count a failure, lock at the threshold),
+:meth:`LoginLockout.release` (a success clears the count).
 The table is bounded: beyond :data:`MAX_TRACKED` entries the oldest are
 forgotten (a guesser rotating names gains nothing, each name still locks).
 """
@@ -29,12 +32,12 @@ class LoginLockout:
     def __init__(self) -> None:
         self._counters: OrderedDict[tuple[str, Channel], _Counter] = OrderedDict()
 
-    def locked(self, user: str, channel: Channel, now: float) -> bool:
+    def check(self, user: str, channel: Channel, now: float) -> bool:
         """True while ``user`` is locked out on ``channel``."""
         counter = self._counters.get((user, channel))
         return counter is not None and counter.locked_until > now
 
-    def failure(self, user: str, channel: Channel, now: float, threshold: int, duration: float) -> bool:
+    def commit(self, user: str, channel: Channel, now: float, threshold: int, duration: float) -> bool:
         """Record a failure; return True if it locked the account just now."""
         key = (user, channel)
         counter = self._counters.pop(key, None) or _Counter()
@@ -50,9 +53,14 @@ class LoginLockout:
             return True
         return False
 
-    def success(self, user: str, channel: Channel) -> None:
+    def release(self, user: str, channel: Channel) -> None:
         """Reset the count after a successful login."""
         self._counters.pop((user, channel), None)
+
+    # The names the credential check (Guard.authenticate) uses.
+    locked = check
+    failure = commit
+    success = release
 
     def unlock(self, user: str) -> bool:
         """Clear every lock and count of ``user`` on all channels; return True if any was set."""

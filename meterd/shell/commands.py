@@ -67,7 +67,7 @@ class Command:
 async def _help(ctx: Context) -> int:
     # The guard answers from the policy in force, so the list matches what would be allowed.
     guard = ctx.runtime.guard
-    approver = bool(guard.permitted(ctx.session) & guard.compiled.policy.constraints.dual_control)
+    approver = bool(guard.permitted(ctx.session) & guard.policy.constraints.dual_control)
     cache: dict[str, frozenset[Permission]] = {}
     rows = []
     for command in COMMANDS:
@@ -92,7 +92,7 @@ def roles_of(policy: Policy, name: str) -> tuple[str, ...]:
 
 
 async def _whoami(ctx: Context) -> int:
-    policy = ctx.runtime.guard.compiled.policy
+    policy = ctx.runtime.guard.policy
     granted = ctx.runtime.guard.permitted(ctx.session)
     await ctx.fields(
         [

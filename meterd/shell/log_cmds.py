@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from meterd.seclog import EventType, Query
 from meterd.seclog.events import BY_EVENT_NAME
-from meterd.seclog.verify import verify
 from meterd.shell.context import Context, UsageError
 from meterd.shell.terminal import EXIT_DENIED, EXIT_OK
 
@@ -39,7 +36,7 @@ async def log_show(ctx: Context) -> int:
     """``log show [limit=N] [user=NAME] [event=TYPE]``: the newest records, oldest first."""
     query = _query(list(ctx.args))
     assert ctx.decision is not None  # the shell passes the allow of security_logs_access
-    records = await asyncio.to_thread(ctx.runtime.guard.seclog.read, ctx.decision, query)
+    records = await ctx.runtime.guard.read_log(ctx.decision, query)
     await ctx.table(
         ("seq", "time", "event", "principal", "channel", "outcome", "permission", "resource"),
         [
@@ -61,14 +58,14 @@ async def log_show(ctx: Context) -> int:
 
 async def log_checkpoint(ctx: Context) -> int:
     """``log checkpoint``: seal a checkpoint of the log's head now (before taking a copy off the meter)."""
-    seq = await asyncio.to_thread(ctx.runtime.guard.seclog.checkpoint)
+    seq = await ctx.runtime.guard.checkpoint_log()
     await ctx.fields([("checkpoint_seq", seq), ("head_seq", seq - 1)])
     return EXIT_OK
 
 
 async def log_verify(ctx: Context) -> int:
     """``log verify``: check the chain of the whole log (MACs need the auditor's key, off the meter)."""
-    report = await asyncio.to_thread(verify, ctx.runtime.guard.seclog.directory)
+    report = await ctx.runtime.guard.verify_log()
     pairs: list[tuple[str, object]] = [
         ("records", report.records),
         ("first_seq", report.first_seq),

@@ -25,7 +25,6 @@ from meterd.policy.compile import compile_policy
 from meterd.policy.lint import Severity, lint_policy
 from meterd.policy.model import Policy, User, frozen_map
 from meterd.policy.request import Outcome
-from meterd.seclog import EventType
 
 _locks: weakref.WeakKeyDictionary[Guard, asyncio.Lock] = weakref.WeakKeyDictionary()
 
@@ -70,7 +69,7 @@ async def apply_policy_change(
     guard = runtime.guard
     lock = _locks.setdefault(guard, asyncio.Lock())
     async with lock:
-        current = guard.compiled.policy
+        current = guard.policy
         new = dataclasses.replace(change(current), version=current.version + 1)
         errors = [f for f in lint_policy(new) if f.severity is Severity.ERROR]
         if errors:
@@ -85,12 +84,7 @@ async def apply_policy_change(
         except MeterdError as e:
             raise PolicyEditError(f"policy not changed: {e}") from e
         guard.install_policy(compiled)
-        await guard.record(
-            EventType.POLICY_CHANGE,
-            session.principal,
-            Outcome.ALLOW,
-            channel=session.channel,
-            source=session.source,
-            detail={"change": what, "user": subject, "version": new.version},
+        await guard.policy_changed(
+            session, Outcome.ALLOW, {"change": what, "user": subject, "version": new.version}
         )
         return ""

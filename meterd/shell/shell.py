@@ -28,8 +28,6 @@ from meterd.channels.base import Runtime
 from meterd.errors import MeterdError
 from meterd.guard import Session
 from meterd.guard.dual_control import PendingApproval
-from meterd.guard.guard import ALLOW_EVENTS
-from meterd.seclog import EventType
 from meterd.shell.commands import COMMANDS, Command, find
 from meterd.shell.context import Context, UsageError
 from meterd.shell.terminal import EXIT_DENIED, EXIT_OK, EXIT_USAGE, Terminal
@@ -63,7 +61,7 @@ class MeterShell:
             f"meter shell; {self._session.principal} on {self._session.channel.value}; type help\n"
         )
         while not self.exited and not self._session.closed:
-            idle = guard.compiled.policy.settings.session_idle_timeout
+            idle = guard.policy.settings.session_idle_timeout
             try:
                 line = await asyncio.wait_for(self._terminal.read_line(PROMPT), idle)
             except TimeoutError:
@@ -157,6 +155,5 @@ class MeterShell:
             await self._terminal.write(f"error: {e}\n")
             status = EXIT_DENIED
         # The allow is already recorded; record that the action itself did not happen.
-        event = ALLOW_EVENTS.get(command.permission, EventType.ACCESS_DECISION)
-        await guard.action_failed(self._session, decision, event, {"command": command.name, "failed": True})
+        await guard.failed(self._session, decision, {"command": command.name, "failed": True})
         return status

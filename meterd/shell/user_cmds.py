@@ -64,7 +64,7 @@ async def passwd(ctx: Context) -> int:
 
 async def user_list(ctx: Context) -> int:
     """``user list``."""
-    policy = ctx.runtime.guard.compiled.policy
+    policy = ctx.runtime.guard.policy
     rows = []
     for name, user in sorted(policy.users.items()):
         group_roles = [r for g in policy.groups_of(name) for r in g.roles]
@@ -95,7 +95,7 @@ def _new_user(ctx: Context) -> tuple[str, str, str]:
         problem = check_authorized_key(key)
         if problem:
             raise UsageError(problem)
-    policy = ctx.runtime.guard.compiled.policy
+    policy = ctx.runtime.guard.policy
     if name in policy.users or name in policy.applications:
         raise PolicyEditError(f"{name!r} already exists")
     _roles(policy, roles_text)
@@ -109,7 +109,7 @@ def check_user_add(ctx: Context) -> None:
 
 def check_user(ctx: Context) -> None:
     """Pre-check of ``user remove|roles|reset-password``: the user exists (and the roles do)."""
-    policy = ctx.runtime.guard.compiled.policy
+    policy = ctx.runtime.guard.policy
     _user(policy, ctx.args[0])
     if len(ctx.args) > 1:
         _roles(policy, ctx.args[1])
@@ -147,7 +147,7 @@ async def _confirm(ctx: Context, first: str) -> str | None:
     if second != first:
         await ctx.line("error: the passwords differ")
         return None
-    rules = ctx.runtime.guard.compiled.policy.settings.password
+    rules = ctx.runtime.guard.policy.settings.password
     problems = password_problems(first, rules.min_length, rules.min_character_classes)
     if problems:
         await ctx.line("error: password " + "; ".join(problems))
@@ -165,8 +165,8 @@ async def user_remove(ctx: Context) -> int:
         return remove_user(p, name)
 
     await apply_policy_change(ctx.runtime, ctx.session, change, "user_remove", name)
-    for session in guard.sessions:
-        if session.principal == name and session is not ctx.session:
+    for session in list(guard.sessions_of(name)):
+        if session is not ctx.session:
             await guard.close_session(session, reason="user removed")
     await ctx.line(f"user {name} removed")
     return EXIT_OK
@@ -196,7 +196,7 @@ async def user_reset_password(ctx: Context) -> int:
     """``user reset-password NAME``: set another user's password."""
     name = ctx.args[0]
     guard = ctx.runtime.guard
-    _user(guard.compiled.policy, name)
+    _user(guard.policy, name)
     new = await _new_password(ctx)
     if new is None:
         return EXIT_DENIED

@@ -50,7 +50,7 @@ def _refusals(directory: Path) -> tuple[int, int]:
 
 
 def test_budget_per_source_then_overall_then_refill() -> None:
-    budget = EvidenceBudget(per_source=2, total=3, interval=60)
+    budget: EvidenceBudget[EventType] = EvidenceBudget(per_source=2, total=3, interval=60)
     assert [budget.admit("a", 0) for _ in range(3)] == [True, True, False]
     assert budget.admit("b", 1)
     assert not budget.admit("c", 2)  # the overall budget is spent
@@ -58,7 +58,7 @@ def test_budget_per_source_then_overall_then_refill() -> None:
 
 
 def test_counts_are_bounded_and_never_lost() -> None:
-    budget = EvidenceBudget(per_source=1, total=1, interval=60)
+    budget: EvidenceBudget[EventType] = EvidenceBudget(per_source=1, total=1, interval=60)
     for n in range(MAX_KEYS + 50):
         budget.count(
             SummaryKey(f"10.0.{n // 256}.{n % 256}", Channel.MODBUS, EventType.PERMISSION_DENIED, ""), n

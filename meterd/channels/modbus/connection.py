@@ -29,8 +29,7 @@ from meterd.errors import ChannelError
 from meterd.guard import Certificate, Session
 from meterd.guard.credentials import application_for_certificate
 from meterd.policy.permissions import Permission
-from meterd.policy.request import Channel, Outcome
-from meterd.seclog import EventType
+from meterd.policy.request import Channel
 
 log = logging.getLogger(__name__)
 
@@ -208,15 +207,10 @@ class ModbusConnection:
         except (ssl.SSLError, TimeoutError) as e:
             why = "tls_timeout" if isinstance(e, TimeoutError) else "tls_handshake"
             error = getattr(e, "verify_message", None) or getattr(e, "reason", None) or why
-            await guard.record(
-                EventType.LOGIN_FAILURE,
-                "",
-                Outcome.DENY,
-                channel=Channel.MODBUS,
-                source=source,
-                detail={"reason": why, "error": str(error)[:200]},
+            await guard.refuse(
+                "", Channel.MODBUS, source, {"reason": why, "error": str(error)[:200]}, kind="login"
             )
-            guard.observer.login_failure(Channel.MODBUS)
+            guard.login_failed(Channel.MODBUS)
             return False
         ssl_object = writer.get_extra_info("ssl_object")
         # The context requires a client certificate; a handshake without one is no login.
@@ -227,7 +221,7 @@ class ModbusConnection:
         guard = self.runtime.guard
         der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
         identity = identify(der)
-        name = application_for_certificate(guard.compiled.policy, identity.fingerprint)
+        name = application_for_certificate(guard.policy, identity.fingerprint)
         claimed = name or identity.common_name or identity.fingerprint
         if not await guard.authenticate(Channel.MODBUS, source, claimed, Certificate(identity.fingerprint)):
             return None

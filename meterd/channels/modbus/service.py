@@ -27,11 +27,9 @@ from meterd.channels.modbus.registers import READ_PERMISSION, Field, covers_whol
 from meterd.channels.modbus.values import Change, MeasurementCache, apply, decode_write, read_words
 from meterd.errors import ChannelError, MeterError
 from meterd.guard import Session
-from meterd.guard.guard import ALLOW_EVENTS
 from meterd.meter.errors import MeterValueError
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, DenyReason, Outcome
-from meterd.seclog import EventType
 from meterd.seclog.events import DetailValue
 
 log = logging.getLogger(__name__)
@@ -83,7 +81,7 @@ class ModbusService:
             outcome = Outcome.DENY
         else:
             outcome = Outcome.ERROR
-        self.guard.observer.modbus_request(function, outcome)
+        self.guard.modbus_answered(function, outcome)
         return answer
 
     async def _handle(self, peer: Peer, header: protocol.Header, body: bytes) -> bytes:
@@ -169,8 +167,7 @@ class ModbusService:
             refused = isinstance(e, MeterValueError)
             code = ExceptionCode.ILLEGAL_DATA_VALUE if refused else ExceptionCode.SERVER_DEVICE_FAILURE
             detail["error"] = str(e)[:200]
-            event = ALLOW_EVENTS.get(decision.request.permission, EventType.ACCESS_DECISION)
-            await self.guard.action_failed(peer.session, decision, event, detail)
+            await self.guard.failed(peer.session, decision, detail)
             return self._refuse(request.function, code, "meter_refused")
         self.counters["writes"] += 1
         return protocol.write_response_pdu(request)
@@ -203,15 +200,14 @@ class ModbusService:
         """Record a write refused for its shape: writes are always recorded, even nonsensical ones."""
         detail["reason"] = why
         session = peer.session
-        await self.guard.record(
-            EventType.ACCESS_DECISION,
+        await self.guard.refuse(
             session.principal,
-            Outcome.DENY,
-            channel=Channel.MODBUS,
-            source=session.source,
+            Channel.MODBUS,
+            session.source,
+            detail,
+            kind="access",
             permission=permission,
             resource=resource,
-            detail=detail,
         )
 
     def _refuse(self, function: int, code: ExceptionCode, why: str) -> bytes:

@@ -145,8 +145,6 @@ async def perform(
     except MeterError as e:
         # The allow is already recorded; the failure gets its own record so the log shows nothing changed.
         code = ErrorCode.INVALID if isinstance(e, MeterValueError) else ErrorCode.FAILED
-        await guard.action_failed(
-            session, decision, EVENTS[op.action], {**detail, "error": str(e)[:MAX_DETAIL_TEXT]}
-        )
+        await guard.failed(session, decision, {**detail, "error": str(e)[:MAX_DETAIL_TEXT]})
         return failure(code, str(e), op.ref)
     return success(op.ref, action=op.action.value, **result)

@@ -39,8 +39,7 @@ from meterd.channels.panel.protocol import (
 )
 from meterd.guard import Pin, Session
 from meterd.guard.dual_control import PendingApproval
-from meterd.policy.request import Channel, Outcome
-from meterd.seclog import EventType
+from meterd.policy.request import Channel
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +228,7 @@ class PanelConnection:
         if not isinstance(opened, Session):
             return actions.denied(opened, op.ref)
         self._sessions[opened.id] = opened
-        idle = guard.compiled.policy.settings.session_idle_timeout
+        idle = guard.policy.settings.session_idle_timeout
         return success(op.ref, session=opened.id, user=opened.principal, idle_timeout=idle)
 
     async def _logout(self, op: Logout) -> dict[str, Any]:
@@ -246,13 +245,8 @@ class PanelConnection:
 
     async def _bad_session(self, ref: Ref) -> dict[str, Any]:
         # A token this connection never opened is a guess or a stale panel; either is worth a record.
-        await self._runtime.guard.record(
-            EventType.PERMISSION_DENIED,
-            "anonymous",
-            Outcome.DENY,
-            channel=Channel.PANEL,
-            source=self.source,
-            detail={"reason": "unknown_session"},
+        await self._runtime.guard.refuse(
+            "anonymous", Channel.PANEL, self.source, {"reason": "unknown_session"}
         )
         return failure(ErrorCode.BAD_SESSION, "no such session; log in again", ref)
 

@@ -33,7 +33,6 @@ from meterd.channels.ssh.terminal import SessionStreams, SessionTerminal
 from meterd.guard import Password, PublicKey, Session
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome, Request
-from meterd.seclog import EventType
 from meterd.shell import EXIT_DENIED, EXIT_USAGE, MeterShell
 
 if TYPE_CHECKING:
@@ -146,14 +145,8 @@ class MeterSSHServer(asyncssh.SSHServer):
             if self._refusals == MAX_REFUSALS + 1 and self._conn is not None:
                 self._conn.close()
             return
-        record = self._guard.record(
-            EventType.PERMISSION_DENIED,
-            user or "anonymous",
-            Outcome.DENY,
-            channel=Channel.SSH,
-            source=self.source,
-            detail={"refused": what, **detail},
-            budgeted=True,
+        record = self._guard.refuse(
+            user or "anonymous", Channel.SSH, self.source, {"refused": what, **detail}, budgeted=True
         )
         self._spawn(record)
 
@@ -238,14 +231,7 @@ async def open_guard_session(
     source = source_of(conn)
     runtime: Runtime = listener.runtime
     if len(listener.sessions) >= listener.config.max_sessions:
-        await runtime.guard.record(
-            EventType.LOGIN_FAILURE,
-            user,
-            Outcome.DENY,
-            channel=channel,
-            source=source,
-            detail={"reason": "too_many_sessions"},
-        )
+        await runtime.guard.refuse(user, channel, source, {"reason": "too_many_sessions"}, kind="login")
         return Decision(
             Request(user, any_of[0], resource, channel, source), Outcome.DENY, None, "too many sessions"
         )

@@ -34,7 +34,6 @@ recorded, and leave the disk as it was.
 
 from __future__ import annotations
 
-import asyncio
 import errno
 import json
 import os
@@ -202,7 +201,7 @@ class MeterSFTPServer(GuardedSFTPServer):
         )
         if not decision.allowed:
             raise denied(f"denied: security_logs_access ({decision.detail})")
-        records = await asyncio.to_thread(self._guard.seclog.read, decision, Query(limit=LOG_RECORDS))
+        records = await self._guard.read_log(decision, Query(limit=LOG_RECORDS))
         data = "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in records).encode()
         return _Handle(vpath, None, data, decisions=(decision,))
 

@@ -17,7 +17,7 @@ from meterd.channels.ssh.area import Area
 from meterd.channels.ssh.paths import SECURITY_LOG, PathRefusedError, VPath, normalise
 from meterd.guard import Session
 from meterd.policy.permissions import Permission
-from meterd.policy.request import Channel, Decision, Outcome
+from meterd.policy.request import Channel, Decision
 from meterd.seclog import EventType
 
 T = TypeVar("T")
@@ -87,13 +87,8 @@ class GuardedSFTPServer(asyncssh.SFTPServer):
     async def _refuse(self, why: str, raw: bytes | str, op: str) -> asyncssh.SFTPError:
         session = self._live()
         shown = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-        await self._guard.record(
-            EventType.PERMISSION_DENIED,
-            session.principal,
-            Outcome.DENY,
-            channel=Channel.SFTP,
-            source=session.source,
-            detail={"op": op, "refused": why, "path": shown[:200]},
+        await self._guard.refuse(
+            session.principal, Channel.SFTP, session.source, {"op": op, "refused": why, "path": shown[:200]}
         )
         return denied(f"refused: {why}")
 
