@@ -6,6 +6,7 @@ Exit codes: 0 ok, 1 a finding or a denial, 2 bad usage or bad input.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -43,6 +44,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         return EXIT_BAD_INPUT
+    except BrokenPipeError:
+        # The reader went away (``| head``): what it wanted was printed; say nothing more,
+        # and keep the interpreter's final flush from failing on the closed pipe.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

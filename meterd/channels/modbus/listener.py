@@ -102,7 +102,7 @@ class ModbusListener:
                 await self._bind("tls", config.tls.port, tls=True)
         except OSError as e:
             await self.stop()
-            raise ChannelError(f"modbus: cannot listen on {config.listen}: {e.strerror or e}") from e
+            raise ChannelError(f"cannot listen on {config.listen}: {e.strerror or e}") from e
 
     async def _bind(self, kind: str, port: int, *, tls: bool) -> None:
         pool = self.pools[kind]

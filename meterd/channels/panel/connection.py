@@ -39,7 +39,7 @@ from meterd.channels.panel.protocol import (
 )
 from meterd.guard import Pin, Session
 from meterd.guard.dual_control import PendingApproval
-from meterd.policy.request import Channel
+from meterd.policy.request import Channel, DenyReason
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +194,9 @@ class PanelConnection:
             return await actions.perform(self._runtime, session, op, lambda p: self._pending(p, op.ref))
         if isinstance(op, Approve):
             decision = await guard.approve(session, op.approval, approve=op.approve)
+            if decision.reason is DenyReason.BAD_REQUEST:
+                # No such request: nothing was asked of the policy, so no permission to name.
+                return failure(ErrorCode.BAD_REQUEST, decision.detail, op.ref)
             if not decision.allowed:
                 return actions.denied(decision, op.ref)
             return success(op.ref, approval=op.approval, approved=op.approve)

@@ -78,7 +78,7 @@ class SshListener:
                 kbdint_auth=True,
             )
         except OSError as e:
-            raise ChannelError(f"ssh: cannot listen on {self.config.listen}:{self.config.port}: {e}") from e
+            raise ChannelError(f"cannot listen on {self.config.listen}:{self.config.port}: {e}") from e
         self.port = self._server.get_port()
         log.info("ssh listening on %s:%d", self.config.listen, self.port)
 

@@ -298,6 +298,10 @@ def test_dual_control_approved_on_the_panel(tmp_path: Path) -> None:
         assert refused["permission"] == "master_reset"
 
         approver = await second.login("installer2")
+        missing = await second.ask({"op": "approve", "session": approver, "approval": 999})
+        assert missing["error"] == "bad_request"
+        assert missing["message"] == "no pending request 999"
+        assert "permission" not in missing
         listed = await second.ask({"op": "pending", "session": approver})
         assert [p["approval"] for p in listed["pending"]] == [approval]
         assert listed["pending"][0]["requester"] == "installer"
