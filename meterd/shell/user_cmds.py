@@ -1,4 +1,8 @@
-"""Handlers of ``passwd`` and ``user ...``: policy edits through :mod:`meterd.shell.policy_edit`.
+"""Handlers of ``passwd`` and ``user ...``: edits through :mod:`meterd.shell.policy_edit`.
+
+``passwd`` and ``user reset-password`` change the meter's credential store
+only; ``user add|remove|roles`` change the policy (a new user's password and
+key are its initial credentials).
 
 The ``check_*`` functions are the commands' pre-checks (run before the guard
 is asked, only for a holder of ``user_management``): a user that does not
@@ -18,7 +22,13 @@ from meterd.policy.keys import check_authorized_key
 from meterd.policy.loader import NAME_PATTERN
 from meterd.policy.model import ANONYMOUS, Policy, User
 from meterd.shell.context import Context, UsageError
-from meterd.shell.policy_edit import PolicyEditError, apply_policy_change, remove_user, replace_user
+from meterd.shell.policy_edit import (
+    PolicyEditError,
+    apply_policy_change,
+    change_credentials,
+    remove_user,
+    replace_user,
+)
 from meterd.shell.terminal import EXIT_DENIED, EXIT_OK
 
 
@@ -51,12 +61,8 @@ async def passwd(ctx: Context) -> int:
         return EXIT_DENIED
     hashed = await asyncio.to_thread(hash_secret, new)
     name = session.principal
-    await apply_policy_change(
-        ctx.runtime,
-        session,
-        lambda p: replace_user(p, dataclasses.replace(_user(p, name), password_hash=hashed)),
-        "password_change",
-        name,
+    await change_credentials(
+        ctx.runtime, session, name, lambda c: dataclasses.replace(c, password_hash=hashed), "password_change"
     )
     await ctx.line("password changed")
     return EXIT_OK
@@ -64,12 +70,13 @@ async def passwd(ctx: Context) -> int:
 
 async def user_list(ctx: Context) -> int:
     """``user list``."""
-    policy = ctx.runtime.guard.compiled.policy
+    policy, credentials = ctx.runtime.guard.compiled.policy, ctx.runtime.guard.credentials
     rows = []
     for name, user in sorted(policy.users.items()):
         group_roles = [r for g in policy.groups_of(name) for r in g.roles]
         roles = ",".join(dict.fromkeys([*user.roles, *group_roles])) or "-"
-        rows.append((name, roles, user.enabled, user.password_hash is not None, len(user.ssh_keys)))
+        held = credentials.of(name)
+        rows.append((name, roles, user.enabled, held.password_hash is not None, len(held.ssh_keys)))
     await ctx.table(("user", "roles", "enabled", "password", "keys"), rows)
     return EXIT_OK
 
@@ -201,12 +208,12 @@ async def user_reset_password(ctx: Context) -> int:
     if new is None:
         return EXIT_DENIED
     hashed = await asyncio.to_thread(hash_secret, new)
-    await apply_policy_change(
+    await change_credentials(
         ctx.runtime,
         ctx.session,
-        lambda p: replace_user(p, dataclasses.replace(_user(p, name), password_hash=hashed)),
-        "password_reset",
         name,
+        lambda c: dataclasses.replace(c, password_hash=hashed),
+        "password_reset",
     )
     await ctx.line(f"password of {name} reset")
     return EXIT_OK

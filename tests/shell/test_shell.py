@@ -14,6 +14,7 @@ from meterd.credentials import hash_secret
 from meterd.guard import Guard, Session
 from meterd.meter.simulated import SimulatedMeter
 from meterd.policy.compile import compile_policy
+from meterd.policy.credentials import Credentials
 from meterd.policy.loader import load_policy
 from meterd.policy.model import Policy
 from meterd.policy.permissions import Permission
@@ -47,6 +48,7 @@ class StubPolicies:
     def __init__(self, status: int = 0) -> None:
         self.status = status
         self.edits: list[tuple[Policy, str]] = []
+        self.credential_changes: list[str] = []
 
     async def run(
         self, guard: Guard, session: Session, argv: Sequence[str], payload: bytes
@@ -59,6 +61,15 @@ class StubPolicies:
             guard.install_policy(compile_policy(policy))
             return 0, f"policy version {policy.version} in force\n"
         return self.status, "refused by the policy service\n"
+
+    async def set_credentials(
+        self, guard: Guard, session: Session, credentials: Credentials, how: str
+    ) -> tuple[int, str]:
+        self.credential_changes.append(how)
+        if self.status == 0:
+            guard.install_credentials(credentials)
+            return 0, "credentials stored\n"
+        return self.status, "refused by the credential store\n"
 
 
 def _policy() -> Policy:
