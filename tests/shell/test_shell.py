@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 from meterd.channels.base import Runtime
 from meterd.credentials import hash_secret
-from meterd.guard import Guard, Session
+from meterd.guard import Guard, Password, Session
 from meterd.meter.simulated import SimulatedMeter
 from meterd.policy.compile import compile_policy
 from meterd.policy.credentials import Credentials
@@ -215,6 +216,31 @@ async def test_edits_go_through_the_daemons_policy_service(runtime: Runtime, tmp
     assert await shell.execute("user roles bob viewer") == EXIT_DENIED
     assert "refused by the policy service" in term.output
     assert runtime.guard.compiled.policy.users["bob"].roles == ("operator",)
+
+
+CREDENTIALS = StubPolicies()
+
+
+@shell_test(CREDENTIALS)
+async def test_reset_password_changes_the_credentials_never_the_policy(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    new, other = (secrets.token_urlsafe(12) + "-Aa1" for _ in range(2))
+    term = ScriptedTerminal([new, new])
+    guard = runtime.guard
+    before = guard.compiled
+    shell = MeterShell(runtime, await login(runtime, "root"), term)
+    assert await shell.execute("user reset-password bob") == EXIT_OK, term.output
+    assert CREDENTIALS.edits == []
+    assert CREDENTIALS.credential_changes == ["password_reset"]
+    assert guard.compiled is before
+    assert await guard.authenticate(Channel.SSH, "test", "bob", Password(new))
+    assert not await guard.authenticate(Channel.SSH, "test", "bob", Password(PASSWORD))
+    CREDENTIALS.status = 1
+    term.lines = [other, other]
+    assert await shell.execute("user reset-password bob") == EXIT_DENIED
+    assert "refused by the credential store" in term.output
+    assert await guard.authenticate(Channel.SSH, "test", "bob", Password(new))
 
 
 def test_the_command_table_is_well_formed() -> None:
