@@ -314,6 +314,17 @@ COMMANDS: tuple[Command, ...] = (
         check=user_cmds.check_user,
     ),
     Command(
+        ("user", "key"),
+        P.USER_MANAGEMENT,
+        "/meter/users",
+        user_cmds.user_key,
+        "NAME ACTION KEYTYPE KEYDATA",
+        "ACTION add or remove: change a user's SSH keys",
+        4,
+        5,
+        check=user_cmds.check_user_key,
+    ),
+    Command(
         ("log", "checkpoint"),
         P.SECURITY_LOGS_ACCESS,
         "/files/security-log",

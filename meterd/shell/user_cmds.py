@@ -1,7 +1,7 @@
 """Handlers of ``passwd`` and ``user ...``: edits through :mod:`meterd.shell.policy_edit`.
 
-``passwd`` and ``user reset-password`` change the meter's credential store
-only; ``user add|remove|roles`` change the policy (a new user's password and
+``passwd``, ``user reset-password`` and ``user key`` change the meter's
+credential store only; ``user add|remove|roles`` change the policy (a new user's password and
 key are its initial credentials).
 
 The ``check_*`` functions are the commands' pre-checks (run before the guard
@@ -18,6 +18,7 @@ import dataclasses
 
 from meterd.credentials import hash_secret, password_problems
 from meterd.guard import Password
+from meterd.policy.credentials import UserCredentials
 from meterd.policy.keys import check_authorized_key
 from meterd.policy.loader import NAME_PATTERN
 from meterd.policy.model import ANONYMOUS, Policy, User
@@ -216,4 +217,45 @@ async def user_reset_password(ctx: Context) -> int:
         "password_reset",
     )
     await ctx.line(f"password of {name} reset")
+    return EXIT_OK
+
+
+def _key_change(ctx: Context) -> tuple[str, str, str]:
+    """Check ``user key``'s arguments; return name, action and the key line."""
+    name, action, key = ctx.args[0], ctx.args[1], " ".join(ctx.args[2:])
+    if action not in ("add", "remove"):
+        raise UsageError(f'expected "add" or "remove", not {action!r}')
+    problem = check_authorized_key(key)
+    if problem:
+        raise UsageError(problem)
+    return name, action, key
+
+
+def _same_key(a: str, b: str) -> bool:
+    """Two key lines name the same key if type and blob agree (the comment does not count)."""
+    return a.split()[:2] == b.split()[:2]
+
+
+def check_user_key(ctx: Context) -> None:
+    """Pre-check of ``user key``: the user exists, the action and the key are well formed."""
+    name, _, _ = _key_change(ctx)
+    _user(ctx.runtime.guard.compiled.policy, name)
+
+
+async def user_key(ctx: Context) -> int:
+    """``user key NAME add|remove KEYTYPE KEYDATA``: change a user's SSH keys in the credential store."""
+    name, action, key = _key_change(ctx)
+    held = ctx.runtime.guard.credentials.of(name).ssh_keys
+    listed = any(_same_key(key, k) for k in held)
+    if action == "add" and listed:
+        raise PolicyEditError(f"{name} already has this key")
+    if action == "remove" and not listed:
+        raise PolicyEditError(f"{name} has no such key")
+
+    def change(c: UserCredentials) -> UserCredentials:
+        keys = tuple(k for k in c.ssh_keys if not _same_key(key, k))
+        return dataclasses.replace(c, ssh_keys=(*keys, key) if action == "add" else keys)
+
+    await change_credentials(ctx.runtime, ctx.session, name, change, f"key_{action}")
+    await ctx.line(f"key {'added to' if action == 'add' else 'removed from'} {name}")
     return EXIT_OK

@@ -12,7 +12,7 @@ import pytest
 
 from meterd.channels.base import Runtime
 from meterd.credentials import hash_secret
-from meterd.guard import Guard, Password, Session
+from meterd.guard import Guard, Password, PublicKey, Session
 from meterd.meter.simulated import SimulatedMeter
 from meterd.policy.compile import compile_policy
 from meterd.policy.credentials import Credentials
@@ -23,6 +23,7 @@ from meterd.policy.request import Channel
 from meterd.seclog import EventType, LogConfig, SecurityLog, read_records
 from meterd.shell import EXIT_DENIED, EXIT_OK, EXIT_USAGE, MeterShell
 from meterd.shell.commands import COMMANDS
+from tests.channels.ssh.harness import make_key
 
 PASSWORD = "Correct-Horse-7"
 
@@ -241,6 +242,30 @@ async def test_reset_password_changes_the_credentials_never_the_policy(
     assert await shell.execute("user reset-password bob") == EXIT_DENIED
     assert "refused by the credential store" in term.output
     assert await guard.authenticate(Channel.SSH, "test", "bob", Password(new))
+
+
+@shell_test()
+async def test_user_key_changes_the_credentials_never_the_policy(runtime: Runtime, tmp_path: Path) -> None:
+    _, public = make_key(tmp_path, "bob-key")
+    key_type, blob = public.split()[:2]
+    guard = runtime.guard
+    before = guard.compiled
+    term = ScriptedTerminal()
+    shell = MeterShell(runtime, await login(runtime, "root"), term)
+    assert await shell.execute(f"user key bob add {public}") == EXIT_OK, term.output
+    assert guard.key_acceptable(Channel.SSH, "bob", PublicKey(key_type, blob))
+    assert await shell.execute(f"user key bob add {key_type} {blob}") == EXIT_DENIED
+    assert "already has this key" in term.output
+    assert await shell.execute(f"user key bob remove {key_type} {blob}") == EXIT_OK, term.output
+    assert not guard.key_acceptable(Channel.SSH, "bob", PublicKey(key_type, blob))
+    assert await shell.execute(f"user key nobody add {public}") == EXIT_DENIED
+    assert await shell.execute(f"user key bob swap {public}") == EXIT_USAGE
+    assert guard.compiled is before
+    changes = [r.detail for r in read_records(tmp_path / "log") if r.event is EventType.PASSWORD_CHANGE]
+    assert [(d.get("how"), d.get("users")) for d in changes if "store" in d] == [
+        ("key_add", "bob"),
+        ("key_remove", "bob"),
+    ]
 
 
 def test_the_command_table_is_well_formed() -> None:
