@@ -276,9 +276,12 @@ class PolicyManager:
         try:
             policy, credentials, findings = self.prospect(guard, policy)
             compiled = compile_policy(policy)
-            if credentials != before:
+            # Additions first, removals once the policy version is stored: a crash in between
+            # leaves a store that seeding at the next start brings in line with either version.
+            added = Credentials({**before.users, **credentials.users})
+            if added != before:
                 try:
-                    self.credentials.write(credentials)
+                    self.credentials.write(added)
                 except OSError as e:
                     raise PolicyRefusedError([f"cannot write the credential store: {e.strerror}"]) from e
         except (PolicyRefusedError, ConfigError) as e:
@@ -294,6 +297,12 @@ class PolicyManager:
             raise PolicyRefusedError(problems) from e
         changes = tuple(diff_policies(guard.compiled.policy, policy))
         version = self.store.commit(dump_policy(policy))
+        if credentials != added:
+            try:
+                self.credentials.write(credentials)
+            except OSError as e:
+                # The policy is in force; the next start or change drops the stale entries.
+                log.error("credential store: removed users not dropped yet: %s", e.strerror)
         guard.install_credentials(credentials)
         guard.install_policy(compiled, version)
         await guard.record(

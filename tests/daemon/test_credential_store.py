@@ -85,3 +85,39 @@ def test_unwritable_store_refuses_the_change(tmp_path: Path) -> None:
 
     asyncio.run(main())
     assert manager.store.versions() == [1]
+
+
+def test_a_crash_before_the_policy_is_stored_keeps_every_credential_of_the_old_policy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The push removes op and adds newbie; the meter dies between the store and the policy write."""
+    admin_hash, op_hash, newbie_hash = (
+        hash_secret(secrets.token_urlsafe(12) + "-Aa1", log2_n=14) for _ in range(3)
+    )
+    configured = tmp_path / "policy.toml"
+    configured.write_text(
+        _policy_text(admin_hash).replace('["operator"]', f'["operator"]\npassword = "{op_hash}"')
+    )
+    manager = PolicyManager(configured, tmp_path, demo_accounts=False)
+    compiled, _ = manager.initial()
+    pushed = f'[users.admin]\nroles = ["rbacmnt"]\n[users.newbie]\nroles = ["viewer"]\npassword = "{newbie_hash}"\n'
+
+    def crash(text: str) -> int:
+        raise OSError(5, "power lost")
+
+    async def main() -> None:
+        SecurityLog.init(tmp_path / "log")
+        seclog = SecurityLog.open(tmp_path / "log")
+        guard = Guard(compiled, seclog, credentials=manager.initial_credentials)
+        monkeypatch.setattr(manager.store, "commit", crash)
+        with pytest.raises(OSError, match="power lost"):
+            await manager.apply(
+                guard, manager.parse_pushed(pushed, "pushed"), by="admin", channel=Channel.SSH, how="push"
+            )
+        seclog.close()
+
+    asyncio.run(main())
+    restarted = PolicyManager(configured, tmp_path, demo_accounts=False)
+    restarted.initial()
+    assert set(restarted.initial_credentials.users) == {"admin", "op"}
+    assert restarted.initial_credentials.of("op").password_hash == op_hash
