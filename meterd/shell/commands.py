@@ -314,6 +314,17 @@ COMMANDS: tuple[Command, ...] = (
         check=user_cmds.check_user,
     ),
     Command(
+        ("user", "reset-pin"),
+        P.USER_MANAGEMENT,
+        "/meter/users",
+        user_cmds.user_reset_pin,
+        "NAME",
+        "set a user's front-panel PIN",
+        1,
+        1,
+        check=user_cmds.check_user,
+    ),
+    Command(
         ("user", "key"),
         P.USER_MANAGEMENT,
         "/meter/users",

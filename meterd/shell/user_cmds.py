@@ -1,8 +1,8 @@
 """Handlers of ``passwd`` and ``user ...``: edits through :mod:`meterd.shell.policy_edit`.
 
-``passwd``, ``user reset-password`` and ``user key`` change the meter's
-credential store only; ``user add|remove|roles`` change the policy (a new user's password and
-key are its initial credentials).
+``passwd``, ``user reset-password``, ``user reset-pin`` and ``user key``
+change the meter's credential store only; ``user add|remove|roles`` change
+the policy (a new user's password and key are its initial credentials).
 
 The ``check_*`` functions are the commands' pre-checks (run before the guard
 is asked, only for a holder of ``user_management``): a user that does not
@@ -258,4 +258,30 @@ async def user_key(ctx: Context) -> int:
 
     await change_credentials(ctx.runtime, ctx.session, name, change, f"key_{action}")
     await ctx.line(f"key {'added to' if action == 'add' else 'removed from'} {name}")
+    return EXIT_OK
+
+
+#: A front-panel PIN: digits only, as the panel's keypad types them.
+PIN_LENGTHS = range(6, 13)
+
+
+async def user_reset_pin(ctx: Context) -> int:
+    """``user reset-pin NAME``: set another user's front-panel PIN (6 to 12 digits)."""
+    name = ctx.args[0]
+    _user(ctx.runtime.guard.compiled.policy, name)
+    first = await ctx.terminal.read_line("new PIN: ", echo=False)
+    if first is None:
+        return EXIT_DENIED
+    second = await ctx.terminal.read_line("repeat new PIN: ", echo=False)
+    if second != first:
+        await ctx.line("error: the PINs differ")
+        return EXIT_DENIED
+    if not first.isascii() or not first.isdigit() or len(first) not in PIN_LENGTHS:
+        await ctx.line(f"error: a PIN is {PIN_LENGTHS.start} to {PIN_LENGTHS.stop - 1} digits")
+        return EXIT_DENIED
+    hashed = await asyncio.to_thread(hash_secret, first)
+    await change_credentials(
+        ctx.runtime, ctx.session, name, lambda c: dataclasses.replace(c, pin_hash=hashed), "pin_reset"
+    )
+    await ctx.line(f"PIN of {name} reset")
     return EXIT_OK

@@ -12,7 +12,7 @@ import pytest
 
 from meterd.channels.base import Runtime
 from meterd.credentials import hash_secret
-from meterd.guard import Guard, Password, PublicKey, Session
+from meterd.guard import Guard, Password, Pin, PublicKey, Session
 from meterd.meter.simulated import SimulatedMeter
 from meterd.policy.compile import compile_policy
 from meterd.policy.credentials import Credentials
@@ -266,6 +266,21 @@ async def test_user_key_changes_the_credentials_never_the_policy(runtime: Runtim
         ("key_add", "bob"),
         ("key_remove", "bob"),
     ]
+
+
+@shell_test()
+async def test_reset_pin_sets_a_panel_pin_of_digits(runtime: Runtime, tmp_path: Path) -> None:
+    pin = "".join(secrets.choice("0123456789") for _ in range(8))
+    guard = runtime.guard
+    term = ScriptedTerminal([pin, pin, "12ab56", "12ab56", "12345", "12345"])
+    shell = MeterShell(runtime, await login(runtime, "root"), term)
+    assert await shell.execute("user reset-pin bob") == EXIT_OK, term.output
+    assert all(not echo for _, echo in term.prompts)
+    assert await guard.authenticate(Channel.PANEL, "panel", "bob", Pin(pin))
+    assert await shell.execute("user reset-pin bob") == EXIT_DENIED
+    assert await shell.execute("user reset-pin bob") == EXIT_DENIED
+    assert term.output.count("a PIN is 6 to 12 digits") == 2
+    assert await guard.authenticate(Channel.PANEL, "panel", "bob", Pin(pin))
 
 
 def test_the_command_table_is_well_formed() -> None:
