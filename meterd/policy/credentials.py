@@ -118,7 +118,11 @@ def changed_users(before: Credentials, after: Credentials) -> tuple[list[str], l
 
 
 def user_management_logins(policy: Policy, credentials: Credentials) -> list[str]:
-    """Enabled holders of ``user_management`` that could log in (a credential on the meter)."""
+    """Enabled holders of ``user_management`` that could log in where users are managed.
+
+    A user needs a password or an SSH key on the meter (a panel PIN reaches no
+    user management); an application a certificate or an SSH key.
+    """
     out = []
     for p in principals(policy):
         if not p.enabled or p.kind is PrincipalKind.ANONYMOUS:
@@ -127,7 +131,9 @@ def user_management_logins(policy: Policy, credentials: Credentials) -> list[str
             continue
         app = policy.applications.get(p.name)
         app_login = app is not None and bool(app.cert_fingerprints or app.ssh_keys)
-        if app_login or (p.name in policy.users and p.name in credentials.users):
+        held = credentials.of(p.name)
+        user_login = p.name in policy.users and (held.password_hash is not None or bool(held.ssh_keys))
+        if app_login or user_login:
             out.append(p.name)
     return sorted(out)
 

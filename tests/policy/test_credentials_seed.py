@@ -78,6 +78,8 @@ def test_lint_and_the_last_manager_login() -> None:
     assert [f.code for f in lint_credentials(policy, with_admin)] == ["no-credential"]
     assert user_management_logins(policy, with_admin) == ["admin"]
     assert user_management_logins(policy, Credentials({"tech": key})) == []
+    pin_only = Credentials({"admin": UserCredentials(pin_hash=hash_secret(_secret(), log2_n=14))})
+    assert user_management_logins(policy, pin_only) == []
 
 
 def test_store_round_trip_and_corrupt_stores_are_refused(tmp_path: Path) -> None:
