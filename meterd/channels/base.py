@@ -9,6 +9,7 @@ from typing import Protocol
 
 from meterd.guard import Guard, Session
 from meterd.meter.interface import Meter
+from meterd.policy.credentials import Credentials
 from meterd.policy.model import Policy
 
 
@@ -22,6 +23,11 @@ class PolicyCommands(Protocol):
 
     async def edit(self, guard: Guard, session: Session, policy: Policy, how: str) -> tuple[int, str]:
         """Put an edited policy (from the meter shell) in force; return (exit status, output)."""
+
+    async def set_credentials(
+        self, guard: Guard, session: Session, credentials: Credentials, how: str
+    ) -> tuple[int, str]:
+        """Store changed local credentials (from the meter shell) and put them in force."""
 
 
 @dataclass(frozen=True, slots=True)

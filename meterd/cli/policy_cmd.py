@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 from meterd.cli import push_cmd, review_cmd
-from meterd.errors import PolicyError, PolicyValidationError
+from meterd.errors import ConfigError, PolicyError, PolicyValidationError
 from meterd.policy.compile import compile_policy
+from meterd.policy.credentials import Credentials, decode_store, lint_credentials, seed
 from meterd.policy.diff import diff_policies
 from meterd.policy.explain import explain
 from meterd.policy.files import read_policy_file
@@ -33,6 +34,13 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
     p = sub.add_parser("lint", help="check least privilege and separation of duties")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    p.add_argument(
+        "--credentials",
+        type=Path,
+        metavar="STORE",
+        help="a meter's credential store (credentials.json): also report enabled users who would have "
+        "no credential on that meter (a push dry run reports them too)",
+    )
     p.set_defaults(handler=_lint)
 
     p = sub.add_parser("explain", help="say whether a request is allowed and why")
@@ -83,14 +91,31 @@ def _validate(args: argparse.Namespace) -> int:
     return status
 
 
+def _read_store(path: Path) -> Credentials | None:
+    try:
+        return decode_store(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as e:
+        print(f"error: {path}: cannot read: {e}", file=sys.stderr)
+    except ConfigError as e:
+        print(f"error: {path}: {e.render()}", file=sys.stderr)
+    return None
+
+
 def _lint(args: argparse.Namespace) -> int:
     status = EXIT_OK
+    known = None
+    if args.credentials is not None:
+        known = _read_store(args.credentials)
+        if known is None:
+            return EXIT_BAD_INPUT
     for path in args.files:
         policy = _load(path)
         if policy is None:
             status = EXIT_BAD_INPUT
             continue
         findings = lint_policy(policy)
+        if known is not None:
+            findings += lint_credentials(policy, seed(known, policy))
         for finding in findings:
             print(f"{path}: {finding.render()}")
         errors = sum(f.severity is Severity.ERROR for f in findings)

@@ -145,6 +145,7 @@ class Daemon:
             observer=metrics,
             last_demand_reset=meter.status().last_peak_reset,
             policy_version=version,
+            credentials=policies.initial_credentials,
         )
         service = PolicyService.from_settings(
             policies,
@@ -164,6 +165,7 @@ class Daemon:
             channel=Channel.LOCAL,
             detail={"state": "started", "policy_store_version": version},
         )
+        await policies.record_start(guard)
         if policies.new_demo_credentials is not None:
             log.warning(
                 "demo accounts created; their passwords and PINs are in %s", policies.new_demo_credentials

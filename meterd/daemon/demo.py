@@ -2,8 +2,9 @@
 
 Enabled users that have no credential in the policy get a random password,
 a panel PIN and an SSH key pair.  The hashes and public keys are kept in
-``demo-accounts.toml`` (merged into every policy text meterd puts in force,
-so a reload or a push of a policy without credentials keeps them); the clear
+``demo-accounts.toml`` and merged into every policy text meterd puts in force
+as its initial credentials: they seed the credential store for a user it does
+not hold yet, and never replace what it holds; the clear
 text goes once into ``demo-credentials.txt`` (0600) and the private keys
 into ``demo-keys/<user>`` (0600) for the person running the demo.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import secrets
 import string
 import tomllib
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +69,9 @@ def _render(stored: dict[str, Any]) -> bytes:
     return "\n".join(tables).encode()
 
 
-def apply_demo_accounts(data: dict[str, Any], state_dir: Path, *, create: bool = True) -> Path | None:
+def apply_demo_accounts(
+    data: dict[str, Any], state_dir: Path, *, create: bool = True, known: Collection[str] = ()
+) -> Path | None:
     """Fill in demo credentials in parsed policy ``data`` (in place).
 
     Args:
@@ -75,6 +79,8 @@ def apply_demo_accounts(data: dict[str, Any], state_dir: Path, *, create: bool =
         state_dir: The daemon's state directory.
         create: Make credentials for users that have none yet (the configured
             policy); if False (a pushed policy), only merge existing ones and write nothing.
+        known: Users the meter's credential store already holds: nothing is made for them
+            (a demo credential would never be used).
 
     Returns:
         The clear-text credentials file if something was added to it just now, else None.
@@ -96,7 +102,7 @@ def apply_demo_accounts(data: dict[str, Any], state_dir: Path, *, create: bool =
             continue
         if any(k in entry for k in _CREDENTIALS):
             continue
-        if create and NAME_PATTERN.match(name):
+        if create and NAME_PATTERN.match(name) and name not in known:
             added += _create(name, stored, state_dir)
         if name in stored:
             entry.update(stored[name])

@@ -4,6 +4,13 @@ Start-up, reload (SIGHUP), a push from the configuration tool, a rollback and
 an edit from the meter shell all go through :meth:`PolicyManager.apply`, so
 each is checked and recorded the same way.  A refused policy leaves the
 running one untouched.
+
+Credentials are the meter's: the policy put in force carries none.  Its users'
+password hashes, PINs and SSH keys come from the credential store
+(:mod:`meterd.daemon.credential_store`); credentials a policy carries are
+taken only for users the store holds nothing for (:func:`~meterd.policy.credentials.seed`),
+so a push never changes an existing credential.  A change that would leave
+no holder of ``user_management`` able to log in is refused.
 """
 
 from __future__ import annotations
@@ -14,12 +21,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from meterd.daemon.credential_store import CredentialStore
 from meterd.daemon.demo import apply_demo_accounts
 from meterd.daemon.demo_pki import apply_demo_pki
 from meterd.daemon.store import PolicyStore
 from meterd.errors import ConfigError, PolicyError
 from meterd.guard import Guard
 from meterd.policy.compile import CompiledPolicy, compile_policy
+from meterd.policy.credentials import (
+    Credentials,
+    changed_users,
+    lint_credentials,
+    seed,
+    user_management_logins,
+    without_credentials,
+)
 from meterd.policy.diff import AccessChange, diff_policies
 from meterd.policy.dump import dump_policy
 from meterd.policy.files import read_policy_text
@@ -60,12 +76,41 @@ class Applied:
     warnings: tuple[Finding, ...]
 
 
-def check(policy: Policy) -> list[Finding]:
+def check(
+    policy: Policy,
+    credentials: Credentials | None = None,
+    *,
+    before: tuple[Policy, Credentials] | None = None,
+) -> list[Finding]:
     """Return lint findings; raise :class:`PolicyRefusedError` if any is an error.
 
     An error includes leaving nobody able to manage users (the last administrator rule).
+
+    Args:
+        policy: The policy to check.
+        credentials: The meter's credentials with ``policy`` in force: users
+            without one are reported.
+        before: The policy and credentials in force now: a change that leaves
+            no holder of ``user_management`` able to log in, where one could
+            before, is an error.
     """
     findings = lint_policy(policy)
+    if credentials is not None:
+        findings += lint_credentials(policy, credentials)
+        if (
+            before is not None
+            and user_management_logins(*before)
+            and not user_management_logins(policy, credentials)
+        ):
+            findings.append(
+                Finding(
+                    Severity.ERROR,
+                    "no-user-manager-login",
+                    "policy",
+                    "no enabled holder of user_management would have a credential on the meter: "
+                    "nobody could log in to manage users; keep one who has a credential",
+                )
+            )
     errors = [f.render() for f in findings if f.severity is Severity.ERROR]
     if errors:
         raise PolicyRefusedError(errors)
@@ -88,6 +133,11 @@ class PolicyManager:
         self.state_dir = state_dir
         self.demo_accounts = demo_accounts
         self.store = PolicyStore(state_dir / "policy")
+        self.credentials = CredentialStore(state_dir)
+        #: The credentials :meth:`initial` found or seeded (the guard starts with them).
+        self.initial_credentials = Credentials()
+        #: Users whose credentials :meth:`initial` added or dropped, to record once the log is open.
+        self._seeded_at_start: tuple[list[str], list[str]] = ([], [])
         #: Set when demo credentials were created on this start.
         self.new_demo_credentials: Path | None = None
         #: Set when demo certificates were issued on this start.
@@ -128,7 +178,8 @@ class PolicyManager:
         except tomllib.TOMLDecodeError as e:
             raise PolicyError(f"not valid TOML: {e}", source=source) from e
         if self.demo_accounts:
-            created = apply_demo_accounts(data, self.state_dir, create=create)
+            known = self.credentials.read().users if create else ()
+            created = apply_demo_accounts(data, self.state_dir, create=create, known=known)
             self.new_demo_credentials = created or self.new_demo_credentials
             self.new_demo_pki = apply_demo_pki(data, self.state_dir, issue=create) or self.new_demo_pki
         return load_policy(data, source)
@@ -139,15 +190,69 @@ class PolicyManager:
         Raises:
             ConfigError: If neither yields a valid policy (the daemon must not start).
         """
+        known = self.credentials.read()
         version = self.store.current()
         if version is None:
             policy = self.read_configured()
             check(policy)
+            credentials = seed(known, policy)
+            policy = without_credentials(policy)
+            self._write_credentials(known, credentials)
             version = self.store.commit(dump_policy(policy))
         else:
             policy = read_policy_text(self.store.read(version), f"{self.store.directory}/v{version:06d}.toml")
             check(policy)
+            # A version stored before the credential store existed still carries them: they seed it.
+            credentials = seed(known, policy)
+            policy = without_credentials(policy)
+            self._write_credentials(known, credentials)
+        self.initial_credentials = credentials
+        self._seeded_at_start = changed_users(known, credentials)
         return compile_policy(policy), version
+
+    def _write_credentials(self, known: Credentials, credentials: Credentials) -> None:
+        if credentials != known or not self.credentials.exists():
+            try:
+                self.credentials.write(credentials)
+            except OSError as e:
+                raise ConfigError(f"cannot write: {e.strerror}", source=str(self.credentials.path)) from e
+
+    async def record_start(self, guard: Guard) -> None:
+        """Record the credentials :meth:`initial` seeded or dropped (the log was not open then)."""
+        await record_credentials(
+            guard, *self._seeded_at_start, by="meterd", channel=Channel.LOCAL, how="start"
+        )
+        self._seeded_at_start = ([], [])
+
+    def prospect(self, guard: Guard, policy: Policy) -> tuple[Policy, Credentials, list[Finding]]:
+        """What putting ``policy`` in force gives: it without credentials, the credentials, findings.
+
+        Raises:
+            PolicyRefusedError: It fails lint or would leave nobody able to log in to manage users.
+        """
+        credentials = seed(guard.credentials, policy)
+        stripped = without_credentials(policy)
+        findings = check(stripped, credentials, before=(guard.compiled.policy, guard.credentials))
+        return stripped, credentials, findings
+
+    async def set_credentials(
+        self, guard: Guard, credentials: Credentials, *, by: str, channel: Channel, source: str, how: str
+    ) -> None:
+        """Store ``credentials`` and put them in force (``passwd``, ``user reset-password``, key changes).
+
+        Raises:
+            CredentialStoreError: The store could not be written; nothing changed.
+        """
+        before = guard.credentials
+        # Written in the event loop, like a policy version, so no push can seed in between.
+        try:
+            self.credentials.write(credentials)
+        except OSError as e:
+            raise CredentialStoreError(f"cannot write the credential store: {e.strerror}") from e
+        guard.install_credentials(credentials)
+        await record_credentials(
+            guard, *changed_users(before, credentials), by=by, channel=channel, source=source, how=how
+        )
 
     async def apply(
         self,
@@ -167,9 +272,18 @@ class PolicyManager:
         Raises:
             PolicyRefusedError: It fails lint; the refusal is recorded and nothing changes.
         """
+        before = guard.credentials
         try:
-            findings = check(policy)
+            policy, credentials, findings = self.prospect(guard, policy)
             compiled = compile_policy(policy)
+            # Additions first, removals once the policy version is stored: a crash in between
+            # leaves a store that seeding at the next start brings in line with either version.
+            added = Credentials({**before.users, **credentials.users})
+            if added != before:
+                try:
+                    self.credentials.write(added)
+                except OSError as e:
+                    raise PolicyRefusedError([f"cannot write the credential store: {e.strerror}"]) from e
         except (PolicyRefusedError, ConfigError) as e:
             problems = e.problems if isinstance(e, PolicyRefusedError) else [e.render()]
             await guard.record(
@@ -183,6 +297,13 @@ class PolicyManager:
             raise PolicyRefusedError(problems) from e
         changes = tuple(diff_policies(guard.compiled.policy, policy))
         version = self.store.commit(dump_policy(policy))
+        if credentials != added:
+            try:
+                self.credentials.write(credentials)
+            except OSError as e:
+                # The policy is in force; the next start or change drops the stale entries.
+                log.error("credential store: removed users not dropped yet: %s", e.strerror)
+        guard.install_credentials(credentials)
         guard.install_policy(compiled, version)
         await guard.record(
             EventType.POLICY_CHANGE,
@@ -201,6 +322,9 @@ class PolicyManager:
             },
         )
         log.info("policy version %d in force (%s by %s): %d access changes", version, how, by, len(changes))
+        await record_credentials(
+            guard, *changed_users(before, credentials), by=by, channel=channel, source=source, how=how
+        )
         warnings = tuple(f for f in findings if f.severity is Severity.WARNING)
         return Applied(version, changes, warnings)
 
@@ -227,3 +351,30 @@ class PolicyManager:
 def summarise_text(text: str) -> str:
     """Clip free text to what a log detail may hold."""
     return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 3] + "..."
+
+
+class CredentialStoreError(PolicyError):
+    """The credential store could not be written; the credentials in force are unchanged."""
+
+
+async def record_credentials(
+    guard: Guard,
+    changed: list[str],
+    removed: list[str],
+    *,
+    by: str,
+    channel: Channel,
+    source: str = "",
+    how: str,
+) -> None:
+    """Record which users' credentials were set (``password_change``) or dropped (``password_delete``)."""
+    for event, users in ((EventType.PASSWORD_CHANGE, changed), (EventType.PASSWORD_DELETE, removed)):
+        if users:
+            await guard.record(
+                event,
+                by,
+                Outcome.ALLOW,
+                channel=channel,
+                source=source,
+                detail={"how": how, "store": "credentials", "users": summarise_text(",".join(users))},
+            )

@@ -25,10 +25,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from meterd.daemon.bundle_gate import Accepted, BundleGate
-from meterd.daemon.policies import PolicyManager, PolicyRefusedError, check, summarise_text
+from meterd.daemon.policies import CredentialStoreError, PolicyManager, PolicyRefusedError, summarise_text
 from meterd.errors import ChannelError, ConfigError, PolicyError, PolicyValidationError
 from meterd.guard import Guard, Session
 from meterd.policy.bundle import load_verify_key
+from meterd.policy.credentials import Credentials
 from meterd.policy.diff import diff_policies
 from meterd.policy.files import read_policy_text
 from meterd.policy.model import Policy
@@ -137,6 +138,23 @@ class PolicyService:
             return 1, "\n".join(["refused; the running policy is unchanged:", *e.problems])
         return 0, f"applied: policy store version {applied.version}"
 
+    async def set_credentials(
+        self, guard: Guard, session: Session, credentials: Credentials, how: str
+    ) -> Reply:
+        """Store and put in force credentials changed in the meter shell (it has had its decision)."""
+        try:
+            await self.manager.set_credentials(
+                guard,
+                credentials,
+                by=session.principal,
+                channel=session.channel,
+                source=session.source,
+                how=how,
+            )
+        except CredentialStoreError as e:
+            return 1, e.render()
+        return 0, "credentials stored"
+
     async def _refuse(
         self, guard: Guard, session: Session, how: str, problems: list[str], status: int, *, reason: str = ""
     ) -> Reply:
@@ -191,12 +209,12 @@ class PolicyService:
     ) -> Reply:
         if dry_run:
             try:
-                findings = check(policy)
+                stripped, _, findings = self.manager.prospect(guard, policy)
             except PolicyRefusedError as e:
                 return 1, "\n".join(["dry run: would be refused:", *e.problems])
             lines = [
                 "dry run: nothing applied",
-                *(c.render() for c in diff_policies(guard.policy, policy)),
+                *(c.render() for c in diff_policies(guard.policy, stripped)),
             ]
             lines += [f.render() for f in findings]
             return 0, "\n".join(lines)

@@ -1,7 +1,10 @@
-"""What a principal presents at login, and how it is checked against the policy.
+"""What a principal presents at login, and how it is checked against the meter's credentials.
 
 The check is pure apart from the deliberate cost of scrypt; the guard decides
-what a failure means (lockout counting, the answer the client sees).
+what a failure means (lockout counting, the answer the client sees).  A
+user's password, PIN and SSH keys come from the :class:`Credentials` snapshot
+the guard holds (loaded from the credential store), never from the policy; the
+policy says who exists and whether they are enabled.
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from meterd.credentials import dummy_verify, verify_secret
+from meterd.policy.credentials import Credentials
 from meterd.policy.model import Application, Policy, User
 
 
@@ -72,21 +76,27 @@ def counts_toward_lockout(credential: Credential) -> bool:
     return isinstance(credential, Password | Pin)
 
 
-def check_credential(policy: Policy, name: str, credential: Credential) -> bool:
-    """Return True if ``credential`` proves identity ``name`` under ``policy``.
+def check_credential(policy: Policy, credentials: Credentials, name: str, credential: Credential) -> bool:
+    """Return True if ``credential`` proves identity ``name``.
 
-    Unknown names and missing hashes cost the same scrypt work as a real check,
-    so response time does not reveal which names exist.
+    A user of ``policy`` is checked against its entry in ``credentials`` (an
+    entry for a name the policy does not have proves nothing); an application
+    against its certificates and keys in ``policy``.  Unknown names and missing
+    hashes cost the same scrypt work as a real check, so response time does not
+    reveal which names exist.
     """
     principal: User | Application | None = policy.users.get(name) or policy.applications.get(name)
     if isinstance(credential, Password | Pin):
         stored = None
         if isinstance(principal, User):
-            stored = principal.password_hash if isinstance(credential, Password) else principal.pin_hash
+            entry = credentials.of(name)
+            stored = entry.password_hash if isinstance(credential, Password) else entry.pin_hash
         if stored is None:
             return dummy_verify(credential.secret)
         return verify_secret(credential.secret, stored)
     if isinstance(credential, PublicKey):
+        if isinstance(principal, User):
+            return _key_matches(credentials.of(name).ssh_keys, credential)
         return principal is not None and _key_matches(principal.ssh_keys, credential)
     return (
         isinstance(principal, Application) and credential.fingerprint.lower() in principal.cert_fingerprints

@@ -44,6 +44,7 @@ from meterd.guard.lockout import LoginLockout
 from meterd.guard.observer import GuardObserver, NullObserver
 from meterd.guard.sessions import Session, SessionRegistry
 from meterd.policy.compile import CompiledPolicy
+from meterd.policy.credentials import Credentials, initial_credentials
 from meterd.policy.grants import PrincipalKind, grants_of
 from meterd.policy.model import ANONYMOUS, Policy
 from meterd.policy.permissions import Permission
@@ -87,6 +88,7 @@ class Guard:
         wall: Clock for the demand-reset lockout period (it must survive restarts).
         last_demand_reset: Wall time of the last peak-demand reset, from the meter.
         policy_version: The policy-store version of ``compiled``.
+        credentials: The meter's local credentials (default: those ``compiled``'s policy carries).
     """
 
     def __init__(
@@ -99,8 +101,10 @@ class Guard:
         wall: Callable[[], float] = time.time,
         last_demand_reset: float | None = None,
         policy_version: int | None = None,
+        credentials: Credentials | None = None,
     ) -> None:
         self._compiled = compiled
+        self._credentials = credentials if credentials is not None else initial_credentials(compiled.policy)
         #: The policy-store version in force (follows push, rollback, shell edits and reload).
         self.policy_version = policy_version or 0
         self.observer: GuardObserver = observer or NullObserver()
@@ -136,6 +140,15 @@ class Guard:
             self.policy_version = version
         self.observer.policy_in_force(self.policy_version, compiled.policy.version)
         return previous
+
+    @property
+    def credentials(self) -> Credentials:
+        """The local credentials in force."""
+        return self._credentials
+
+    def install_credentials(self, credentials: Credentials) -> None:
+        """Put a new credentials snapshot in force in one step (checks under way keep the old one)."""
+        self._credentials = credentials
 
     # -- recording --------------------------------------------------------
 
@@ -187,7 +200,7 @@ class Guard:
         A locked account, an unknown name and a wrong secret all return False
         after the same work, so the answer reveals nothing; the log says which.
         """
-        compiled = self._compiled
+        compiled, credentials = self._compiled, self._credentials
         settings = compiled.policy.settings
         now = self._monotonic()
         locked = self.lockout.locked(name, channel, now)
@@ -196,10 +209,12 @@ class Guard:
         # network flood queues apart from local logins; keys and certificates are a lookup.
         if counts_toward_lockout(credential):
             valid = await credential_checks().run(
-                channel, source, functools.partial(check_credential, compiled.policy, name, credential)
+                channel,
+                source,
+                functools.partial(check_credential, compiled.policy, credentials, name, credential),
             )
         else:
-            valid = check_credential(compiled.policy, name, credential)
+            valid = check_credential(compiled.policy, credentials, name, credential)
         if valid and not locked:
             self.lockout.success(name, channel)
             return True
@@ -640,7 +655,7 @@ class Guard:
         """
         if self.lockout.locked(name, channel, self._monotonic()):
             return False
-        return check_credential(self._compiled.policy, name, key)
+        return check_credential(self._compiled.policy, self._credentials, name, key)
 
     async def authorize_any(
         self,
@@ -769,6 +784,17 @@ class Guard:
             EventType.POLICY_CHANGE,
             principal or session.principal,
             outcome,
+            channel=session.channel,
+            source=session.source,
+            detail=detail,
+        )
+
+    async def credentials_changed(self, session: Session, detail: Detail) -> bool:
+        """Record a change of local credentials (a password, PIN or key) made from ``session``."""
+        return await self.record(
+            EventType.PASSWORD_CHANGE,
+            session.principal,
+            Outcome.ALLOW,
             channel=session.channel,
             source=session.source,
             detail=detail,

@@ -1,4 +1,8 @@
-"""Handlers of ``passwd`` and ``user ...``: policy edits through :mod:`meterd.shell.policy_edit`.
+"""Handlers of ``passwd`` and ``user ...``: edits through :mod:`meterd.shell.policy_edit`.
+
+``passwd``, ``user reset-password``, ``user reset-pin`` and ``user key``
+change the meter's credential store only; ``user add|remove|roles`` change
+the policy (a new user's password and key are its initial credentials).
 
 The ``check_*`` functions are the commands' pre-checks (run before the guard
 is asked, only for a holder of ``user_management``): a user that does not
@@ -14,11 +18,18 @@ import dataclasses
 
 from meterd.credentials import hash_secret, password_problems
 from meterd.guard import Password
+from meterd.policy.credentials import UserCredentials
 from meterd.policy.keys import check_authorized_key
 from meterd.policy.loader import NAME_PATTERN
 from meterd.policy.model import ANONYMOUS, Policy, User
 from meterd.shell.context import Context, UsageError
-from meterd.shell.policy_edit import PolicyEditError, apply_policy_change, remove_user, replace_user
+from meterd.shell.policy_edit import (
+    PolicyEditError,
+    apply_policy_change,
+    change_credentials,
+    remove_user,
+    replace_user,
+)
 from meterd.shell.terminal import EXIT_DENIED, EXIT_OK
 
 
@@ -51,12 +62,8 @@ async def passwd(ctx: Context) -> int:
         return EXIT_DENIED
     hashed = await asyncio.to_thread(hash_secret, new)
     name = session.principal
-    await apply_policy_change(
-        ctx.runtime,
-        session,
-        lambda p: replace_user(p, dataclasses.replace(_user(p, name), password_hash=hashed)),
-        "password_change",
-        name,
+    await change_credentials(
+        ctx.runtime, session, name, lambda c: dataclasses.replace(c, password_hash=hashed), "password_change"
     )
     await ctx.line("password changed")
     return EXIT_OK
@@ -64,12 +71,13 @@ async def passwd(ctx: Context) -> int:
 
 async def user_list(ctx: Context) -> int:
     """``user list``."""
-    policy = ctx.runtime.guard.policy
+    policy, credentials = ctx.runtime.guard.policy, ctx.runtime.guard.credentials
     rows = []
     for name, user in sorted(policy.users.items()):
         group_roles = [r for g in policy.groups_of(name) for r in g.roles]
         roles = ",".join(dict.fromkeys([*user.roles, *group_roles])) or "-"
-        rows.append((name, roles, user.enabled, user.password_hash is not None, len(user.ssh_keys)))
+        held = credentials.of(name)
+        rows.append((name, roles, user.enabled, held.password_hash is not None, len(held.ssh_keys)))
     await ctx.table(("user", "roles", "enabled", "password", "keys"), rows)
     return EXIT_OK
 
@@ -201,12 +209,79 @@ async def user_reset_password(ctx: Context) -> int:
     if new is None:
         return EXIT_DENIED
     hashed = await asyncio.to_thread(hash_secret, new)
-    await apply_policy_change(
+    await change_credentials(
         ctx.runtime,
         ctx.session,
-        lambda p: replace_user(p, dataclasses.replace(_user(p, name), password_hash=hashed)),
-        "password_reset",
         name,
+        lambda c: dataclasses.replace(c, password_hash=hashed),
+        "password_reset",
     )
     await ctx.line(f"password of {name} reset")
+    return EXIT_OK
+
+
+def _key_change(ctx: Context) -> tuple[str, str, str]:
+    """Check ``user key``'s arguments; return name, action and the key line."""
+    name, action, key = ctx.args[0], ctx.args[1], " ".join(ctx.args[2:])
+    if action not in ("add", "remove"):
+        raise UsageError(f'expected "add" or "remove", not {action!r}')
+    problem = check_authorized_key(key)
+    if problem:
+        raise UsageError(problem)
+    return name, action, key
+
+
+def _same_key(a: str, b: str) -> bool:
+    """Two key lines name the same key if type and blob agree (the comment does not count)."""
+    return a.split()[:2] == b.split()[:2]
+
+
+def check_user_key(ctx: Context) -> None:
+    """Pre-check of ``user key``: the user exists, the action and the key are well formed."""
+    name, _, _ = _key_change(ctx)
+    _user(ctx.runtime.guard.policy, name)
+
+
+async def user_key(ctx: Context) -> int:
+    """``user key NAME add|remove KEYTYPE KEYDATA``: change a user's SSH keys in the credential store."""
+    name, action, key = _key_change(ctx)
+    held = ctx.runtime.guard.credentials.of(name).ssh_keys
+    listed = any(_same_key(key, k) for k in held)
+    if action == "add" and listed:
+        raise PolicyEditError(f"{name} already has this key")
+    if action == "remove" and not listed:
+        raise PolicyEditError(f"{name} has no such key")
+
+    def change(c: UserCredentials) -> UserCredentials:
+        keys = tuple(k for k in c.ssh_keys if not _same_key(key, k))
+        return dataclasses.replace(c, ssh_keys=(*keys, key) if action == "add" else keys)
+
+    await change_credentials(ctx.runtime, ctx.session, name, change, f"key_{action}")
+    await ctx.line(f"key {'added to' if action == 'add' else 'removed from'} {name}")
+    return EXIT_OK
+
+
+#: A front-panel PIN: digits only, as the panel's keypad types them.
+PIN_LENGTHS = range(6, 13)
+
+
+async def user_reset_pin(ctx: Context) -> int:
+    """``user reset-pin NAME``: set another user's front-panel PIN (6 to 12 digits)."""
+    name = ctx.args[0]
+    _user(ctx.runtime.guard.policy, name)
+    first = await ctx.terminal.read_line("new PIN: ", echo=False)
+    if first is None:
+        return EXIT_DENIED
+    second = await ctx.terminal.read_line("repeat new PIN: ", echo=False)
+    if second != first:
+        await ctx.line("error: the PINs differ")
+        return EXIT_DENIED
+    if not first.isascii() or not first.isdigit() or len(first) not in PIN_LENGTHS:
+        await ctx.line(f"error: a PIN is {PIN_LENGTHS.start} to {PIN_LENGTHS.stop - 1} digits")
+        return EXIT_DENIED
+    hashed = await asyncio.to_thread(hash_secret, first)
+    await change_credentials(
+        ctx.runtime, ctx.session, name, lambda c: dataclasses.replace(c, pin_hash=hashed), "pin_reset"
+    )
+    await ctx.line(f"PIN of {name} reset")
     return EXIT_OK

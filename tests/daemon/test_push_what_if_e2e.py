@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.daemon.conftest import RunningDaemon, policy_with, start_with_admin_key
+from tests.daemon.conftest import RunningDaemon, keypair, policy_with, start_with_admin_key
 from tests.daemon.test_push_e2e import meterctl
 
 StartDaemon = Callable[[Path], RunningDaemon]
@@ -46,11 +46,14 @@ def test_push_dry_run_shows_what_the_candidate_would_change(
     ]
     same = tmp_path / "same.toml"
     same.write_text(policy_with(public, "operator"))
-    # rbacmnt's push above is the work the log holds; the candidate hands user management to another user.
+    # rbacmnt's push above is the work the log holds; the candidate hands user management to another
+    # user (with a key of its own: a handover to nobody who can log in is refused outright).
+    (tmp_path / "newadmin").mkdir()
+    _, newadmin_key = keypair(tmp_path / "newadmin")
     handover = tmp_path / "handover.toml"
     handover.write_text(
         policy_with(public, "operator").replace('roles = ["rbacmnt"]', 'roles = ["viewer"]')
-        + '\n[users.newadmin]\nroles = ["rbacmnt"]\n'
+        + f'\n[users.newadmin]\nroles = ["rbacmnt"]\nssh_keys = ["{newadmin_key}"]\n'
     )
     assert meterctl("policy", "push", str(same), *remote, "--dry-run").returncode == 0
     copy = tmp_path / "fetched-log"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,10 @@ import pytest
 
 from meterd.channels.base import Runtime
 from meterd.credentials import hash_secret
-from meterd.guard import Guard, Session
+from meterd.guard import Guard, Password, Pin, PublicKey, Session
 from meterd.meter.simulated import SimulatedMeter
 from meterd.policy.compile import compile_policy
+from meterd.policy.credentials import Credentials
 from meterd.policy.loader import load_policy
 from meterd.policy.model import Policy
 from meterd.policy.permissions import Permission
@@ -21,6 +23,7 @@ from meterd.policy.request import Channel
 from meterd.seclog import EventType, LogConfig, SecurityLog, read_records
 from meterd.shell import EXIT_DENIED, EXIT_OK, EXIT_USAGE, MeterShell
 from meterd.shell.commands import COMMANDS
+from tests.channels.ssh.harness import make_key
 
 PASSWORD = "Correct-Horse-7"
 
@@ -47,6 +50,7 @@ class StubPolicies:
     def __init__(self, status: int = 0) -> None:
         self.status = status
         self.edits: list[tuple[Policy, str]] = []
+        self.credential_changes: list[str] = []
 
     async def run(
         self, guard: Guard, session: Session, argv: Sequence[str], payload: bytes
@@ -59,6 +63,15 @@ class StubPolicies:
             guard.install_policy(compile_policy(policy))
             return 0, f"policy version {policy.version} in force\n"
         return self.status, "refused by the policy service\n"
+
+    async def set_credentials(
+        self, guard: Guard, session: Session, credentials: Credentials, how: str
+    ) -> tuple[int, str]:
+        self.credential_changes.append(how)
+        if self.status == 0:
+            guard.install_credentials(credentials)
+            return 0, "credentials stored\n"
+        return self.status, "refused by the credential store\n"
 
 
 def _policy() -> Policy:
@@ -204,6 +217,70 @@ async def test_edits_go_through_the_daemons_policy_service(runtime: Runtime, tmp
     assert await shell.execute("user roles bob viewer") == EXIT_DENIED
     assert "refused by the policy service" in term.output
     assert runtime.guard.compiled.policy.users["bob"].roles == ("operator",)
+
+
+CREDENTIALS = StubPolicies()
+
+
+@shell_test(CREDENTIALS)
+async def test_reset_password_changes_the_credentials_never_the_policy(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    new, other = (secrets.token_urlsafe(12) + "-Aa1" for _ in range(2))
+    term = ScriptedTerminal([new, new])
+    guard = runtime.guard
+    before = guard.compiled
+    shell = MeterShell(runtime, await login(runtime, "root"), term)
+    assert await shell.execute("user reset-password bob") == EXIT_OK, term.output
+    assert CREDENTIALS.edits == []
+    assert CREDENTIALS.credential_changes == ["password_reset"]
+    assert guard.compiled is before
+    assert await guard.authenticate(Channel.SSH, "test", "bob", Password(new))
+    assert not await guard.authenticate(Channel.SSH, "test", "bob", Password(PASSWORD))
+    CREDENTIALS.status = 1
+    term.lines = [other, other]
+    assert await shell.execute("user reset-password bob") == EXIT_DENIED
+    assert "refused by the credential store" in term.output
+    assert await guard.authenticate(Channel.SSH, "test", "bob", Password(new))
+
+
+@shell_test()
+async def test_user_key_changes_the_credentials_never_the_policy(runtime: Runtime, tmp_path: Path) -> None:
+    _, public = make_key(tmp_path, "bob-key")
+    key_type, blob = public.split()[:2]
+    guard = runtime.guard
+    before = guard.compiled
+    term = ScriptedTerminal()
+    shell = MeterShell(runtime, await login(runtime, "root"), term)
+    assert await shell.execute(f"user key bob add {public}") == EXIT_OK, term.output
+    assert guard.key_acceptable(Channel.SSH, "bob", PublicKey(key_type, blob))
+    assert await shell.execute(f"user key bob add {key_type} {blob}") == EXIT_DENIED
+    assert "already has this key" in term.output
+    assert await shell.execute(f"user key bob remove {key_type} {blob}") == EXIT_OK, term.output
+    assert not guard.key_acceptable(Channel.SSH, "bob", PublicKey(key_type, blob))
+    assert await shell.execute(f"user key nobody add {public}") == EXIT_DENIED
+    assert await shell.execute(f"user key bob swap {public}") == EXIT_USAGE
+    assert guard.compiled is before
+    changes = [r.detail for r in read_records(tmp_path / "log") if r.event is EventType.PASSWORD_CHANGE]
+    assert [(d.get("how"), d.get("users")) for d in changes if "store" in d] == [
+        ("key_add", "bob"),
+        ("key_remove", "bob"),
+    ]
+
+
+@shell_test()
+async def test_reset_pin_sets_a_panel_pin_of_digits(runtime: Runtime, tmp_path: Path) -> None:
+    pin = "".join(secrets.choice("0123456789") for _ in range(8))
+    guard = runtime.guard
+    term = ScriptedTerminal([pin, pin, "12ab56", "12ab56", "12345", "12345"])
+    shell = MeterShell(runtime, await login(runtime, "root"), term)
+    assert await shell.execute("user reset-pin bob") == EXIT_OK, term.output
+    assert all(not echo for _, echo in term.prompts)
+    assert await guard.authenticate(Channel.PANEL, "panel", "bob", Pin(pin))
+    assert await shell.execute("user reset-pin bob") == EXIT_DENIED
+    assert await shell.execute("user reset-pin bob") == EXIT_DENIED
+    assert term.output.count("a PIN is 6 to 12 digits") == 2
+    assert await guard.authenticate(Channel.PANEL, "panel", "bob", Pin(pin))
 
 
 def test_the_command_table_is_well_formed() -> None:

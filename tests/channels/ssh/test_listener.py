@@ -13,6 +13,7 @@ from meterd.channels.ssh import SshConfig, SshListener, load
 from meterd.channels.ssh.hostkeys import HOST_KEY_NAME, load_or_create_host_key
 from meterd.errors import ConfigError
 from meterd.guard import Guard, Session
+from meterd.policy.credentials import Credentials
 from meterd.policy.model import Policy
 from meterd.seclog import EventType
 from meterd.tomlreader import Reader
@@ -98,6 +99,11 @@ class StubPolicies:
         return 0, "pushed\n"
 
     async def edit(self, guard: Guard, session: Session, policy: Policy, how: str) -> tuple[int, str]:
+        return 1, "not here"
+
+    async def set_credentials(
+        self, guard: Guard, session: Session, credentials: Credentials, how: str
+    ) -> tuple[int, str]:
         return 1, "not here"
 
 
