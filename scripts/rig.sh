@@ -141,9 +141,11 @@ choose_accel() {
 meterd_hash() {
     (
         cd "$here"
-        find meterd native setup.py pyproject.toml systemd config/rig config/policy.toml README.md \
-            scripts/rig.sh -type f ! -name '*.so' ! -name '*.pyc' ! -path '*/__pycache__/*' \
+        find meterd native setup.py pyproject.toml MANIFEST.in systemd config/rig config/policy.toml \
+            -type f ! -name '*.so' ! -name '*.pyc' ! -path '*/__pycache__/*' \
             ! -name '_evaluator.c' ! -name '_seal.c' -print0 | sort -z | xargs -0 sha256sum
+        readme_install_block
+        sed -n '/^provision_dir()/,/^}/p; /^install_meterd()/,/^}/p' "$0"
         echo "$1"
     ) | sha256sum | cut -c1-16
 }
@@ -224,7 +226,8 @@ install_meterd() {
     qemu_start "$out.tmp" "$base" "$accel" -drive "file=$work/provision.img,if=virtio,format=raw,readonly=on"
     wait_agent
     qga exec --timeout 60 -- mount -o ro /dev/vdb /mnt/provision
-    qga exec --timeout 900 -- bash -c 'cd /mnt/provision && bash -ex install.sh'
+    # The steps' output also goes to the guest's console, so console.log shows progress.
+    qga exec --timeout 900 -- bash -c 'cd /mnt/provision && set -o pipefail && bash -ex install.sh 2>&1 | tee /dev/ttyS0'
     qga exec --timeout 30 -- systemctl is-active meterd
     qga exec --timeout 30 -- umount /mnt/provision
     qemu_poweroff
