@@ -6,6 +6,7 @@
 #   scripts/rig.sh boot    build, then boot a throwaway overlay and wait for meterd
 #   scripts/rig.sh stop    power the booted guest off (bounded, then kill)
 #   scripts/rig.sh kill    kill QEMU outright (a power cut)
+#   scripts/rig.sh powercycle   a power cut, then a boot of the same disk
 #   scripts/rig.sh exec CMD...   run a command in the guest as root (QEMU guest agent)
 #
 # Layers, each cached under $RIG_DIR and rebuilt only when its inputs change:
@@ -173,11 +174,14 @@ qemu_start() {
     mkdir -p "$run_dir"
     rm -f "$run_dir"/{qga,ttyS1,monitor}.sock "$run_dir/qemu.pid"
     local cpu=max; [ "$accel" = kvm ] && cpu=host
+    # A boot's disk honours the guest's flushes, so a power cut loses nothing it synced;
+    # the install layer, finished by a clean power-off, may skip them.
+    local cache=${RIG_DISK_CACHE:-writeback}
     qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -m "$RIG_MEMORY" -smp "$RIG_CPUS" \
         -display none -nodefaults -daemonize -pidfile "$run_dir/qemu.pid" \
         -kernel "$base.vmlinuz" -initrd "$base.initrd" \
         -append "root=/dev/vda rw console=ttyS0 net.ifnames=1 systemd.show_status=1" \
-        -drive "file=$disk,if=virtio,format=qcow2,cache=unsafe" \
+        -drive "file=$disk,if=virtio,format=qcow2,cache=$cache" \
         -chardev "file,id=con0,path=$run_dir/console.log" -serial chardev:con0 \
         -chardev "socket,id=uart1,path=$run_dir/ttyS1.sock,server=on,wait=off" -serial chardev:uart1 \
         -chardev "socket,id=qga0,path=$run_dir/qga.sock,server=on,wait=off" \
@@ -223,7 +227,7 @@ install_meterd() {
     mke2fs -q -t ext4 -L provision -d "$work/dir" "$work/provision.img" 512M
     qemu-img create -q -f qcow2 -b "$(basename "$base")" -F qcow2 "$out.tmp"
     trap qemu_kill EXIT
-    qemu_start "$out.tmp" "$base" "$accel" -drive "file=$work/provision.img,if=virtio,format=raw,readonly=on"
+    RIG_DISK_CACHE=unsafe qemu_start "$out.tmp" "$base" "$accel" -drive "file=$work/provision.img,if=virtio,format=raw,readonly=on"
     wait_agent
     qga exec --timeout 60 -- mount -o ro /dev/vdb /mnt/provision
     # The steps' output also goes to the guest's console, so console.log shows progress.
@@ -288,11 +292,23 @@ rig: booted ($accel); console log $run_dir/console.log
 EOF
 }
 
+# A power cut under whatever runs, then a boot of the same disk (what a meter sees).
+powercycle() {
+    [ -n "$(qemu_pid)" ] || die "no rig guest is running"
+    qemu_kill
+    local base accel
+    base=$(cat "$RIG_DIR/current-base"); accel=$(cat "$RIG_DIR/current-accel")
+    cp "$run_dir/console.log" "$run_dir/console-before-cut.log" 2>/dev/null || true
+    step powercycle-qemu qemu_start "$run_dir/disk.qcow2" "$base" "$accel"
+    ( step powercycle-meterd wait_meterd ) || { qemu_kill; exit 1; }
+}
+
 case "${1:-boot}" in
     build) build ;;
     boot) boot ;;
     stop) qemu_poweroff ;;
     kill) qemu_kill ;;
+    powercycle) powercycle ;;
     exec) shift; qga exec --timeout "${RIG_EXEC_TIMEOUT:-120}" -- "$@" ;;
     *) die "usage: scripts/rig.sh [build|boot|stop|kill|exec CMD...]" ;;
 esac

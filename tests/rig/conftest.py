@@ -63,6 +63,7 @@ def meter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Meter]:
             modbus_port=int(env["RIG_MODBUS_PORT"]),
             modbus_tls_port=int(env["RIG_MODBUS_TLS_PORT"]),
             keys_dir=tmp_path_factory.mktemp("rig-keys"),
+            env=env,
         )
     finally:
         subprocess.run(["bash", str(RIG), "kill"], env=env, timeout=60, check=False)

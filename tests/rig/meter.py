@@ -10,6 +10,7 @@ from pathlib import Path
 from scripts.rig_qga import Result, run
 
 STATE = "/var/lib/meterd"
+RIG = Path(__file__).resolve().parents[2] / "scripts" / "rig.sh"
 
 
 @dataclass
@@ -21,6 +22,7 @@ class Meter:
     modbus_port: int
     modbus_tls_port: int
     keys_dir: Path
+    env: dict[str, str]
     _credentials: dict[str, list[str]] = field(default_factory=dict)
 
     def exec(
@@ -93,3 +95,15 @@ class Meter:
         """OpenSSH ``sftp`` on the host running ``batch``."""
         argv = ["sftp", *self._ssh_options(user), "-P", str(self.ssh_port), "-b", "-", f"{user}@127.0.0.1"]
         return subprocess.run(argv, input=batch, capture_output=True, text=True, timeout=timeout, check=False)
+
+    def powercycle(self) -> None:
+        """Cut QEMU's power (SIGKILL) and boot the same disk until meterd is active again."""
+        done = subprocess.run(
+            ["bash", str(RIG), "powercycle"],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
