@@ -26,14 +26,10 @@ def test_ssh_logs_in_with_the_demo_keys_and_the_guard_enforces(meter: Meter) -> 
     assert "denied: peak_demand_reset (" in denied.stdout + denied.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the SFTP view serves the records rendered as JSON, not the sealed frames meterctl log verify checks",
-)
 def test_the_security_log_fetched_over_sftp_verifies_on_the_host(meter: Meter, tmp_path: Path) -> None:
     meter.wait_active()
-    copy = tmp_path / "records.jsonl"
-    fetched = meter.sftp("secaud", f"get /security-log/records.jsonl {copy}\n")
+    copy = tmp_path / "frames.log"
+    fetched = meter.sftp("secaud", f"get /security-log/frames.log {copy}\n")
     assert fetched.returncode == 0, fetched.stderr
     key = tmp_path / "initial-key"
     key.write_bytes(meter.exec("cat", "/var/lib/meterd/security-log-initial-key").stdout)
