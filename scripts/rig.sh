@@ -195,6 +195,15 @@ qemu_start() {
 
 qemu_pid() { [ -f "$run_dir/qemu.pid" ] && cat "$run_dir/qemu.pid"; }
 
+# Alive and not a zombie (a daemonized QEMU's parent is PID 1, which may reap it late).
+qemu_alive() {
+    local state
+    state=$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+
+qemu_running() { local pid; pid=$(qemu_pid) && qemu_alive "$pid"; }
+
 # A power cut: QEMU killed outright.
 qemu_kill() {
     local pid
@@ -213,7 +222,7 @@ qemu_poweroff() {
     qga exec --timeout 10 -- systemctl poweroff --no-block >/dev/null 2>&1 || true
     local i
     for i in $(seq 1 120); do
-        kill -0 "$pid" 2>/dev/null || { rm -f "$run_dir/qemu.pid"; return 0; }
+        qemu_alive "$pid" || { rm -f "$run_dir/qemu.pid"; return 0; }
         sleep 1
     done
     kill -KILL "$pid" 2>/dev/null || true
@@ -250,7 +259,7 @@ build() {
     accel=$(choose_accel "$base.vmlinuz") || die "no usable QEMU accelerator; see $log_dir/accel.log"
     local layer; layer=$RIG_DIR/meterd-$(meterd_hash "$base").qcow2
     if [ ! -f "$layer" ]; then
-        [ -z "$(qemu_pid)" ] || die "a rig guest is running (scripts/rig.sh stop first)"
+        ! qemu_running || die "a rig guest is running (scripts/rig.sh stop first)"
         step meterd-install install_meterd "$base" "$layer" "$accel" \
             || { cp "$run_dir/console.log" "$log_dir/meterd-install-console.log" 2>/dev/null; exit 1; }
     fi
@@ -275,7 +284,7 @@ wait_meterd() {
 
 boot() {
     build
-    [ -z "$(qemu_pid)" ] || die "a rig guest is already running (scripts/rig.sh stop)"
+    ! qemu_running || die "a rig guest is already running (scripts/rig.sh stop)"
     local base layer accel
     base=$(cat "$RIG_DIR/current-base"); layer=$(cat "$RIG_DIR/current-layer"); accel=$(cat "$RIG_DIR/current-accel")
     mkdir -p "$run_dir"
@@ -294,7 +303,7 @@ EOF
 
 # A power cut under whatever runs, then a boot of the same disk (what a meter sees).
 powercycle() {
-    [ -n "$(qemu_pid)" ] || die "no rig guest is running"
+    qemu_running || die "no rig guest is running"
     qemu_kill
     local base accel
     base=$(cat "$RIG_DIR/current-base"); accel=$(cat "$RIG_DIR/current-accel")
