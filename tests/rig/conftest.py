@@ -29,6 +29,18 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def meter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Meter]:
+    if os.environ.get("RIG_ATTACH"):
+        # The guest `make rig` left booted (its run directory and ports): no boot, no kill.
+        env = dict(os.environ, PYTHON=sys.executable)
+        yield Meter(
+            run_dir=Path(env.get("RIG_RUN_DIR", ROOT / "build" / "rig" / "run")),
+            ssh_port=int(env.get("RIG_SSH_PORT", "10022")),
+            modbus_port=int(env.get("RIG_MODBUS_PORT", "10502")),
+            modbus_tls_port=int(env.get("RIG_MODBUS_TLS_PORT", "10802")),
+            keys_dir=tmp_path_factory.mktemp("rig-keys"),
+            env=env,
+        )
+        return
     run_dir = tmp_path_factory.mktemp("rig-run")
     env = dict(
         os.environ,
