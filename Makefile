@@ -48,6 +48,7 @@ bench-quick: $(STAMP)
 # The meter rig: a Debian guest in QEMU with meterd installed by the README's systemd
 # steps (scripts/rig.sh; images cached in build/rig). `make rig` leaves it booted.
 rig: $(STAMP)
+	@bash scripts/system-deps.sh --rig
 	bash scripts/rig.sh boot
 
 rig-stop:
@@ -55,6 +56,7 @@ rig-stop:
 
 # The tests that need the booted meter (they boot and stop their own guest).
 rig-test: $(STAMP)
+	@bash scripts/system-deps.sh --rig
 	bash scripts/rig.sh build
 	$(BIN)/python -m pytest -m rig tests/rig
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -80,10 +82,17 @@ def test_reload_puts_a_good_policy_in_force_and_keeps_it_on_a_broken_one(meter: 
         meter.sh("systemctl reload meterd")
 
 
-def starts(meter: Meter) -> list[dict[str, object]]:
-    """The security log's records of meterd starting (event reboot, state started), read in the guest."""
-    shown = meter.sh(f"meterctl log show --dir {LOG} --event reboot --json", timeout=120)
-    return [r for r in json.loads(shown) if r["detail"].get("state") == "started"]
+def starts_and_stops(meter: Meter) -> list[dict[str, Any]]:
+    """The security log's records of meterd starting and stopping (event reboot), read in the guest."""
+    records: list[dict[str, Any]] = json.loads(
+        meter.sh(f"meterctl log show --dir {LOG} --event reboot --json", timeout=120)
+    )
+    return records
+
+
+def starts(meter: Meter) -> list[dict[str, Any]]:
+    """The records of meterd starting."""
+    return [r for r in starts_and_stops(meter) if r["detail"].get("state") == "started"]
 
 
 def test_the_watchdog_restarts_a_stopped_daemon_and_the_log_records_it(meter: Meter) -> None:
@@ -104,7 +113,36 @@ def test_the_watchdog_restarts_a_stopped_daemon_and_the_log_records_it(meter: Me
     # The restart is in the security log, and the log still verifies after the abort.
     after = starts(meter)
     assert len(after) == len(started) + 1
-    assert int(str(after[-1]["seq"])) > int(str(started[-1]["seq"]))
+    assert after[-1]["seq"] > started[-1]["seq"]
+    meter.sh(
+        f"meterctl log verify --dir {LOG} --key-file /var/lib/meterd/security-log-initial-key", timeout=120
+    )
+
+
+def test_a_stop_under_ssh_load_leaves_a_log_that_verifies(meter: Meter) -> None:
+    meter.wait_active()
+    done = threading.Event()
+    answered = []
+
+    def ssh_load() -> None:
+        while not done.is_set():
+            answered.append(meter.ssh("operator", "show time", timeout=60).returncode)
+
+    load = threading.Thread(target=ssh_load)
+    load.start()
+    try:
+        deadline = time.monotonic() + 120
+        while answered.count(0) < 3:
+            assert time.monotonic() < deadline, answered
+            time.sleep(0.5)
+        meter.sh("systemctl stop meterd", timeout=120)
+        assert meter.unit("ActiveState", "Result") == {"ActiveState": "inactive", "Result": "success"}
+    finally:
+        done.set()
+        load.join(timeout=120)
+        meter.sh("systemctl start meterd", timeout=120)
+    stops = [r for r in starts_and_stops(meter) if r["detail"].get("state") == "stopped"]
+    assert stops
     meter.sh(
         f"meterctl log verify --dir {LOG} --key-file /var/lib/meterd/security-log-initial-key", timeout=120
     )
