@@ -67,7 +67,10 @@ step() {
     ( set -e; "$@" ) >"$log" 2>&1
     rc=$?
     set -e
-    [ "$rc" -eq 0 ] || die "step '$name' failed; see $log"
+    if [ "$rc" -ne 0 ]; then
+        [ -s "$run_dir/console.log" ] && log="$log (guest console: $run_dir/console.log)"
+        die "step '$name' failed; see $log"
+    fi
     echo "rig: $name done in $((SECONDS - start)) s" >&2
 }
 
@@ -260,8 +263,7 @@ build() {
     local layer; layer=$RIG_DIR/meterd-$(meterd_hash "$base").qcow2
     if [ ! -f "$layer" ]; then
         ! qemu_running || die "a rig guest is running (scripts/rig.sh stop first)"
-        step meterd-install install_meterd "$base" "$layer" "$accel" \
-            || { cp "$run_dir/console.log" "$log_dir/meterd-install-console.log" 2>/dev/null; exit 1; }
+        step meterd-install install_meterd "$base" "$layer" "$accel"
     fi
     echo "$base" >"$RIG_DIR/current-base"
     echo "$layer" >"$RIG_DIR/current-layer"

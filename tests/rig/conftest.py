@@ -1,4 +1,4 @@
-"""The booted meter: scripts/rig.sh boots the cached guest once per session for these tests."""
+"""The booted meter: scripts/rig.sh boots the cached guest once for this package's tests (and kills it after)."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ def free_port() -> int:
         return port
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def meter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Meter]:
     if os.environ.get("RIG_ATTACH"):
         # The guest `make rig` left booted (its run directory and ports): no boot, no kill.
