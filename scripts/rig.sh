@@ -242,8 +242,8 @@ install_meterd() {
     RIG_DISK_CACHE=unsafe qemu_start "$out.tmp" "$base" "$accel" -drive "file=$work/provision.img,if=virtio,format=raw,readonly=on"
     wait_agent
     qga exec --timeout 60 -- mount -o ro /dev/vdb /mnt/provision
-    # The steps' output also goes to the guest's console, so console.log shows progress.
-    qga exec --timeout 900 -- bash -c 'cd /mnt/provision && set -o pipefail && bash -ex install.sh 2>&1 | tee /dev/ttyS0'
+    # Not also tee'd to the guest's console: getty's hangup of ttyS0 makes such writes fail.
+    qga exec --timeout 900 -- bash -c 'cd /mnt/provision && bash -ex install.sh'
     qga exec --timeout 30 -- systemctl is-active meterd
     qga exec --timeout 30 -- umount /mnt/provision
     qemu_poweroff
