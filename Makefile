@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 NATIVE := $(wildcard native/*.c native/*.h native/*.py)
 
-.PHONY: run test lint bench bench-quick system-deps clean
+.PHONY: run test lint bench bench-quick system-deps clean rig rig-stop rig-test
 
 # A fresh virtual environment with the package (and its C evaluator and sealer) built in place.
 $(STAMP): pyproject.toml setup.py $(NATIVE)
@@ -44,6 +44,21 @@ bench-quick: $(STAMP)
 		echo "$$out"; \
 		echo "$$out" | grep -q '[0-9]' || { echo "$$b --quick printed no figures"; exit 1; }; \
 	done
+
+# The meter rig: a Debian guest in QEMU with meterd installed by the README's systemd
+# steps (scripts/rig.sh; images cached in build/rig). `make rig` leaves it booted.
+rig: $(STAMP)
+	@bash scripts/system-deps.sh --rig
+	bash scripts/rig.sh boot
+
+rig-stop:
+	bash scripts/rig.sh stop
+
+# The tests that need the booted meter (they boot and stop their own guest).
+rig-test: $(STAMP)
+	@bash scripts/system-deps.sh --rig
+	bash scripts/rig.sh build
+	$(BIN)/python -m pytest -m rig tests/rig
 
 clean:
 	rm -rf $(VENV) build *.egg-info meterd/*.so

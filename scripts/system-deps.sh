@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages meterd's build needs (compiler, headers) and,
-# unless called with --build, those the test suite talks to (real peers:
+# with --rig, the meter rig's (mmdebstrap, QEMU), or, unless called with
+# --build or --rig, those the test suite talks to (real peers:
 # OpenSSH, rsyslog, promtool, ...). Each entry is "command:package"; only
 # missing ones are installed, and only where apt-get can run as root.
 set -euo pipefail
@@ -9,8 +10,20 @@ export PATH="$PATH:/usr/sbin:/sbin"
 
 build_only=false
 [ "${1:-}" = "--build" ] && build_only=true
+# --rig: the meter rig's tools (scripts/rig.sh), on top of the build's.
+rig=false
+[ "${1:-}" = "--rig" ] && { rig=true; build_only=true; }
 
 needs=("cc:gcc")
+$rig && needs+=(
+    "mmdebstrap:mmdebstrap"
+    "qemu-system-x86_64:qemu-system-x86"
+    "qemu-img:qemu-utils"
+    "mke2fs:e2fsprogs"
+    "ssh:openssh-client"
+    "sftp:openssh-client"
+    "mbpoll:mbpoll"
+)
 $build_only || needs+=(
     "ssh:openssh-client"
     "sftp:openssh-client"

@@ -473,6 +473,10 @@ class Audit:
         """The records ``query`` selects, for a reader holding an allow of ``security_logs_access``."""
         return await asyncio.to_thread(self.seclog.read, allowed, query)
 
+    async def read_frames(self, allowed: Decision) -> bytes:
+        """Every stored record line byte for byte (a copy that verifies), gated like :meth:`read`."""
+        return await asyncio.to_thread(self.seclog.read_frames, allowed)
+
     async def checkpoint(self) -> int:
         """Seal a checkpoint of the log's head now; return its seq."""
         return await asyncio.to_thread(self.seclog.checkpoint)

@@ -816,6 +816,10 @@ class Guard:
         """The log records ``query`` selects (the access itself is recorded before any is returned)."""
         return await self._audit.read(allowed, query)
 
+    async def read_log_frames(self, allowed: Decision) -> bytes:
+        """The log's stored lines byte for byte (the access itself is recorded before they are returned)."""
+        return await self._audit.read_frames(allowed)
+
     async def checkpoint_log(self) -> int:
         """Seal a checkpoint of the log's head now; return its seq."""
         return await self._audit.checkpoint()

@@ -47,7 +47,7 @@ from meterd.seclog.entry import (
 )
 from meterd.seclog.errors import LogAccessError
 from meterd.seclog.events import DetailValue, EventType, PrincipalKind, Record
-from meterd.seclog.reader import Query, read_records
+from meterd.seclog.reader import Query, iter_lines, read_records
 from meterd.seclog.segments import ACKNOWLEDGED_FILE, read_exported, write_exported
 from meterd.seclog.store import SegmentStore
 from meterd.seclog.writer import GroupCommitWriter
@@ -217,9 +217,28 @@ class SecurityLog:
             LogUnavailableError: The access could not be recorded.
         """
         query = query or Query()
+        self._admit(decision, dict(query.describe()))
+        return read_records(self.directory, query)
+
+    def read_frames(self, decision: Decision) -> bytes:
+        """Return every complete stored record line, byte for byte, if ``decision`` allows it.
+
+        This is a copy that ``meterctl log verify`` checks like the log itself (chain,
+        MACs, checkpoints), up to the head when it is read; at most the log's capacity.
+        Gated and recorded exactly like :meth:`read`.
+
+        Raises:
+            LogAccessError: The decision is not an allow of ``security_logs_access``
+                (the refusal is recorded).
+            LogUnavailableError: The access could not be recorded.
+        """
+        self._admit(decision, {"view": "frames"})
+        return b"".join(line.data for line in iter_lines(self.directory) if line.complete)
+
+    def _admit(self, decision: Decision, detail: dict[str, DetailValue]) -> None:
+        """Record a read of the log and refuse it unless ``decision`` allows it."""
         request = decision.request
         permitted = decision.allowed and request.permission is Permission.SECURITY_LOGS_ACCESS
-        detail: dict[str, DetailValue] = dict(query.describe())
         if not permitted:
             detail["refused"] = "decision does not allow security_logs_access"
         entry = make_entry(
@@ -240,7 +259,6 @@ class SecurityLog:
             )
         # An allowed read may use a full log's reserve: the auditor must be able to fetch it.
         self.append_entry(entry, reserve=True)
-        return read_records(self.directory, query)
 
     # -- state ------------------------------------------------------------
 

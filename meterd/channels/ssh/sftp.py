@@ -12,10 +12,12 @@ Permissions (resources are ``/files/<path>``):
       own permission alone under ``/certs`` and ``/firmware``, as OpenSSH's
       ``sftp-server -R`` refuses them in read-only mode;
     * ``/security-log`` needs ``security_logs_access`` and is never writable.
-      It is a virtual folder holding ``records.jsonl``: opening it performs
-      one gated read of the log (recorded as ``audit_log_access``) and serves
-      the newest records as JSON lines.  Its listed size is 0 (it is rendered
-      when opened); clients read to end of file.
+      It is a virtual folder holding ``records.jsonl`` and ``frames.log``:
+      opening one performs one gated read of the log (recorded as
+      ``audit_log_access``) and serves the newest records as JSON lines, or
+      every stored record line byte for byte (a copy ``meterctl log verify``
+      checks).  Their listed size is 0 (rendered when opened); clients read
+      to end of file.
 
 Opens and changes are recorded one by one.  Metadata reads (stat, listing)
 and the reads and writes on an open handle are decided each time (a revoked
@@ -54,6 +56,9 @@ from meterd.seclog import Query
 
 LOG_FILE = "records.jsonl"
 LOG_RECORDS = 10_000
+# The stored record lines byte for byte: a copy `meterctl log verify --dir` checks.
+FRAMES_FILE = "frames.log"
+LOG_VIEW = (LOG_FILE, FRAMES_FILE)
 _WRITE_FLAGS = FXF_WRITE | FXF_CREAT | FXF_TRUNC | FXF_APPEND | FXF_EXCL
 
 
@@ -105,7 +110,7 @@ class MeterSFTPServer(GuardedSFTPServer):
     def _virtual_attrs(self, path: VPath) -> asyncssh.SFTPAttrs:
         if len(path.parts) <= 1:
             return _dir_attrs()
-        if path.parts[1:] == (LOG_FILE,):
+        if len(path.parts) == 2 and path.parts[1] in LOG_VIEW:
             if path.dir_only:
                 raise NotADirectoryError(errno.ENOTDIR, "not a directory")
             now = int(time.time())
@@ -146,9 +151,10 @@ class MeterSFTPServer(GuardedSFTPServer):
         if vpath.is_virtual:
             if len(vpath.parts) != 1:
                 raise asyncssh.SFTPNoSuchFile("no such folder")
-            yield asyncssh.SFTPName(
-                LOG_FILE.encode(), attrs=self._virtual_attrs(VPath.of((SECURITY_LOG, LOG_FILE)))
-            )
+            for name in LOG_VIEW:
+                yield asyncssh.SFTPName(
+                    name.encode(), attrs=self._virtual_attrs(VPath.of((SECURITY_LOG, name)))
+                )
             return
         fd = await self._guarded(vpath, "list", lambda: self._area.open_dir(vpath))
         try:
@@ -188,7 +194,7 @@ class MeterSFTPServer(GuardedSFTPServer):
         return _Handle(vpath, fd, decisions=(decision,))
 
     async def _open_log(self, vpath: VPath) -> _Handle:
-        if vpath.parts[1:] != (LOG_FILE,):
+        if len(vpath.parts) != 2 or vpath.parts[1] not in LOG_VIEW:
             raise asyncssh.SFTPNoSuchFile("no such file")
         if vpath.dir_only:
             raise NotADirectoryError(errno.ENOTDIR, "not a directory")
@@ -201,8 +207,11 @@ class MeterSFTPServer(GuardedSFTPServer):
         )
         if not decision.allowed:
             raise denied(f"denied: security_logs_access ({decision.detail})")
-        records = await self._guard.read_log(decision, Query(limit=LOG_RECORDS))
-        data = "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in records).encode()
+        if vpath.parts[1] == FRAMES_FILE:
+            data = await self._guard.read_log_frames(decision)
+        else:
+            records = await self._guard.read_log(decision, Query(limit=LOG_RECORDS))
+            data = "".join(json.dumps(r.to_json(), sort_keys=True) + "\n" for r in records).encode()
         return _Handle(vpath, None, data, decisions=(decision,))
 
     async def read(self, file_obj: object, offset: int, size: int) -> bytes:

@@ -109,6 +109,7 @@ class Server:
     listener: SshListener | None = None
     runtime: Runtime | None = None
     clock: list[float] = field(default_factory=lambda: [1000.0])
+    initial_key: bytes = b""
     _thread: threading.Thread | None = None
 
     @property
@@ -142,7 +143,7 @@ class Server:
         log_config = LogConfig(
             append_only_attr=False, unauthenticated_records=100_000, unauthenticated_records_total=100_000
         )
-        SecurityLog.init(self.log_dir, log_config)
+        self.initial_key = SecurityLog.init(self.log_dir, log_config)
         seclog = SecurityLog.open(self.log_dir, log_config)
         compiled = compile_policy(load_policy(policy_data(self.key_lines, self.hashed, **settings)))
         guard = Guard(compiled, seclog, monotonic=lambda: self.clock[0])

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
 from meterd.policy.model import frozen_map
 from meterd.seclog import EventType, Record
+from meterd.seclog.segments import list_segments
 from tests.certs import make_certificate, pem_of
 from tests.channels.ssh.harness import Server, area, policy_data
 
@@ -152,6 +154,45 @@ def test_security_log_view_is_read_only_and_needs_the_permission(server: Server,
     assert server.sftp("sftprw", "ls /security-log\n").returncode != 0
     assert denials(server.since(mark), "auditor")[0].detail["refused"] == "read_only"
     assert denials(server.since(mark), "sftprw")[0].permission == "security_logs_access"
+
+
+def test_the_frames_view_is_a_copy_of_the_log_that_meterctl_verifies(
+    server: Server, files: Path, tmp_path: Path
+) -> None:
+    mark = server.mark()
+    copy = tmp_path / "frames.log"
+    result = server.sftp("auditor", f"ls /security-log\nget /security-log/frames.log {copy}\n")
+    assert result.returncode == 0, result.stderr
+    assert "frames.log" in result.stdout
+    stored = b"".join(path.read_bytes() for _, path in list_segments(server.log_dir))
+    assert copy.read_bytes()
+    assert stored.startswith(copy.read_bytes())
+    key = tmp_path / "initial-key"
+    key.write_text(server.initial_key.hex())
+    verified = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "meterd.cli.meterctl",
+            "log",
+            "verify",
+            "--dir",
+            str(copy),
+            "--key-file",
+            str(key),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    reads = [
+        r for r in server.since(mark) if r.principal == "auditor" and r.event is EventType.AUDIT_LOG_ACCESS
+    ]
+    assert [r.detail.get("view") for r in reads if r.detail.get("view")] == ["frames"]
+    assert all(r.outcome.value == "allow" for r in reads)
+    assert server.sftp("sftprw", "get /security-log/frames.log\n").returncode != 0
 
 
 @pytest.fixture(scope="module")

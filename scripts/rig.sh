@@ -1,0 +1,325 @@
+#!/usr/bin/env bash
+# The meter rig: a Debian bookworm guest with meterd installed by the README's
+# "Running under systemd" steps, booted in QEMU.
+#
+#   scripts/rig.sh build   base image (once) and the meterd layer (when meterd changed)
+#   scripts/rig.sh boot    build, then boot a throwaway overlay and wait for meterd
+#   scripts/rig.sh stop    power the booted guest off (bounded, then kill)
+#   scripts/rig.sh kill    kill QEMU outright (a power cut)
+#   scripts/rig.sh powercycle   a power cut, then a boot of the same disk
+#   scripts/rig.sh exec CMD...   run a command in the guest as root (QEMU guest agent)
+#
+# Layers, each cached under $RIG_DIR and rebuilt only when its inputs change:
+#   base-<hash>.qcow2    mmdebstrap of Debian packages only (hash of the package list
+#                        and of this script's base recipe)
+#   meterd-<hash>.qcow2  overlay on the base: the README's install steps run in the
+#                        booted guest from a provisioning disk (hash of the sources,
+#                        the unit, the rig configuration and the README's steps)
+#   run/disk.qcow2       overlay on the meterd layer, thrown away on every boot
+#
+# The guest's ttyS0 is its console, logged to run/console.log; ttyS1 is the meter's
+# serial console, a Unix socket run/ttyS1.sock; the guest agent listens on
+# run/qga.sock; SSH (22), Modbus (502) and Modbus/TCP Security (802) are forwarded
+# from 127.0.0.1 only. Every wait is bounded; a failure prints one line naming the
+# step and its log file.
+set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RIG_DIR=${RIG_DIR:-$here/build/rig}
+ARCH=${ARCH:-x86_64}
+RIG_MIRROR=${RIG_MIRROR:-http://deb.debian.org/debian}
+RIG_SECURITY_MIRROR=${RIG_SECURITY_MIRROR:-http://deb.debian.org/debian-security}
+RIG_SSH_PORT=${RIG_SSH_PORT:-10022}
+RIG_MODBUS_PORT=${RIG_MODBUS_PORT:-10502}
+RIG_MODBUS_TLS_PORT=${RIG_MODBUS_TLS_PORT:-10802}
+RIG_MEMORY=${RIG_MEMORY:-1024}
+RIG_CPUS=${RIG_CPUS:-2}
+RIG_BOOT_TIMEOUT=${RIG_BOOT_TIMEOUT:-420}
+RIG_BUILD_TIMEOUT=${RIG_BUILD_TIMEOUT:-2400}
+PYTHON=${PYTHON:-python3}
+# pip wheel runs with the checkout's virtual environment (make rig creates it).
+RIG_PIP_PYTHON=${RIG_PIP_PYTHON:-$here/.venv/bin/python}
+run_dir=${RIG_RUN_DIR:-$RIG_DIR/run}
+log_dir=$RIG_DIR/logs
+qga() { "$PYTHON" "$here/scripts/rig_qga.py" "$run_dir/qga.sock" "$@"; }
+
+# Guest packages: the kernel, systemd as PID 1, networking by systemd-networkd, the
+# guest agent (the rig's own way in: meterd is the guest's SSH server), Python for
+# meterd, OpenSSH's client for the guest's own checks.
+packages=(
+    linux-image-amd64 initramfs-tools systemd systemd-sysv udev dbus kmod
+    iproute2 procps e2fsprogs mount util-linux
+    qemu-guest-agent python3 python3-venv openssh-client
+)
+
+die() { echo "rig: $*" >&2; exit 1; }
+# step NAME CMD...: runs CMD with its output in logs/NAME.log; on failure, one line.
+step() {
+    local name=$1; shift
+    mkdir -p "$log_dir"
+    local log=$log_dir/$name.log
+    local start=$SECONDS
+    echo "rig: $name ..." >&2
+    # A subshell outside any condition, so that set -e stops the step at its first failure.
+    local rc=0
+    set +e
+    ( set -e; "$@" ) >"$log" 2>&1
+    rc=$?
+    set -e
+    if [ "$rc" -ne 0 ]; then
+        [ -s "$run_dir/console.log" ] && log="$log (guest console: $run_dir/console.log)"
+        die "step '$name' failed; see $log"
+    fi
+    echo "rig: $name done in $((SECONDS - start)) s" >&2
+}
+
+check_tools() {
+    [ "$ARCH" = x86_64 ] || die "ARCH=$ARCH: only x86_64 is built so far"
+    local t
+    for t in mmdebstrap qemu-system-x86_64 qemu-img mke2fs "$PYTHON"; do
+        command -v "$t" >/dev/null 2>&1 || die "missing $t (apt-get install mmdebstrap qemu-system-x86 qemu-utils e2fsprogs)"
+    done
+}
+
+base_hash() {
+    { printf '%s\n' "${packages[@]}" "$RIG_MIRROR"; sed -n '/^build_base_image()/,/^}/p' "$0"; } \
+        | sha256sum | cut -c1-16
+}
+
+build_base_image() {
+    local out=$1 work=$RIG_DIR/work/base
+    rm -rf "$work"; mkdir -p "$work"
+    local IFS=,
+    timeout "$RIG_BUILD_TIMEOUT" mmdebstrap --variant=minbase --include="${packages[*]}" \
+        --customize-hook='echo meter > "$1/etc/hostname"' \
+        --customize-hook='echo "/dev/vda / ext4 defaults 0 1" > "$1/etc/fstab"' \
+        --customize-hook='printf "[Match]\nName=en*\n\n[Network]\nDHCP=yes\n" > "$1/etc/systemd/network/10-rig.network"' \
+        --customize-hook='chroot "$1" systemctl enable systemd-networkd' \
+        --customize-hook='chroot "$1" useradd --system --user-group --no-create-home --shell /usr/sbin/nologin panel' \
+        --customize-hook='mkdir -p "$1/mnt/provision"' \
+        bookworm "$work/root" \
+        "deb $RIG_MIRROR bookworm main" "deb $RIG_MIRROR bookworm-updates main" \
+        "deb $RIG_SECURITY_MIRROR bookworm-security main"
+    unset IFS
+    cp -L "$work/root/vmlinuz" "$out.vmlinuz"
+    cp -L "$work/root/initrd.img" "$out.initrd"
+    mke2fs -q -t ext4 -L meter -d "$work/root" "$work/root.img" 3G
+    qemu-img convert -f raw -O qcow2 "$work/root.img" "$out.tmp"
+    mv "$out.tmp" "$out"
+    rm -rf "$work"
+}
+
+# The accelerator: KVM only when it is usable and, measured, faster than TCG (on some
+# hosts /dev/kvm opens but runs far slower). The measure: the guest kernel booting
+# without a root file system until it panics (-no-reboot ends QEMU there).
+kernel_panic_seconds() {
+    local accel=$1 kernel=$2 limit=$3 start end
+    start=$(date +%s.%N)
+    timeout "$limit" qemu-system-x86_64 -accel "$accel" -m 512 -smp 1 -display none -nodefaults \
+        -no-reboot -serial null -kernel "$kernel" -append "console=ttyS0 panic=-1 quiet" >/dev/null 2>&1 || return 1
+    end=$(date +%s.%N)
+    "$PYTHON" -c "print(round($end - $start, 2))"
+}
+
+choose_accel() {
+    local kernel=$1 cache=$RIG_DIR/accel
+    if [ -f "$cache" ]; then cat "$cache"; return; fi
+    local kvm=none tcg limit
+    tcg=$(kernel_panic_seconds tcg "$kernel" 300) || tcg=none
+    # KVM gets twice TCG's time: slower than that, it is not worth having.
+    limit=$("$PYTHON" -c "print(int(2 * float('$tcg')) + 5 if '$tcg' != 'none' else 300)")
+    if [ -r /dev/kvm ] && [ -w /dev/kvm ]; then
+        kvm=$(kernel_panic_seconds kvm "$kernel" "$limit") || kvm=none
+    fi
+    echo "kernel boot to panic: tcg $tcg s, kvm $kvm s (limit $limit s)" >"$log_dir/accel.log"
+    local accel=tcg
+    if [ "$kvm" != none ] && { [ "$tcg" = none ] || "$PYTHON" -c "import sys; sys.exit(0 if $kvm < $tcg else 1)"; }; then
+        accel=kvm
+    fi
+    if [ "$accel" = tcg ] && [ "$tcg" = none ]; then return 1; fi
+    echo "$accel" >"$cache"
+    echo "$accel"
+}
+
+meterd_hash() {
+    (
+        cd "$here"
+        find meterd native setup.py pyproject.toml MANIFEST.in systemd config/rig config/policy.toml \
+            -type f ! -name '*.so' ! -name '*.pyc' ! -path '*/__pycache__/*' \
+            ! -name '_evaluator.c' ! -name '_seal.c' -print0 | sort -z | xargs -0 sha256sum
+        readme_install_block
+        sed -n '/^provision_dir()/,/^}/p; /^install_meterd()/,/^}/p' "$0"
+        echo "$1"
+    ) | sha256sum | cut -c1-16
+}
+
+# The README's install block, as written: the first ```sh block after "Install:" in
+# the "Running under systemd" section.
+readme_install_block() {
+    awk '/^## Running under systemd/{s=1} s&&/^Install:/{i=1} i&&/^```sh/{b=1; next} b&&/^```/{exit} b' \
+        "$here/README.md"
+}
+
+provision_dir() {
+    local dir=$1
+    rm -rf "$dir"; mkdir -p "$dir/systemd"
+    "$RIG_PIP_PYTHON" -m pip wheel --quiet --wheel-dir "$dir/wheels" "$here"
+    cp "$here/config/rig/meterd.toml" "$dir/meterd.toml"
+    cp "$here/config/policy.toml" "$dir/policy.toml"
+    cp "$here/systemd/meterd.service" "$dir/systemd/meterd.service"
+    readme_install_block >"$dir/install.sh"
+    [ -s "$dir/install.sh" ] || { echo "no install block in README.md"; return 1; }
+}
+
+qemu_start() {
+    local disk=$1 base=$2 accel=$3; shift 3
+    mkdir -p "$run_dir"
+    rm -f "$run_dir"/{qga,ttyS1,monitor}.sock "$run_dir/qemu.pid"
+    local cpu=max; [ "$accel" = kvm ] && cpu=host
+    # A boot's disk honours the guest's flushes, so a power cut loses nothing it synced;
+    # the install layer, finished by a clean power-off, may skip them.
+    local cache=${RIG_DISK_CACHE:-writeback}
+    qemu-system-x86_64 -accel "$accel" -cpu "$cpu" -m "$RIG_MEMORY" -smp "$RIG_CPUS" \
+        -display none -nodefaults -daemonize -pidfile "$run_dir/qemu.pid" \
+        -kernel "$base.vmlinuz" -initrd "$base.initrd" \
+        -append "root=/dev/vda rw console=ttyS0 net.ifnames=1 systemd.show_status=1" \
+        -drive "file=$disk,if=virtio,format=qcow2,cache=$cache" \
+        -chardev "file,id=con0,path=$run_dir/console.log" -serial chardev:con0 \
+        -chardev "socket,id=uart1,path=$run_dir/ttyS1.sock,server=on,wait=off" -serial chardev:uart1 \
+        -chardev "socket,id=qga0,path=$run_dir/qga.sock,server=on,wait=off" \
+        -device virtio-serial -device virtserialport,chardev=qga0,name=org.qemu.guest_agent.0 \
+        -monitor "unix:$run_dir/monitor.sock,server=on,wait=off" \
+        -netdev "user,id=net0,restrict=off,hostfwd=tcp:127.0.0.1:$RIG_SSH_PORT-:22,hostfwd=tcp:127.0.0.1:$RIG_MODBUS_PORT-:502,hostfwd=tcp:127.0.0.1:$RIG_MODBUS_TLS_PORT-:802" \
+        -device virtio-net-pci,netdev=net0 \
+        -object rng-random,id=rng0,filename=/dev/urandom -device virtio-rng-pci,rng=rng0 \
+        "$@"
+}
+
+qemu_pid() { [ -f "$run_dir/qemu.pid" ] && cat "$run_dir/qemu.pid"; }
+
+# Alive and not a zombie (a daemonized QEMU's parent is PID 1, which may reap it late).
+qemu_alive() {
+    local state
+    state=$(awk '/^State:/ {print $2}' "/proc/$1/status" 2>/dev/null) || return 1
+    [ -n "$state" ] && [ "$state" != Z ]
+}
+
+qemu_running() { local pid; pid=$(qemu_pid) && qemu_alive "$pid"; }
+
+# A power cut: QEMU killed outright.
+qemu_kill() {
+    local pid
+    pid=$(qemu_pid) || return 0
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$run_dir/qemu.pid"
+}
+
+wait_agent() {
+    qga ping --timeout "$RIG_BOOT_TIMEOUT"
+}
+
+# Power off through the guest; QEMU gone within the bound, or killed.
+qemu_poweroff() {
+    local pid; pid=$(qemu_pid) || return 0
+    qga exec --timeout 10 -- systemctl poweroff --no-block >/dev/null 2>&1 || true
+    local i
+    for i in $(seq 1 120); do
+        qemu_alive "$pid" || { rm -f "$run_dir/qemu.pid"; return 0; }
+        sleep 1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$run_dir/qemu.pid"
+    return 1
+}
+
+install_meterd() {
+    local base=$1 out=$2 accel=$3 work=$RIG_DIR/work/provision
+    provision_dir "$work/dir"
+    mke2fs -q -t ext4 -L provision -d "$work/dir" "$work/provision.img" 512M
+    qemu-img create -q -f qcow2 -b "$(basename "$base")" -F qcow2 "$out.tmp"
+    trap qemu_kill EXIT
+    RIG_DISK_CACHE=unsafe qemu_start "$out.tmp" "$base" "$accel" -drive "file=$work/provision.img,if=virtio,format=raw,readonly=on"
+    wait_agent
+    qga exec --timeout 60 -- mount -o ro /dev/vdb /mnt/provision
+    # Not also tee'd to the guest's console: getty's hangup of ttyS0 makes such writes fail.
+    qga exec --timeout 900 -- bash -c 'cd /mnt/provision && bash -ex install.sh'
+    qga exec --timeout 30 -- systemctl is-active meterd
+    qga exec --timeout 30 -- umount /mnt/provision
+    qemu_poweroff
+    mv "$out.tmp" "$out"
+    rm -rf "$work"
+}
+
+build() {
+    check_tools
+    mkdir -p "$RIG_DIR" "$log_dir"
+    local base; base=$RIG_DIR/base-$(base_hash).qcow2
+    if [ ! -f "$base" ]; then
+        step base-image build_base_image "$base"
+    fi
+    local accel
+    accel=$(choose_accel "$base.vmlinuz") || die "no usable QEMU accelerator; see $log_dir/accel.log"
+    local layer; layer=$RIG_DIR/meterd-$(meterd_hash "$base").qcow2
+    if [ ! -f "$layer" ]; then
+        ! qemu_running || die "a rig guest is running (scripts/rig.sh stop first)"
+        step meterd-install install_meterd "$base" "$layer" "$accel"
+    fi
+    echo "$base" >"$RIG_DIR/current-base"
+    echo "$layer" >"$RIG_DIR/current-layer"
+    echo "$accel" >"$RIG_DIR/current-accel"
+}
+
+wait_meterd() {
+    wait_agent
+    # is-active only says "active" after READY=1 (Type=notify); bounded by the unit's
+    # TimeoutStartSec, then by ours.
+    local i
+    for i in $(seq 1 120); do
+        if qga exec --timeout 10 -- systemctl is-active --quiet meterd 2>/dev/null; then
+            return 0
+        fi
+        sleep 1
+    done
+    return 1
+}
+
+boot() {
+    build
+    ! qemu_running || die "a rig guest is already running (scripts/rig.sh stop)"
+    local base layer accel
+    base=$(cat "$RIG_DIR/current-base"); layer=$(cat "$RIG_DIR/current-layer"); accel=$(cat "$RIG_DIR/current-accel")
+    mkdir -p "$run_dir"
+    rm -f "$run_dir/disk.qcow2" "$run_dir/console.log"
+    qemu-img create -q -f qcow2 -b "$layer" -F qcow2 "$run_dir/disk.qcow2"
+    step boot-qemu qemu_start "$run_dir/disk.qcow2" "$base" "$accel"
+    ( step boot-meterd wait_meterd ) || { qemu_kill; exit 1; }
+    cat <<EOF
+rig: booted ($accel); console log $run_dir/console.log
+  ssh -p $RIG_SSH_PORT <user>@127.0.0.1     (credentials: scripts/rig.sh exec cat /var/lib/meterd/demo-credentials.txt)
+  mbpoll -m tcp -p $RIG_MODBUS_PORT -a 1 -0 -1 -r 0 -c 10 127.0.0.1
+  serial console: $run_dir/ttyS1.sock      modbus/TLS: 127.0.0.1:$RIG_MODBUS_TLS_PORT
+  scripts/rig.sh stop
+EOF
+}
+
+# A power cut under whatever runs, then a boot of the same disk (what a meter sees).
+powercycle() {
+    qemu_running || die "no rig guest is running"
+    qemu_kill
+    local base accel
+    base=$(cat "$RIG_DIR/current-base"); accel=$(cat "$RIG_DIR/current-accel")
+    cp "$run_dir/console.log" "$run_dir/console-before-cut.log" 2>/dev/null || true
+    step powercycle-qemu qemu_start "$run_dir/disk.qcow2" "$base" "$accel"
+    ( step powercycle-meterd wait_meterd ) || { qemu_kill; exit 1; }
+}
+
+case "${1:-boot}" in
+    build) build ;;
+    boot) boot ;;
+    stop) qemu_poweroff ;;
+    kill) qemu_kill ;;
+    powercycle) powercycle ;;
+    exec) shift; qga exec --timeout "${RIG_EXEC_TIMEOUT:-120}" -- "$@" ;;
+    *) die "usage: scripts/rig.sh [build|boot|stop|kill|exec CMD...]" ;;
+esac
