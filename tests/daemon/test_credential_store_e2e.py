@@ -15,7 +15,7 @@ from meterd.credentials import hash_secret
 from meterd.seclog import EventType, Query, read_records
 from tests.channels.ssh.harness import CLIENT_TIMEOUT, PASSWORD_LOGIN, SSH_BASE, have_clients
 from tests.daemon.conftest import RunningDaemon, free_port, keypair, write_config
-from tests.daemon.test_push_e2e import meterctl
+from tests.meterctl import meterctl
 
 StartDaemon = Callable[[Path], RunningDaemon]
 

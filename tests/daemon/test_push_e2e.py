@@ -2,44 +2,19 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from meterd.seclog import EventType, Query, read_records
-from tests.daemon.conftest import ROOT, RunningDaemon, policy_with, start_with_admin_key
+from tests.daemon.conftest import RunningDaemon, policy_with, start_with_admin_key
+from tests.meterctl import admin_remote, meterctl
 
 StartDaemon = Callable[[Path], RunningDaemon]
 
 
-def meterctl(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "meterd.cli.meterctl", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=ROOT,
-    )
-
-
 def test_push_dry_run_refusal_and_rollback(tmp_path: Path, start_daemon: StartDaemon) -> None:
     daemon, key, public, port = start_with_admin_key(tmp_path, start_daemon)
-    remote = [
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--user",
-        "rbacmnt",
-        "--identity",
-        str(key),
-        "--ssh-option",
-        "StrictHostKeyChecking=no",
-        "--ssh-option",
-        "UserKnownHostsFile=/dev/null",
-    ]
+    remote = admin_remote(key, port)
     new = tmp_path / "new.toml"
     new.write_text(policy_with(public, "engineer"))
 

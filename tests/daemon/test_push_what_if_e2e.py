@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from tests.daemon.conftest import RunningDaemon, keypair, policy_with, start_with_admin_key
-from tests.daemon.test_push_e2e import meterctl
+from tests.meterctl import admin_remote, meterctl
 
 StartDaemon = Callable[[Path], RunningDaemon]
 
@@ -30,20 +30,7 @@ def test_push_dry_run_shows_what_the_candidate_would_change(
     tmp_path: Path, start_daemon: StartDaemon
 ) -> None:
     daemon, key, public, port = start_with_admin_key(tmp_path, start_daemon)
-    remote = [
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--user",
-        "rbacmnt",
-        "--identity",
-        str(key),
-        "--ssh-option",
-        "StrictHostKeyChecking=no",
-        "--ssh-option",
-        "UserKnownHostsFile=/dev/null",
-    ]
+    remote = admin_remote(key, port)
     same = tmp_path / "same.toml"
     same.write_text(policy_with(public, "operator"))
     # rbacmnt's push above is the work the log holds; the candidate hands user management to another

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from meterd.seclog import EventType, Query, read_records
 from tests.daemon.conftest import RunningDaemon, free_port, keypair, policy_with, write_config
-from tests.daemon.test_push_e2e import meterctl
+from tests.meterctl import meterctl
 
 StartDaemon = Callable[[Path], RunningDaemon]
 

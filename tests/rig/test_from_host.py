@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.meterctl import meterctl
 
 from .meter import Meter
 
@@ -33,23 +34,7 @@ def test_the_security_log_fetched_over_sftp_verifies_on_the_host(meter: Meter, t
     assert fetched.returncode == 0, fetched.stderr
     key = tmp_path / "initial-key"
     key.write_bytes(meter.exec("cat", "/var/lib/meterd/security-log-initial-key").stdout)
-    verified = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "meterd.cli.meterctl",
-            "log",
-            "verify",
-            "--dir",
-            str(copy),
-            "--key-file",
-            str(key),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    verified = meterctl("log", "verify", "--dir", str(copy), "--key-file", str(key))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     # Without the permission the view is refused.
     assert meter.sftp("operator", "ls /security-log\n").returncode != 0

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from meterd.seclog import EventType, Record
 from meterd.seclog.segments import list_segments
 from tests.certs import make_certificate, pem_of
 from tests.channels.ssh.harness import Server, area, policy_data
+from tests.meterctl import meterctl
 
 MUTATIONS = [
     ("put {local} /data/new.csv", "open_write"),
@@ -169,23 +169,7 @@ def test_the_frames_view_is_a_copy_of_the_log_that_meterctl_verifies(
     assert stored.startswith(copy.read_bytes())
     key = tmp_path / "initial-key"
     key.write_text(server.initial_key.hex())
-    verified = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "meterd.cli.meterctl",
-            "log",
-            "verify",
-            "--dir",
-            str(copy),
-            "--key-file",
-            str(key),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    verified = meterctl("log", "verify", "--dir", str(copy), "--key-file", str(key))
     assert verified.returncode == 0, verified.stdout + verified.stderr
     reads = [
         r for r in server.since(mark) if r.principal == "auditor" and r.event is EventType.AUDIT_LOG_ACCESS
