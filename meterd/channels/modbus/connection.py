@@ -202,8 +202,15 @@ class ModbusConnection:
         if self._ssl is None:
             raise ChannelError("modbus: TLS connection without a TLS context")
         try:
-            async with asyncio.timeout(self.config.frame_timeout):
-                await writer.start_tls(self._ssl)
+            try:
+                async with asyncio.timeout(self.config.frame_timeout):
+                    await writer.start_tls(self._ssl)
+            finally:
+                # Past start_tls a stop may hang up rather than cancel: the failure's record
+                # below must not be cancelled half-way (a refusal is always recorded).
+                task = asyncio.current_task()
+                if task is not None:
+                    self._handshaking.discard(task)
         except (ssl.SSLError, TimeoutError) as e:
             why = "tls_timeout" if isinstance(e, TimeoutError) else "tls_handshake"
             error = getattr(e, "verify_message", None) or getattr(e, "reason", None) or why
