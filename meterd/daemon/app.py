@@ -8,7 +8,6 @@ import logging
 import signal
 import ssl
 
-from meterd.channels.base import Listener, Runtime
 from meterd.config import DaemonConfig, ForwardSettings
 from meterd.daemon.demo_pki import ensure_demo_meter_certificate
 from meterd.daemon.listeners import build_listeners
@@ -22,9 +21,9 @@ from meterd.meter.simulated import SimulatedMeter
 from meterd.metrics.endpoint import MetricsServer
 from meterd.metrics.registry import MeterdMetrics
 from meterd.policy.compile import CompiledPolicy
-from meterd.policy.request import Channel, Outcome
 from meterd.policy.signed import MeterIdentity
-from meterd.seclog import EventType, SecurityLog
+from meterd.runtime import Listener, Runtime
+from meterd.seclog import SecurityLog
 from meterd.seclog.events import DetailValue
 from meterd.seclog.forwarder import CollectorConfig, Forwarder
 
@@ -158,13 +157,7 @@ class Daemon:
         if metrics is not None and config.metrics is not None:
             self._listeners.append(MetricsServer(config.metrics, metrics))
         await self._start_all()
-        await guard.record(
-            EventType.REBOOT,
-            "meterd",
-            Outcome.ALLOW,
-            channel=Channel.LOCAL,
-            detail={"state": "started", "policy_store_version": version},
-        )
+        await guard.daemon_state({"state": "started", "policy_store_version": version})
         await policies.record_start(guard)
         if policies.new_demo_credentials is not None:
             log.warning(
@@ -196,7 +189,7 @@ class Daemon:
             # Counts the log had no room for even as summaries (their share is full): the
             # stop record keeps their number, so no refusal leaves the log without a trace.
             stopped["refusals_not_summarised"] = guard.refusals_to_summarise
-        await guard.record(EventType.REBOOT, "meterd", Outcome.ALLOW, channel=Channel.LOCAL, detail=stopped)
+        await guard.daemon_state(stopped)
         return 0
 
     async def _start_all(self) -> None:
