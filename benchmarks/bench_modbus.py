@@ -39,7 +39,7 @@ from meterd.channels.modbus import ModbusConfig, ModbusListener
 from meterd.channels.modbus.registers import INDEX
 from meterd.channels.modbus.service import ModbusService, Peer
 from meterd.guard import Guard, Permit
-from meterd.meter.simulated import SimulatedMeter
+from meterd.meter.simulation import SimulatedMeter
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
 from meterd.policy.permissions import Permission

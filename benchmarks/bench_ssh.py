@@ -51,7 +51,7 @@ import asyncssh
 
 from meterd.channels.ssh import SshConfig, SshListener
 from meterd.guard import Guard
-from meterd.meter.simulated import SimulatedMeter
+from meterd.meter.simulation import SimulatedMeter
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
 from meterd.runtime import Runtime

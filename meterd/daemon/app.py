@@ -17,7 +17,8 @@ from meterd.daemon.policy_service import PolicyService
 from meterd.errors import ConfigError, MeterdError
 from meterd.fsutil import atomic_write, private_dir
 from meterd.guard import Guard
-from meterd.meter.simulated import SimulatedMeter
+from meterd.meter.factory import build_meter
+from meterd.meter.interface import Meter
 from meterd.metrics.endpoint import MetricsServer
 from meterd.metrics.registry import MeterdMetrics
 from meterd.policy.compile import CompiledPolicy
@@ -108,7 +109,7 @@ class Daemon:
             # Every start, not only the first: the TLS listener loads the meter's certificate.
             policies.new_demo_pki = await asyncio.to_thread(ensure_demo_meter_certificate, config.state_dir)
         compiled, version = policies.initial()
-        meter = SimulatedMeter(config.state_dir)
+        meter = build_meter(config.meter, config.state_dir)
         forward = config.security_log.forward
         forwarder = start_forwarder(forward, seclog) if forward is not None else None
         try:
@@ -131,7 +132,7 @@ class Daemon:
         policies: PolicyManager,
         compiled: CompiledPolicy,
         version: int,
-        meter: SimulatedMeter,
+        meter: Meter,
         forwarder: Forwarder | None,
     ) -> int:
         config = self.config
@@ -243,7 +244,7 @@ class Daemon:
         log.info("reloaded: policy store version %d", applied.version)
         self.notifier.send(READY="1", STATUS=f"serving; policy version {applied.version}")
 
-    async def _housekeeping(self, guard: Guard, meter: SimulatedMeter) -> None:
+    async def _housekeeping(self, guard: Guard, meter: Meter) -> None:
         loop = asyncio.get_running_loop()
         next_measurement = loop.time() + MEASUREMENT_INTERVAL
         while True:

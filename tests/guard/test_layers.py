@@ -99,3 +99,14 @@ def test_the_shell_never_imports_a_channel() -> None:
         if name == "meterd.channels" or name.startswith("meterd.channels.")
     )
     assert upward == []
+
+
+def test_the_daemon_knows_the_meter_only_through_its_interface() -> None:
+    """The daemon builds the meter with meterd.meter.factory; no implementation is named there."""
+    named = sorted(
+        f"{path.name}: {name}"
+        for path in (PACKAGE / "daemon").rglob("*.py")
+        for name in _imports(path)
+        if name.startswith("meterd.meter.simulation")
+    )
+    assert named == []

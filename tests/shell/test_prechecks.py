@@ -13,7 +13,7 @@ import pytest
 from meterd.credentials import hash_secret
 from meterd.guard import Guard
 from meterd.meter.firmware import build_image
-from meterd.meter.simulated import SimulatedMeter
+from meterd.meter.simulation import SimulatedMeter
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
 from meterd.runtime import Runtime

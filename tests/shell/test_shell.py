@@ -12,7 +12,7 @@ import pytest
 
 from meterd.credentials import hash_secret
 from meterd.guard import Guard, Password, Pin, PublicKey, Session
-from meterd.meter.simulated import SimulatedMeter
+from meterd.meter.simulation import SimulatedMeter
 from meterd.policy.compile import compile_policy
 from meterd.policy.credentials import Credentials
 from meterd.policy.loader import load_policy

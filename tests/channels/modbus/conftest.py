@@ -16,7 +16,7 @@ from pymodbus.client import AsyncModbusTcpClient, AsyncModbusTlsClient
 
 from meterd.channels.modbus import ModbusConfig, ModbusListener, TlsConfig
 from meterd.guard import Guard
-from meterd.meter.simulated import SimulatedMeter
+from meterd.meter.simulation import SimulatedMeter
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
 from meterd.runtime import Runtime

@@ -11,7 +11,7 @@ from typing import Any
 
 from meterd.credentials import hash_secret
 from meterd.guard import Guard
-from meterd.meter.simulated import SimulatedMeter
+from meterd.meter.simulation import SimulatedMeter
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
 from meterd.policy.request import Channel, Outcome
