@@ -16,17 +16,21 @@ from pathlib import Path
 from typing import Any
 
 from meterd import mdblock
+from meterd.channels.panel.config import PANEL
+from meterd.channels.serial.config import SERIAL
+from meterd.channels.ssh.config import SSH
 from meterd.config import DAEMON, SECTIONS
 from meterd.configspec import Base, Key, Section
 from meterd.mdblock import ReferenceError
 from meterd.meter.config import METER
+from meterd.metrics.config import METRICS
 from meterd.security_log_settings import FORWARD, SECURITY_LOG
 
 BEGIN = "<!-- config-keys:begin -->"
 END = "<!-- config-keys:end -->"
 
 #: The sections the reference lists, in file order.
-DECLARED: tuple[Section, ...] = (DAEMON, SECURITY_LOG, FORWARD, METER)
+DECLARED: tuple[Section, ...] = (DAEMON, SECURITY_LOG, FORWARD, METER, SSH, SERIAL, PANEL, METRICS)
 
 _KINDS = {bool: "true/false", int: "integer", float: "seconds", str: "string", list: "list", Path: "path"}
 _BASES = {Base.CONFIG: "relative to the configuration file", Base.STATE: "below `state_dir`"}
@@ -48,6 +52,8 @@ def _default(key: Key) -> str:
         return "none"
     if isinstance(value, bool):
         return f"`{str(value).lower()}`"
+    if key.octal:
+        return f"`{value:#o}`"
     if isinstance(value, float):
         return f"`{_number(value)}`"
     if isinstance(value, tuple):
@@ -59,6 +65,8 @@ def _allowed(key: Key) -> str:
     if key.choices:
         return ", ".join(f"`{c}`" for c in key.choices)
     if key.low is not None and key.high is not None:
+        if key.octal:
+            return f"`{int(key.low):#o}` to `{int(key.high):#o}`"
         return f"{_number(key.low)} to {_number(key.high)}"
     if key.base is not None:
         return _BASES[key.base]
@@ -76,7 +84,7 @@ def markdown_table(sections: Iterable[Section] = DECLARED) -> str:
 
 
 def undeclared() -> tuple[str, ...]:
-    """The top-level tables whose keys the reference does not list yet (the channels' own)."""
+    """The top-level tables whose keys the reference does not list yet (read by their own loaders)."""
     declared = {section.name for section in DECLARED}
     return tuple(name for name in SECTIONS if name not in declared)
 

@@ -54,6 +54,7 @@ class Key:
         choices: The only values a ``str`` may take.
         base: For a ``Path`` (or a ``tuple`` of them): the directory a relative path is taken from.
         check: An extra check (an IP address, a non-empty path).
+        octal: Shown in octal in the reference (permission bits).
     """
 
     name: str
@@ -65,6 +66,7 @@ class Key:
     choices: tuple[str, ...] = ()
     base: Base | None = None
     check: Check | None = None
+    octal: bool = False
 
     def __post_init__(self) -> None:
         paths = self.kind in (Path, tuple)

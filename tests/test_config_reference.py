@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from meterd.channels.panel.config import PanelConfig
+from meterd.channels.panel.config import load as load_panel
+from meterd.channels.serial.config import SerialConfig
+from meterd.channels.serial.config import load as load_serial
+from meterd.channels.ssh.config import SshConfig
+from meterd.channels.ssh.config import load as load_ssh
 from meterd.config import DAEMON, SECTIONS, load_config
 from meterd.config_reference import BEGIN, DECLARED, END, embedded, main, markdown_table, undeclared
 from meterd.configspec import Base, Key, Section
-from meterd.errors import ConfigValidationError
+from meterd.errors import ConfigError, ConfigValidationError
 from meterd.meter.config import METER
+from meterd.metrics.config import MetricsConfig
+from meterd.metrics.config import load as load_metrics
 from meterd.seclog.config import LogConfig
 from meterd.security_log_settings import FORWARD, SECURITY_LOG
+from meterd.tomlreader import Reader
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,17 +51,16 @@ def test_every_declared_key_is_a_row_and_the_rest_are_the_channels() -> None:
     rows = markdown_table().splitlines()[2:]
     keys = [f"`[{s.name}] {k.name}`" for s in DECLARED for k in s.keys]
     assert [row.split(" | ")[0].removeprefix("| ") for row in rows] == keys
-    assert undeclared() == ("ssh", "serial", "panel", "modbus", "metrics")
+    assert undeclared() == ("modbus",)
     assert {s.name for s in DECLARED} - {"daemon", "security_log.forward"} <= set(SECTIONS)
 
 
-@pytest.mark.parametrize("section", [DAEMON, SECURITY_LOG, METER], ids=lambda s: s.name)
+@pytest.mark.parametrize("section", [s for s in DECLARED if s is not FORWARD], ids=lambda s: s.name)
 def test_every_declared_key_is_accepted_at_its_default(tmp_path: Path, section: Section) -> None:
-    # Written out in full, a declared section loads exactly as if it were absent.
+    # Written out in full, a declared section loads exactly as if it were empty.
     written = {key.name: _as_written(key) for key in section.keys if key.default != ""}
-    assert load_config(_table(section, written), tmp_path / "meterd.toml") == load_config(
-        {}, tmp_path / "meterd.toml"
-    )
+    path = tmp_path / "meterd.toml"
+    assert load_config(_table(section, written), path) == load_config(_table(section, {}), path)
 
 
 def test_an_absent_file_takes_the_declared_defaults(tmp_path: Path) -> None:
@@ -108,3 +117,30 @@ def test_update_rewrites_only_the_block(tmp_path: Path) -> None:
     assert main(["--check", str(readme)]) == 1
     assert main(["--update", str(readme)]) == 0
     assert readme.read_text() == f"before\n{BEGIN}\n{markdown_table()}{END}\nafter\n"
+
+
+@pytest.mark.parametrize(
+    ("load", "settings"),
+    [
+        (load_ssh, SshConfig),
+        (load_serial, SerialConfig),
+        (load_panel, PanelConfig),
+        (load_metrics, MetricsConfig),
+    ],
+    ids=["ssh", "serial", "panel", "metrics"],
+)
+def test_a_channel_s_declared_defaults_are_its_settings_defaults(
+    tmp_path: Path, load: Callable[[Reader, Path], Any], settings: type
+) -> None:
+    errors: list[ConfigError] = []
+    assert load(Reader({}, "section", "meterd.toml", errors), tmp_path) == settings()
+    assert errors == []
+
+
+def test_an_empty_security_log_directory_is_refused(tmp_path: Path) -> None:
+    # It used to mean the state directory itself, where the log's segments would mix with state.
+    with pytest.raises(ConfigValidationError) as caught:
+        load_config({"security_log": {"directory": ""}}, tmp_path / "meterd.toml")
+    assert [e.render() for e in caught.value.errors] == [
+        f"{tmp_path / 'meterd.toml'}: security_log.directory: must be a non-empty path"
+    ]
