@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from meterd import mdblock
+from meterd.channels.modbus.config import MODBUS, TLS
 from meterd.channels.panel.config import PANEL
 from meterd.channels.serial.config import SERIAL
 from meterd.channels.ssh.config import SSH
@@ -30,7 +31,18 @@ BEGIN = "<!-- config-keys:begin -->"
 END = "<!-- config-keys:end -->"
 
 #: The sections the reference lists, in file order.
-DECLARED: tuple[Section, ...] = (DAEMON, SECURITY_LOG, FORWARD, METER, SSH, SERIAL, PANEL, METRICS)
+DECLARED: tuple[Section, ...] = (
+    DAEMON,
+    SECURITY_LOG,
+    FORWARD,
+    METER,
+    SSH,
+    SERIAL,
+    PANEL,
+    MODBUS,
+    TLS,
+    METRICS,
+)
 
 _KINDS = {bool: "true/false", int: "integer", float: "seconds", str: "string", list: "list", Path: "path"}
 _BASES = {Base.CONFIG: "relative to the configuration file", Base.STATE: "below `state_dir`"}

@@ -35,6 +35,9 @@ class Base(enum.Enum):
 #: An extra check of a value of the right type and bounds: the problem (and a
 #: suggestion), or None.
 Check = Callable[[Any], str | tuple[str, str] | None]
+#: Reads a key itself, given the values of the keys before it (a list checked item by
+#: item, a limit bounded by another): the value, its problems recorded on the reader.
+Custom = Callable[[Reader, Mapping[str, Any]], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,8 @@ class Key:
         base: For a ``Path`` (or a ``tuple`` of them): the directory a relative path is taken from.
         check: An extra check (an IP address, a non-empty path).
         octal: Shown in octal in the reference (permission bits).
+        custom: Reads the value itself instead of the checks above (which
+            then only document it).
     """
 
     name: str
@@ -67,6 +72,7 @@ class Key:
     base: Base | None = None
     check: Check | None = None
     octal: bool = False
+    custom: Custom | None = None
 
     def __post_init__(self) -> None:
         paths = self.kind in (Path, tuple)
@@ -75,13 +81,16 @@ class Key:
         if self.kind in (int, float) and (self.low is None or self.high is None):
             raise ValueError(f"{self.name}: a number needs its bounds")
 
-    def read(self, reader: Reader, bases: Mapping[Base, Path]) -> Any:
+    def read(self, reader: Reader, bases: Mapping[Base, Path], before: Mapping[str, Any]) -> Any:
         """The value of this key in ``reader``'s table (the default, with an error, if it is wrong).
 
         A path whose base is in ``bases`` is resolved against it; one whose base
         is not is kept as written (the daemon resolves it against the state
-        directory it hands the channel at start).
+        directory it hands the channel at start).  ``before`` holds the values
+        of the section's keys read so far (for a :data:`Custom` reader).
         """
+        if self.custom is not None:
+            return self.custom(reader, before)
         value = self._typed(reader)
         if self.check is not None and value != self.default:
             problem = self.check(value)
@@ -158,7 +167,10 @@ class Section:
     def read(self, reader: Reader, bases: Mapping[Base, Path]) -> dict[str, Any]:
         """Check ``reader``'s table for unknown keys and return every key's value by name."""
         reader.check_keys(self.names)
-        return {key.name: key.read(reader, bases) for key in self.keys}
+        values: dict[str, Any] = {}
+        for key in self.keys:
+            values[key.name] = key.read(reader, bases, values)
+        return values
 
     def defaults(self) -> dict[str, Any]:
         """Every key's value in an absent table."""
