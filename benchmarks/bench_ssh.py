@@ -49,12 +49,12 @@ from typing import Any, TypeVar
 
 import asyncssh
 
-from meterd.channels.base import Runtime
 from meterd.channels.ssh import SshConfig, SshListener
 from meterd.guard import Guard
-from meterd.meter.simulated import SimulatedMeter
+from meterd.meter.simulation import SimulatedMeter
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
+from meterd.runtime import Runtime
 from meterd.seclog import LogConfig, SecurityLog
 
 T = TypeVar("T")

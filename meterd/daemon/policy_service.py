@@ -108,15 +108,23 @@ class PolicyService:
                 f"usage: {COMMAND} push [--dry-run] | rollback [--to VERSION] [--dry-run] | versions | status"
                 f" ({e})",
             )
-        decision = await guard.authorize(
+        permit = await guard.authorize(
             session,
             Permission.USER_MANAGEMENT,
             RESOURCE,
             event=EventType.CONFIG_ACCESS,
             detail={"command": args.action},
         )
-        if not decision.allowed:
-            return 1, f"denied: user_management ({decision.detail or decision.reason})"
+        if not permit.allowed:
+            return 1, f"denied: user_management ({permit.detail or permit.reason})"
+        # A push or rollback records its own outcome (a policy change or its refusal).
+        reply = await self._allowed(guard, session, args, payload)
+        await permit.done()
+        return reply
+
+    async def _allowed(
+        self, guard: Guard, session: Session, args: argparse.Namespace, payload: bytes
+    ) -> Reply:
         if args.action == "versions":
             current = self.manager.store.current()
             lines = [f"{v}{' (in force)' if v == current else ''}" for v in self.manager.store.versions()]

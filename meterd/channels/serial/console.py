@@ -18,13 +18,13 @@ import asyncio
 import logging
 import re
 
-from meterd.channels.base import Runtime
 from meterd.channels.serial.config import SerialConfig
 from meterd.channels.serial.terminal import ConsoleTerminal
 from meterd.errors import MeterdError
 from meterd.guard import Password, Session
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel
+from meterd.runtime import Runtime
 from meterd.shell import MeterShell
 
 log = logging.getLogger(__name__)

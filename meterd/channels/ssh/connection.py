@@ -28,11 +28,11 @@ from typing import TYPE_CHECKING, AnyStr
 
 import asyncssh
 
-from meterd.channels.base import Runtime
 from meterd.channels.ssh.terminal import SessionStreams, SessionTerminal
 from meterd.guard import Password, PublicKey, Session
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome, Request
+from meterd.runtime import Runtime
 from meterd.shell import EXIT_DENIED, EXIT_USAGE, MeterShell
 
 if TYPE_CHECKING:

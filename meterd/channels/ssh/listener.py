@@ -7,7 +7,6 @@ import logging
 
 import asyncssh
 
-from meterd.channels.base import Runtime
 from meterd.channels.ssh.area import Area
 from meterd.channels.ssh.config import SshConfig
 from meterd.channels.ssh.connection import (
@@ -23,6 +22,7 @@ from meterd.channels.ssh.terminal import SessionStreams
 from meterd.errors import ChannelError
 from meterd.guard import Session
 from meterd.policy.request import Channel
+from meterd.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
