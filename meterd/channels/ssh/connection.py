@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, AnyStr
 import asyncssh
 
 from meterd.channels.base import Runtime
+from meterd.channels.ssh.acks import PromptAcks
 from meterd.channels.ssh.terminal import SessionStreams, SessionTerminal
 from meterd.guard import Password, PublicKey, Session
 from meterd.policy.permissions import Permission
@@ -68,6 +69,7 @@ class MeterSSHServer(asyncssh.SSHServer):
         self._failures = 0
         self._refusals = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._acks: PromptAcks | None = None
 
     # -- connection ---------------------------------------------------------
 
@@ -90,9 +92,16 @@ class MeterSSHServer(asyncssh.SSHServer):
         # signatures against asyncssh's, and reports it if a method is renamed or removed.
         conn.create_agent_listener = self._agent_requested  # type: ignore[method-assign]
         conn.attach_x11_listener = self._x11_requested  # type: ignore[method-assign]
+        # The OpenSSH client's Nagle algorithm would wait on our delayed ACKs (see acks.py).
+        self._acks = PromptAcks(conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Nothing to do: each session's channel closes its guard session."""
+
+    def auth_completed(self) -> None:
+        """Authentication is over: acknowledgements may be delayed again (see acks.py)."""
+        if self._acks is not None:
+            self._acks.stop()
 
     # -- authentication -------------------------------------------------------
 
