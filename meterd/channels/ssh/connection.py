@@ -34,7 +34,7 @@ from meterd.channels.ssh.terminal import SessionStreams, SessionTerminal
 from meterd.guard import Password, PublicKey, Session
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome, Request
-from meterd.shell import EXIT_DENIED, EXIT_USAGE, MeterShell
+from meterd.shell.terminal import EXIT_DENIED, EXIT_USAGE
 
 if TYPE_CHECKING:
     from asyncssh.connection import SSHConnection
@@ -297,6 +297,8 @@ async def run_session(listener: SshListener, streams: SessionStreams) -> None:
         streams.stderr.write(f"denied: {opened.request.permission.value} ({opened.detail or 'refused'})\n")
         streams.exit(EXIT_DENIED)
         return
+    from meterd.shell import MeterShell  # noqa: PLC0415 - on first use (see meterd.shell)
+
     shell = MeterShell(listener.runtime, opened, SessionTerminal(streams))
     status = EXIT_DENIED
     reason = ""
