@@ -52,6 +52,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from meterd.seclog.segments import clear_append_only
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIG = ROOT / "config" / "daemon" / "meterd.toml"
 DEPENDENCIES = ("asyncssh", "pymodbus", "serial", "prometheus_client", "cffi")
@@ -145,6 +147,18 @@ def _memory(pid: int) -> tuple[int, int]:
     return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
 
 
+def remove_scratch(directory: Path) -> None:
+    """Remove the scratch directory, security-log segments included.
+
+    Run as root, meterd gives its segments the append-only attribute, which
+    stops even root's unlink until it is cleared.
+    """
+    for path in directory.rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            clear_append_only(path)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def byte_compile_meterd() -> None:
     """Byte-compile the ``meterd`` package in place, as installing it would (see the module docstring)."""
     spec = importlib.util.find_spec("meterd")
@@ -233,7 +247,7 @@ def main() -> None:
     except StartError as e:
         failure = str(e)  # the baseline is still worth printing
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        remove_scratch(work)
 
     floor, restart = rows["import floor of the dependencies (spawn to exit)"], rows.get(RESTART)
     excess = (
