@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import ssl
+from typing import TYPE_CHECKING
 
 from meterd.config import DaemonConfig, ForwardSettings
 from meterd.daemon.demo_pki import ensure_demo_meter_certificate
@@ -26,7 +27,9 @@ from meterd.policy.signed import MeterIdentity
 from meterd.runtime import Listener, Runtime
 from meterd.seclog import SecurityLog
 from meterd.seclog.events import DetailValue
-from meterd.seclog.forwarder import CollectorConfig, Forwarder
+
+if TYPE_CHECKING:
+    from meterd.seclog.forwarder import Forwarder
 
 log = logging.getLogger(__name__)
 INITIAL_KEY_FILE = "security-log-initial-key"
@@ -58,6 +61,9 @@ def start_forwarder(settings: ForwardSettings, seclog: SecurityLog) -> Forwarder
             raise ConfigError(
                 f"cannot load the collector's TLS material: {e}", key_path="security_log.forward"
             ) from e
+    # Only a meter that forwards its log loads the forwarder.
+    from meterd.seclog.forwarder import CollectorConfig, Forwarder  # noqa: PLC0415
+
     collector = CollectorConfig(settings.host, settings.port, context, settings.server_hostname)
     forwarder = Forwarder(seclog.directory, collector, durable_seq=lambda: seclog.head_seq)
     forwarder.start()

@@ -19,7 +19,7 @@ import logging
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meterd.daemon.credential_store import CredentialStore
 from meterd.daemon.demo import apply_demo_accounts
@@ -37,13 +37,14 @@ from meterd.policy.credentials import (
     user_management_logins,
     without_credentials,
 )
-from meterd.policy.diff import AccessChange, diff_policies
-from meterd.policy.dump import dump_policy
 from meterd.policy.files import read_policy_text
 from meterd.policy.lint import Finding, Severity, lint_policy
 from meterd.policy.loader import load_policy
 from meterd.policy.model import Policy
 from meterd.policy.request import Channel, Outcome
+
+if TYPE_CHECKING:
+    from meterd.policy.diff import AccessChange
 
 log = logging.getLogger(__name__)
 SUMMARY_LIMIT = 240
@@ -198,7 +199,7 @@ class PolicyManager:
             credentials = seed(known, policy)
             policy = without_credentials(policy)
             self._write_credentials(known, credentials)
-            version = self.store.commit(dump_policy(policy))
+            version = self.store.commit(_dump(policy))
         else:
             policy = read_policy_text(self.store.read(version), f"{self.store.directory}/v{version:06d}.toml")
             check(policy)
@@ -290,8 +291,8 @@ class PolicyManager:
                 {"how": how, "refused": summarise_text("; ".join(problems))},
             )
             raise PolicyRefusedError(problems) from e
-        changes = tuple(diff_policies(guard.policy, policy))
-        version = self.store.commit(dump_policy(policy))
+        changes = tuple(_diff(guard.policy, policy))
+        version = self.store.commit(_dump(policy))
         if credentials != added:
             try:
                 self.credentials.write(credentials)
@@ -336,6 +337,19 @@ class PolicyManager:
             )
             raise
         return await self.apply(guard, policy, by=DAEMON, channel=Channel.LOCAL, how="reload")
+
+
+def _dump(policy: Policy) -> str:
+    # The writer and the differ load with the first change of policy, not with every start.
+    from meterd.policy.dump import dump_policy  # noqa: PLC0415
+
+    return dump_policy(policy)
+
+
+def _diff(old: Policy, new: Policy) -> list[AccessChange]:
+    from meterd.policy.diff import diff_policies  # noqa: PLC0415
+
+    return diff_policies(old, new)
 
 
 def summarise_text(text: str) -> str:

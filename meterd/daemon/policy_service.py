@@ -30,7 +30,6 @@ from meterd.errors import ChannelError, ConfigError, PolicyError, PolicyValidati
 from meterd.guard import Guard, Session
 from meterd.policy.bundle import load_verify_key
 from meterd.policy.credentials import Credentials
-from meterd.policy.diff import diff_policies
 from meterd.policy.files import read_policy_text
 from meterd.policy.model import Policy
 from meterd.policy.permissions import Permission
@@ -220,6 +219,8 @@ class PolicyService:
                 stripped, _, findings = self.manager.prospect(guard, policy)
             except PolicyRefusedError as e:
                 return 1, "\n".join(["dry run: would be refused:", *e.problems])
+            from meterd.policy.diff import diff_policies  # noqa: PLC0415 - a dry run's only
+
             lines = [
                 "dry run: nothing applied",
                 *(c.render() for c in diff_policies(guard.policy, stripped)),

@@ -25,7 +25,6 @@ from meterd.guard import Password, Session
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel
 from meterd.runtime import Runtime
-from meterd.shell import MeterShell
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +109,8 @@ class Console:
             terminal.interrupt()
 
         session.on_close.append(on_close)
+        from meterd.shell import MeterShell  # noqa: PLC0415 - on first use (see meterd.shell)
+
         shell = MeterShell(self._runtime, session, terminal)
         reason = ""
         try:

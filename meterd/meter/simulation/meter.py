@@ -41,7 +41,6 @@ from meterd.meter.model import (
     Readings,
     match_certificate,
 )
-from meterd.meter.pem import parse_pem_certificate
 from meterd.meter.settings import (
     ION_MODULES,
     CommSettings,
@@ -267,6 +266,9 @@ class SimulatedMeter:
 
     def install_certificate(self, pem: bytes) -> CertificateInfo:
         """Check a PEM certificate structurally and store it as ``certs/<fingerprint>.pem``."""
+        # The certificate parser loads with the first installation, not with the meter.
+        from meterd.meter.pem import parse_pem_certificate  # noqa: PLC0415
+
         parsed = parse_pem_certificate(pem)
         if any(c.fingerprint == parsed.fingerprint for c in self._state.certificates):
             raise CertificateError(f"certificate {parsed.fingerprint} is already installed")
