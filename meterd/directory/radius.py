@@ -47,7 +47,9 @@ from meterd.directory.radius_config import RadiusServer, RadiusSettings, load_ra
 
 __all__ = ["RadiusBackend", "RadiusServer", "RadiusSettings", "load_radius", "radius_settings"]
 
-log = logging.getLogger("meterd.directory.radius")
+log = logging.getLogger(__name__)
+#: Discarded replies logged per server and login; the rest are only counted (a flood must not fill the log).
+MAX_LOGGED_DISCARDS = 3
 
 
 @dataclass(slots=True)
@@ -59,6 +61,12 @@ class _Attempt:
     discarded: int = 0
     last_reason: str = ""
     error: str = ""
+
+    def discard(self, reason: str) -> None:
+        self.discarded += 1
+        self.last_reason = reason
+        if self.discarded <= MAX_LOGGED_DISCARDS:
+            log.warning("radius %s: reply discarded: %s", self.server.uri, reason)
 
     def describe(self) -> str:
         if self.error:
@@ -164,17 +172,14 @@ class RadiusBackend:
                 return None
             except OSError as e:
                 # An ICMP port unreachable from an earlier send: the next retransmission may still land.
-                reason = f"receive failed: {e.strerror}"
-                attempt.discarded, attempt.last_reason = attempt.discarded + 1, reason
-                log.info("radius %s: %s", server.uri, reason)
+                attempt.discard(f"receive failed: {e.strerror}")
                 continue
             try:
                 if (source[0], source[1]) != (server.host, server.port):
                     raise RadiusPacketError(f"came from {source[0]} port {source[1]}, not the server")
                 return decode_reply(data, identifier, authenticator, self.settings.secret)
             except RadiusPacketError as e:
-                attempt.discarded, attempt.last_reason = attempt.discarded + 1, str(e)
-                log.warning("radius %s: reply discarded: %s", server.uri, e)
+                attempt.discard(str(e))
         return None
 
     def _identity(self, user: str, server: RadiusServer, reply: Reply) -> DirectoryIdentity:

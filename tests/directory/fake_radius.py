@@ -30,6 +30,7 @@ MODES = (
     "other-port",  # a valid Access-Accept sent from another port
     "other-address",  # a valid Access-Accept sent from 127.0.0.2, same port
     "junk-then-accept",  # every broken kind above, then a valid Access-Accept
+    "flood",  # ten Access-Accepts without Message-Authenticator
 )
 
 
@@ -151,6 +152,7 @@ class FakeRadius:
             "other-port": [junk[4]],
             "other-address": [junk[5]],
             "junk-then-accept": [*junk, (self.sock, good)],
+            "flood": [junk[0]] * 10,
         }
         chosen = table[self.mode]
         for sock in (other_port, other_address):

@@ -113,6 +113,13 @@ def test_hostile_replies_are_no_answer_and_the_deadline_holds(
         assert "no valid reply to 1 Access-Request(s)" in text
 
 
+def test_a_flood_of_bad_replies_is_counted_not_logged_line_by_line(caplog: pytest.LogCaptureFixture) -> None:
+    with fake_radius(SECRET, "flood") as server, pytest.raises(DirectoryUnreachable) as caught:
+        RadiusBackend(settings(server.port, timeout=5)).authenticate("nemo", "pw", time.monotonic() + 0.5)
+    assert "(10 reply(ies) discarded, last: no Message-Authenticator" in str(caught.value)
+    assert len([r for r in caplog.records if "discarded" in r.getMessage()]) == 3
+
+
 def test_valid_reply_after_hostile_ones_is_taken() -> None:
     with fake_radius(SECRET, "junk-then-accept", ATTRIBUTES) as server:
         identity = RadiusBackend(settings(server.port)).authenticate("nemo", "pw", time.monotonic() + 2)
