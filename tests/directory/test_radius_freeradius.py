@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import secrets
+import socket
+import struct
 import time
 from pathlib import Path
 
@@ -9,6 +12,7 @@ import pytest
 
 from meterd.directory.backend import DirectoryRefused, DirectoryUnreachable
 from meterd.directory.radius import RadiusBackend, radius_settings
+from meterd.directory.radius_codec import decode_reply, encode_request, hide_password
 from tests.directory.freeradius import FreeRadius, RadiusUser, freeradius, radius_server
 
 __all__ = ["radius_server"]  # the fixture, imported for pytest
@@ -105,3 +109,24 @@ def test_a_paused_server_cannot_hold_a_login_past_its_deadline(radius_server: Fr
     assert 0.6 <= elapsed <= 0.7 + SLACK
     # Resumed, it answers again (the late request it queued is no longer waited for).
     assert backend.authenticate(user.name, user.password, time.monotonic() + 3).name == user.name
+
+
+def test_the_server_drops_requests_without_message_authenticator(radius_server: FreeRadius) -> None:
+    # The fixture's client entry says require_message_authenticator = yes: prove it.
+    user = radius_server.users["rad-operator"]
+    authenticator = secrets.token_bytes(16)
+    attributes = [
+        (1, user.name.encode()),
+        (2, hide_password(user.password.encode(), radius_server.secret, authenticator)),
+    ]
+    body = b"".join(bytes((t, len(v) + 2)) + v for t, v in attributes)
+    unsigned = struct.pack("!BBH", 1, 7, 20 + len(body)) + authenticator + body
+    signed = encode_request(8, authenticator, radius_server.secret, attributes)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.5)
+        sock.sendto(unsigned, (radius_server.host, radius_server.port))
+        with pytest.raises(TimeoutError):
+            sock.recv(4096)
+        sock.sendto(signed, (radius_server.host, radius_server.port))
+        reply = decode_reply(sock.recv(4096), 8, authenticator, radius_server.secret)
+    assert reply.code == 2
