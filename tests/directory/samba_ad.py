@@ -116,6 +116,11 @@ class SambaAD:
         return f"ldaps://{self.host}:{self.port}"
 
     @property
+    def starttls_uri(self) -> str:
+        """``ldap://127.x.y.z:389``: plain LDAP, where a simple bind needs StartTLS first."""
+        return f"ldap://{self.host}:389"
+
+    @property
     def conf(self) -> Path:
         """The server's own smb.conf."""
         return self.directory / "etc" / "smb.conf"

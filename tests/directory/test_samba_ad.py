@@ -7,6 +7,7 @@ import ipaddress
 import os
 import socket
 import ssl
+import warnings
 from pathlib import Path
 
 import ldap3
@@ -65,6 +66,27 @@ def test_bind_by_upn_and_nested_groups_in_one_search(samba_ad: SambaAD) -> None:
     }
     assert groups_in_chain(connection, samba_ad.base_dn, ulrich.dn) == {"GridVis-Analyst"}
     connection.unbind()
+
+
+def test_starttls_on_389_and_no_simple_bind_without_it(samba_ad: SambaAD) -> None:
+    olivia = samba_ad.users["olivia"]
+    tls = ldap3.Tls(validate=ssl.CERT_REQUIRED, ca_certs_file=str(samba_ad.ca_file))
+    server = ldap3.Server(samba_ad.host, port=389, tls=tls, connect_timeout=5)
+    assert samba_ad.starttls_uri == f"ldap://{samba_ad.host}:389"
+    plain = ldap3.Connection(server, user=olivia.upn, password=olivia.password, receive_timeout=5)
+    try:
+        assert not plain.bind()  # ldap server require strong auth: no simple bind in clear text
+        assert plain.result["description"] == "strongerAuthRequired"
+    finally:
+        plain.unbind()
+    secured = ldap3.Connection(server, user=olivia.upn, password=olivia.password, receive_timeout=5)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "ssl.match_hostname", DeprecationWarning)
+            assert secured.start_tls()
+        assert secured.bind()
+    finally:
+        secured.unbind()
 
 
 def test_service_account_and_refusals(samba_ad: SambaAD) -> None:
