@@ -261,12 +261,37 @@ def freeradius(
     secret_file = directory / "radius.secret"
     secret_file.write_text(secret + "\n")
     secret_file.chmod(0o600)
+    (directory / "dictionary").write_text(_DICTIONARY)
+    (directory / "users").write_text(_users_file(users))
+    # A free port is only free until the server binds it: another process may take it first.
+    for _ in range(3):
+        server = _start(directory, secret, secret_file, users)
+        try:
+            _wait_ready(server)
+        except _PortTakenError:
+            _stop(server)
+            continue
+        except BaseException:
+            _stop(server)
+            raise
+        break
+    else:
+        raise RuntimeError(f"freeradius found no free UDP port in three tries:\n{server.log()[-2000:]}")
+    try:
+        yield server
+    finally:
+        _stop(server)
+
+
+class _PortTakenError(RuntimeError):
+    pass
+
+
+def _start(directory: Path, secret: str, secret_file: Path, users: Sequence[RadiusUser]) -> FreeRadius:
     port = free_udp_port()
     (directory / "radiusd.conf").write_text(
         _RADIUSD_CONF.format(dir=directory, secret=_quote(secret), port=port)
     )
-    (directory / "dictionary").write_text(_DICTIONARY)
-    (directory / "users").write_text(_users_file(users))
     log_file = directory / "radiusd.log"
     with log_file.open("wb") as out:
         process = subprocess.Popen(
@@ -275,20 +300,19 @@ def freeradius(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    server = FreeRadius(
+    return FreeRadius(
         directory, port, secret.encode(), secret_file, {u.name: u for u in users}, log_file, process
     )
+
+
+def _stop(server: FreeRadius) -> None:
+    server.resume()
+    server.process.terminate()
     try:
-        _wait_ready(server)
-        yield server
-    finally:
-        server.resume()
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        server.process.wait(5)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
 
 
 def _wait_ready(server: FreeRadius) -> None:
@@ -298,6 +322,8 @@ def _wait_ready(server: FreeRadius) -> None:
         if "Ready to process requests" in text:
             return
         if server.process.poll() is not None:
+            if "Failed binding to" in text:
+                raise _PortTakenError(text[-2000:])
             break
         time.sleep(0.05)
     raise RuntimeError(f"freeradius did not start (exit {server.process.poll()}):\n{server.log()[-4000:]}")

@@ -13,7 +13,7 @@ import pytest
 from meterd.directory.backend import DirectoryRefused, DirectoryUnreachable
 from meterd.directory.radius import RadiusBackend, radius_settings
 from meterd.directory.radius_codec import decode_reply, encode_request, hide_password
-from tests.directory.freeradius import FreeRadius, RadiusUser, freeradius, radius_server
+from tests.directory.freeradius import FreeRadius, RadiusUser, free_udp_port, freeradius, radius_server
 
 __all__ = ["radius_server"]  # the fixture, imported for pytest
 
@@ -130,3 +130,18 @@ def test_the_server_drops_requests_without_message_authenticator(radius_server: 
         sock.sendto(signed, (radius_server.host, radius_server.port))
         reply = decode_reply(sock.recv(4096), 8, authenticator, radius_server.secret)
     assert reply.code == 2
+
+
+def test_the_fixture_tries_another_port_when_its_port_was_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind(("127.0.0.1", 0))
+        ports = [taken.getsockname()[1], free_udp_port()]
+        monkeypatch.setattr("tests.directory.freeradius.free_udp_port", lambda: ports.pop(0))
+        user = RadiusUser("rad-retry")
+        with freeradius(tmp_path / "retry", [user]) as server:
+            assert server.port != taken.getsockname()[1]
+            assert RadiusBackend(server.settings()).authenticate(
+                user.name, user.password, time.monotonic() + 3
+            )
