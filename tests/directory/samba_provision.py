@@ -154,12 +154,17 @@ def smb_conf(directory: Path, host: str, tls: tuple[Path, Path, Path]) -> str:
 
 
 def provision(directory: Path, host: str, admin_password: str) -> None:
+    """``samba-tool domain provision`` into ``directory`` (which gets its own etc/smb.conf)."""
     assert SAMBA_TOOL is not None
+    # Without --configfile samba-tool would first read the system's /etc/samba/smb.conf.
+    empty = directory / "provision-empty.conf"
+    empty.write_text("")
     run(
         [
             SAMBA_TOOL,
             "domain",
             "provision",
+            f"--configfile={empty}",
             f"--realm={REALM}",
             f"--domain={NETBIOS_DOMAIN}",
             "--server-role=dc",
