@@ -36,6 +36,11 @@ $build_only || needs+=(
     "sshd:openssh-server"
     "mbpoll:mbpoll"
     "chromium:chromium"
+    # The directory servers of the login tests: FreeRADIUS, a Samba AD domain controller.
+    "freeradius:freeradius"
+    "samba:samba"
+    "samba-tool:samba-common-bin"
+    "ldbsearch:ldb-tools"
 )
 
 missing=()
@@ -54,6 +59,10 @@ python3 -c 'import ensurepip' 2>/dev/null || missing+=("python3-venv")
 # rsyslog's TLS (RFC 5425) stream driver is a module, not a command.
 $build_only || compgen -G "/usr/lib/*/rsyslog/lmnsd_gtls.so" >/dev/null || compgen -G "/usr/lib/rsyslog/lmnsd_gtls.so" >/dev/null \
     || missing+=("rsyslog-gnutls")
+# A Samba AD DC needs packages that bring no command: the provisioning data, the
+# directory's ldb modules (samba-ad-dc pulls in those and winbind).
+$build_only || [ -e /usr/share/samba/setup/provision.ldif ] || missing+=("samba-ad-provision")
+$build_only || compgen -G "/usr/lib/*/samba/ldb/acl.so" >/dev/null || missing+=("samba-ad-dc")
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
@@ -67,3 +76,19 @@ echo "system-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# The tests start their own directory servers in temporary directories; the system
+# services these packages start (and enable) would only hold ports and run as root.
+# Only services of packages installed just now are touched (entries are "service:package").
+for entry in freeradius:freeradius samba-ad-dc:samba-ad-dc smbd:samba nmbd:samba winbind:samba-ad-dc; do
+    svc=${entry%%:*}
+    case " ${missing[*]} " in
+    *" ${entry##*:} "*) ;;
+    *) continue ;;
+    esac
+    if [ -d /run/systemd/system ]; then
+        systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    elif [ -x "/etc/init.d/$svc" ]; then
+        invoke-rc.d "$svc" stop >/dev/null 2>&1 || true
+        update-rc.d "$svc" disable >/dev/null 2>&1 || true
+    fi
+done
