@@ -87,8 +87,12 @@ for entry in freeradius:freeradius samba-ad-dc:samba-ad-dc smbd:samba nmbd:samba
     esac
     if [ -d /run/systemd/system ]; then
         systemctl disable --now "$svc" >/dev/null 2>&1 || true
-    elif [ -x "/etc/init.d/$svc" ]; then
-        invoke-rc.d "$svc" stop >/dev/null 2>&1 || true
+    else
+        # Without systemd as PID 1 the package started the service through its init
+        # script, and enabled its unit all the same: both are undone, or the unit (with
+        # warnings of its own) is pulled in wherever multi-user.target is loaded.
+        [ -x "/etc/init.d/$svc" ] && invoke-rc.d "$svc" stop >/dev/null 2>&1
+        command -v systemctl >/dev/null && systemctl disable "$svc" >/dev/null 2>&1
         update-rc.d "$svc" disable >/dev/null 2>&1 || true
     fi
 done
