@@ -30,6 +30,7 @@ import casbin
 
 from benchmarks.cliffs import print_sweep
 from benchmarks.cloop import run_c_loop
+from benchmarks.guards import print_guard_costs
 from meterd.policy.compile import compile_policy
 from meterd.policy.evaluator import RequestBatch
 from meterd.policy.loader import load_policy
@@ -198,6 +199,8 @@ def main() -> None:
     print(f"{'path':<48}{'ns/decision':>14}{'x C loop':>12}")
     for label, ns in rows:
         print(f"{label:<48}{ns:>14.1f}{ns / c_loop:>12.1f}")
+    print()
+    print_guard_costs(args.quick)
     print()
     print_sweep(args.quick)
 

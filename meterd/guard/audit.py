@@ -34,7 +34,7 @@ from meterd.policy.compile import CompiledPolicy
 from meterd.policy.grants import PrincipalKind
 from meterd.policy.model import ANONYMOUS
 from meterd.policy.permissions import Permission
-from meterd.policy.request import Channel, Decision, DenyReason, Outcome
+from meterd.policy.request import Channel, Decision, DenyReason, Outcome, Request
 from meterd.seclog import EventType, Query, Record, SecurityLog
 from meterd.seclog.errors import LogUnavailableError
 from meterd.seclog.events import SYSTEM_PRINCIPAL, DetailValue
@@ -163,6 +163,15 @@ class _Aggregate:
     channel: Channel
     permission: Permission
     resource: str
+
+
+#: What aggregated allows are counted under: one record per key per sweep.
+AggregateKey = _Aggregate
+
+
+def aggregate_key(request: Request) -> AggregateKey:
+    """The key :meth:`Audit.count` counts an allow of ``request`` under."""
+    return _Aggregate(request.principal, request.channel, request.permission, request.resource)
 
 
 class Audit:
@@ -329,12 +338,15 @@ class Audit:
         self.observer.decision(request.channel, request.permission, decision.outcome)
         return decision
 
-    def count(self, decision: Decision) -> Decision:
-        """Count an allow for :meth:`flush` instead of recording it now."""
+    def count(self, decision: Decision, key: AggregateKey | None = None) -> Decision:
+        """Count an allow for :meth:`flush` instead of recording it now.
+
+        Args:
+            decision: The allow.
+            key: Its :func:`aggregate_key`, if the caller kept it from an earlier count.
+        """
         request = decision.request
-        self._aggregates[
-            _Aggregate(request.principal, request.channel, request.permission, request.resource)
-        ] += 1
+        self._aggregates[key or aggregate_key(request)] += 1
         self.observer.decision(request.channel, request.permission, decision.outcome)
         return decision
 

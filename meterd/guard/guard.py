@@ -40,6 +40,7 @@ from meterd.guard.credentials import Credential, PublicKey, check_credential, co
 from meterd.guard.decide import decide, evaluate, within_role_limit
 from meterd.guard.demand_window import DemandResetWindow, Reservation
 from meterd.guard.dual_control import DualControl, PendingApproval
+from meterd.guard.fastpath import AllowMemory
 from meterd.guard.lockout import LoginLockout
 from meterd.guard.observer import GuardObserver, NullObserver
 from meterd.guard.sessions import Session, SessionRegistry
@@ -109,6 +110,7 @@ class Guard:
         self.policy_version = policy_version or 0
         self.observer: GuardObserver = observer or NullObserver()
         self._audit = Audit(seclog, self.observer, monotonic=monotonic, wall=wall)
+        self._allows = AllowMemory(self._audit, monotonic)
         self._monotonic = monotonic
         self._wall = wall
         self.sessions = SessionRegistry()
@@ -364,6 +366,8 @@ class Guard:
         Returns:
             The decision; the action may run only if it is an allow.
         """
+        if aggregate and (again := self._allows.again(self._compiled, session, (permission, resource))):
+            return again  # the allow given last time still stands (see meterd.guard.fastpath)
         request = Request(session.principal, permission, resource, session.channel, session.source)
         decision = await self._session_decision(session, request)
         reservation: Reservation | None = None
@@ -377,6 +381,7 @@ class Guard:
                 decision, detail = await self._await_approval(session, decision, action, detail, on_pending)
             if aggregate and decision.allowed and not self._audit.failed:
                 decision = self._audit.count(decision)
+                self._allows.remember(self._compiled, session, decision)
             else:
                 decision = await self._commit(decision, event, detail)
             allowed = decision.allowed
@@ -637,11 +642,15 @@ class Guard:
         aggregated (see :meth:`sweep`); refusals are recorded.
         """
         request = allowed.request
+        again = self._allows.again(self._compiled, session, (request.permission, request.resource), request)
+        if again is not None:
+            return again
         if not allowed.allowed or request.principal != session.principal:
             decision = Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session has ended")
         else:
             decision = await self._session_decision(session, request)
         if decision.allowed and not self._audit.failed:
+            self._allows.remember(self._compiled, session, decision)
             return self._audit.count(decision)
         return await self._commit(decision, EventType.ACCESS_DECISION, None)
 

@@ -37,7 +37,8 @@ def test_resources_beyond_the_cache_never_rebuild_the_node_index(monkeypatch: py
     def counting(tree: ScopeTree) -> tuple[str, ...]:
         nonlocal reads
         reads += 1
-        return original.__get__(tree)
+        paths: tuple[str, ...] = original.__get__(tree)
+        return paths
 
     monkeypatch.setattr(ScopeTree, "paths", property(counting))
     files = [f"/files/data/feeder-{i}/day-{d}.csv" for i in range(FEEDERS) for d in range(2)]
