@@ -394,6 +394,15 @@ class Guard:
                     self.demand_window.release(reservation)
         return decision
 
+    def authorize_again(self, session: Session, permission: Permission, resource: str) -> Decision | None:
+        """An aggregated allow :meth:`authorize` gave this session before, given again without awaiting.
+
+        Returns:
+            The allow (counted as :meth:`authorize` counts it), or None when the
+            answer could differ now: then call :meth:`authorize`.
+        """
+        return self._allows.again(self._compiled, session, (permission, resource))
+
     async def action_failed(
         self, session: Session, allowed: Decision, event: EventType, detail: Detail
     ) -> None:

@@ -70,6 +70,8 @@ class MeterdMetrics:
             registry=r,
         )
         self._decision_children: dict[_DecisionKey, Counter] = {}
+        #: The Modbus counter's children by (function, outcome): ``labels()`` costs more than ``inc()``.
+        self._modbus_children: dict[tuple[str, Outcome], Counter] = {}
         self._login_failures = Counter(
             "meterd_login_failures", "Failed login attempts.", ("channel",), registry=r
         )
@@ -211,4 +213,9 @@ class MeterdMetrics:
 
     def modbus_request(self, function_code: int, outcome: Outcome) -> None:
         """Count one Modbus request; unknown function codes count as ``other``."""
-        self._modbus.labels(function_name(function_code), outcome.value).inc()
+        key = (function_name(function_code), outcome)  # a closed set: the cache stays small
+        child = self._modbus_children.get(key)
+        if child is None:
+            child = self._modbus.labels(key[0], outcome.value)
+            self._modbus_children[key] = child
+        child.inc()

@@ -172,3 +172,23 @@ def test_security_log_commits_feed_the_flush_latency_histogram(tmp_path: Path) -
     assert commits >= 3  # appends made one after another each need their own commit
     assert spent is not None
     assert spent > 0
+
+
+def test_modbus_counter_children_are_looked_up_once(
+    metrics: MeterdMetrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, ...]] = []
+    counter = metrics._modbus
+    original = counter.labels
+
+    def counting(*labels: str) -> object:
+        calls.append(labels)
+        return original(*labels)
+
+    monkeypatch.setattr(counter, "labels", counting)
+    for _ in range(100):
+        metrics.modbus_request(3, Outcome.ALLOW)
+        metrics.modbus_request(99, Outcome.DENY)
+        metrics.modbus_request(98, Outcome.DENY)
+    assert sorted(calls) == [("other", "deny"), ("read_holding_registers", "allow")]
+    assert value(metrics, "meterd_modbus_requests_total", function="other", outcome="deny") == 200
