@@ -42,21 +42,25 @@ class RateLimiter:
         self._slack = ((rate if burst is None else burst) - 1) * self.interval + _ROUNDING
         self._due: dict[str, float] = {}
 
-    def _reserve(self, key: str, due: float, now: float) -> None:
-        self._due[key] = due + self.interval
-        if len(self._due) > PRUNE_AT:
-            self._due = {k: t for k, t in self._due.items() if t > now}
-
     def delay(self, key: str, now: float) -> float:
         """Reserve a slot for one request of ``key``; return how long it must wait first."""
-        due = max(self._due.get(key, now), now)
-        self._reserve(key, due, now)
-        return max(0.0, due - now - self._slack)
+        due = self._due.get(key, now)
+        due = max(due, now)
+        self._due[key] = due + self.interval
+        if len(self._due) > PRUNE_AT:
+            self._prune(now)
+        wait = due - now - self._slack
+        return wait if wait > 0.0 else 0.0
 
     def take(self, key: str, now: float) -> bool:
         """Spend a slot for one request of ``key`` if it has one now; False (nothing spent) if not."""
         due = max(self._due.get(key, now), now)
         if due - now > self._slack:
             return False
-        self._reserve(key, due, now)
+        self._due[key] = due + self.interval
+        if len(self._due) > PRUNE_AT:
+            self._prune(now)
         return True
+
+    def _prune(self, now: float) -> None:
+        self._due = {k: t for k, t in self._due.items() if t > now}

@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from meterd.errors import MeterdError
 from meterd.guard.evidence import EvidenceBudget, SummaryKey
@@ -157,8 +158,8 @@ class LogStatus:
     refusals_to_summarise: int
 
 
-@dataclass(frozen=True, slots=True)
-class _Aggregate:
+class _Aggregate(NamedTuple):
+    # A tuple, not a dataclass: counting an allow hashes and compares it (in C, so).
     principal: str
     channel: Channel
     permission: Permission

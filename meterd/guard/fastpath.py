@@ -99,7 +99,7 @@ class AllowMemory:
         ):
             return None
         now = self._monotonic()
-        if now - session.last_active > entry.idle or self._audit.failed:
+        if now - session.last_active > entry.idle or self._audit.seclog.failed:  # Audit.failed, one call less
             return None
         session.last_active = now
         return self._audit.count(entry.decision, entry.key)

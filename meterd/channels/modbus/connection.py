@@ -30,6 +30,7 @@ import contextlib
 import logging
 import ssl
 import struct
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -58,6 +59,7 @@ SESSION_PERMISSIONS = (
 )
 
 _MBAP = struct.Struct(">HHHB")
+_monotonic = time.monotonic
 _ANSWER_HEAD = struct.Struct(">HHHB")
 
 
@@ -248,9 +250,11 @@ class ModbusConnection(asyncio.Protocol):
             self._process()
 
     def _process(self) -> None:
+        """Answer the whole frames buffered, in order, until one needs an await or a wait."""
         buffer = self._buffer
         peer = self._peer
-        while not self._busy and not self._closing and peer is not None:
+        transport = self._transport
+        while not self._busy and not self._closing and peer is not None and transport is not None:
             if len(buffer) < protocol.MBAP_SIZE:
                 if buffer:
                     self._frame_started()
@@ -269,7 +273,7 @@ class ModbusConnection(asyncio.Protocol):
             body = bytes(buffer[protocol.MBAP_SIZE : end])
             del buffer[:end]
             self._frame_since = None
-            now = self._loop.time()
+            now = _monotonic()  # the loop's clock (BaseEventLoop.time), one call less
             wait = self._pool.rate.delay(self._client, now)
             if wait > 0:
                 self.service.counters["throttled"] += 1
@@ -284,7 +288,8 @@ class ModbusConnection(asyncio.Protocol):
                 self._hold()
                 self._run(self._answer_async(protocol.Header(transaction, length - 1, unit), body))
                 return
-            self._send(transaction, unit, answer, now)
+            transport.write(_ANSWER_HEAD.pack(transaction, 0, len(answer) + 1, unit) + answer)  # as _send
+            self._idle_since = now
 
     def _frame_started(self) -> None:
         if self._frame_since is None:

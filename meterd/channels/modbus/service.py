@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import struct
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from meterd.channels.base import Runtime
@@ -30,12 +31,12 @@ from meterd.channels.modbus import protocol
 from meterd.channels.modbus.encoding import EncodingError
 from meterd.channels.modbus.protocol import ExceptionCode, ReadRequest, Refusal, WriteRequest
 from meterd.channels.modbus.registers import (
+    GROUP_FIELDS,
     READ_PERMISSION,
     Field,
     Group,
     covers_whole_fields,
     fields_in,
-    group_of,
 )
 from meterd.channels.modbus.values import (
     MEASUREMENT_BASE,
@@ -55,6 +56,7 @@ from meterd.seclog.events import DetailValue
 log = logging.getLogger(__name__)
 
 _READ = struct.Struct(">BHH")
+_MEASUREMENT_END = GROUP_FIELDS[Group.MEASUREMENT][-1].end
 
 
 class SessionEndedError(ChannelError):
@@ -89,6 +91,10 @@ class ModbusService:
         self.measurements = MeasurementCache(runtime.meter)
         self.counters: Counter[str] = Counter()
         self._resources = {unit: f"/modbus/unit/{unit}" for unit in self.unit_ids}
+        #: The guard's :meth:`~meterd.guard.Guard.authorize_again` (an attribute: it runs per read).
+        self._allowed_again: Callable[[Session, Permission, str], Decision | None] = (
+            self.guard.authorize_again
+        )
 
     def answer_now(self, peer: Peer, unit: int, body: bytes) -> bytes | None:
         """Answer a measurement read the guard allows again without deciding, or return None.
@@ -101,9 +107,14 @@ class ModbusService:
         if resource is None or len(body) != _READ.size or body[0] not in protocol.READ_FUNCTIONS:
             return None
         function, address, count = _READ.unpack(body)
-        if count > protocol.MAX_READ_COUNT or group_of(address, count) is not Group.MEASUREMENT:
+        # Entirely inside the measurement group (a contiguous run: see registers.group_of).
+        if not (
+            address >= MEASUREMENT_BASE
+            and 0 < count <= protocol.MAX_READ_COUNT
+            and address + count <= _MEASUREMENT_END
+        ):
             return None
-        if self.guard.authorize_again(peer.session, READ_PERMISSION, resource) is None:
+        if self._allowed_again(peer.session, READ_PERMISSION, resource) is None:
             return None
         self.counters["requests"] += 1
         try:

@@ -88,7 +88,9 @@ class MeasurementCache:
 
     def registers(self) -> bytes:
         """Return the measurement registers as on the wire (big-endian), from :data:`MEASUREMENT_BASE`."""
-        values = self.get()
+        values = self._values
+        if self._clock() - self._taken > self.max_age:  # get(), inlined: this runs per request
+            values = self.get()
         if values is not self._encoded_from:
             words = [w for f in _MEASUREMENTS for w in encode(f.kind, values[f.name], f.choices)]
             self._encoded = struct.pack(f">{len(words)}H", *words)
