@@ -206,7 +206,7 @@ class ModbusConnection(asyncio.Protocol):
         if self._closing or self._busy or self._write_paused or self._transport is None:
             return
         self._transport.resume_reading()
-        self._process()
+        self.data_received(b"")
 
     # -- timing ---------------------------------------------------------------
 
@@ -244,17 +244,22 @@ class ModbusConnection(asyncio.Protocol):
     # -- requests -------------------------------------------------------------
 
     def data_received(self, data: bytes) -> None:
-        """Take what the peer sent; answer every whole frame in it unless a request is under way."""
-        self._buffer += data
-        if not self._busy and not self._write_paused:
-            self._process()
+        """Take what the peer sent; answer the whole frames buffered, in order, until one must wait.
 
-    def _process(self) -> None:
-        """Answer the whole frames buffered, in order, until one needs an await or a wait."""
+        A request that needs an await, or a rate slot, holds the rest: nothing more is
+        answered (or read) until it is answered.  Called with ``b""`` to carry on then.
+        """
         buffer = self._buffer
+        buffer += data
         peer = self._peer
         transport = self._transport
-        while not self._busy and not self._closing and peer is not None and transport is not None:
+        while (
+            not self._busy
+            and not self._write_paused
+            and not self._closing
+            and peer is not None
+            and transport is not None
+        ):
             if len(buffer) < protocol.MBAP_SIZE:
                 if buffer:
                     self._frame_started()
