@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, generate_latest
 
 from meterd.guard.observer import GuardObserver
 from meterd.metrics import MeterdMetrics
@@ -192,3 +192,18 @@ def test_modbus_counter_children_are_looked_up_once(
         metrics.modbus_request(98, Outcome.DENY)
     assert sorted(calls) == [("other", "deny"), ("read_holding_registers", "allow")]
     assert value(metrics, "meterd_modbus_requests_total", function="other", outcome="deny") == 200
+
+
+def test_tallied_counts_appear_in_every_scrape_once(metrics: MeterdMetrics) -> None:
+    for _ in range(3):
+        metrics.decision(Channel.MODBUS, Permission.FS_READ_ONLY, Outcome.ALLOW)
+        metrics.modbus_request(4, Outcome.ALLOW)
+    first = generate_latest(metrics.registry).decode()
+    assert 'meterd_modbus_requests_total{function="read_input_registers",outcome="allow"} 3.0' in first
+    metrics.decision(Channel.MODBUS, Permission.FS_READ_ONLY, Outcome.ALLOW)
+    labels = {"channel": "modbus", "permission": "fs_read_only", "outcome": "allow"}
+    assert value(metrics, "meterd_decisions_total", **labels) == 4
+    assert value(metrics, "meterd_decisions_total", **labels) == 4  # reading again adds nothing
+    assert (
+        value(metrics, "meterd_modbus_requests_total", function="read_input_registers", outcome="allow") == 3
+    )
