@@ -96,6 +96,7 @@ class ModbusConnection(asyncio.Protocol):
         self._connections = connections
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
+        self._plain: asyncio.Transport | None = None  # the TCP transport, under TLS's once it runs
         self._client = "?"
         self._source = "?:0"
         self._held: ConnectionLimits | None = None
@@ -104,6 +105,7 @@ class ModbusConnection(asyncio.Protocol):
         self._busy = True  # until the peer is known: nothing is read as a request
         self._write_paused = False
         self._closing = False
+        self._lost = False
         self._idle_since = 0.0
         self._frame_since: float | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -121,7 +123,7 @@ class ModbusConnection(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         """Admit the connection (or close it at once), then start its login or its requests."""
         assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        self._transport = self._plain = transport
         address = transport.get_extra_info("peername") or ("?", 0)
         self._client = str(address[0])
         self._source = f"{self._client}:{address[1]}"
@@ -141,7 +143,14 @@ class ModbusConnection(asyncio.Protocol):
         self._start_requests()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Give the slot back; a TLS session is closed (and recorded) before the connection has finished."""
+        """Give the slot back; a TLS session is closed (and recorded) before the connection has finished.
+
+        Runs once, whoever calls it first: asyncio, or the TLS login after a failed
+        handshake (asyncio tells no protocol of a connection lost during ``start_tls``).
+        """
+        if self._lost:
+            return
+        self._lost = True
         if not self._closing and (exc is not None or self._frame_since is not None):
             self.service.counters["connections_dropped"] += 1  # reset, or gone half-way through a frame
         self._closing = True
@@ -368,6 +377,9 @@ class ModbusConnection(asyncio.Protocol):
         except Exception:  # fail closed: a fault in one login ends only its connection
             log.exception("modbus: TLS login from %s failed", self._source)
             self._close()
+        finally:
+            if self._closing and self._transport is self._plain:
+                self.connection_lost(None)  # closed before TLS ran: asyncio will not say so
 
     async def _tls_login_steps(self) -> None:
         try:
