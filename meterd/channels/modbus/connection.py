@@ -26,7 +26,6 @@ once the handshake has succeeded with a verified client certificate.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 import struct
@@ -35,28 +34,14 @@ from collections.abc import Coroutine
 from typing import Any
 
 from meterd.channels.base import Runtime
-from meterd.channels.modbus import protocol
-from meterd.channels.modbus.certificates import identify
+from meterd.channels.modbus import protocol, tls
 from meterd.channels.modbus.config import ModbusConfig
 from meterd.channels.modbus.limits import ConnectionLimits, Pool
 from meterd.channels.modbus.service import ModbusService, Peer, SessionEndedError
 from meterd.errors import ChannelError
-from meterd.guard import Certificate, Session
-from meterd.guard.credentials import application_for_certificate
-from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel
 
 log = logging.getLogger(__name__)
-
-#: A TLS client needs one of these to open a session at all.
-SESSION_PERMISSIONS = (
-    Permission.FS_READ_ONLY,
-    Permission.PEAK_DEMAND_RESET,
-    Permission.TEST_MODE_TOGGLE,
-    Permission.TIME_SYNC,
-    Permission.COMM_CONFIG,
-    Permission.DSS_CONFIG,
-)
 
 _MBAP = struct.Struct(">HHHB")
 _monotonic = time.monotonic
@@ -411,7 +396,6 @@ class ModbusConnection(asyncio.Protocol):
 
         A failed or timed-out handshake is recorded as a login failure.
         """
-        guard = self.runtime.guard
         transport = self._transport
         if self._ssl is None or transport is None:
             raise ChannelError("modbus: TLS connection without a TLS context")
@@ -425,12 +409,7 @@ class ModbusConnection(asyncio.Protocol):
                 # below must not be cancelled half-way (a refusal is always recorded).
                 self.handshaking = False
         except (ssl.SSLError, TimeoutError) as e:
-            why = "tls_timeout" if isinstance(e, TimeoutError) else "tls_handshake"
-            error = getattr(e, "verify_message", None) or getattr(e, "reason", None) or why
-            await guard.refuse(
-                "", Channel.MODBUS, self._source, {"reason": why, "error": str(error)[:200]}, kind="login"
-            )
-            guard.login_failed(Channel.MODBUS)
+            await tls.handshake_failed(self.runtime.guard, self._source, e)
             return False
         if upgraded is None:
             return False
@@ -441,49 +420,9 @@ class ModbusConnection(asyncio.Protocol):
         return ssl_object is not None and bool(ssl_object.getpeercert(binary_form=True))
 
     async def _tls_login(self) -> Peer | None:
-        """Identify the application by the verified certificate of the handshake, open its session."""
-        guard = self.runtime.guard
+        """Open the session of the handshake's verified certificate (see :func:`tls.login`)."""
         assert self._transport is not None
-        der = self._transport.get_extra_info("ssl_object").getpeercert(binary_form=True)
-        identity = identify(der)
-        name = application_for_certificate(guard.policy, identity.fingerprint)
-        claimed = name or identity.common_name or identity.fingerprint
-        if not await guard.authenticate(
-            Channel.MODBUS, self._source, claimed, Certificate(identity.fingerprint)
-        ):
-            return None
-        unit = self.config.unit_ids[0]
-        session = await guard.open_session(
-            claimed, Channel.MODBUS, self._source, SESSION_PERMISSIONS, resource=f"/modbus/unit/{unit}"
+        ssl_object = self._transport.get_extra_info("ssl_object")
+        return await tls.login(
+            self.runtime.guard, ssl_object, self._source, self.config.unit_ids[0], self._session_closed
         )
-        if not isinstance(session, Session):
-            return None
-        session.on_close.append(self._session_closed)
-        # The certificate names the one role this connection acts through (none: the
-        # NULL role); the guard enforces it on every request.
-        session.role_limit = (identity.role.lower(),) if identity.role and identity.role.isascii() else ()
-        return Peer(session, tls=True)
-
-
-async def stop_all(connections: set[ModbusConnection], grace: float) -> None:
-    """Close every connection and wait (at most ``grace`` twice) until all have finished.
-
-    Handshakes are cancelled, not hung up on; every other connection is hung up
-    first, so a request that is recording (a login failure, a write) finishes its
-    record; only what is still busy after the grace period is cancelled.
-    """
-    for connection in list(connections):
-        if connection.handshaking and connection.task is not None:
-            connection.task.cancel()
-        else:
-            connection.hang_up()
-    pending = [c.finished for c in connections]
-    if pending:
-        await asyncio.wait(pending, timeout=grace)
-    for connection in list(connections):
-        if connection.task is not None:
-            connection.task.cancel()
-    pending = [c.finished for c in connections]
-    if pending:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait(pending, timeout=grace)

@@ -35,7 +35,7 @@ import ssl
 from meterd.channels.base import Runtime
 from meterd.channels.modbus.certificates import server_context
 from meterd.channels.modbus.config import ModbusConfig
-from meterd.channels.modbus.connection import ModbusConnection, stop_all
+from meterd.channels.modbus.connection import ModbusConnection
 from meterd.channels.modbus.limits import ConnectionLimits, Pool, RateLimiter
 from meterd.channels.modbus.service import ModbusService
 from meterd.errors import ChannelError
@@ -136,3 +136,27 @@ class ModbusListener:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), STOP_GRACE)
         self._servers.clear()
+
+
+async def stop_all(connections: set[ModbusConnection], grace: float) -> None:
+    """Close every connection and wait (at most ``grace`` twice) until all have finished.
+
+    Handshakes are cancelled, not hung up on; every other connection is hung up
+    first, so a request that is recording (a login failure, a write) finishes its
+    record; only what is still busy after the grace period is cancelled.
+    """
+    for connection in list(connections):
+        if connection.handshaking and connection.task is not None:
+            connection.task.cancel()
+        else:
+            connection.hang_up()
+    pending = [c.finished for c in connections]
+    if pending:
+        await asyncio.wait(pending, timeout=grace)
+    for connection in list(connections):
+        if connection.task is not None:
+            connection.task.cancel()
+    pending = [c.finished for c in connections]
+    if pending:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait(pending, timeout=grace)
