@@ -68,10 +68,11 @@ class AllowMemory:
         monotonic: The guard's clock.
     """
 
-    __slots__ = ("_audit", "_monotonic")
+    __slots__ = ("_audit", "_monotonic", "_observer")
 
     def __init__(self, audit: Audit, monotonic: Callable[[], float]) -> None:
         self._audit = audit
+        self._observer = audit.observer
         self._monotonic = monotonic
 
     def again(
@@ -102,7 +103,12 @@ class AllowMemory:
         if now - session.last_active > entry.idle or self._audit.seclog.failed:  # Audit.failed, one call less
             return None
         session.last_active = now
-        return self._audit.count(entry.decision, entry.key)
+        # Audit.count, inlined (this runs once per Modbus read or transfer block).
+        decision = entry.decision
+        audit = self._audit
+        audit._aggregates[entry.key] += 1
+        self._observer.decision(entry.key.channel, entry.key.permission, decision.outcome)
+        return decision
 
     def remember(self, compiled: CompiledPolicy, session: Session, decision: Decision) -> None:
         """Remember an aggregated allow just counted, unless a stateful rule gates its permission.
