@@ -5,9 +5,13 @@ with 1-3 roles each, a scope tree four levels deep), one list of random
 requests.  Prints ns/decision for each path and its ratio to the pure-C loop
 over the same table (the baseline, measured in the same run).
 
+Then the guard's cost on top of the C decision (``guards.py``) and the sweep
+for cliffs: decision time from 16 to 100,000 scope nodes and from 10 to 10,000
+users, as ratios to the smallest configuration (``cliffs.py``).
+
 Run: ``python benchmarks/bench_decisions.py [--quick]``; ``--quick`` (what
-``make test`` runs) uses 100 users, 2,000 requests and short timing loops: the
-same paths, figures too noisy to quote.
+``make test`` runs) uses 100 users, 2,000 requests, short timing loops and a
+smaller sweep: the same paths, figures too noisy to quote.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import casbin
 
+from benchmarks.cliffs import print_sweep
 from benchmarks.cloop import run_c_loop
+from benchmarks.guards import print_guard_costs
 from meterd.policy.compile import compile_policy
 from meterd.policy.evaluator import RequestBatch
 from meterd.policy.loader import load_policy
@@ -193,6 +199,10 @@ def main() -> None:
     print(f"{'path':<48}{'ns/decision':>14}{'x C loop':>12}")
     for label, ns in rows:
         print(f"{label:<48}{ns:>14.1f}{ns / c_loop:>12.1f}")
+    print()
+    print_guard_costs(args.quick)
+    print()
+    print_sweep(args.quick)
 
 
 if __name__ == "__main__":

@@ -1,201 +1,203 @@
-"""Modbus read throughput and latency: meterd with enforcement against a plain pymodbus server.
+"""Modbus server CPU per request and latency: meterd against a bare asyncio stub, pymodbus, itself unenforced.
 
 Run: ``python benchmarks/bench_modbus.py [--requests N] [--rounds R] [--json] [--check] [--quick]``.
-``--quick`` (what ``make test`` runs) is one round of 300 requests per server.
+``--quick`` (what ``make test`` runs) is three rounds of 300 requests per server.
 
-One client (a minimal MBAP client on asyncio streams, the same for every
-server, so the client's own cost is equal) reads 10 holding registers over
-TCP on 127.0.0.1, one request at a time, from:
+Each server runs in a process of its own (``benchmarks/modbus_servers.py``):
+a bare asyncio ``Protocol`` stub (the floor), pymodbus ``ModbusTcpServer``,
+meterd with the guard bypassed, and meterd enforced with metrics on as the
+daemon runs it.  One client (a minimal MBAP client on asyncio streams, the
+same for every server) reads 10 holding registers over TCP on 127.0.0.1, one
+request at a time, in short rounds that alternate between the servers.
 
-* a plain pymodbus ``ModbusTcpServer`` whose device has as many registers
-  as meterd's map (from address 0, so the same read is valid), and no
-  enforcement (the baseline);
-* meterd's Modbus listener with enforcement: every read decided by the guard
-  (compiled policy in C, aggregated into the security log), values taken
-  from the simulated meter;
-* the same listener with ``UnsafeNoEnforcement`` (reads never asked of the
-  guard), to isolate what the decision itself costs.
+Per round and server: the server's CPU time per request, from the kernel's
+``/proc/<pid>/schedstat`` (time on CPU, so other load on the machine does not
+count), and the client's p50 and p99 latency.  Every figure is reported as
+its ratio to the stub's in the same round, and the median of those ratios
+over the rounds is what is printed (the absolute figures are medians too).
 
-``--check`` exits 1 if enforcement costs 10 % or more of the baseline's rate.
+``--check`` exits 1 unless enforced meterd is within 1.5x of the stub for both
+CPU per request and p99 latency.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import statistics
 import struct
-import tempfile
+import subprocess
+import sys
 import time
-from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
-from pymodbus.server import ModbusTcpServer
-from pymodbus.simulator import DataType, SimData, SimDevice
-
-from meterd.channels.modbus import ModbusConfig, ModbusListener
-from meterd.channels.modbus.registers import INDEX
-from meterd.channels.modbus.service import ModbusService, Peer
-from meterd.guard import Guard, Permit
-from meterd.meter.simulation import SimulatedMeter
-from meterd.policy.compile import compile_policy
-from meterd.policy.loader import load_policy
-from meterd.policy.permissions import Permission
-from meterd.policy.request import Channel, Outcome, Request
-from meterd.runtime import Runtime
-from meterd.seclog import LogConfig, SecurityLog
-from meterd.seclog.events import DetailValue
-
+ROOT = Path(__file__).resolve().parents[1]
 ADDRESS, COUNT = 22, 10
 WARM_UP = 300
-POLICY = {
-    "roles": {"modbus_reader": {"permissions": ["fs_read_only"]}},
-    "anonymous": {"roles": ["modbus_reader"], "scopes": ["/modbus"]},
-    "constraints": {"channel_caps": {"modbus": {"permissions": ["fs_read_only"]}}},
+KINDS = ("stub", "pymodbus", "unsafe", "enforced")
+NAMES = {
+    "stub": "bare asyncio Protocol stub (floor)",
+    "pymodbus": "pymodbus ModbusTcpServer, no enforcement",
+    "unsafe": "meterd, guard bypassed",
+    "enforced": "meterd, enforced, metrics on",
 }
+TARGET = 1.5
 
 
-class UnsafeNoEnforcement(ModbusService):
-    """Benchmark only: answers without asking the guard, to measure what asking costs."""
+@dataclass
+class Server:
+    kind: str
+    process: subprocess.Popen[str]
+    port: int
 
-    async def _authorize(
-        self,
-        peer: Peer,
-        permission: Permission,
-        resource: str,
-        detail: dict[str, DetailValue],
-        *,
-        aggregate: bool,
-    ) -> Permit:
-        request = Request(peer.session.principal, permission, resource, Channel.MODBUS, peer.session.source)
-        return Permit(request, Outcome.ALLOW)  # nothing reserved: nothing to complete
+    def cpu_ns(self) -> int:
+        """Time the server process (all its threads) has spent on a CPU, from the kernel."""
+        total = 0
+        for task in Path(f"/proc/{self.process.pid}/task").iterdir():
+            total += int((task / "schedstat").read_text().split()[0])
+        return total
 
 
-async def measure(port: int, requests: int) -> tuple[float, list[float]]:
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    latencies: list[float] = []
-    clock = time.perf_counter
+def start(kind: str) -> Server:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.modbus_servers", kind],
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.strip().isdigit():
+        process.kill()
+        raise RuntimeError(f"{kind} server did not start")
+    return Server(kind, process, int(line))
+
+
+def stop(server: Server) -> None:
+    assert server.process.stdin is not None
+    server.process.stdin.close()
     try:
-        for i in range(requests + WARM_UP):
-            frame = struct.pack(">HHHBBHH", i & 0xFFFF, 0, 6, 1, 3, ADDRESS, COUNT)
-            start = clock()
-            writer.write(frame)
-            header = await reader.readexactly(7)
-            body = await reader.readexactly(struct.unpack(">H", header[4:6])[0] - 1)
-            if i >= WARM_UP:
-                latencies.append(clock() - start)
-            if body[0] != 3 or body[1] != 2 * COUNT:
-                raise RuntimeError(f"unexpected answer {body.hex()}")
-    finally:
-        writer.close()
-        await writer.wait_closed()
-    return len(latencies) / sum(latencies), latencies
+        server.process.wait(10)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+        server.process.wait()
 
 
-@contextlib.asynccontextmanager
-async def pymodbus_server() -> AsyncIterator[int]:
-    registers = SimData(address=0, count=len(INDEX), values=0, datatype=DataType.REGISTERS)
-    server = ModbusTcpServer(SimDevice(id=1, simdata=[registers]), address=("127.0.0.1", 0))
-    await server.serve_forever(background=True)
+class Client:
+    """One connection, one request at a time."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.transaction = 0
+
+    async def read(self) -> float:
+        self.transaction = (self.transaction + 1) & 0xFFFF
+        frame = struct.pack(">HHHBBHH", self.transaction, 0, 6, 1, 3, ADDRESS, COUNT)
+        started = time.perf_counter()
+        self.writer.write(frame)
+        header = await self.reader.readexactly(7)
+        body = await self.reader.readexactly(struct.unpack(">H", header[4:6])[0] - 1)
+        elapsed = time.perf_counter() - started
+        if body[0] != 3 or body[1] != 2 * COUNT:
+            raise RuntimeError(f"unexpected answer {body.hex()}")
+        return elapsed
+
+
+@dataclass
+class Round:
+    cpu_us: float
+    p50_us: float
+    p99_us: float
+
+
+async def measure(server: Server, client: Client, requests: int) -> Round:
+    before = server.cpu_ns()
+    latencies = sorted([await client.read() for _ in range(requests)])
+    cpu = server.cpu_ns() - before
+    return Round(
+        cpu / requests / 1000,
+        statistics.median(latencies) * 1e6,
+        latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1e6,
+    )
+
+
+async def run(requests: int, rounds: int) -> dict[str, list[Round]]:
+    servers = [start(kind) for kind in KINDS]
     try:
-        transport = server.transport
-        assert transport is not None
-        yield int(transport.sockets[0].getsockname()[1])  # type: ignore[attr-defined]
-    finally:
-        await server.shutdown()  # type: ignore[no-untyped-call]
-
-
-@contextlib.asynccontextmanager
-async def meterd_server(state: Path, *, enforce: bool) -> AsyncIterator[int]:
-    state.mkdir(parents=True)
-    log_dir = state / "seclog"
-    config = LogConfig(append_only_attr=False)
-    SecurityLog.init(log_dir, config)
-    with SecurityLog.open(log_dir, config) as seclog:
-        guard = Guard(compile_policy(load_policy(POLICY)), seclog)
-        runtime = Runtime(guard, SimulatedMeter(state / "meter"), state)
-        modbus = ModbusConfig(port=0, max_requests_per_second=100_000, max_connections=4)
-        listener = ModbusListener(modbus, runtime)
-        if not enforce:
-            listener.service = UnsafeNoEnforcement(runtime, modbus.unit_ids)
-        await listener.start()
-        try:
-            yield listener.ports["tcp"]
-        finally:
-            await listener.stop()
-            await guard.sweep()
-
-
-def summary(name: str, rate: float, latencies: list[float]) -> dict[str, float | str]:
-    ordered = sorted(latencies)
-    return {
-        "server": name,
-        "requests_per_s": round(rate),
-        "p50_us": round(statistics.median(ordered) * 1e6, 1),
-        "p99_us": round(ordered[int(len(ordered) * 0.99) - 1] * 1e6, 1),
-    }
-
-
-async def run_one(kind: str, state: Path, requests: int) -> list[float]:
-    if kind == "pymodbus":
-        async with pymodbus_server() as port:
-            return (await measure(port, requests))[1]
-    async with meterd_server(state, enforce=kind == "enforced") as port:
-        return (await measure(port, requests))[1]
-
-
-async def main_async(requests: int, rounds: int) -> list[dict[str, float | str]]:
-    """Run every server ``rounds`` times, rotating the order so warm-up favours none."""
-    kinds = ["pymodbus", "enforced", "unsafe"]
-    latencies: dict[str, list[float]] = {k: [] for k in kinds}
-    with tempfile.TemporaryDirectory() as tmp:
+        clients = {}
+        for server in servers:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            clients[server.kind] = Client(reader, writer)
+            for _ in range(WARM_UP):
+                await clients[server.kind].read()
+        results: dict[str, list[Round]] = {kind: [] for kind in KINDS}
         for r in range(rounds):
-            for i in range(len(kinds)):
-                kind = kinds[(r + i) % len(kinds)]
-                latencies[kind] += await run_one(kind, Path(tmp) / f"{kind}-{r}", requests)
-    names = {
-        "pymodbus": "pymodbus, no enforcement (baseline)",
-        "enforced": "meterd, enforcement on",
-        "unsafe": "meterd, UnsafeNoEnforcement",
-    }
-    return [summary(names[k], len(latencies[k]) / sum(latencies[k]), latencies[k]) for k in kinds]
+            for i in range(len(servers)):
+                server = servers[(r + i) % len(servers)]
+                results[server.kind].append(await measure(server, clients[server.kind], requests))
+        for client in clients.values():
+            client.writer.close()
+        return results
+    finally:
+        for server in servers:
+            stop(server)
+
+
+def ratios(results: dict[str, list[Round]], kind: str, field: str) -> float:
+    """The median over rounds of ``kind``'s figure divided by the stub's in the same round."""
+    return statistics.median(
+        float(getattr(mine, field)) / float(getattr(floor, field))
+        for mine, floor in zip(results[kind], results["stub"], strict=True)
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=3000, help="requests per server per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--requests", type=int, default=2000, help="requests per server per round")
+    parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--check", action="store_true")
-    parser.add_argument("--quick", action="store_true", help="one short round (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="three short rounds (a smoke run)")
     args = parser.parse_args()
     if args.quick:
-        args.requests, args.rounds = 300, 1
-    rows = asyncio.run(main_async(args.requests, args.rounds))
-    baseline, enforced, unsafe = (float(r["requests_per_s"]) for r in rows)
-    cost_vs_baseline = 1 - enforced / baseline
-    cost_of_decision = 1 - enforced / unsafe
-    if args.json:
-        print(
-            json.dumps(
-                {"rows": rows, "cost_vs_pymodbus": cost_vs_baseline, "cost_of_decision": cost_of_decision}
-            )
+        args.requests, args.rounds = 300, 3
+    results = asyncio.run(run(args.requests, args.rounds))
+    rows: list[dict[str, float | str]] = []
+    for kind in KINDS:
+        rounds = results[kind]
+        rows.append(
+            {
+                "server": NAMES[kind],
+                "cpu_us_per_request": round(statistics.median(r.cpu_us for r in rounds), 1),
+                "p50_us": round(statistics.median(r.p50_us for r in rounds), 1),
+                "p99_us": round(statistics.median(r.p99_us for r in rounds), 1),
+                "cpu_x_stub": round(ratios(results, kind, "cpu_us"), 2),
+                "p99_x_stub": round(ratios(results, kind, "p99_us"), 2),
+            }
         )
+    enforced = rows[KINDS.index("enforced")]
+    ok = float(enforced["cpu_x_stub"]) <= TARGET and float(enforced["p99_x_stub"]) <= TARGET
+    if args.json:
+        print(json.dumps({"rows": rows, "within_target": ok}))
     else:
         print(
-            f"reading {COUNT} registers, {args.rounds} x {args.requests} requests per server, one at a time"
+            f"reading {COUNT} registers, {args.rounds} rounds x {args.requests} requests per server, "
+            "one at a time; server CPU from schedstat; ratios: median over rounds of the same round's stub"
         )
-        print(f"{'server':<40} {'req/s':>8} {'p50 µs':>8} {'p99 µs':>8}")
+        print(f"{'server':<42}{'CPU µs/req':>11}{'x stub':>8}{'p50 µs':>8}{'p99 µs':>8}{'x stub':>8}")
         for r in rows:
-            print(f"{r['server']:<40} {r['requests_per_s']:>8} {r['p50_us']:>8} {r['p99_us']:>8}")
-        print(f"enforcement cost against the pymodbus baseline: {cost_vs_baseline:+.1%}")
-        extra = float(rows[1]["p50_us"]) - float(rows[2]["p50_us"])
+            print(
+                f"{r['server']:<42}{r['cpu_us_per_request']:>11}{r['cpu_x_stub']:>8}"
+                f"{r['p50_us']:>8}{r['p99_us']:>8}{r['p99_x_stub']:>8}"
+            )
         print(
-            f"the guard's decision alone: {cost_of_decision:+.1%} of meterd's rate ({extra:+.1f} µs at p50)"
+            f"enforced meterd against the stub: CPU {enforced['cpu_x_stub']}x, p99 {enforced['p99_x_stub']}x "
+            f"(target at most {TARGET}x each)"
         )
-    return 1 if args.check and cost_vs_baseline >= 0.10 else 0
+    return 1 if args.check and not ok else 0
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from meterd.guard.audit import Detail, DetailValue, EventType, allow_event
 from meterd.guard.demand_window import Reservation
 from meterd.guard.dual_control import PendingApproval
 from meterd.guard.login import Login
-from meterd.guard.permit import Completion, Permit
+from meterd.guard.permit import Completion, Permit, RepeatedCompletion
 from meterd.guard.sessions import Session
 from meterd.guard.view import would_allow
 from meterd.policy.permissions import Permission
@@ -62,12 +62,14 @@ class Authorization(Login):
             channel then completes it with :meth:`Permit.done` or
             :meth:`Permit.failed` (which gives back what the allow reserved).
         """
+        if aggregate and (again := self._allows.again(self._compiled, session, (permission, resource))):
+            return again  # the allow given last time still stands (see meterd.guard.fastpath)
         request = Request(session.principal, permission, resource, session.channel, session.source)
         decision = await self._session_decision(session, request)
         reservation: Reservation | None = None
         if decision.allowed and permission is Permission.PEAK_DEMAND_RESET:
             decision, reservation = self._reserve_demand_reset(decision)
-        allowed = False
+        allowed = counted = False
         try:
             if decision.allowed and self.dual_control.check(
                 permission, self._compiled.policy.constraints.dual_control
@@ -75,6 +77,7 @@ class Authorization(Login):
                 decision, detail = await self._await_approval(session, decision, action, detail, on_pending)
             if aggregate and decision.allowed and not self._audit.failed:
                 decision = self._audit.count(decision)
+                counted = True
             else:
                 decision = await self._commit(decision, event, detail)
             allowed = decision.allowed
@@ -82,6 +85,10 @@ class Authorization(Login):
             # A reset that will not happen (refused, abandoned, not recordable) spends no lockout period.
             if reservation is not None and not allowed:
                 self.demand_window.release(reservation)
+        if counted and reservation is None:
+            permit = self._repeatable(session, decision)
+            self._allows.remember(self._compiled, session, permit)
+            return permit
         release = None if reservation is None else functools.partial(self.demand_window.release, reservation)
         return Permit.of(decision, Completion(functools.partial(self._action_failed, session), release))
 
@@ -142,13 +149,31 @@ class Authorization(Login):
         aggregated (see :meth:`sweep`); refusals are recorded.
         """
         request = allowed.request
+        again = self._allows.again(self._compiled, session, (request.permission, request.resource), request)
+        if again is not None:
+            return again
         if not allowed.allowed or request.principal != session.principal:
             decision = Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, "session has ended")
         else:
             decision = await self._session_decision(session, request)
         if decision.allowed and not self._audit.failed:
-            return self._audit.count(decision)
+            permit = self._repeatable(session, self._audit.count(decision))
+            self._allows.remember(self._compiled, session, permit)
+            return permit
         return await self._commit(decision, EventType.ACCESS_DECISION, None)
+
+    def _repeatable(self, session: Session, allowed: Decision) -> Permit:
+        """The permit of an aggregated allow, which the guard may give again (it reserved nothing)."""
+        return Permit.of(allowed, RepeatedCompletion(functools.partial(self._action_failed, session)))
+
+    def authorize_again(self, session: Session, permission: Permission, resource: str) -> Decision | None:
+        """An aggregated allow :meth:`authorize` gave this session before, given again without awaiting.
+
+        Returns:
+            The allow (counted as :meth:`authorize` counts it), or None when the
+            answer could differ now: then call :meth:`authorize`.
+        """
+        return self._allows.again(self._compiled, session, (permission, resource))
 
     def _reserve_demand_reset(self, decision: Decision) -> tuple[Decision, Reservation | None]:
         """Refuse a reset inside the lockout period, or reserve it (before any await)."""

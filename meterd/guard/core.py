@@ -20,6 +20,7 @@ from collections.abc import Callable
 from meterd.guard.audit import Audit, Detail, EventType, SecurityLog
 from meterd.guard.demand_window import DemandResetWindow
 from meterd.guard.dual_control import DualControl
+from meterd.guard.fastpath import AllowMemory
 from meterd.guard.lockout import LoginLockout
 from meterd.guard.observer import GuardObserver, NullObserver
 from meterd.guard.sessions import SessionRegistry
@@ -62,6 +63,7 @@ class GuardCore:
         self.policy_version = policy_version or 0
         self.observer: GuardObserver = observer or NullObserver()
         self._audit = Audit(seclog, self.observer, monotonic=monotonic, wall=wall)
+        self._allows = AllowMemory(self._audit, monotonic)
         self._monotonic = monotonic
         self._wall = wall
         self.sessions = SessionRegistry()

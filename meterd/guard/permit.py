@@ -12,7 +12,9 @@ Invariants:
       an allow, such as the log's reader or :meth:`~meterd.guard.Guard.reauthorize`,
       takes it as one).
     * Only an allow has anything to complete: a refusal's ``done`` and ``failed``
-      do nothing.  The first completion counts; later ones do nothing.
+      do nothing.  The first completion counts; later ones do nothing, except
+      for an aggregated allow the guard gives again (:class:`RepeatedCompletion`):
+      it stands for many actions, each completing on its own.
 """
 
 from __future__ import annotations
@@ -53,6 +55,23 @@ class Completion:
         if self._release is not None:
             release, self._release = self._release, None
             release()
+        await self._record_failure(allowed, event, detail)
+
+
+class RepeatedCompletion(Completion):
+    """The completion of an aggregated allow, which the guard may give again for many actions.
+
+    An aggregated allow reserves nothing, so there is nothing to give back;
+    each action it permitted completes on its own, and each failure is recorded.
+    """
+
+    __slots__ = ()
+
+    def done(self) -> None:
+        """The action happened: nothing was reserved, nothing to keep."""
+
+    async def failed(self, allowed: Decision, event: EventType | None, detail: Detail) -> None:
+        """Record that one action under the allow failed."""
         await self._record_failure(allowed, event, detail)
 
 

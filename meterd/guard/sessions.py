@@ -10,9 +10,14 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from meterd.policy.grants import PrincipalKind
+from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel
+
+if TYPE_CHECKING:
+    from meterd.guard.fastpath import Remembered
 
 CloseCallback = Callable[[str], None]
 
@@ -35,6 +40,8 @@ class Session:
         role_limit: When set, the session acts only through these roles (a
             Modbus/TCP Security certificate names one); an empty tuple is the
             NULL role, which is granted nothing.  None: every role of the principal.
+        allows: The guard's memory of the session's aggregated allows, by
+            permission and resource (see :mod:`meterd.guard.fastpath`).
     """
 
     id: str
@@ -47,6 +54,7 @@ class Session:
     closed: bool = False
     on_close: list[CloseCallback] = field(default_factory=list)
     role_limit: tuple[str, ...] | None = None
+    allows: dict[tuple[Permission, str], Remembered] = field(default_factory=dict, repr=False)
 
 
 class SessionRegistry:

@@ -7,21 +7,27 @@ Invariants:
       never shows a user name, an address or a register, and a client cannot
       grow the number of series.
     * The guard's calls (:class:`~meterd.guard.observer.GuardObserver`) are
-      cheap and never raise: a decision costs one dictionary lookup and one
-      increment.
+      cheap and never raise: a decision or a Modbus request costs one
+      dictionary lookup and one integer increment.  Those two counters take
+      their increments from a tally that is added to them whenever the
+      registry is read (a scrape, ``get_sample_value``): a scrape shows every
+      increment made before it, and the poll loop does not pay for
+      ``prometheus_client``'s locked increment.  All calls come from the
+      event loop.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client.metrics_core import Metric
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from meterd import __version__
-from meterd.metrics.modbus import function_name
+from meterd.metrics.modbus import FUNCTION_NAMES, OTHER
 from meterd.metrics.seclog import ForwarderState, LogState, SecurityLogCollector
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Outcome
@@ -32,7 +38,48 @@ FLUSH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 
 LOAD_RESULTS = ("ok", "refused")
 
-_DecisionKey = tuple[Channel, Permission, Outcome]
+
+class _Cell:
+    """A counter child and the increments not yet added to it."""
+
+    __slots__ = ("child", "pending")
+
+    def __init__(self, child: Counter) -> None:
+        self.child = child
+        self.pending = 0
+
+
+class _Tally:
+    """Increments of the busiest counters, added to them each time the registry is collected.
+
+    Registered first, so its (empty) collection runs before the counters' own.
+    """
+
+    def __init__(self) -> None:
+        self.cells: list[_Cell] = []
+
+    def cell(self, child: Counter) -> _Cell:
+        """A new cell for ``child``; add to its ``pending``."""
+        cell = _Cell(child)
+        self.cells.append(cell)
+        return cell
+
+    def flush(self) -> None:
+        """Add the pending increments to their counters."""
+        for cell in self.cells:
+            pending = cell.pending
+            if pending:
+                cell.pending = 0
+                cell.child.inc(pending)
+
+    def describe(self) -> list[Metric]:
+        """No metric of its own (and no collection when registered)."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """Flush; yields nothing."""
+        self.flush()
+        return iter(())
 
 
 class MeterdMetrics:
@@ -59,6 +106,8 @@ class MeterdMetrics:
     ) -> None:
         self._clock = clock
         self.registry = r = CollectorRegistry(auto_describe=True)
+        self._tally = _Tally()
+        r.register(self._tally)
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         Info("meterd_build", "The running meterd.", registry=r).info({"version": __version__})
@@ -69,7 +118,10 @@ class MeterdMetrics:
             ("channel", "permission", "outcome"),
             registry=r,
         )
-        self._decision_children: dict[_DecisionKey, Counter] = {}
+        #: Tally cells by (channel, permission, outcome): ``labels()`` costs more than ``inc()``.
+        self._decision_cells: dict[tuple[Channel, Permission, Outcome], _Cell] = {}
+        #: Tally cells of the Modbus counter by (function label, outcome).
+        self._modbus_cells: dict[tuple[str, Outcome], _Cell] = {}
         self._login_failures = Counter(
             "meterd_login_failures", "Failed login attempts.", ("channel",), registry=r
         )
@@ -144,12 +196,11 @@ class MeterdMetrics:
     def decision(self, channel: Channel, permission: Permission, outcome: Outcome) -> None:
         """Count one decision."""
         key = (channel, permission, outcome)
-        child = self._decision_children.get(key)
-        if child is None:
-            child = self._decision_children[key] = self._decisions.labels(
-                channel.value, permission.value, outcome.value
-            )
-        child.inc()
+        cell = self._decision_cells.get(key)
+        if cell is None:
+            cell = self._tally.cell(self._decisions.labels(channel.value, permission.value, outcome.value))
+            self._decision_cells[key] = cell
+        cell.pending += 1
 
     def login_failure(self, channel: Channel) -> None:
         """Count one failed login."""
@@ -211,4 +262,9 @@ class MeterdMetrics:
 
     def modbus_request(self, function_code: int, outcome: Outcome) -> None:
         """Count one Modbus request; unknown function codes count as ``other``."""
-        self._modbus.labels(function_name(function_code), outcome.value).inc()
+        function = FUNCTION_NAMES.get(function_code, OTHER)  # function_name(): a closed set
+        key = (function, outcome)
+        cell = self._modbus_cells.get(key)
+        if cell is None:
+            cell = self._modbus_cells[key] = self._tally.cell(self._modbus.labels(function, outcome.value))
+        cell.pending += 1

@@ -18,9 +18,10 @@ from meterd.policy.grants import Principal, grants_of, principals
 from meterd.policy.model import Policy
 from meterd.policy.permissions import ALL_PERMISSIONS_MASK, Permission, mask_of
 from meterd.policy.request import Channel, Decision, DenyReason, Outcome, Request
-from meterd.policy.scope import ScopePathError
+from meterd.policy.scope import ScopePathError, parent_of, split_path
 from meterd.policy.table import NO_PARENT, Grant, PrincipalRow, TableSpec, Verdict, pack_table
 
+#: Resources that are not scope nodes whose node is remembered (the oldest is forgotten first).
 RESOLVE_CACHE_LIMIT = 4096
 
 _DETAIL = {
@@ -65,7 +66,7 @@ class CompiledPolicy:
 
     """
 
-    __slots__ = ("_decide", "_evaluator", "_index", "_nodes", "policy", "table")
+    __slots__ = ("_decide", "_evaluator", "_extra", "_index", "_nodes", "policy", "table")
 
     def __init__(self, policy: Policy, table: bytes, order: tuple[Principal, ...]) -> None:
         self.policy = policy
@@ -73,19 +74,38 @@ class CompiledPolicy:
         self._index = {p.name: i for i, p in enumerate(order)}
         self._evaluator = NativeEvaluator(table)
         self._decide = self._evaluator.decide
-        # Resource path -> node index (-1 for a malformed path).  Channels ask
-        # about the same few resources over and over; resolving a path costs
-        # more than the decision itself.  Bounded: cleared when full.
+        # Resource path -> node index: every scope node, never changed, and apart
+        # from it the last RESOLVE_CACHE_LIMIT other resources asked about (-1 for
+        # a malformed path; channels ask about the same few files over and over,
+        # and resolving a path costs more than the decision).  Forgetting the
+        # oldest resource one at a time keeps a miss at one walk up its path,
+        # and the nodes' index untouched, whatever the tree's size.
         self._nodes: dict[str, int] = {path: i for i, path in enumerate(policy.scopes.paths)}
+        self._extra: dict[str, int] = {}
 
     def _node(self, resource: str) -> int:
+        """The node of a resource that is not itself a node (-1 if malformed), remembered.
+
+        Called once ``self._nodes`` has missed: the walk below is ScopeTree.resolve's
+        without its first lookup, so a miss looks nothing up twice in the node index
+        (on a large tree each lookup that misses the CPU's caches counts).
+        """
+        node = self._extra.get(resource)
+        if node is not None:
+            return node
         try:
-            node = self.policy.scopes.resolve(resource)
+            split_path(resource)
         except ScopePathError:
             node = -1
-        if len(self._nodes) >= RESOLVE_CACHE_LIMIT:
-            self._nodes = {path: i for i, path in enumerate(self.policy.scopes.paths)}
-        self._nodes[resource] = node
+        else:
+            nodes, path = self._nodes, resource
+            while node is None:
+                path = parent_of(path)
+                node = nodes.get(path)
+        extra = self._extra
+        if len(extra) >= RESOLVE_CACHE_LIMIT:
+            del extra[next(iter(extra))]
+        extra[resource] = node
         return node
 
     def principal_index(self, name: str) -> int | None:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from prometheus_client import REGISTRY
+from prometheus_client import REGISTRY, generate_latest
 
 from meterd.guard.observer import GuardObserver
 from meterd.metrics import MeterdMetrics
@@ -172,3 +172,38 @@ def test_security_log_commits_feed_the_flush_latency_histogram(tmp_path: Path) -
     assert commits >= 3  # appends made one after another each need their own commit
     assert spent is not None
     assert spent > 0
+
+
+def test_modbus_counter_children_are_looked_up_once(
+    metrics: MeterdMetrics, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, ...]] = []
+    counter = metrics._modbus
+    original = counter.labels
+
+    def counting(*labels: str) -> object:
+        calls.append(labels)
+        return original(*labels)
+
+    monkeypatch.setattr(counter, "labels", counting)
+    for _ in range(100):
+        metrics.modbus_request(3, Outcome.ALLOW)
+        metrics.modbus_request(99, Outcome.DENY)
+        metrics.modbus_request(98, Outcome.DENY)
+    assert sorted(calls) == [("other", "deny"), ("read_holding_registers", "allow")]
+    assert value(metrics, "meterd_modbus_requests_total", function="other", outcome="deny") == 200
+
+
+def test_tallied_counts_appear_in_every_scrape_once(metrics: MeterdMetrics) -> None:
+    for _ in range(3):
+        metrics.decision(Channel.MODBUS, Permission.FS_READ_ONLY, Outcome.ALLOW)
+        metrics.modbus_request(4, Outcome.ALLOW)
+    first = generate_latest(metrics.registry).decode()
+    assert 'meterd_modbus_requests_total{function="read_input_registers",outcome="allow"} 3.0' in first
+    metrics.decision(Channel.MODBUS, Permission.FS_READ_ONLY, Outcome.ALLOW)
+    labels = {"channel": "modbus", "permission": "fs_read_only", "outcome": "allow"}
+    assert value(metrics, "meterd_decisions_total", **labels) == 4
+    assert value(metrics, "meterd_decisions_total", **labels) == 4  # reading again adds nothing
+    assert (
+        value(metrics, "meterd_modbus_requests_total", function="read_input_registers", outcome="allow") == 3
+    )

@@ -1,10 +1,22 @@
 """One Modbus/TCP (or Modbus/TCP Security) peer: admission, TLS login, the request loop.
 
-Each connection is one task: read a frame (the first byte within
-``idle_timeout``, the rest within ``frame_timeout``), wait for a rate slot,
-let :class:`~meterd.channels.modbus.service.ModbusService` answer, write the
-answer.  Bad framing closes the connection; nothing one client does reaches
-another client's task except through its listener's limits.
+Each connection is an :class:`asyncio.Protocol`: frames are cut from what
+``data_received`` delivers, and a request is answered in place when it needs
+no await (a measurement read the guard allows again, see
+:meth:`~meterd.channels.modbus.service.ModbusService.answer_now`); anything
+else runs as one task, and the connection reads nothing more until it has
+answered (requests are answered one at a time, in order).  Bad framing closes
+the connection; nothing one client does reaches another client's connection
+except through its listener's limits.
+
+Timing, with one timer per connection, re-armed only when it fires:
+    * between requests, the first byte of the next one must come within
+      ``idle_timeout`` (else the connection closes: ``idle_timeouts``);
+    * once a frame has started, all of it must come within ``frame_timeout``
+      (else: ``connections_dropped``), so a slow sender cannot hold a slot;
+    * a request beyond the client's rate waits for its slot with reading
+      paused, so a flooding client fills its own TCP window; a wait longer
+      than ``idle_timeout`` hangs up.
 
 A TLS connection first holds a handshake slot (its own small budget, in total
 and per address) for at most ``frame_timeout``, and takes a session slot only
@@ -14,48 +26,39 @@ once the handshake has succeeded with a verified client certificate.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
+import struct
 import time
+from collections.abc import Coroutine
+from typing import Any
 
-from meterd.channels.modbus import protocol
-from meterd.channels.modbus.certificates import identify
+from meterd.channels.modbus import protocol, tls
 from meterd.channels.modbus.config import ModbusConfig
-from meterd.channels.modbus.limits import ConnectionLimits, Pool, RateLimiter
+from meterd.channels.modbus.limits import ConnectionLimits, Pool
 from meterd.channels.modbus.service import ModbusService, Peer, SessionEndedError
 from meterd.errors import ChannelError
-from meterd.guard import Certificate, Session
-from meterd.guard.credentials import application_for_certificate
-from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel
 from meterd.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-#: A TLS client needs one of these to open a session at all.
-SESSION_PERMISSIONS = (
-    Permission.FS_READ_ONLY,
-    Permission.PEAK_DEMAND_RESET,
-    Permission.TEST_MODE_TOGGLE,
-    Permission.TIME_SYNC,
-    Permission.COMM_CONFIG,
-    Permission.DSS_CONFIG,
-)
+_MBAP = struct.Struct(">HHHB")
+_monotonic = time.monotonic
+_ANSWER_HEAD = struct.Struct(">HHHB")
 
 
-class ModbusConnection:
-    """Serves the connections of one Modbus listener, one task per connection.
+class ModbusConnection(asyncio.Protocol):
+    """Serves one accepted connection of a Modbus listener until it ends; never raises for what the peer does.
 
     Args:
         config: The ``[modbus]`` settings.
         runtime: The guard, the meter and the state directory.
         service: The listener's request handler (and its counters).
         ssl_context: The server TLS context (None without Modbus/TCP Security).
-        tasks: The listener's running connection tasks and their writers, so
-            that stopping can hang them up.
-        handshaking: The listener's tasks still in their TLS handshake (stopping
-            cancels them rather than closing the socket under ``start_tls``).
+        pool: The budget of the listener that accepted it.
+        tls: True on the Modbus/TCP Security listener.
+        connections: The listener's open connections (this one adds and removes itself).
     """
 
     def __init__(
@@ -64,182 +67,362 @@ class ModbusConnection:
         runtime: Runtime,
         service: ModbusService,
         ssl_context: ssl.SSLContext | None,
+        pool: Pool,
         *,
-        tasks: dict[asyncio.Task[None], asyncio.StreamWriter],
-        handshaking: set[asyncio.Task[None]],
+        tls: bool,
+        connections: set[ModbusConnection],
     ) -> None:
         self.config = config
         self.runtime = runtime
         self.service = service
         self._ssl = ssl_context
-        self._tasks = tasks
-        self._handshaking = handshaking
+        self._pool = pool
+        self._tls = tls
+        self._connections = connections
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.Transport | None = None
+        self._plain: asyncio.Transport | None = None  # the TCP transport, under TLS's once it runs
+        self._client = "?"
+        self._source = "?:0"
+        self._held: ConnectionLimits | None = None
+        self._peer: Peer | None = None
+        self._buffer = bytearray()
+        self._busy = True  # until the peer is known: nothing is read as a request
+        self._write_paused = False
+        self._closing = False
+        self._lost = False
+        self._idle_since = 0.0
+        self._frame_since: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        #: The task running now (TLS login, a request that awaits, the session's close), if any.
+        self.task: asyncio.Task[None] | None = None
+        self._logout: asyncio.Task[None] | None = None
+        #: True while the TLS handshake runs: stopping cancels it rather than hanging up.
+        self.handshaking = False
+        #: Done once the connection is closed and everything it started has finished.
+        self.finished: asyncio.Future[None] = self._loop.create_future()
 
-    async def serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pool: Pool, *, tls: bool
-    ) -> None:
-        """Serve one accepted connection until it ends; never raises for what the peer does.
+    # -- lifetime -------------------------------------------------------------
 
-        Args:
-            reader: The connection's stream reader.
-            writer: The connection's stream writer (closed on return).
-            pool: The budget of the listener that accepted it.
-            tls: True on the Modbus/TCP Security listener.
-        """
-        peer_address = writer.get_extra_info("peername") or ("?", 0)
-        client = str(peer_address[0])
-        source = f"{client}:{peer_address[1]}"
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Admit the connection (or close it at once), then start its login or its requests."""
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = self._plain = transport
+        address = transport.get_extra_info("peername") or ("?", 0)
+        self._client = str(address[0])
+        self._source = f"{self._client}:{address[1]}"
+        self._connections.add(self)
         # A TLS connection is held in the handshake budget until it has proved who it is.
-        held: ConnectionLimits | None = pool.handshakes if tls else pool.connections
-        if held is None or not held.admit(client):
+        held = self._pool.handshakes if self._tls else self._pool.connections
+        if held is None or not held.admit(self._client):
             self.service.counters["connections_refused"] += 1
-            writer.close()
+            transport.abort()
             return
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks[task] = writer
-        peer: Peer | None = None
-        try:
-            if tls:
-                held = None  # _past_handshake gives the handshake slot back, whatever happens
-                held = await self._past_handshake(writer, source, client, pool)
-                peer = await self._tls_login(writer, source) if held is not None else None
-            else:
-                peer = Peer(self.runtime.guard.anonymous_session(Channel.MODBUS, source))
-            if peer is not None:
-                await self._requests(reader, writer, peer, client, pool.rate)
-        except (
-            protocol.FramingError,
-            ConnectionError,
-            asyncio.IncompleteReadError,
-            TimeoutError,
-            ssl.SSLError,
-        ) as e:
-            self.service.counters["connections_dropped"] += 1
-            log.debug("modbus: %s closed: %s", source, e)
-        except SessionEndedError:
-            self.service.counters["sessions_ended"] += 1
-        except asyncio.CancelledError:
-            # stop() cancels a connection task that outlives the grace period; the task
-            # is the connection's own top level, and asyncio's start_server reports a
-            # cancelled handler as an error.
-            self.service.counters["connections_stopped"] += 1
-        finally:
-            if held is not None:
-                held.release(client)
-            if task is not None:
-                self._tasks.pop(task, None)
-                self._handshaking.discard(task)
-            if peer is not None and peer.tls:
-                await asyncio.shield(self.runtime.guard.close_session(peer.session, reason="disconnected"))
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+        self._held = held
+        if self._tls:
+            transport.pause_reading()  # the ClientHello is start_tls's to read, not ours
+            self._run(self._tls_start())
+            return
+        self._peer = Peer(self.runtime.guard.anonymous_session(Channel.MODBUS, self._source))
+        self._start_requests()
 
-    async def _requests(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        peer: Peer,
-        client: str,
-        rate: RateLimiter,
-    ) -> None:
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Give the slot back; a TLS session is closed (and recorded) before the connection has finished.
+
+        Runs once, whoever calls it first: asyncio, or the TLS login after a failed
+        handshake (asyncio tells no protocol of a connection lost during ``start_tls``).
+        """
+        if self._lost:
+            return
+        self._lost = True
+        if not self._closing and (exc is not None or self._frame_since is not None):
+            self.service.counters["connections_dropped"] += 1  # reset, or gone half-way through a frame
+        self._closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._held is not None:
+            self._held.release(self._client)
+            self._held = None
+        if self.task is not None and not self.task.done():
+            self.task.add_done_callback(lambda _t: self._end())
+        else:
+            self._end()
+
+    def _end(self) -> None:
+        peer, self._peer = self._peer, None
+        if peer is not None and peer.tls:
+            # Not self.task: stopping never cancels the logout's record half-way.
+            logout = self._loop.create_task(
+                self.runtime.guard.close_session(peer.session, reason="disconnected")
+            )
+            self._logout = logout
+            logout.add_done_callback(lambda _t: self._finish())
+        else:
+            self._finish()
+
+    def _finish(self) -> None:
+        self._connections.discard(self)
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+    def hang_up(self) -> None:
+        """Close the connection from the daemon's side (a running request finishes its record first)."""
+        self._close()
+
+    def _close(self) -> None:
+        self._closing = True
+        if self._transport is not None:
+            self._transport.close()
+
+    def _drop(self, counter: str, why: object) -> None:
+        self.service.counters[counter] += 1
+        log.debug("modbus: %s closed: %s", self._source, why)
+        self._close()
+
+    def _run(self, coro: Coroutine[Any, Any, None]) -> None:
+        self.task = self._loop.create_task(coro)
+
+    # -- flow control ---------------------------------------------------------
+
+    def pause_writing(self) -> None:
+        """The peer does not read its answers: read nothing more until it does."""
+        self._write_paused = True
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        """The peer reads again: carry on with what it sent."""
+        self._write_paused = False
+        self._resume()
+
+    def _resume(self) -> None:
+        if self._closing or self._busy or self._write_paused or self._transport is None:
+            return
+        self._transport.resume_reading()
+        self.data_received(b"")
+
+    # -- timing ---------------------------------------------------------------
+
+    def _start_requests(self) -> None:
+        self._busy = False
+        self._idle_since = self._loop.time()
+        self._arm(self._idle_since + self.config.idle_timeout)
+        self._resume()
+
+    def _arm(self, at: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = self._loop.call_at(at, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._closing:
+            return
+        now = self._loop.time()
         config = self.config
-        while True:
-            try:
-                async with asyncio.timeout(config.idle_timeout):
-                    first = await reader.read(1)
-            except TimeoutError:
-                self.service.counters["idle_timeouts"] += 1
+        if self._busy:  # answering or waiting for a rate slot: the peer is not idle
+            self._arm(now + config.idle_timeout)
+        elif self._frame_since is not None:
+            if now >= self._frame_since + config.frame_timeout:
+                self._drop("connections_dropped", "frame not complete within frame_timeout")
+            else:
+                self._arm(self._frame_since + config.frame_timeout)
+        elif now >= self._idle_since + config.idle_timeout:
+            self.service.counters["idle_timeouts"] += 1
+            self._close()
+        else:
+            self._arm(self._idle_since + config.idle_timeout)
+
+    # -- requests -------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        """Take what the peer sent; answer the whole frames buffered, in order, until one must wait.
+
+        A request that needs an await, or a rate slot, holds the rest: nothing more is
+        answered (or read) until it is answered.  Called with ``b""`` to carry on then.
+        """
+        buffer = self._buffer
+        buffer += data
+        peer = self._peer
+        transport = self._transport
+        while (
+            not self._busy
+            and not self._write_paused
+            and not self._closing
+            and peer is not None
+            and transport is not None
+        ):
+            if len(buffer) < protocol.MBAP_SIZE:
+                if buffer:
+                    self._frame_started()
                 return
-            if not first:
+            transaction, protocol_id, length, unit = _MBAP.unpack_from(buffer)
+            if protocol_id != 0 or not 2 <= length <= protocol.MAX_PDU + 1:
+                # The byte stream has lost its framing (what protocol.parse_header refuses).
+                self._drop(
+                    "connections_dropped", f"not Modbus framing: protocol {protocol_id}, length {length}"
+                )
                 return
-            async with asyncio.timeout(config.frame_timeout):
-                header = protocol.parse_header(first + await reader.readexactly(protocol.MBAP_SIZE - 1))
-                body = await reader.readexactly(header.pdu_length)
-            wait = rate.delay(client, time.monotonic())
+            end = protocol.MBAP_SIZE - 1 + length
+            if len(buffer) < end:
+                self._frame_started()
+                return
+            body = bytes(buffer[protocol.MBAP_SIZE : end])
+            del buffer[:end]
+            self._frame_since = None
+            now = _monotonic()  # the loop's clock (BaseEventLoop.time), one call less
+            wait = self._pool.rate.delay(self._client, now)
             if wait > 0:
                 self.service.counters["throttled"] += 1
-                if wait > config.idle_timeout:
+                if wait > self.config.idle_timeout:
+                    self._close()
                     return
-                await asyncio.sleep(wait)
-            answer = await self.service.handle(peer, header, body)
-            writer.write(protocol.frame(header, answer))
-            await writer.drain()
+                self._hold()
+                self._loop.call_later(wait, self._answer_later, transaction, unit, body)
+                return
+            answer = self.service.answer_now(peer, unit, body)
+            if answer is None:
+                self._hold()
+                self._run(self._answer_async(protocol.Header(transaction, length - 1, unit), body))
+                return
+            transport.write(_ANSWER_HEAD.pack(transaction, 0, len(answer) + 1, unit) + answer)  # as _send
+            self._idle_since = now
 
-    async def _past_handshake(
-        self, writer: asyncio.StreamWriter, source: str, client: str, pool: Pool
-    ) -> ConnectionLimits | None:
-        """Run the handshake in the slot taken at accept, then trade it for a session slot.
+    def _frame_started(self) -> None:
+        if self._frame_since is None:
+            self._frame_since = now = self._loop.time()
+            deadline = now + self.config.frame_timeout
+            if self._timer is None or deadline < self._timer_at:
+                self._arm(deadline)
 
-        Returns:
-            ``pool.connections``, now holding the connection; None if the handshake
-            failed or no session slot is free (then nothing is held).
-        """
-        handshakes = pool.handshakes
-        task = asyncio.current_task()
-        if handshakes is None or task is None:
-            raise ChannelError("modbus: TLS connection without a handshake budget")
-        self._handshaking.add(task)
+    def _hold(self) -> None:
+        """Read nothing more until the request under way is answered."""
+        self._busy = True
+        if self._transport is not None:
+            self._transport.pause_reading()
+
+    def _release(self) -> None:
+        self._busy = False
+        self._idle_since = self._loop.time()
+        self._resume()
+
+    def _send(self, transaction: int, unit: int, pdu: bytes, now: float) -> None:
+        if self._transport is not None and not self._closing:
+            self._transport.write(_ANSWER_HEAD.pack(transaction, 0, len(pdu) + 1, unit) + pdu)
+        self._idle_since = now
+
+    def _answer_later(self, transaction: int, unit: int, body: bytes) -> None:
+        """A throttled request's slot has come: answer it, then carry on."""
+        peer = self._peer
+        if self._closing or peer is None:
+            return
+        answer = self.service.answer_now(peer, unit, body)
+        if answer is None:
+            self._run(self._answer_async(protocol.Header(transaction, len(body), unit), body))
+            return
+        self._send(transaction, unit, answer, self._loop.time())
+        self._release()
+
+    async def _answer_async(self, header: protocol.Header, body: bytes) -> None:
+        peer = self._peer
+        if peer is None:
+            return
         try:
-            verified = await self._handshake(writer, source)
-        finally:
-            self._handshaking.discard(task)
-            handshakes.release(client)
-        if not verified:
-            return None
-        if not pool.connections.admit(client):
-            self.service.counters["connections_refused"] += 1
-            return None
-        return pool.connections
+            answer = await self.service.handle(peer, header, body)
+        except SessionEndedError:
+            self.service.counters["sessions_ended"] += 1
+            self._close()
+            return
+        except asyncio.CancelledError:
+            self.service.counters["connections_stopped"] += 1
+            self._close()
+            raise
+        except Exception:  # fail closed: one request's fault ends only its connection
+            log.exception("modbus: request from %s failed", self._source)
+            self._close()
+            return
+        self._send(header.transaction, header.unit, answer, self._loop.time())
+        self._release()
 
-    async def _handshake(self, writer: asyncio.StreamWriter, source: str) -> bool:
+    # -- Modbus/TCP Security --------------------------------------------------
+
+    async def _tls_start(self) -> None:
+        """Handshake, trade the handshake slot for a session slot, log in; then serve requests."""
+        try:
+            await self._tls_login_steps()
+        except asyncio.CancelledError:
+            # stop() cancels a handshake, and what outlives its grace period.
+            self.service.counters["connections_stopped"] += 1
+            self._close()
+            raise
+        except ConnectionError as e:
+            self._drop("connections_dropped", e)
+        except Exception:  # fail closed: a fault in one login ends only its connection
+            log.exception("modbus: TLS login from %s failed", self._source)
+            self._close()
+        finally:
+            if self._closing and self._transport is self._plain:
+                self.connection_lost(None)  # closed before TLS ran: asyncio will not say so
+
+    async def _tls_login_steps(self) -> None:
+        try:
+            verified = await self._handshake()
+        finally:
+            if self._held is not None:  # the handshake slot, still held unless the connection is gone
+                self._held.release(self._client)
+                self._held = None
+        if not verified or self._closing:
+            self._close()
+            return
+        if not self._pool.connections.admit(self._client):
+            self.service.counters["connections_refused"] += 1
+            self._close()
+            return
+        self._held = self._pool.connections
+        self._peer = await self._tls_login()
+        if self._peer is None or self._closing:
+            self._close()
+            return
+        self._start_requests()
+
+    def _session_closed(self, _reason: str) -> None:
+        """The guard ended the session (idle, revoked): hang up."""
+        self._close()
+
+    async def _handshake(self) -> bool:
         """Run the TLS handshake under ``frame_timeout``; True if the client presented a verified certificate.
 
         A failed or timed-out handshake is recorded as a login failure.
         """
-        guard = self.runtime.guard
-        if self._ssl is None:
+        transport = self._transport
+        if self._ssl is None or transport is None:
             raise ChannelError("modbus: TLS connection without a TLS context")
+        self.handshaking = True
         try:
             try:
                 async with asyncio.timeout(self.config.frame_timeout):
-                    await writer.start_tls(self._ssl)
+                    upgraded = await self._loop.start_tls(transport, self, self._ssl, server_side=True)
             finally:
                 # Past start_tls a stop may hang up rather than cancel: the failure's record
                 # below must not be cancelled half-way (a refusal is always recorded).
-                task = asyncio.current_task()
-                if task is not None:
-                    self._handshaking.discard(task)
+                self.handshaking = False
         except (ssl.SSLError, TimeoutError) as e:
-            why = "tls_timeout" if isinstance(e, TimeoutError) else "tls_handshake"
-            error = getattr(e, "verify_message", None) or getattr(e, "reason", None) or why
-            await guard.refuse(
-                "", Channel.MODBUS, source, {"reason": why, "error": str(error)[:200]}, kind="login"
-            )
-            guard.login_failed(Channel.MODBUS)
+            await tls.handshake_failed(self.runtime.guard, self._source, e)
             return False
-        ssl_object = writer.get_extra_info("ssl_object")
+        if upgraded is None:
+            return False
+        assert isinstance(upgraded, asyncio.Transport)
+        self._transport = upgraded
+        ssl_object = upgraded.get_extra_info("ssl_object")
         # The context requires a client certificate; a handshake without one is no login.
         return ssl_object is not None and bool(ssl_object.getpeercert(binary_form=True))
 
-    async def _tls_login(self, writer: asyncio.StreamWriter, source: str) -> Peer | None:
-        """Identify the application by the verified certificate of the handshake, open its session."""
-        guard = self.runtime.guard
-        der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-        identity = identify(der)
-        name = application_for_certificate(guard.policy, identity.fingerprint)
-        claimed = name or identity.common_name or identity.fingerprint
-        if not await guard.authenticate(Channel.MODBUS, source, claimed, Certificate(identity.fingerprint)):
-            return None
-        unit = self.config.unit_ids[0]
-        session = await guard.open_session(
-            claimed, Channel.MODBUS, source, SESSION_PERMISSIONS, resource=f"/modbus/unit/{unit}"
+    async def _tls_login(self) -> Peer | None:
+        """Open the session of the handshake's verified certificate (see :func:`tls.login`)."""
+        assert self._transport is not None
+        ssl_object = self._transport.get_extra_info("ssl_object")
+        return await tls.login(
+            self.runtime.guard, ssl_object, self._source, self.config.unit_ids[0], self._session_closed
         )
-        if not isinstance(session, Session):
-            return None
-        session.on_close.append(lambda _reason: writer.close())
-        # The certificate names the one role this connection acts through (none: the
-        # NULL role); the guard enforces it on every request.
-        session.role_limit = (identity.role.lower(),) if identity.role and identity.role.isascii() else ()
-        return Peer(session, tls=True)

@@ -8,7 +8,8 @@ soon as they are accepted (Modbus/TCP Security: beyond the handshake limits at
 accept, beyond the connection limits once the handshake has succeeded);
 requests beyond the rate are delayed (the next request is read later, so a
 flooding client fills its own TCP window, not the meter's CPU), never answered
-early and never dropped.
+early and never dropped (:meth:`~meterd.channels.ratelimit.RateLimiter.delay`,
+the limiter the front panel uses too).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
-#: Idle rate-limit entries are forgotten once there are this many (an idle entry equals a fresh one).
-PRUNE_AT = 1024
+from meterd.channels.ratelimit import RateLimiter
+
+__all__ = ["ConnectionLimits", "Pool", "RateLimiter"]
 
 
 class ConnectionLimits:
@@ -53,28 +55,6 @@ class ConnectionLimits:
         self._open[client] -= 1
         if self._open[client] <= 0:
             del self._open[client]
-
-
-class RateLimiter:
-    """Requests per second per client, with a burst of one second's worth (GCRA).
-
-    Args:
-        rate: Sustained requests per second allowed per client.
-    """
-
-    def __init__(self, rate: int) -> None:
-        self.interval = 1.0 / rate
-        self._slack = (rate - 1) * self.interval
-        self._due: dict[str, float] = {}
-
-    def delay(self, client: str, now: float) -> float:
-        """Reserve a slot for one request of ``client``; return how long it must wait first."""
-        due = self._due.get(client, now)
-        due = max(due, now)
-        self._due[client] = due + self.interval
-        if len(self._due) > PRUNE_AT:
-            self._due = {c: t for c, t in self._due.items() if t > now}
-        return max(0.0, due - now - self._slack)
 
 
 @dataclass(frozen=True, slots=True)

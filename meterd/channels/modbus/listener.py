@@ -1,6 +1,6 @@
 """The Modbus listeners: plain Modbus TCP and Modbus/TCP Security (mutual TLS).
 
-meterd frames MBAP itself over asyncio streams rather than running
+meterd frames MBAP itself (an asyncio protocol) rather than running
 pymodbus's server.  The framing is small (a 7-byte header and a PDU of at
 most 253 bytes) and owning it gives what the enforcement needs and pymodbus's
 server does not offer as stable hooks: a decision per request *before* any
@@ -73,8 +73,7 @@ class ModbusListener:
             ),
         }
         self._servers: list[asyncio.Server] = []
-        self._tasks: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
-        self._handshaking: set[asyncio.Task[None]] = set()
+        self._connections: set[ModbusConnection] = set()
         self._ssl: ssl.SSLContext | None = None
         self.ports: dict[str, int] = {}
 
@@ -107,18 +106,18 @@ class ModbusListener:
     async def _bind(self, kind: str, port: int, *, tls: bool) -> None:
         pool = self.pools[kind]
 
-        async def accept(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-            connection = ModbusConnection(
+        def accept() -> ModbusConnection:
+            return ModbusConnection(
                 self.config,
                 self.runtime,
                 self.service,
                 self._ssl,
-                tasks=self._tasks,
-                handshaking=self._handshaking,
+                pool,
+                tls=tls,
+                connections=self._connections,
             )
-            await connection.serve(reader, writer, pool, tls=tls)
 
-        server = await asyncio.start_server(accept, self.config.listen, port)
+        server = await asyncio.get_running_loop().create_server(accept, self.config.listen, port)
         self._servers.append(server)
         self.ports[kind] = server.sockets[0].getsockname()[1]
         log.info("modbus: %s listening on %s:%d", kind, self.config.listen, self.ports[kind])
@@ -132,20 +131,32 @@ class ModbusListener:
         """
         for server in self._servers:
             server.close()
-        # A handshake is cancelled, not hung up on: closing the socket under start_tls
-        # leaves asyncio's stream writer without a transport.
-        for task in list(self._handshaking):
-            task.cancel()
-        for task, writer in list(self._tasks.items()):
-            if task not in self._handshaking:
-                writer.close()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=STOP_GRACE)
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.wait(list(self._tasks), timeout=STOP_GRACE)
+        await stop_all(self._connections, STOP_GRACE)
         for server in self._servers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), STOP_GRACE)
         self._servers.clear()
+
+
+async def stop_all(connections: set[ModbusConnection], grace: float) -> None:
+    """Close every connection and wait (at most ``grace`` twice) until all have finished.
+
+    Handshakes are cancelled, not hung up on; every other connection is hung up
+    first, so a request that is recording (a login failure, a write) finishes its
+    record; only what is still busy after the grace period is cancelled.
+    """
+    for connection in list(connections):
+        if connection.handshaking and connection.task is not None:
+            connection.task.cancel()
+        else:
+            connection.hang_up()
+    pending = [c.finished for c in connections]
+    if pending:
+        await asyncio.wait(pending, timeout=grace)
+    for connection in list(connections):
+        if connection.task is not None:
+            connection.task.cancel()
+    pending = [c.finished for c in connections]
+    if pending:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait(pending, timeout=grace)

@@ -151,6 +151,22 @@ def _index(fields: tuple[Field, ...]) -> dict[int, tuple[Field, int]]:
 
 
 INDEX = _index(REGISTER_MAP)
+#: Each group's fields, in address order, and the address just past its last register.
+GROUP_FIELDS = {g: tuple(f for f in REGISTER_MAP if f.group is g) for g in Group}
+_GROUP_END = {g: fields[-1].end for g, fields in GROUP_FIELDS.items() if fields}
+
+
+def group_of(address: int, count: int) -> Group | None:
+    """The group ``[address, address + count)`` lies in, or None if any of it is unmapped.
+
+    Equivalent to the group of :func:`fields_in` (groups are contiguous runs with
+    unmapped addresses between them), without looking at every register.
+    """
+    hit = INDEX.get(address)
+    if hit is None or count < 1:
+        return None
+    group = hit[0].group
+    return group if address + count <= _GROUP_END[group] else None
 
 
 def fields_in(address: int, count: int) -> tuple[Field, ...] | None:

@@ -11,28 +11,52 @@ The order is fixed, and each step's refusal has one answer:
 Reads are authorised with ``aggregate=True`` (counted, then recorded once per
 sweep), so a SCADA poll loop cannot flood the security log; every write that
 reaches step 3 is recorded, whatever becomes of it.
+
+:meth:`ModbusService.answer_now` answers the poll loop's request, a
+measurement read the guard allows again from the session's memory, without
+awaiting anything and with the same effects and answer as :meth:`handle`;
+anything else is left to :meth:`handle`.
 """
 
 from __future__ import annotations
 
 import logging
+import struct
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from meterd.channels.modbus import protocol
 from meterd.channels.modbus.encoding import EncodingError
 from meterd.channels.modbus.protocol import ExceptionCode, ReadRequest, Refusal, WriteRequest
-from meterd.channels.modbus.registers import READ_PERMISSION, Field, covers_whole_fields, fields_in
-from meterd.channels.modbus.values import Change, MeasurementCache, apply, decode_write, read_words
+from meterd.channels.modbus.registers import (
+    GROUP_FIELDS,
+    READ_PERMISSION,
+    Field,
+    Group,
+    covers_whole_fields,
+    fields_in,
+)
+from meterd.channels.modbus.values import (
+    MEASUREMENT_BASE,
+    Change,
+    MeasurementCache,
+    apply,
+    decode_write,
+    read_words,
+)
 from meterd.errors import ChannelError, MeterError
 from meterd.guard import Permit, Session
 from meterd.meter.errors import MeterValueError
 from meterd.policy.permissions import Permission
-from meterd.policy.request import Channel, DenyReason, Outcome
+from meterd.policy.request import Channel, Decision, DenyReason, Outcome
 from meterd.runtime import Runtime
 from meterd.seclog.events import DetailValue
 
 log = logging.getLogger(__name__)
+
+_READ = struct.Struct(">BHH")
+_MEASUREMENT_END = GROUP_FIELDS[Group.MEASUREMENT][-1].end
 
 
 class SessionEndedError(ChannelError):
@@ -66,6 +90,43 @@ class ModbusService:
         self.unit_ids = frozenset(unit_ids)
         self.measurements = MeasurementCache(runtime.meter)
         self.counters: Counter[str] = Counter()
+        self._resources = {unit: f"/modbus/unit/{unit}" for unit in self.unit_ids}
+        #: The guard's :meth:`~meterd.guard.Guard.authorize_again` (an attribute: it runs per read).
+        self._allowed_again: Callable[[Session, Permission, str], Decision | None] = (
+            self.guard.authorize_again
+        )
+
+    def answer_now(self, peer: Peer, unit: int, body: bytes) -> bytes | None:
+        """Answer a measurement read the guard allows again without deciding, or return None.
+
+        None means nothing happened (nothing counted, decided or read): the
+        request goes to :meth:`handle`.  An answer is exactly what
+        :meth:`handle` would have answered, counted the same way.
+        """
+        resource = self._resources.get(unit)
+        if resource is None or len(body) != _READ.size or body[0] not in protocol.READ_FUNCTIONS:
+            return None
+        function, address, count = _READ.unpack(body)
+        # Entirely inside the measurement group (a contiguous run: see registers.group_of).
+        if not (
+            address >= MEASUREMENT_BASE
+            and 0 < count <= protocol.MAX_READ_COUNT
+            and address + count <= _MEASUREMENT_END
+        ):
+            return None
+        if self._allowed_again(peer.session, READ_PERMISSION, resource) is None:
+            return None
+        self.counters["requests"] += 1
+        try:
+            registers = self.measurements.registers()
+        except MeterError as e:
+            log.error("modbus: meter failed a read: %s", e)
+            answer = self._refuse(function, ExceptionCode.SERVER_DEVICE_FAILURE, "meter_error")
+            self.guard.modbus_answered(function, Outcome.ERROR)
+            return answer
+        start = 2 * (address - MEASUREMENT_BASE)
+        self.guard.modbus_answered(function, Outcome.ALLOW)
+        return bytes((function, 2 * count)) + registers[start : start + 2 * count]
 
     async def handle(self, peer: Peer, header: protocol.Header, body: bytes) -> bytes:
         """Return the response PDU for one request PDU, counting it by function and outcome.

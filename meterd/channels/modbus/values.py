@@ -10,13 +10,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import struct
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from meterd.channels.modbus.encoding import EncodingError, Value, decode, encode
-from meterd.channels.modbus.registers import Field, Group
+from meterd.channels.modbus.registers import GROUP_FIELDS, Field, Group
 from meterd.meter.interface import Meter
+
+_MEASUREMENTS = GROUP_FIELDS[Group.MEASUREMENT]
+#: The address of the first measurement register.
+MEASUREMENT_BASE = _MEASUREMENTS[0].address
 
 
 def _measurements(meter: Meter) -> dict[str, Value]:
@@ -52,7 +57,8 @@ class MeasurementCache:
 
     A SCADA poll loop reads the same registers many times a second; the
     meter's own registers refresh about once a second, so computing a full
-    snapshot per request would only cost time.  Writes through this channel
+    snapshot per request would only cost time, and so would encoding it:
+    :meth:`registers` encodes the snapshot once.  Writes through this channel
     call :meth:`invalidate`, so a client reads back what it just changed.
 
     Args:
@@ -69,6 +75,8 @@ class MeasurementCache:
         self._clock = clock
         self._values: Mapping[str, Value] = {}
         self._taken = -math.inf
+        self._encoded_from: Mapping[str, Value] | None = None
+        self._encoded = b""
 
     def get(self) -> Mapping[str, Value]:
         """Return the measurement values, fresh if the last snapshot is too old."""
@@ -77,6 +85,17 @@ class MeasurementCache:
             self._values = _measurements(self.meter)
             self._taken = now
         return self._values
+
+    def registers(self) -> bytes:
+        """Return the measurement registers as on the wire (big-endian), from :data:`MEASUREMENT_BASE`."""
+        values = self._values
+        if self._clock() - self._taken > self.max_age:  # get(), inlined: this runs per request
+            values = self.get()
+        if values is not self._encoded_from:
+            words = [w for f in _MEASUREMENTS for w in encode(f.kind, values[f.name], f.choices)]
+            self._encoded = struct.pack(f">{len(words)}H", *words)
+            self._encoded_from = values
+        return self._encoded
 
     def invalidate(self) -> None:
         """Forget the snapshot (after a write changed the meter)."""
@@ -101,6 +120,9 @@ def read_words(
     meter: Meter, fields: tuple[Field, ...], address: int, count: int, cache: MeasurementCache | None = None
 ) -> list[int]:
     """Return the words of ``[address, address + count)``, which ``fields`` cover."""
+    if fields[0].group is Group.MEASUREMENT and cache is not None:
+        start = 2 * (address - MEASUREMENT_BASE)
+        return list(struct.unpack(f">{count}H", cache.registers()[start : start + 2 * count]))
     values = snapshot(meter, fields[0].group, cache)
     words: list[int] = []
     for f in fields:

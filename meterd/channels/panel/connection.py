@@ -36,6 +36,7 @@ from meterd.channels.panel.protocol import (
     parse,
     success,
 )
+from meterd.channels.ratelimit import RateLimiter
 from meterd.guard import Pin, Session
 from meterd.guard.dual_control import PendingApproval
 from meterd.policy.request import Channel, DenyReason
@@ -48,25 +49,6 @@ MAX_IN_FLIGHT = 4
 MAX_WRITE_BUFFER = 64 * 1024
 READ_CHUNK = 4096
 LOGIN_FAILED = "login failed; repeated failures lock the account for a while"
-
-
-class TokenBucket:
-    """Allows ``rate`` events a second on average and ``burst`` at once."""
-
-    def __init__(self, rate: float, burst: float, now: float) -> None:
-        self._rate = rate
-        self._burst = burst
-        self._tokens = burst
-        self._stamp = now
-
-    def take(self, now: float) -> bool:
-        """Spend one token; return False if none is left."""
-        self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-        self._stamp = now
-        if self._tokens < 1:
-            return False
-        self._tokens -= 1
-        return True
 
 
 class PanelConnection:
@@ -95,7 +77,8 @@ class PanelConnection:
         self.source = source
         self._sessions: dict[str, Session] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._bucket = TokenBucket(config.rate, config.burst, time.monotonic())
+        # One key: the budget is this connection's (each panel connection has its own).
+        self._rate = RateLimiter(config.rate, config.burst)
         self._closing = False
 
     # -- output -------------------------------------------------------------
@@ -148,7 +131,7 @@ class PanelConnection:
         if len(line) >= self._config.max_message:
             self._refuse(ErrorCode.TOO_LARGE, f"messages are at most {self._config.max_message} bytes")
             return
-        if not self._bucket.take(time.monotonic()):
+        if not self._rate.take("", time.monotonic()):
             log.warning("panel client %s exceeded %d messages/s; closing", self.source, self._config.rate)
             self._refuse(ErrorCode.RATE_LIMITED, "too many messages")
             return

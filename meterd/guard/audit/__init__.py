@@ -13,12 +13,14 @@ that imports :mod:`meterd.seclog`.
 
 from meterd.guard.audit.events import ALLOW_EVENTS, Detail, allow_event, principal_kind
 from meterd.guard.audit.log_access import Audit, LogStatus
+from meterd.guard.audit.writer import AggregateKey, aggregate_key
 from meterd.seclog import EventType, Query, Record, SecurityLog
 from meterd.seclog.events import DetailValue
 from meterd.seclog.verify import VerifyReport
 
 __all__ = [
     "ALLOW_EVENTS",
+    "AggregateKey",
     "Audit",
     "Detail",
     "DetailValue",
@@ -28,6 +30,7 @@ __all__ = [
     "Record",
     "SecurityLog",
     "VerifyReport",
+    "aggregate_key",
     "allow_event",
     "principal_kind",
 ]

@@ -15,7 +15,7 @@ import logging
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from meterd.errors import MeterdError
 from meterd.guard.audit.events import (
@@ -33,19 +33,28 @@ from meterd.guard.observer import GuardObserver
 from meterd.policy.compile import CompiledPolicy
 from meterd.policy.model import ANONYMOUS
 from meterd.policy.permissions import Permission
-from meterd.policy.request import Channel, Decision, DenyReason, Outcome
+from meterd.policy.request import Channel, Decision, DenyReason, Outcome, Request
 from meterd.seclog import EventType, SecurityLog
 from meterd.seclog.events import PrincipalKind as LoggedKind
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
-class _Aggregate:
+class _Aggregate(NamedTuple):
+    # A tuple, not a dataclass: counting an allow hashes and compares it (in C, so).
     principal: str
     channel: Channel
     permission: Permission
     resource: str
+
+
+#: What aggregated allows are counted under: one record per key per sweep.
+AggregateKey = _Aggregate
+
+
+def aggregate_key(request: Request) -> AggregateKey:
+    """The key :meth:`AuditWriter.count` counts an allow of ``request`` under."""
+    return _Aggregate(request.principal, request.channel, request.permission, request.resource)
 
 
 class AuditWriter:
@@ -212,12 +221,15 @@ class AuditWriter:
         self.observer.decision(request.channel, request.permission, decision.outcome)
         return decision
 
-    def count(self, decision: Decision) -> Decision:
-        """Count an allow for :meth:`flush` instead of recording it now."""
+    def count(self, decision: Decision, key: AggregateKey | None = None) -> Decision:
+        """Count an allow for :meth:`flush` instead of recording it now.
+
+        Args:
+            decision: The allow.
+            key: Its :func:`aggregate_key`, if the caller kept it from an earlier count.
+        """
         request = decision.request
-        self._aggregates[
-            _Aggregate(request.principal, request.channel, request.permission, request.resource)
-        ] += 1
+        self._aggregates[key or aggregate_key(request)] += 1
         self.observer.decision(request.channel, request.permission, decision.outcome)
         return decision
 

@@ -341,3 +341,27 @@ def test_random_pdus_are_each_answered_and_harm_no_one(env: Env) -> None:
         assert env.meter.test_mode() is False  # nothing random may have been allowed to change the meter
 
     run(scenario())
+
+
+def test_failed_tls_handshakes_leave_nothing_behind_and_stop_is_prompt(env: Env) -> None:
+    async def scenario() -> None:
+        listener = ModbusListener(env.config(), env.runtime)
+        await listener.start()
+        try:
+            for garbage in (b"\x16\x03\x01\x00\x05hello", b"GET / HTTP/1.0\r\n\r\n"):
+                async with raw(listener, "tls") as bad:
+                    bad.writer.write(garbage)
+                    assert await bad.closed_within(3)
+            async with raw(listener, "tls"):  # and one still in its handshake when the listener stops
+                await wait_for_handshakes(listener, 1)
+                start = time.monotonic()
+                await listener.stop()
+                assert time.monotonic() - start < 1.5  # nothing waited out the grace period
+        finally:
+            await listener.stop()
+        assert handshakes(listener).open == 0
+        assert listener.pools["tls"].connections.open == 0
+
+    run(scenario())
+    failures = env.records(events=frozenset({EventType.LOGIN_FAILURE}))
+    assert [f.detail["reason"] for f in failures][:2] == ["tls_handshake", "tls_handshake"]
