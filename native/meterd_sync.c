@@ -71,6 +71,8 @@ struct mtr_syncer {
     uint64_t durable;
     uint8_t durable_key[MTR_SYNC_KEY_BYTES]; /* seals durable + 1 */
     uint64_t key_stored;                     /* seq_next of the key last stored */
+    uint64_t syncs_started;                  /* segment syncs begun (numbered from 1) */
+    uint64_t syncs_done;                     /* number of the last segment sync that succeeded */
     int segment_done;                        /* every worker has ended */
     int fault;                               /* MTR_SYNC_FAULT_*, and its value */
     int64_t fault_value;
@@ -101,6 +103,7 @@ static void fail_locked(mtr_syncer *s, int err) {
         s->failure = err;
     }
     pthread_cond_broadcast(&s->done);
+    pthread_cond_signal(&s->keys);
     notify_locked(s);
 }
 
@@ -153,23 +156,34 @@ static int write_all(int fd, const uint8_t *data, size_t len, off_t offset, int6
     return 0;
 }
 
-/* Store the key of seq_next in the free slot, sync it, then erase the older slot. */
-static int store_key(mtr_syncer *s, uint64_t seq_next, const uint8_t *key) {
+/*
+ * Write the key of seq_next into the free slot and wait for the write to
+ * reach the device (sync_file_range: the data only, no cache flush).  The
+ * slot is durable once a device cache flush follows: the next segment
+ * fdatasync that begins after this returns, or the key thread's own
+ * fdatasync (see keep_keys).  The file is never resized, so the write needs
+ * no metadata.
+ */
+static int write_key(mtr_syncer *s, uint64_t seq_next, const uint8_t *key) {
     uint8_t slot[MTR_SYNC_KEY_SLOT];
-    static const uint8_t zero[MTR_SYNC_KEY_SLOT];
-    int fresh = 1 - s->key_slot;
+    off_t at = (off_t)(1 - s->key_slot) * MTR_SYNC_KEY_SLOT;
     pack_slot(slot, seq_next, key);
-    int err = write_all(s->key_fd, slot, sizeof slot, (off_t)fresh * MTR_SYNC_KEY_SLOT, 0);
+    int err = write_all(s->key_fd, slot, sizeof slot, at, 0);
     erase(slot, sizeof slot);
-    if (err == 0 && fdatasync(s->key_fd) != 0) {
+    if (err == 0 &&
+        sync_file_range(s->key_fd, at, MTR_SYNC_KEY_SLOT,
+                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) != 0) {
         err = errno;
     }
-    /* Once the new slot is durable the old key goes; its erasure is synced with the next key. */
+    return err;
+}
+
+/* The fresh slot is durable: the older key goes (its erasure reaches the disk with the next key). */
+static int retire_key(mtr_syncer *s) {
+    static const uint8_t zero[MTR_SYNC_KEY_SLOT];
+    int err = write_all(s->key_fd, zero, sizeof zero, (off_t)s->key_slot * MTR_SYNC_KEY_SLOT, 0);
     if (err == 0) {
-        err = write_all(s->key_fd, zero, sizeof zero, (off_t)s->key_slot * MTR_SYNC_KEY_SLOT, 0);
-    }
-    if (err == 0) {
-        s->key_slot = fresh;
+        s->key_slot = 1 - s->key_slot;
     }
     return err;
 }
@@ -289,6 +303,7 @@ static int sync_written_locked(mtr_syncer *s) {
     uint64_t target = s->written;
     memcpy(key, s->written_key, sizeof key);
     int fd = s->segment_fd;
+    uint64_t number = ++s->syncs_started;
     pthread_mutex_unlock(&s->mu);
 
     double started = now_seconds();
@@ -298,6 +313,7 @@ static int sync_written_locked(mtr_syncer *s) {
     pthread_mutex_lock(&s->mu);
     if (err == 0) {
         s->durable = target;
+        s->syncs_done = number;
         memcpy(s->durable_key, key, sizeof key);
         s->latencies[s->n_latencies % MTR_SYNC_LATENCIES] = took;
         s->n_latencies++;
@@ -358,10 +374,39 @@ static void *run_worker(void *arg) {
     return NULL;
 }
 
+/* The CLOCK_MONOTONIC time ns nanoseconds from now (every condition variable here uses that clock). */
+static struct timespec after_ns(int64_t ns) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    ns += t.tv_nsec;
+    t.tv_sec += ns / 1000000000;
+    t.tv_nsec = ns % 1000000000;
+    return t;
+}
+
 /*
- * The key thread: stores the newest durable key.  Its own thread, so that
- * the segment's syncs never wait for the key file's; keys that became
- * durable while one was being stored are skipped (only the newest matters).
+ * How long the key thread waits for a segment sync to begin and make its
+ * key durable before it syncs the key file itself (the log went idle).
+ */
+#define KEY_GRACE_NS 1000000
+
+/*
+ * The key thread: stores the newest durable key, off the appenders' path.
+ *
+ * One device cache flush per acknowledgement.  The key of durable + 1 is
+ * written to the free slot and sent to the device (write_key) only after the
+ * records before it are durable, so the key on disk is never ahead of the
+ * log.  The slot becomes durable with the next device cache flush; the
+ * segment fdatasync that acknowledges the next group issues one (a grown
+ * file needs a journal commit, which flushes the cache), and a flush makes
+ * every write the device completed before it durable.  So the key waits for
+ * the next segment sync that begins after its write completed (numbered by
+ * syncs_started/syncs_done), or, if none begins within KEY_GRACE_NS, syncs
+ * itself.  Only then is the older slot erased, so a crash always leaves one
+ * valid key that is at most one group behind the log (reopening evolves it
+ * forward).  Keys that became durable meanwhile are skipped: only the newest
+ * matters.  Until the erasure the file holds the previous key as well, as
+ * it did while a separate key fdatasync ran: the window is one sync either way.
  */
 static void *keep_keys(void *arg) {
     mtr_syncer *s = arg;
@@ -378,10 +423,33 @@ static void *keep_keys(void *arg) {
         memcpy(key, s->durable_key, sizeof key);
         pthread_mutex_unlock(&s->mu);
 
-        int err = store_key(s, seq_next, key);
+        int err = write_key(s, seq_next, key);
         erase(key, sizeof key);
 
         pthread_mutex_lock(&s->mu);
+        /* Segment syncs numbered above this one begin after the key reached the device. */
+        uint64_t sent = s->syncs_started;
+        struct timespec deadline = after_ns(KEY_GRACE_NS);
+        while (err == 0 && s->syncs_done <= sent && !s->failure && !s->segment_done) {
+            if (s->syncs_started > sent) {
+                pthread_cond_wait(&s->keys, &s->mu); /* a covering sync runs: its end signals */
+            } else if (pthread_cond_timedwait(&s->keys, &s->mu, &deadline) == ETIMEDOUT && s->syncs_started == sent) {
+                break;
+            }
+        }
+        if (err == 0 && s->failure) {
+            break;
+        }
+        if (err == 0 && s->syncs_done <= sent) {
+            pthread_mutex_unlock(&s->mu);
+            err = fdatasync(s->key_fd) == 0 ? 0 : errno;
+            pthread_mutex_lock(&s->mu);
+        }
+        if (err == 0) {
+            pthread_mutex_unlock(&s->mu);
+            err = retire_key(s);
+            pthread_mutex_lock(&s->mu);
+        }
         if (err != 0) {
             fail_locked(s, err);
             pthread_cond_broadcast(&s->work); /* the workers stop */
@@ -409,7 +477,7 @@ mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t 
     pthread_cond_init(&s->work, NULL);
     pthread_cond_init(&s->flush, NULL);
     pthread_cond_init(&s->done, &attr);
-    pthread_cond_init(&s->keys, NULL);
+    pthread_cond_init(&s->keys, &attr);
     pthread_condattr_destroy(&attr);
     s->segment_fd = segment_fd;
     s->key_fd = key_fd;

@@ -9,10 +9,12 @@
  * written so far durable with one fdatasync, so groups written while a sync
  * runs share the next one and the next sync never waits for sealing; it then
  * publishes the durable seq, wakes blocked waiters and writes 1 to each
- * subscribed eventfd (one per event loop).  The key thread stores the key
- * of the record after the durable head in the key file (two 64-byte slots,
- * see meterd/seclog/keys.py) and erases the older slot, so the key on disk
- * is never ahead of the log and the segment's syncs never wait for the key's.
+ * subscribed eventfd (one per event loop).  The key thread then writes the
+ * key of the record after the durable head to the key file (two 64-byte
+ * slots, see meterd/seclog/keys.py), lets the next segment sync's device
+ * cache flush make it durable (or syncs it itself when the log goes idle)
+ * and erases the older slot: the key on disk is never ahead of the log, and
+ * an acknowledgement waits for one flush, not two (see keep_keys).
  *
  * Because no step needs the interpreter, the disk and the second core work
  * on one group while the appenders of the next one run.

@@ -3,7 +3,9 @@
 Why two fixed slots overwritten in place rather than write-and-rename: a rename
 leaves the previous key in a freed block nobody scrubs, while overwriting a
 fixed slot replaces the bytes where they are, and the other slot is zeroed
-right after; one ``fdatasync`` per durable group makes the new key durable.
+once the new one is durable (made so by the next segment sync's device cache
+flush, or by the key file's own ``fdatasync`` when the log is idle: see
+``keep_keys`` in ``native/meterd_sync.c``).
 A crash mid-write leaves at least one slot whose checksum is good, so the file
 is always loadable (atomic in effect).  The slot with the highest ``seq_next``
 wins.  The open file is ``flock``-ed: one writer per log, or the chain would fork.

@@ -7,8 +7,8 @@ it to the :class:`~meterd.seclog.syncer.Syncer`, whose native threads seal it,
 write it and make it durable with one ``fdatasync`` (shared with whatever
 was submitted meanwhile), wake the group's appenders, and only then have the
 evolved key written to the key file.  So after any crash the key on disk is
-never ahead of the log; it may be behind (a power cut before the key sync),
-and reopening evolves it forward.
+never ahead of the log; it may be behind (a power cut before the key reached
+the disk), and reopening evolves it forward.
 
 Invariants:
     * ``seq`` is the last record submitted; :attr:`SegmentStore.durable` the
