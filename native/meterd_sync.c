@@ -74,7 +74,7 @@ struct mtr_syncer {
     uint64_t syncs_started;                  /* segment syncs begun (numbered from 1) */
     uint64_t syncs_done;                     /* number of the last segment sync that succeeded */
     int segment_done;                        /* every worker has ended */
-    int fault;                               /* MTR_SYNC_FAULT_*, and its value */
+    int fault;                               /* MTR_SYNC_FAULT_*, and its value (test builds only) */
     int64_t fault_value;
     int failure;
     int stopping;
@@ -116,8 +116,7 @@ static void notify_locked(mtr_syncer *s) {
     }
 }
 
-/* The key file's slot layout, as meterd/seclog/keys.py packs it. */
-static void pack_slot(uint8_t slot[MTR_SYNC_KEY_SLOT], uint64_t seq_next, const uint8_t *key) {
+void mtr_key_pack(uint8_t *slot, uint64_t seq_next, const uint8_t *key) {
     memset(slot, 0, MTR_SYNC_KEY_SLOT);
     memcpy(slot, "MSK1", 4);
     for (int i = 0; i < 8; i++) {
@@ -128,6 +127,23 @@ static void pack_slot(uint8_t slot[MTR_SYNC_KEY_SLOT], uint64_t seq_next, const 
     for (int i = 0; i < 4; i++) {
         slot[44 + i] = (uint8_t)(crc >> (24 - 8 * i));
     }
+}
+
+int mtr_key_unpack(const uint8_t *slot, uint64_t *seq_next, uint8_t *key) {
+    uint32_t crc = 0;
+    for (int i = 0; i < 4; i++) {
+        crc = crc << 8 | slot[44 + i];
+    }
+    if (memcmp(slot, "MSK1", 4) != 0 || crc != mtr_crc32(slot, 12 + MTR_SYNC_KEY_BYTES)) {
+        return -1;
+    }
+    uint64_t seq = 0;
+    for (int i = 0; i < 8; i++) {
+        seq = seq << 8 | slot[4 + i];
+    }
+    *seq_next = seq;
+    memcpy(key, slot + 12, MTR_SYNC_KEY_BYTES);
+    return 0;
 }
 
 /*
@@ -167,7 +183,7 @@ static int write_all(int fd, const uint8_t *data, size_t len, off_t offset, int6
 static int write_key(mtr_syncer *s, uint64_t seq_next, const uint8_t *key) {
     uint8_t slot[MTR_SYNC_KEY_SLOT];
     off_t at = (off_t)(1 - s->key_slot) * MTR_SYNC_KEY_SLOT;
-    pack_slot(slot, seq_next, key);
+    mtr_key_pack(slot, seq_next, key);
     int err = write_all(s->key_fd, slot, sizeof slot, at, 0);
     erase(slot, sizeof slot);
     if (err == 0 &&
@@ -199,8 +215,9 @@ static void free_groups(group *g) {
     }
 }
 
-/* fdatasync, through whatever fault a test injected. */
+/* fdatasync (in a test build, through whatever fault a test injected). */
 static int sync_segment(mtr_syncer *s, int fd) {
+#ifdef MTR_SYNC_FAULTS
     pthread_mutex_lock(&s->mu);
     while (s->fault == MTR_SYNC_FAULT_STALL && !s->stopping) {
         pthread_cond_wait(&s->flush, &s->mu);
@@ -214,27 +231,31 @@ static int sync_segment(mtr_syncer *s, int fd) {
     if (fault == MTR_SYNC_FAULT_DELAY) {
         usleep((useconds_t)value);
     }
+#else
+    (void)s;
+#endif
     return fdatasync(fd) == 0 ? 0 : errno;
 }
 
-/* Seal the groups after the chain head into s->out and write them, syncing the old segment at rotations. */
+/* Seal the groups after the chain head into s->out and write them, switching segments at rotations. */
 static int seal_and_write(mtr_syncer *s, group *groups, uint64_t *last, int64_t tear_us) {
     size_t used = 0;
     for (group *g = groups; g != NULL; g = g->next) {
         if (g->new_segment_fd >= 0) {
-            /* Everything before the rotation is durable in the old segment before it is closed. */
-            int err = write_all(s->segment_fd, s->out, used, -1, tear_us);
-            if (err == 0) {
-                err = sync_segment(s, s->segment_fd);
-            }
-            if (err != 0) {
-                return err;
-            }
-            used = 0;
-            /* The other worker may be syncing the old segment: it is closed once it is not. */
+            /*
+             * The store submits a rotation only once everything before it is
+             * durable (SegmentStore._rotate: recovery reads only the head
+             * segment's tail), so nothing of the old segment is left here.
+             * The other worker may still be in its sync of the old segment:
+             * it is closed once it is not.
+             */
             pthread_mutex_lock(&s->mu);
             while (s->flushing) {
                 pthread_cond_wait(&s->done, &s->mu);
+            }
+            if (used != 0 || s->durable != g->first_seq - 1) {
+                pthread_mutex_unlock(&s->mu);
+                return MTR_SYNC_E_SEAL;
             }
             int old = s->segment_fd;
             s->segment_fd = g->new_segment_fd;
@@ -267,7 +288,11 @@ static int seal_and_write(mtr_syncer *s, group *groups, uint64_t *last, int64_t 
 static int seal_queued_locked(mtr_syncer *s) {
     group *groups = s->queue_head;
     s->queue_head = s->queue_tail = NULL;
+#ifdef MTR_SYNC_FAULTS
     int64_t tear_us = s->fault == MTR_SYNC_FAULT_TEAR ? s->fault_value : 0;
+#else
+    int64_t tear_us = 0;
+#endif
     pthread_mutex_unlock(&s->mu);
 
     uint64_t last = 0;
@@ -709,6 +734,7 @@ int mtr_syncer_stop(mtr_syncer *s) {
     return rc;
 }
 
+#ifdef MTR_SYNC_FAULTS
 void mtr_syncer_set_fault(mtr_syncer *s, int fault, int64_t value) {
     pthread_mutex_lock(&s->mu);
     s->fault = fault;
@@ -716,6 +742,7 @@ void mtr_syncer_set_fault(mtr_syncer *s, int fault, int64_t value) {
     pthread_cond_broadcast(&s->flush); /* a stalled sync looks again */
     pthread_mutex_unlock(&s->mu);
 }
+#endif
 
 void mtr_syncer_free(mtr_syncer *s) {
     if (s == NULL) {

@@ -27,7 +27,11 @@
 #define MTR_SYNC_KEY_BYTES 32
 #define MTR_SYNC_DIGEST_BYTES 32
 
-/* Storage faults a test can inject (the daemon never does): see mtr_syncer_set_fault. */
+/*
+ * Storage faults a test can inject: see mtr_syncer_set_fault, which exists only
+ * in the test build (compiled with MTR_SYNC_FAULTS, the meterd._seal_faults
+ * module); the daemon's build has no fault code at all.
+ */
 #define MTR_SYNC_FAULT_NONE 0
 #define MTR_SYNC_FAULT_FAIL 1  /* every sync fails with errno value */
 #define MTR_SYNC_FAULT_STALL 2 /* every sync waits until the fault is changed */
@@ -51,6 +55,16 @@
 typedef struct mtr_syncer mtr_syncer;
 
 /*
+ * The key file: two MTR_SYNC_KEY_SLOT-byte slots, this the one definition of
+ * a slot (meterd/seclog/keys.py reads and writes slots only through these):
+ * "MSK1", seq_next (u64 big-endian: the seq of the next record the key will
+ * seal), the 32-byte key, CRC-32 of the preceding 44 bytes (big-endian), zero
+ * padding.  mtr_key_unpack returns 0 for a valid slot, -1 otherwise.
+ */
+void mtr_key_pack(uint8_t *slot, uint64_t seq_next, const uint8_t *key);
+int mtr_key_unpack(const uint8_t *slot, uint64_t *seq_next, uint8_t *key);
+
+/*
  * Start a syncer for the open head segment segment_fd (it becomes the
  * syncer's, closed at stop or rotation) and key file key_fd (the caller's,
  * open until mtr_syncer_stop returns), whose valid slot is key_slot (0 or 1).
@@ -65,8 +79,9 @@ mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t 
  * (records_len bytes; fields never hold one), sealed with seqs first_seq
  * onward and timestamp ts.  expected is the byte size of
  * their frames (the store accounts for it; a mismatch fails the syncer).  If
- * new_segment_fd >= 0 the group starts that segment: everything before is
- * synced to the old one, which is then closed.  patch_last: see mtr_seal.
+ * new_segment_fd >= 0 the group starts that segment and the old one is
+ * closed; everything before must be durable already (the store waits for it;
+ * otherwise the syncer fails with MTR_SYNC_E_SEAL).  patch_last: see mtr_seal.
  * The group is copied; returns 0, MTR_SYNC_E_CLOSED, MTR_SYNC_E_ARGUMENT
  * (first_seq not next) or the failure.  On error new_segment_fd stays the caller's.
  */
@@ -98,8 +113,10 @@ uint32_t mtr_syncer_latencies(mtr_syncer *s, double *out, uint32_t cap);
  */
 int mtr_syncer_stop(mtr_syncer *s);
 
+#ifdef MTR_SYNC_FAULTS
 /* Make the storage misbehave as fault says from the next sync on (tests of failure handling). */
 void mtr_syncer_set_fault(mtr_syncer *s, int fault, int64_t value);
+#endif
 
 /* Release a stopped syncer (stops it first if needed); the key is erased. */
 void mtr_syncer_free(mtr_syncer *s);

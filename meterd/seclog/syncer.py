@@ -1,18 +1,10 @@
 """The syncer: native threads that seal, write and sync without the interpreter lock.
 
-The store decides what each group holds (records, rotation, checkpoints,
-capacity) and submits it as encoded fields (:meth:`Syncer.submit`).  In
-``native/meterd_sync.c`` two workers share two jobs, one worker per job at a
-time: sealing takes every group submitted so far, seals it with the chain
-head and the evolving key (held only there, erased as it evolves) and writes
-it in one ``write``; syncing makes everything written so far durable with one
-``fdatasync`` (groups written while a sync runs share the next one, and the
-next sync never waits for sealing), then publishes the durable seq, wakes
-blocked waiters and writes to each subscribed eventfd (one per event loop).
-A key thread stores the next key in the key file.  Needing no Python, they
-keep the disk and the second core busy with one group while the appenders of
-the next one run, which a Python writer thread cannot: it would queue for the
-interpreter lock behind them after every sync.
+The typed wrapper of ``native/meterd_sync.c`` (its place in the pipeline is
+in :mod:`meterd.seclog`; its threads in ``native/meterd_sync.h``).  Needing
+no Python, they keep the disk and the second core busy with one group while
+the appenders of the next one run, which a Python writer thread cannot: it
+would queue for the interpreter lock behind them after every sync.
 """
 
 from __future__ import annotations
@@ -22,9 +14,9 @@ import os
 import threading
 
 import meterd.seclog.sealer  # noqa: F401  (initialises the sealer the syncer runs)
-from meterd._seal import ffi, lib
 from meterd.seclog.codec import KEY_BYTES
 from meterd.seclog.errors import LogUnavailableError
+from meterd.seclog.native import FAULTS, ffi, lib
 
 if lib.MTR_SYNC_KEY_BYTES != KEY_BYTES:
     raise ImportError("meterd._seal was built for another key size")
@@ -34,7 +26,7 @@ MAX_SUBSCRIBERS: int = lib.MTR_SYNC_MAX_SUBSCRIBERS
 
 
 class Fault(enum.IntEnum):
-    """Storage faults a test can inject into a syncer (the daemon never does)."""
+    """Storage faults a test can inject into a syncer (test build only: :mod:`~meterd.seclog.native`)."""
 
     #: The storage behaves.
     NONE = lib.MTR_SYNC_FAULT_NONE
@@ -176,7 +168,13 @@ class Syncer:
             return list(self._latencies[0:n])
 
     def set_fault(self, fault: Fault, value: int = 0) -> None:
-        """Make the storage misbehave from the next write or sync on (tests of failure handling)."""
+        """Make the storage misbehave from the next write or sync on (tests of failure handling).
+
+        Raises:
+            LogUnavailableError: Not the test build (see :mod:`meterd.seclog.native`).
+        """
+        if not FAULTS:
+            raise LogUnavailableError("storage faults exist only in the test build", reason="failed")
         lib.mtr_syncer_set_fault(self._handle, fault, value)
 
     def stop(self) -> LogUnavailableError | None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from meterd.seclog import SecurityLog
 from meterd.seclog.codec import key_at
-from meterd.seclog.keys import _unpack
+from meterd.seclog.keys import unpack_slot
 from meterd.seclog.segments import KEY_FILE
 
 from .conftest import TEST_CONFIG, fill
@@ -15,7 +15,7 @@ from .conftest import TEST_CONFIG, fill
 
 def _slots(directory: Path) -> list[tuple[int, bytes] | None]:
     data = (directory / KEY_FILE).read_bytes()
-    return [_unpack(data[:64]), _unpack(data[64:128])]
+    return [unpack_slot(data[:64]), unpack_slot(data[64:128])]
 
 
 def test_an_idle_log_keeps_only_the_key_after_its_head(log_dir: Path, initial_key: bytes) -> None:
