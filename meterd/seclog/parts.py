@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import functools
 import itertools
-import multiprocessing
-import multiprocessing.sharedctypes
 import os
 from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +125,10 @@ def scan_log(
         pieces = [(path, 0, size) for path, size in segments]
         span, contents = scan(pieces, key=key, window=window, progress=progress)
         return joined([span], key=key), contents
+    # Imported here: the package is imported with the configuration, which must stay light.
+    import multiprocessing.sharedctypes  # noqa: PLC0415
+    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait  # noqa: PLC0415
+
     parts = split_lines(segments, workers)
     counts = multiprocessing.sharedctypes.RawArray("q", len(parts))
     # fork: the workers need nothing but what is imported already.

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from meterd.errors import SecurityLogError
 from meterd.seclog.codec import EVOLVE, GENESIS, HEAD, PREV_KEY, FrameError, decode_body, key_at, middle_event
 from meterd.seclog.events import EventType
 
@@ -113,7 +114,7 @@ class _State:
     drops: set[tuple[int, str]] = field(default_factory=set)
 
 
-class _NotOkError(Exception):
+class _NotOkError(SecurityLogError):
     """Internal: the run is not what the writer produces (the reference verifier says what)."""
 
 
