@@ -58,8 +58,8 @@ typedef struct mtr_syncer mtr_syncer;
 mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t seq, const uint8_t *prev,
                              const uint8_t *key);
 int mtr_syncer_submit(mtr_syncer *s, const uint8_t *records, uint64_t records_len, uint32_t n,
-                      uint64_t first_seq, const uint8_t *ts, uint32_t ts_len, int new_segment_fd,
-                      int patch_last, uint64_t expected);
+                      const uint8_t *ts, uint32_t ts_len, int new_segment_fd, int patch_last);
+uint64_t mtr_syncer_submitted(mtr_syncer *s);
 int mtr_syncer_wait(mtr_syncer *s, uint64_t seq, int64_t timeout_ns);
 uint64_t mtr_syncer_durable(mtr_syncer *s);
 int mtr_syncer_failure(mtr_syncer *s);

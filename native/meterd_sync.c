@@ -33,7 +33,6 @@
 typedef struct group {
     struct group *next;
     uint64_t first_seq;
-    uint64_t expected;
     uint32_t n;
     uint32_t ts_len;
     int new_segment_fd;
@@ -275,7 +274,7 @@ static int seal_and_write(mtr_syncer *s, group *groups, uint64_t *last, int64_t 
         }
         int64_t n = mtr_seal(g->fields, g->lengths, g->n, g->first_seq - 1, g->ts, g->ts_len, s->chain_prev,
                              s->chain_key, s->out + used, s->out_cap - used, g->patch_last);
-        if (n < 0 || (uint64_t)n != g->expected) {
+        if (n < 0) {
             return MTR_SYNC_E_SEAL;
         }
         used += (size_t)n;
@@ -544,8 +543,7 @@ mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t 
 }
 
 int mtr_syncer_submit(mtr_syncer *s, const uint8_t *records, uint64_t records_len, uint32_t n,
-                      uint64_t first_seq, const uint8_t *ts, uint32_t ts_len, int new_segment_fd,
-                      int patch_last, uint64_t expected) {
+                      const uint8_t *ts, uint32_t ts_len, int new_segment_fd, int patch_last) {
     if (n == 0 || records == NULL || records_len + 1 < n || ts == NULL || ts_len == 0 ||
         ts_len > sizeof(((group *)0)->ts)) {
         return MTR_SYNC_E_ARGUMENT;
@@ -574,8 +572,6 @@ int mtr_syncer_submit(mtr_syncer *s, const uint8_t *records, uint64_t records_le
         at = stop + 1;
     }
     g->next = NULL;
-    g->first_seq = first_seq;
-    g->expected = expected;
     g->n = n;
     g->ts_len = ts_len;
     memcpy(g->ts, ts, ts_len);
@@ -589,9 +585,8 @@ int mtr_syncer_submit(mtr_syncer *s, const uint8_t *records, uint64_t records_le
         rc = MTR_SYNC_E_CLOSED;
     } else if (s->failure) {
         rc = s->failure;
-    } else if (first_seq != s->submitted + 1) {
-        rc = MTR_SYNC_E_ARGUMENT;
     } else {
+        g->first_seq = s->submitted + 1; /* the syncer numbers the records: the one owner of seq */
         g->new_segment_fd = new_segment_fd; /* the syncer's from here on */
         if (s->queue_tail != NULL) {
             s->queue_tail->next = g;
@@ -599,7 +594,7 @@ int mtr_syncer_submit(mtr_syncer *s, const uint8_t *records, uint64_t records_le
             s->queue_head = g;
         }
         s->queue_tail = g;
-        s->submitted = first_seq + n - 1;
+        s->submitted += n;
         g = NULL;
         pthread_cond_signal(&s->work);
     }
@@ -640,6 +635,13 @@ int mtr_syncer_wait(mtr_syncer *s, uint64_t seq, int64_t timeout_ns) {
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
+}
+
+uint64_t mtr_syncer_submitted(mtr_syncer *s) {
+    pthread_mutex_lock(&s->mu);
+    uint64_t submitted = s->submitted;
+    pthread_mutex_unlock(&s->mu);
+    return submitted;
 }
 
 uint64_t mtr_syncer_durable(mtr_syncer *s) {

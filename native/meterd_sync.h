@@ -44,9 +44,9 @@
 
 #define MTR_SYNC_E_TIMEOUT (-1)  /* not durable within the timeout */
 #define MTR_SYNC_E_CLOSED (-2)   /* stopped before the seq became durable */
-#define MTR_SYNC_E_ARGUMENT (-3) /* bad argument (seq going backwards, too many subscribers) */
+#define MTR_SYNC_E_ARGUMENT (-3) /* bad argument (a record count that does not match, too many subscribers) */
 #define MTR_SYNC_E_SYSTEM (-4)   /* a thread or memory could not be had */
-#define MTR_SYNC_E_SEAL (-5)     /* the sealer refused a group, or its size was not the expected one */
+#define MTR_SYNC_E_SEAL (-5)     /* the sealer refused a group, or a rotation came before the log was durable */
 /*
  * A positive return is the errno of the failed write, fdatasync or key
  * write; that and MTR_SYNC_E_SEAL fail the syncer for good.
@@ -76,18 +76,20 @@ mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t 
 
 /*
  * Queue a group: n records' fields, separated by single newlines in records
- * (records_len bytes; fields never hold one), sealed with seqs first_seq
- * onward and timestamp ts.  expected is the byte size of
- * their frames (the store accounts for it; a mismatch fails the syncer).  If
- * new_segment_fd >= 0 the group starts that segment and the old one is
- * closed; everything before must be durable already (the store waits for it;
- * otherwise the syncer fails with MTR_SYNC_E_SEAL).  patch_last: see mtr_seal.
- * The group is copied; returns 0, MTR_SYNC_E_CLOSED, MTR_SYNC_E_ARGUMENT
- * (first_seq not next) or the failure.  On error new_segment_fd stays the caller's.
+ * (records_len bytes; fields never hold one), sealed with the seqs after the
+ * last submitted (the syncer numbers records: mtr_syncer_submitted is the
+ * one place the next seq comes from) and timestamp ts.  If new_segment_fd >= 0
+ * the group starts that segment and the old one is closed; everything before
+ * must be durable already (the store waits for it; otherwise the syncer fails
+ * with MTR_SYNC_E_SEAL).  patch_last: see mtr_seal.  The group is copied;
+ * returns 0, MTR_SYNC_E_CLOSED, MTR_SYNC_E_ARGUMENT (n does not match the
+ * records) or the failure.  On error new_segment_fd stays the caller's.
  */
 int mtr_syncer_submit(mtr_syncer *s, const uint8_t *records, uint64_t records_len, uint32_t n,
-                      uint64_t first_seq, const uint8_t *ts, uint32_t ts_len, int new_segment_fd,
-                      int patch_last, uint64_t expected);
+                      const uint8_t *ts, uint32_t ts_len, int new_segment_fd, int patch_last);
+
+/* The seq of the last record submitted. */
+uint64_t mtr_syncer_submitted(mtr_syncer *s);
 
 /* Wait until seq is durable: 0, MTR_SYNC_E_TIMEOUT, MTR_SYNC_E_CLOSED or the failure's errno. */
 int mtr_syncer_wait(mtr_syncer *s, uint64_t seq, int64_t timeout_ns);

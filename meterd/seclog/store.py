@@ -76,8 +76,6 @@ class SegmentStore:
         if not self._segments:
             raise LogCorruptError("no segments: the log was never initialised", path=str(directory))
         self.recovery, head = recover_tail(self._segments, config.append_only_attr)
-        #: Seq of the last record submitted.
-        self.seq = head.seq
         for segment in self._segments:
             segment.untrusted = unauthenticated_bytes(segment.path.read_bytes())
         self._keys = KeyFile(directory / KEY_FILE)
@@ -245,8 +243,9 @@ class SegmentStore:
         """Submit encoded ``records`` to the syncer (see :attr:`durable`); return the seq of the first.
 
         The log's own records (checkpoint, fill warning, segment drop) follow
-        the caller's in the same group.  Sizes are exact before sealing (the
-        syncer checks them), so capacity and rotation are decided here.
+        the caller's in the same group.  Sizes are exact before sealing (the C
+        sealer's own formula, :func:`~meterd.seclog.sealer.frames_size`), so
+        capacity and rotation are decided here.
 
         Raises:
             LogFullError: Capacity reached and the full policy refuses (none of
@@ -307,14 +306,11 @@ class SegmentStore:
             new_fd = self._rotate()
             head = self._segments[-1]
         try:
-            self.syncer.submit(
-                joined, count, first, ts, new_segment_fd=new_fd, checkpoint_last=checkpoint, expected=size
-            )
+            self.syncer.submit(joined, count, ts, new_segment_fd=new_fd, checkpoint_last=checkpoint)
         except BaseException:
             if new_fd >= 0:
                 os.close(new_fd)
             raise
-        self.seq += count
         head.size += size
         head.untrusted += untrusted
         self.usage += size
@@ -333,6 +329,11 @@ class SegmentStore:
         )
 
     # -- durability (the syncer's, for the writer: it reaches C only through the store) --
+
+    @property
+    def seq(self) -> int:
+        """Seq of the last record submitted (the syncer numbers records)."""
+        return self.syncer.submitted
 
     @property
     def durable(self) -> int:

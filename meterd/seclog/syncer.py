@@ -82,45 +82,37 @@ class Syncer:
         self,
         records: bytes,
         count: int,
-        first_seq: int,
         ts: bytes,
         *,
         new_segment_fd: int = -1,
         checkpoint_last: bool = False,
-        expected: int,
     ) -> None:
-        """Queue a group of records (their encoded fields) to be sealed from ``first_seq`` on.
+        """Queue a group of records (their encoded fields) to be sealed after the last submitted.
 
         Args:
             records: The records' encoded fields, separated by newlines
                 (which encoded fields never hold).
             count: How many records.
-            first_seq: The first record's seq: the one after the last submitted.
             ts: The group's timestamp.
-            new_segment_fd: A new head segment this group starts; the syncer
-                owns it once this returns.
+            new_segment_fd: A new head segment this group starts (everything
+                before must be durable); the syncer owns it once this returns.
             checkpoint_last: The last record is a checkpoint whose
                 ``head_digest`` holds a placeholder for the previous record's digest.
-            expected: The frames' total size, as the store accounted for it.
 
         Raises:
-            LogUnavailableError: The syncer failed or stopped (``new_segment_fd``
-                stays the caller's).
+            LogUnavailableError: The syncer failed or stopped, or ``count`` does not
+                match ``records`` (``new_segment_fd`` stays the caller's).
         """
         rc = lib.mtr_syncer_submit(
-            self._handle,
-            records,
-            len(records),
-            count,
-            first_seq,
-            ts,
-            len(ts),
-            new_segment_fd,
-            checkpoint_last,
-            expected,
+            self._handle, records, len(records), count, ts, len(ts), new_segment_fd, checkpoint_last
         )
         if rc:
             raise _failed(rc)
+
+    @property
+    def submitted(self) -> int:
+        """Seq of the last record submitted: the syncer numbers the records."""
+        return int(lib.mtr_syncer_submitted(self._handle))
 
     def wait(self, seq: int, timeout: float) -> None:
         """Block (without the interpreter lock) until ``seq`` is durable.

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import ast
 import importlib
+import inspect
 from pathlib import Path
 
 import meterd.seclog
 from meterd.seclog import native
 from meterd.seclog.keys import pack_slot, unpack_slot
+from meterd.seclog.store import SegmentStore
+from meterd.seclog.syncer import Syncer
 
 SECLOG = Path(meterd.seclog.__file__).parent
 
@@ -48,3 +51,15 @@ def test_a_key_slot_round_trips_through_its_one_definition() -> None:
     damaged = bytearray(slot)
     damaged[20] ^= 1
     assert unpack_slot(bytes(damaged)) is None
+
+
+def test_the_syncer_alone_numbers_records_and_sizes_are_not_passed_back() -> None:
+    assert isinstance(SegmentStore.__dict__["seq"], property)  # read from the syncer, never kept
+    assert set(inspect.signature(Syncer.submit).parameters) == {
+        "self",
+        "records",
+        "count",
+        "ts",
+        "new_segment_fd",
+        "checkpoint_last",
+    }
