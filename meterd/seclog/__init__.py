@@ -14,16 +14,17 @@ The write pipeline, each fact with one owner:
 2. :mod:`~meterd.seclog.writer` collects appenders into groups (group commit)
    and hands each group to the store; it reaches the native part only
    through the store.
-3. :mod:`~meterd.seclog.store` owns what goes into the log: the sequence
-   numbers, capacity (drops, fill warnings, the auditor's reserve), the
-   log's own records (checkpoints), and rotation, which it submits only
-   once everything before is durable (recovery reads only the head
-   segment's tail, :mod:`~meterd.seclog.recovery`).  Frame sizes come from
-   the C sealer's formula (:func:`~meterd.seclog.sealer.frames_size`).
-4. :mod:`~meterd.seclog.syncer` wraps ``native/meterd_sync.c``: two native
-   workers seal (``native/meterd_seal.c``, holding the chain head and the
-   evolving key, erased as it evolves) and write each group, and make what
-   was written durable with one ``fdatasync`` shared by every group written
+3. :mod:`~meterd.seclog.store` owns what goes into the log: capacity (drops,
+   fill warnings, the auditor's reserve), the log's own records
+   (checkpoints), and rotation, which it submits only once everything
+   before is durable (recovery reads only the head segment's tail,
+   :mod:`~meterd.seclog.recovery`).  Frame sizes come from the C sealer's
+   formula (:func:`~meterd.seclog.sealer.frames_size`).
+4. :mod:`~meterd.seclog.syncer` wraps ``native/meterd_sync.c``, which numbers
+   the records (the store reads the next seq from it): two native workers
+   seal (``native/meterd_seal.c``, holding the chain head and the evolving
+   key, erased as it evolves) and write each group, and make what was
+   written durable with one ``fdatasync`` shared by every group written
    meanwhile, then wake the appenders; a key thread stores the key of the
    next record in the key file, whose slot format the C code alone defines
    (:mod:`~meterd.seclog.keys`), never ahead of the durable log.
