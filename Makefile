@@ -7,12 +7,14 @@ NATIVE := $(wildcard native/*.c native/*.h native/*.py)
 
 .PHONY: run test lint bench bench-quick system-deps clean rig rig-stop rig-test
 
-# A fresh virtual environment with the package (and its C evaluator and sealer) built in place.
+# A fresh virtual environment with the package (and its C evaluator and sealer) built in place,
+# and the sealer's test build (storage fault injection, meterd._seal_faults) that the tests run.
 $(STAMP): pyproject.toml setup.py $(NATIVE)
 	@bash scripts/system-deps.sh --build
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python native/build_seal.py --test-build
 	touch $@
 
 system-deps:

@@ -33,7 +33,6 @@
 typedef struct group {
     struct group *next;
     uint64_t first_seq;
-    uint64_t expected;
     uint32_t n;
     uint32_t ts_len;
     int new_segment_fd;
@@ -71,8 +70,10 @@ struct mtr_syncer {
     uint64_t durable;
     uint8_t durable_key[MTR_SYNC_KEY_BYTES]; /* seals durable + 1 */
     uint64_t key_stored;                     /* seq_next of the key last stored */
+    uint64_t syncs_started;                  /* segment syncs begun (numbered from 1) */
+    uint64_t syncs_done;                     /* number of the last segment sync that succeeded */
     int segment_done;                        /* every worker has ended */
-    int fault;                               /* MTR_SYNC_FAULT_*, and its value */
+    int fault;                               /* MTR_SYNC_FAULT_*, and its value (test builds only) */
     int64_t fault_value;
     int failure;
     int stopping;
@@ -101,6 +102,7 @@ static void fail_locked(mtr_syncer *s, int err) {
         s->failure = err;
     }
     pthread_cond_broadcast(&s->done);
+    pthread_cond_signal(&s->keys);
     notify_locked(s);
 }
 
@@ -113,8 +115,7 @@ static void notify_locked(mtr_syncer *s) {
     }
 }
 
-/* The key file's slot layout, as meterd/seclog/keys.py packs it. */
-static void pack_slot(uint8_t slot[MTR_SYNC_KEY_SLOT], uint64_t seq_next, const uint8_t *key) {
+void mtr_key_pack(uint8_t *slot, uint64_t seq_next, const uint8_t *key) {
     memset(slot, 0, MTR_SYNC_KEY_SLOT);
     memcpy(slot, "MSK1", 4);
     for (int i = 0; i < 8; i++) {
@@ -125,6 +126,23 @@ static void pack_slot(uint8_t slot[MTR_SYNC_KEY_SLOT], uint64_t seq_next, const 
     for (int i = 0; i < 4; i++) {
         slot[44 + i] = (uint8_t)(crc >> (24 - 8 * i));
     }
+}
+
+int mtr_key_unpack(const uint8_t *slot, uint64_t *seq_next, uint8_t *key) {
+    uint32_t crc = 0;
+    for (int i = 0; i < 4; i++) {
+        crc = crc << 8 | slot[44 + i];
+    }
+    if (memcmp(slot, "MSK1", 4) != 0 || crc != mtr_crc32(slot, 12 + MTR_SYNC_KEY_BYTES)) {
+        return -1;
+    }
+    uint64_t seq = 0;
+    for (int i = 0; i < 8; i++) {
+        seq = seq << 8 | slot[4 + i];
+    }
+    *seq_next = seq;
+    memcpy(key, slot + 12, MTR_SYNC_KEY_BYTES);
+    return 0;
 }
 
 /*
@@ -153,23 +171,34 @@ static int write_all(int fd, const uint8_t *data, size_t len, off_t offset, int6
     return 0;
 }
 
-/* Store the key of seq_next in the free slot, sync it, then erase the older slot. */
-static int store_key(mtr_syncer *s, uint64_t seq_next, const uint8_t *key) {
+/*
+ * Write the key of seq_next into the free slot and wait for the write to
+ * reach the device (sync_file_range: the data only, no cache flush).  The
+ * slot is durable once a device cache flush follows: the next segment
+ * fdatasync that begins after this returns, or the key thread's own
+ * fdatasync (see keep_keys).  The file is never resized, so the write needs
+ * no metadata.
+ */
+static int write_key(mtr_syncer *s, uint64_t seq_next, const uint8_t *key) {
     uint8_t slot[MTR_SYNC_KEY_SLOT];
-    static const uint8_t zero[MTR_SYNC_KEY_SLOT];
-    int fresh = 1 - s->key_slot;
-    pack_slot(slot, seq_next, key);
-    int err = write_all(s->key_fd, slot, sizeof slot, (off_t)fresh * MTR_SYNC_KEY_SLOT, 0);
+    off_t at = (off_t)(1 - s->key_slot) * MTR_SYNC_KEY_SLOT;
+    mtr_key_pack(slot, seq_next, key);
+    int err = write_all(s->key_fd, slot, sizeof slot, at, 0);
     erase(slot, sizeof slot);
-    if (err == 0 && fdatasync(s->key_fd) != 0) {
+    if (err == 0 &&
+        sync_file_range(s->key_fd, at, MTR_SYNC_KEY_SLOT,
+                        SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER) != 0) {
         err = errno;
     }
-    /* Once the new slot is durable the old key goes; its erasure is synced with the next key. */
+    return err;
+}
+
+/* The fresh slot is durable: the older key goes (its erasure reaches the disk with the next key). */
+static int retire_key(mtr_syncer *s) {
+    static const uint8_t zero[MTR_SYNC_KEY_SLOT];
+    int err = write_all(s->key_fd, zero, sizeof zero, (off_t)s->key_slot * MTR_SYNC_KEY_SLOT, 0);
     if (err == 0) {
-        err = write_all(s->key_fd, zero, sizeof zero, (off_t)s->key_slot * MTR_SYNC_KEY_SLOT, 0);
-    }
-    if (err == 0) {
-        s->key_slot = fresh;
+        s->key_slot = 1 - s->key_slot;
     }
     return err;
 }
@@ -185,8 +214,9 @@ static void free_groups(group *g) {
     }
 }
 
-/* fdatasync, through whatever fault a test injected. */
+/* fdatasync (in a test build, through whatever fault a test injected). */
 static int sync_segment(mtr_syncer *s, int fd) {
+#ifdef MTR_SYNC_FAULTS
     pthread_mutex_lock(&s->mu);
     while (s->fault == MTR_SYNC_FAULT_STALL && !s->stopping) {
         pthread_cond_wait(&s->flush, &s->mu);
@@ -200,27 +230,31 @@ static int sync_segment(mtr_syncer *s, int fd) {
     if (fault == MTR_SYNC_FAULT_DELAY) {
         usleep((useconds_t)value);
     }
+#else
+    (void)s;
+#endif
     return fdatasync(fd) == 0 ? 0 : errno;
 }
 
-/* Seal the groups after the chain head into s->out and write them, syncing the old segment at rotations. */
+/* Seal the groups after the chain head into s->out and write them, switching segments at rotations. */
 static int seal_and_write(mtr_syncer *s, group *groups, uint64_t *last, int64_t tear_us) {
     size_t used = 0;
     for (group *g = groups; g != NULL; g = g->next) {
         if (g->new_segment_fd >= 0) {
-            /* Everything before the rotation is durable in the old segment before it is closed. */
-            int err = write_all(s->segment_fd, s->out, used, -1, tear_us);
-            if (err == 0) {
-                err = sync_segment(s, s->segment_fd);
-            }
-            if (err != 0) {
-                return err;
-            }
-            used = 0;
-            /* The other worker may be syncing the old segment: it is closed once it is not. */
+            /*
+             * The store submits a rotation only once everything before it is
+             * durable (SegmentStore._rotate: recovery reads only the head
+             * segment's tail), so nothing of the old segment is left here.
+             * The other worker may still be in its sync of the old segment:
+             * it is closed once it is not.
+             */
             pthread_mutex_lock(&s->mu);
             while (s->flushing) {
                 pthread_cond_wait(&s->done, &s->mu);
+            }
+            if (used != 0 || s->durable != g->first_seq - 1) {
+                pthread_mutex_unlock(&s->mu);
+                return MTR_SYNC_E_SEAL;
             }
             int old = s->segment_fd;
             s->segment_fd = g->new_segment_fd;
@@ -240,7 +274,7 @@ static int seal_and_write(mtr_syncer *s, group *groups, uint64_t *last, int64_t 
         }
         int64_t n = mtr_seal(g->fields, g->lengths, g->n, g->first_seq - 1, g->ts, g->ts_len, s->chain_prev,
                              s->chain_key, s->out + used, s->out_cap - used, g->patch_last);
-        if (n < 0 || (uint64_t)n != g->expected) {
+        if (n < 0) {
             return MTR_SYNC_E_SEAL;
         }
         used += (size_t)n;
@@ -253,7 +287,11 @@ static int seal_and_write(mtr_syncer *s, group *groups, uint64_t *last, int64_t 
 static int seal_queued_locked(mtr_syncer *s) {
     group *groups = s->queue_head;
     s->queue_head = s->queue_tail = NULL;
+#ifdef MTR_SYNC_FAULTS
     int64_t tear_us = s->fault == MTR_SYNC_FAULT_TEAR ? s->fault_value : 0;
+#else
+    int64_t tear_us = 0;
+#endif
     pthread_mutex_unlock(&s->mu);
 
     uint64_t last = 0;
@@ -289,6 +327,7 @@ static int sync_written_locked(mtr_syncer *s) {
     uint64_t target = s->written;
     memcpy(key, s->written_key, sizeof key);
     int fd = s->segment_fd;
+    uint64_t number = ++s->syncs_started;
     pthread_mutex_unlock(&s->mu);
 
     double started = now_seconds();
@@ -298,6 +337,7 @@ static int sync_written_locked(mtr_syncer *s) {
     pthread_mutex_lock(&s->mu);
     if (err == 0) {
         s->durable = target;
+        s->syncs_done = number;
         memcpy(s->durable_key, key, sizeof key);
         s->latencies[s->n_latencies % MTR_SYNC_LATENCIES] = took;
         s->n_latencies++;
@@ -358,10 +398,39 @@ static void *run_worker(void *arg) {
     return NULL;
 }
 
+/* The CLOCK_MONOTONIC time ns nanoseconds from now (every condition variable here uses that clock). */
+static struct timespec after_ns(int64_t ns) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    ns += t.tv_nsec;
+    t.tv_sec += ns / 1000000000;
+    t.tv_nsec = ns % 1000000000;
+    return t;
+}
+
 /*
- * The key thread: stores the newest durable key.  Its own thread, so that
- * the segment's syncs never wait for the key file's; keys that became
- * durable while one was being stored are skipped (only the newest matters).
+ * How long the key thread waits for a segment sync to begin and make its
+ * key durable before it syncs the key file itself (the log went idle).
+ */
+#define KEY_GRACE_NS 1000000
+
+/*
+ * The key thread: stores the newest durable key, off the appenders' path.
+ *
+ * One device cache flush per acknowledgement.  The key of durable + 1 is
+ * written to the free slot and sent to the device (write_key) only after the
+ * records before it are durable, so the key on disk is never ahead of the
+ * log.  The slot becomes durable with the next device cache flush; the
+ * segment fdatasync that acknowledges the next group issues one (a grown
+ * file needs a journal commit, which flushes the cache), and a flush makes
+ * every write the device completed before it durable.  So the key waits for
+ * the next segment sync that begins after its write completed (numbered by
+ * syncs_started/syncs_done), or, if none begins within KEY_GRACE_NS, syncs
+ * itself.  Only then is the older slot erased, so a crash always leaves one
+ * valid key that is at most one group behind the log (reopening evolves it
+ * forward).  Keys that became durable meanwhile are skipped: only the newest
+ * matters.  Until the erasure the file holds the previous key as well, as
+ * it did while a separate key fdatasync ran: the window is one sync either way.
  */
 static void *keep_keys(void *arg) {
     mtr_syncer *s = arg;
@@ -378,10 +447,33 @@ static void *keep_keys(void *arg) {
         memcpy(key, s->durable_key, sizeof key);
         pthread_mutex_unlock(&s->mu);
 
-        int err = store_key(s, seq_next, key);
+        int err = write_key(s, seq_next, key);
         erase(key, sizeof key);
 
         pthread_mutex_lock(&s->mu);
+        /* Segment syncs numbered above this one begin after the key reached the device. */
+        uint64_t sent = s->syncs_started;
+        struct timespec deadline = after_ns(KEY_GRACE_NS);
+        while (err == 0 && s->syncs_done <= sent && !s->failure && !s->segment_done) {
+            if (s->syncs_started > sent) {
+                pthread_cond_wait(&s->keys, &s->mu); /* a covering sync runs: its end signals */
+            } else if (pthread_cond_timedwait(&s->keys, &s->mu, &deadline) == ETIMEDOUT && s->syncs_started == sent) {
+                break;
+            }
+        }
+        if (err == 0 && s->failure) {
+            break;
+        }
+        if (err == 0 && s->syncs_done <= sent) {
+            pthread_mutex_unlock(&s->mu);
+            err = fdatasync(s->key_fd) == 0 ? 0 : errno;
+            pthread_mutex_lock(&s->mu);
+        }
+        if (err == 0) {
+            pthread_mutex_unlock(&s->mu);
+            err = retire_key(s);
+            pthread_mutex_lock(&s->mu);
+        }
         if (err != 0) {
             fail_locked(s, err);
             pthread_cond_broadcast(&s->work); /* the workers stop */
@@ -409,7 +501,7 @@ mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t 
     pthread_cond_init(&s->work, NULL);
     pthread_cond_init(&s->flush, NULL);
     pthread_cond_init(&s->done, &attr);
-    pthread_cond_init(&s->keys, NULL);
+    pthread_cond_init(&s->keys, &attr);
     pthread_condattr_destroy(&attr);
     s->segment_fd = segment_fd;
     s->key_fd = key_fd;
@@ -451,8 +543,7 @@ mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t 
 }
 
 int mtr_syncer_submit(mtr_syncer *s, const uint8_t *records, uint64_t records_len, uint32_t n,
-                      uint64_t first_seq, const uint8_t *ts, uint32_t ts_len, int new_segment_fd,
-                      int patch_last, uint64_t expected) {
+                      const uint8_t *ts, uint32_t ts_len, int new_segment_fd, int patch_last) {
     if (n == 0 || records == NULL || records_len + 1 < n || ts == NULL || ts_len == 0 ||
         ts_len > sizeof(((group *)0)->ts)) {
         return MTR_SYNC_E_ARGUMENT;
@@ -481,8 +572,6 @@ int mtr_syncer_submit(mtr_syncer *s, const uint8_t *records, uint64_t records_le
         at = stop + 1;
     }
     g->next = NULL;
-    g->first_seq = first_seq;
-    g->expected = expected;
     g->n = n;
     g->ts_len = ts_len;
     memcpy(g->ts, ts, ts_len);
@@ -496,9 +585,8 @@ int mtr_syncer_submit(mtr_syncer *s, const uint8_t *records, uint64_t records_le
         rc = MTR_SYNC_E_CLOSED;
     } else if (s->failure) {
         rc = s->failure;
-    } else if (first_seq != s->submitted + 1) {
-        rc = MTR_SYNC_E_ARGUMENT;
     } else {
+        g->first_seq = s->submitted + 1; /* the syncer numbers the records: the one owner of seq */
         g->new_segment_fd = new_segment_fd; /* the syncer's from here on */
         if (s->queue_tail != NULL) {
             s->queue_tail->next = g;
@@ -506,7 +594,7 @@ int mtr_syncer_submit(mtr_syncer *s, const uint8_t *records, uint64_t records_le
             s->queue_head = g;
         }
         s->queue_tail = g;
-        s->submitted = first_seq + n - 1;
+        s->submitted += n;
         g = NULL;
         pthread_cond_signal(&s->work);
     }
@@ -547,6 +635,13 @@ int mtr_syncer_wait(mtr_syncer *s, uint64_t seq, int64_t timeout_ns) {
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
+}
+
+uint64_t mtr_syncer_submitted(mtr_syncer *s) {
+    pthread_mutex_lock(&s->mu);
+    uint64_t submitted = s->submitted;
+    pthread_mutex_unlock(&s->mu);
+    return submitted;
 }
 
 uint64_t mtr_syncer_durable(mtr_syncer *s) {
@@ -641,6 +736,7 @@ int mtr_syncer_stop(mtr_syncer *s) {
     return rc;
 }
 
+#ifdef MTR_SYNC_FAULTS
 void mtr_syncer_set_fault(mtr_syncer *s, int fault, int64_t value) {
     pthread_mutex_lock(&s->mu);
     s->fault = fault;
@@ -648,6 +744,7 @@ void mtr_syncer_set_fault(mtr_syncer *s, int fault, int64_t value) {
     pthread_cond_broadcast(&s->flush); /* a stalled sync looks again */
     pthread_mutex_unlock(&s->mu);
 }
+#endif
 
 void mtr_syncer_free(mtr_syncer *s) {
     if (s == NULL) {

@@ -9,10 +9,12 @@
  * written so far durable with one fdatasync, so groups written while a sync
  * runs share the next one and the next sync never waits for sealing; it then
  * publishes the durable seq, wakes blocked waiters and writes 1 to each
- * subscribed eventfd (one per event loop).  The key thread stores the key
- * of the record after the durable head in the key file (two 64-byte slots,
- * see meterd/seclog/keys.py) and erases the older slot, so the key on disk
- * is never ahead of the log and the segment's syncs never wait for the key's.
+ * subscribed eventfd (one per event loop).  The key thread then writes the
+ * key of the record after the durable head to the key file (two 64-byte
+ * slots, see meterd/seclog/keys.py), lets the next segment sync's device
+ * cache flush make it durable (or syncs it itself when the log goes idle)
+ * and erases the older slot: the key on disk is never ahead of the log, and
+ * an acknowledgement waits for one flush, not two (see keep_keys).
  *
  * Because no step needs the interpreter, the disk and the second core work
  * on one group while the appenders of the next one run.
@@ -25,7 +27,11 @@
 #define MTR_SYNC_KEY_BYTES 32
 #define MTR_SYNC_DIGEST_BYTES 32
 
-/* Storage faults a test can inject (the daemon never does): see mtr_syncer_set_fault. */
+/*
+ * Storage faults a test can inject: see mtr_syncer_set_fault, which exists only
+ * in the test build (compiled with MTR_SYNC_FAULTS, the meterd._seal_faults
+ * module); the daemon's build has no fault code at all.
+ */
 #define MTR_SYNC_FAULT_NONE 0
 #define MTR_SYNC_FAULT_FAIL 1  /* every sync fails with errno value */
 #define MTR_SYNC_FAULT_STALL 2 /* every sync waits until the fault is changed */
@@ -38,15 +44,25 @@
 
 #define MTR_SYNC_E_TIMEOUT (-1)  /* not durable within the timeout */
 #define MTR_SYNC_E_CLOSED (-2)   /* stopped before the seq became durable */
-#define MTR_SYNC_E_ARGUMENT (-3) /* bad argument (seq going backwards, too many subscribers) */
+#define MTR_SYNC_E_ARGUMENT (-3) /* bad argument (a record count that does not match, too many subscribers) */
 #define MTR_SYNC_E_SYSTEM (-4)   /* a thread or memory could not be had */
-#define MTR_SYNC_E_SEAL (-5)     /* the sealer refused a group, or its size was not the expected one */
+#define MTR_SYNC_E_SEAL (-5)     /* the sealer refused a group, or a rotation came before the log was durable */
 /*
  * A positive return is the errno of the failed write, fdatasync or key
  * write; that and MTR_SYNC_E_SEAL fail the syncer for good.
  */
 
 typedef struct mtr_syncer mtr_syncer;
+
+/*
+ * The key file: two MTR_SYNC_KEY_SLOT-byte slots, this the one definition of
+ * a slot (meterd/seclog/keys.py reads and writes slots only through these):
+ * "MSK1", seq_next (u64 big-endian: the seq of the next record the key will
+ * seal), the 32-byte key, CRC-32 of the preceding 44 bytes (big-endian), zero
+ * padding.  mtr_key_unpack returns 0 for a valid slot, -1 otherwise.
+ */
+void mtr_key_pack(uint8_t *slot, uint64_t seq_next, const uint8_t *key);
+int mtr_key_unpack(const uint8_t *slot, uint64_t *seq_next, uint8_t *key);
 
 /*
  * Start a syncer for the open head segment segment_fd (it becomes the
@@ -60,17 +76,20 @@ mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t 
 
 /*
  * Queue a group: n records' fields, separated by single newlines in records
- * (records_len bytes; fields never hold one), sealed with seqs first_seq
- * onward and timestamp ts.  expected is the byte size of
- * their frames (the store accounts for it; a mismatch fails the syncer).  If
- * new_segment_fd >= 0 the group starts that segment: everything before is
- * synced to the old one, which is then closed.  patch_last: see mtr_seal.
- * The group is copied; returns 0, MTR_SYNC_E_CLOSED, MTR_SYNC_E_ARGUMENT
- * (first_seq not next) or the failure.  On error new_segment_fd stays the caller's.
+ * (records_len bytes; fields never hold one), sealed with the seqs after the
+ * last submitted (the syncer numbers records: mtr_syncer_submitted is the
+ * one place the next seq comes from) and timestamp ts.  If new_segment_fd >= 0
+ * the group starts that segment and the old one is closed; everything before
+ * must be durable already (the store waits for it; otherwise the syncer fails
+ * with MTR_SYNC_E_SEAL).  patch_last: see mtr_seal.  The group is copied;
+ * returns 0, MTR_SYNC_E_CLOSED, MTR_SYNC_E_ARGUMENT (n does not match the
+ * records) or the failure.  On error new_segment_fd stays the caller's.
  */
 int mtr_syncer_submit(mtr_syncer *s, const uint8_t *records, uint64_t records_len, uint32_t n,
-                      uint64_t first_seq, const uint8_t *ts, uint32_t ts_len, int new_segment_fd,
-                      int patch_last, uint64_t expected);
+                      const uint8_t *ts, uint32_t ts_len, int new_segment_fd, int patch_last);
+
+/* The seq of the last record submitted. */
+uint64_t mtr_syncer_submitted(mtr_syncer *s);
 
 /* Wait until seq is durable: 0, MTR_SYNC_E_TIMEOUT, MTR_SYNC_E_CLOSED or the failure's errno. */
 int mtr_syncer_wait(mtr_syncer *s, uint64_t seq, int64_t timeout_ns);
@@ -96,8 +115,10 @@ uint32_t mtr_syncer_latencies(mtr_syncer *s, double *out, uint32_t cap);
  */
 int mtr_syncer_stop(mtr_syncer *s);
 
+#ifdef MTR_SYNC_FAULTS
 /* Make the storage misbehave as fault says from the next sync on (tests of failure handling). */
 void mtr_syncer_set_fault(mtr_syncer *s, int fault, int64_t value);
+#endif
 
 /* Release a stopped syncer (stops it first if needed); the key is erased. */
 void mtr_syncer_free(mtr_syncer *s);

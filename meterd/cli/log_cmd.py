@@ -23,6 +23,7 @@ from meterd.seclog.codec import FrameError, decode_frame
 from meterd.seclog.events import BY_EVENT_NAME, BY_OUTCOME_NAME, Record
 from meterd.seclog.keys import parse_key
 from meterd.seclog.log import SecurityLog
+from meterd.seclog.parts import cpu_count
 from meterd.seclog.reader import Query, iter_lines, read_records
 from meterd.seclog.syslog import clean_hostname, local_hostname, to_syslog
 from meterd.seclog.verify import load_anchor, verify
@@ -90,7 +91,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         return _error(str(e))
     progress = Progress("verified", sys.stderr)
     try:
-        report = verify(source, key=key, anchor=anchor, visit=progress.tick)
+        report = verify(source, key=key, anchor=anchor, workers=cpu_count(), progress=progress.update)
     finally:
         progress.done()
     if args.json:

@@ -9,28 +9,27 @@ a copied segment or an exported file), verifies it with
 
 from __future__ import annotations
 
-import functools
-import multiprocessing
-import os
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
 from meterd.errors import MeterdError
 from meterd.policy.model import Policy
-from meterd.review.usage import LogUsage, UsageCollector, merge_usage
+from meterd.review.usage import LogUsage, UsageCollector
+from meterd.seclog.codec import GENESIS, decode_body, make_body
 from meterd.seclog.events import Record
+from meterd.seclog.parts import PARALLEL_MIN_BYTES, cpu_count, scan_log
 from meterd.seclog.reader import iter_frames, utc_text
-from meterd.seclog.segments import list_segments, split_lines
-from meterd.seclog.verify import Span, VerifyReport, joined, verify, verify_span
+from meterd.seclog.report import VerifyReport
+from meterd.seclog.scan import Contents
+from meterd.seclog.verify import verify_records
 
-#: Below this many bytes of log a second process costs more than it saves.
-PARALLEL_MIN_BYTES = 8 << 20
+#: Seconds between two redraws of a running total.
+REDRAW = 0.1
 
 
 class ReviewInputError(MeterdError):
@@ -55,6 +54,11 @@ class ReadLog:
 class Progress:
     """A one-line progress display on a terminal; silent when ``stream`` is not one.
 
+    Fed either record by record (:meth:`tick`, redrawn every ``every`` records)
+    or with running totals (:meth:`update`, from a reader that counts on its
+    own or in other processes: redrawn at most every :data:`REDRAW` seconds,
+    and once at the first report).
+
     Args:
         label: What is being counted, e.g. ``verified``.
         stream: Where to write (standard error by default).
@@ -68,16 +72,28 @@ class Progress:
         self.every = every
         self.count = 0
         self._start = time.monotonic()
+        self._drawn_at = 0.0
         self._shown = False
 
     def tick(self, _record: Record | None = None) -> None:
         """Count one record; redraw every ``every`` records."""
         self.count += 1
         if self.active and self.count % self.every == 0:
-            rate = self.count / max(time.monotonic() - self._start, 1e-9)
-            self.stream.write(f"\r{self.label} {self.count:,} records ({rate:,.0f}/s)")
-            self.stream.flush()
-            self._shown = True
+            self._draw(time.monotonic())
+
+    def update(self, count: int) -> None:
+        """Show ``count`` records done (a running total)."""
+        changed, self.count = count != self.count, count
+        now = time.monotonic()
+        if self.active and changed and (not self._shown or now - self._drawn_at >= REDRAW):
+            self._draw(now)
+
+    def _draw(self, now: float) -> None:
+        rate = self.count / max(now - self._start, 1e-9)
+        self.stream.write(f"\r{self.label} {self.count:,} records ({rate:,.0f}/s)")
+        self.stream.flush()
+        self._drawn_at = now
+        self._shown = True
 
     def done(self) -> None:
         """Clear the line, if anything was shown."""
@@ -112,11 +128,11 @@ def read_log(
 ) -> ReadLog:
     """Verify ``source`` and return the usage of the window, in one pass when it verifies.
 
-    A log directory of at least ``min_bytes`` is split at record boundaries
-    into ``workers`` parts (default: the CPUs this process may use), each
-    verified and counted in its own process; the parts' links are then
-    checked to join up (see :func:`meterd.seclog.verify.joined`).  When
-    anything is amiss the log is read again in one pass, which names the
+    A log directory is read by the verifier's lean pass
+    (:func:`meterd.seclog.parts.scan_log`), which counts the window's records
+    by distinct content as it checks them; from ``min_bytes`` on it runs in
+    ``workers`` processes (default: the CPUs this process may use).  When
+    anything is amiss the log is read again record by record, which names the
     problem exactly as ``meterctl log verify`` does.
 
     Raises:
@@ -128,15 +144,16 @@ def read_log(
     if since is not None and until is not None and window_text(since) >= window_text(until):
         raise ReviewInputError("--since must be before --until")
     window = (window_text(since), window_text(until))
-    found = _read_parallel(source, key, window, workers=workers, min_bytes=min_bytes)
+    workers = cpu_count() if workers is None else workers
+    found = _read_lean(source, key, window, progress, workers=workers, min_bytes=min_bytes)
     if found is not None:
         if not found.usage.records:
             raise ReviewInputError(f"{source}: no records in the window {_describe(found.usage)}")
         return found
-    collector = UsageCollector(window_text(since), window_text(until))
+    collector = UsageCollector(*window)
     visit = collector.add if progress is None else _chain(collector.add, progress.tick)
     try:
-        report = verify(source, key=key, visit=visit)
+        report = verify_records(source, key=key, visit=visit)
     except OSError as e:
         raise ReviewInputError(f"{source}: {e.strerror or e}") from None
     finally:
@@ -155,7 +172,7 @@ def read_log(
             )
         warning = f"WARNING: the log does not verify ({problem}); figures below are NOT trustworthy"
         # Verification stopped at the problem: read every decodable record instead.
-        collector = UsageCollector(window_text(since), window_text(until))
+        collector = UsageCollector(*window)
         for frame in iter_frames(source):
             collector.add(frame.record)
     usage = collector.usage
@@ -164,36 +181,56 @@ def read_log(
     return ReadLog(usage, report, warning)
 
 
-def _read_part(
-    pieces: list[tuple[Path, int, int]], *, key: bytes | None, window: tuple[str, str]
-) -> tuple[Span, LogUsage]:
-    collector = UsageCollector(*window)
-    return verify_span(pieces, key=key, visit=collector.add), collector.usage
-
-
-def _read_parallel(
-    source: Path, key: bytes | None, window: tuple[str, str], *, workers: int | None, min_bytes: int
+def _read_lean(
+    source: Path,
+    key: bytes | None,
+    window: tuple[str, str],
+    progress: Progress | None,
+    *,
+    workers: int,
+    min_bytes: int,
 ) -> ReadLog | None:
-    """Read a log directory in parts in parallel; None when not worth it or it does not verify."""
-    if workers is None:
-        workers = len(os.sched_getaffinity(0))
-    if workers < 2 or not source.is_dir():
+    """Read a log directory with the verifier's lean pass; None when it does not pass it."""
+    if not source.is_dir():
         return None
     try:
-        segments = [(path, path.stat().st_size) for _, path in list_segments(source)]
-        if not segments or sum(size for _, size in segments) < min_bytes:
-            return None
-        parts = split_lines(segments, workers)
-        # fork: the workers need nothing but this module, already imported.
-        context = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(max_workers=len(parts), mp_context=context) as pool:
-            results = list(pool.map(functools.partial(_read_part, key=key, window=window), parts))
+        report, contents = scan_log(
+            source,
+            key=key,
+            window=window,
+            workers=workers,
+            min_bytes=min_bytes,
+            progress=None if progress is None else progress.update,
+        )
     except OSError:
         return None
-    report = joined([span for span, _ in results], key=key)
-    if report is None:
+    finally:
+        if progress is not None:
+            progress.done()
+    if report is None or contents is None:
         return None
-    return ReadLog(merge_usage([usage for _, usage in results]), report)
+    return ReadLog(usage_of(contents, window), report)
+
+
+def usage_of(contents: Contents, window: tuple[str, str]) -> LogUsage:
+    """Return the usage of a window counted by content (see :func:`meterd.seclog.scan.scan`).
+
+    Each distinct content is decoded once and counted with its number of
+    records; the ones a review lists one by one go record by record, all in
+    log order of their first records, as :class:`UsageCollector` wants them.
+    """
+    runs: list[tuple[int, Record, int, tuple[int, str] | None]] = []
+    for content, seen in contents.items():
+        record = decode_body(make_body(seen.last_seq, seen.last_time, content, GENESIS))
+        if seen.each is None:
+            runs.append((seen.first_seq, record, seen.count, (seen.first_seq, seen.first_time)))
+        else:
+            runs += [(seq, replace(record, seq=seq, time=time), 1, None) for seq, time in seen.each]
+    runs.sort(key=lambda run: run[0])
+    collector = UsageCollector(*window)
+    for _, record, times, first in runs:
+        collector.add(record, times, first)
+    return collector.usage
 
 
 def _describe(usage: LogUsage) -> str:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from meterd.policy.permissions import BY_ID, Permission
 from meterd.policy.request import Channel, Outcome
@@ -33,7 +32,6 @@ STATEFUL_REASONS = frozenset(
     {"lockout_period", "dual_control", "role_limit", "session_closed", "log_unavailable"}
 )
 _REJECTED_BY = re.compile(r"rejected by (\S+)")
-_K = TypeVar("_K")
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,21 +63,17 @@ class Tally:
     last_seq: int = 0
     last_time: str = ""
 
-    def add(self, record: Record, weight: int) -> None:
-        """Count ``weight`` requests of ``record``."""
+    def add(self, record: Record, weight: int, first_seq: int = 0) -> None:
+        """Count ``weight`` requests of ``record`` (of records from ``first_seq`` to it, if given).
+
+        Records come in log order, or runs of them in order of their first records.
+        """
         self.count += weight
         if not self.first_seq:
-            self.first_seq = record.seq
-        self.last_seq = record.seq
-        self.last_time = record.time
-
-    def merge(self, later: Tally) -> None:
-        """Add the tally of a later part of the log."""
-        self.count += later.count
-        if not self.first_seq:
-            self.first_seq = later.first_seq
-        if later.last_seq:
-            self.last_seq, self.last_time = later.last_seq, later.last_time
+            self.first_seq = first_seq or record.seq
+        if record.seq > self.last_seq:
+            self.last_seq = record.seq
+            self.last_time = record.time
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,25 +183,37 @@ class UsageCollector:
         self._since = since
         self._until = until
 
-    def add(self, record: Record) -> None:
-        """Count one record (ignored outside the window)."""
+    def add(self, record: Record, times: int = 1, first: tuple[int, str] | None = None) -> None:
+        """Count one record (ignored outside the window), or ``times`` records alike.
+
+        Args:
+            record: The record (with ``times``: the last of them, all in the window).
+            times: How many records with the same fields as ``record``.
+            first: ``(seq, time)`` of the first of them (with ``times``).
+
+        Records come in log order, or runs of alike records in the order of
+        their first records; a record that ends a dual-control request or
+        changes the policy comes alone (it is listed, not only counted).
+        """
         if (self._since and record.time < self._since) or (self._until and record.time >= self._until):
             return
         usage = self.usage
-        usage.records += 1
-        if not usage.first_seq:
-            usage.first_seq, usage.first_time = record.seq, record.time
-        usage.last_seq, usage.last_time = record.seq, record.time
+        usage.records += times
+        first_seq, first_time = first or (record.seq, record.time)
+        if not usage.first_seq or first_seq < usage.first_seq:
+            usage.first_seq, usage.first_time = first_seq, first_time
+        if record.seq > usage.last_seq:
+            usage.last_seq, usage.last_time = record.seq, record.time
         event = record.event
         if event is EventType.LOGIN_SUCCESS:
-            usage.logins.setdefault(record.principal, Tally()).add(record, 1)
+            usage.logins.setdefault(record.principal, Tally()).add(record, times, first_seq)
         elif event is EventType.POLICY_CHANGE:
             self._policy_change(record)
         permission = BY_ID.get(record.permission)
         if permission is None:
             if "summarised" in record.detail and event is EventType.PERMISSION_DENIED:
                 usage.summarised.setdefault(record.channel, Tally()).add(
-                    record, _weight(record, "summarised")
+                    record, _weight(record, "summarised") * times, first_seq
                 )
             return
         allowed = record.outcome is Outcome.ALLOW
@@ -215,9 +221,11 @@ class UsageCollector:
             return
         if not allowed and event is not EventType.PERMISSION_DENIED:
             return
-        self._decision(record, permission, allowed)
+        self._decision(record, permission, allowed, times, first_seq)
 
-    def _decision(self, record: Record, permission: Permission, allowed: bool) -> None:
+    def _decision(
+        self, record: Record, permission: Permission, allowed: bool, times: int, first: int
+    ) -> None:
         usage = self.usage
         detail = record.detail
         reason = str(detail.get("reason") or "")
@@ -226,16 +234,16 @@ class UsageCollector:
         else:
             stateful = reason if reason in STATEFUL_REASONS else ""
         key = DecisionKey(record.principal, permission, record.resource, record.channel, allowed, stateful)
-        weight = _weight(record, "aggregated" if allowed else "summarised")
-        usage.decisions.setdefault(key, Tally()).add(record, weight)
+        weight = _weight(record, "aggregated" if allowed else "summarised") * times
+        usage.decisions.setdefault(key, Tally()).add(record, weight, first)
         pair = (record.principal, permission)
         if allowed:
             if pair not in usage.uses:
                 usage.kinds[record.principal] = record.principal_kind.value
-            usage.uses.setdefault(pair, Tally()).add(record, weight)
+            usage.uses.setdefault(pair, Tally()).add(record, weight, first)
             usage.channels.setdefault(pair, set()).add(record.channel)
             return
-        usage.refusals.setdefault(pair, Tally()).add(record, weight)
+        usage.refusals.setdefault(pair, Tally()).add(record, weight, first)
         usage.refusal_reasons.setdefault(pair, Counter())[reason or "unknown"] += weight
         if reason == "dual_control" and "dual_control" in detail:
             self._dual_control_end(record)
@@ -269,34 +277,3 @@ class UsageCollector:
                 summary,
             )
         )
-
-
-def _merge_tallies(into: dict[_K, Tally], later: dict[_K, Tally]) -> None:
-    for key, tally in later.items():
-        into.setdefault(key, Tally()).merge(tally)
-
-
-def merge_usage(parts: list[LogUsage]) -> LogUsage:
-    """Return the usage of consecutive parts of one window, in log order, as one."""
-    usage = LogUsage(since=parts[0].since, until=parts[0].until)
-    for part in parts:
-        if not part.records:
-            continue
-        if not usage.first_seq:
-            usage.first_seq, usage.first_time = part.first_seq, part.first_time
-        usage.last_seq, usage.last_time = part.last_seq, part.last_time
-        usage.records += part.records
-        _merge_tallies(usage.decisions, part.decisions)
-        _merge_tallies(usage.uses, part.uses)
-        _merge_tallies(usage.logins, part.logins)
-        _merge_tallies(usage.refusals, part.refusals)
-        _merge_tallies(usage.summarised, part.summarised)
-        for pair, channels in part.channels.items():
-            usage.channels.setdefault(pair, set()).update(channels)
-        for pair, reasons in part.refusal_reasons.items():
-            usage.refusal_reasons.setdefault(pair, Counter()).update(reasons)
-        usage.dual_control += part.dual_control
-        usage.policy_changes += part.policy_changes
-        for name, kind in part.kinds.items():
-            usage.kinds.setdefault(name, kind)
-    return usage

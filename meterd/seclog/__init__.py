@@ -7,6 +7,36 @@ Public surface:
     * :func:`verify` — check a log directory or an exported copy.
     * :class:`Forwarder` — RFC 5424 store-and-forward to a syslog collector.
 
+The write pipeline, each fact with one owner:
+
+1. :mod:`~meterd.seclog.log` validates and encodes a record's fields
+   (:mod:`~meterd.seclog.entry`) in the appender's thread.
+2. :mod:`~meterd.seclog.writer` collects appenders into groups (group commit)
+   and hands each group to the store; it reaches the native part only
+   through the store.
+3. :mod:`~meterd.seclog.store` owns what goes into the log: capacity (drops,
+   fill warnings, the auditor's reserve), the log's own records
+   (checkpoints), and rotation, which it submits only once everything
+   before is durable (recovery reads only the head segment's tail,
+   :mod:`~meterd.seclog.recovery`).  Frame sizes come from the C sealer's
+   formula (:func:`~meterd.seclog.sealer.frames_size`).
+4. :mod:`~meterd.seclog.syncer` wraps ``native/meterd_sync.c``, which numbers
+   the records (the store reads the next seq from it): two native workers
+   seal (``native/meterd_seal.c``, holding the chain head and the evolving
+   key, erased as it evolves) and write each group, and make what was
+   written durable with one ``fdatasync`` shared by every group written
+   meanwhile, then wake the appenders; a key thread stores the key of the
+   next record in the key file, whose slot format the C code alone defines
+   (:mod:`~meterd.seclog.keys`), never ahead of the durable log.
+5. Reading back: :mod:`~meterd.seclog.reader`; verification is independent of
+   all of the above (Python ``hashlib``/``hmac`` only): a lean pass
+   (:mod:`~meterd.seclog.scan`, in parallel parts with
+   :mod:`~meterd.seclog.parts`), and the reference verifier
+   (:mod:`~meterd.seclog.verify`) that names any problem.
+
+The compiled part is imported only by :mod:`~meterd.seclog.native` (the test
+suite runs a build with storage fault injection; the daemon's has none).
+
 The log and the forwarder are imported on first use, so the
 settings (:mod:`meterd.seclog.config`, read with the daemon's configuration)
 and the event types load without the store and its C sealer.

@@ -164,9 +164,9 @@ def decode_frame(line: bytes) -> Frame:
 
 
 #: The head every writer's body starts with: version 1, a seq without leading zeros, a plain ASCII time.
-_HEAD = re.compile(rb'\{"v":1,"seq":([1-9][0-9]{0,17}),"ts":"([\x20\x21\x23-\x5b\x5d-\x7e]*)",')
-_PREV_KEY = b',"prev":"'
-_TAIL = len(_PREV_KEY) + 64 + 2
+HEAD = re.compile(rb'\{"v":1,"seq":([1-9][0-9]{0,17}),"ts":"([\x20\x21\x23-\x5b\x5d-\x7e]*)",')
+PREV_KEY = b',"prev":"'
+_TAIL = len(PREV_KEY) + 64 + 2
 _HEX64 = re.compile(rb"[0-9a-f]{64}")
 _MIDDLE_KEYS = ("ev", "pr", "pk", "ch", "src", "perm", "res", "out", "det")
 #: Keys of the head and tail: a middle that repeats one would win over them in a full parse.
@@ -207,6 +207,28 @@ def _middle(middle: bytes) -> _Middle | None:
     return fields
 
 
+def layout(body: bytes) -> tuple[int, bytes, bytes] | None:
+    """Split a body in the writer's exact layout into its seq, ``ts`` and the fields between.
+
+    The fields between ``ts`` and ``prev`` (the *middle*) are not checked here
+    (see :func:`middle_event`), nor is ``prev`` (the last 64 characters before
+    the closing ``"}``).
+
+    Returns:
+        ``(seq, ts, middle)``, or None for a body in any other layout (only a full parse can tell).
+    """
+    head = HEAD.match(body)
+    if head is None or body[-_TAIL : -_TAIL + len(PREV_KEY)] != PREV_KEY or body[-2:] != b'"}':
+        return None
+    return int(head[1]), head[2], body[head.end() : -_TAIL]
+
+
+def middle_event(middle: bytes) -> EventType | None:
+    """Return the event type of a valid middle (see :func:`layout`), or None if only a full parse can tell."""
+    fields = _middles.get(middle) or _middle(middle)
+    return None if fields is None else fields[0]
+
+
 def decode_body(body: bytes, mac: str = "") -> Record:
     """Decode a ``BODY`` into a :class:`Record`.
 
@@ -221,8 +243,8 @@ def decode_body(body: bytes, mac: str = "") -> Record:
     Raises:
         FrameError: The body is not a valid record.
     """
-    head = _HEAD.match(body)
-    if head is not None and body[-_TAIL : -_TAIL + len(_PREV_KEY)] == _PREV_KEY and body[-2:] == b'"}':
+    head = HEAD.match(body)
+    if head is not None and body[-_TAIL : -_TAIL + len(PREV_KEY)] == PREV_KEY and body[-2:] == b'"}':
         prev = body[-66:-2]
         middle = body[head.end() : -_TAIL]
         fields = _middles.get(middle) or _middle(middle)

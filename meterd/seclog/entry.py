@@ -14,6 +14,7 @@ Invariants checked here:
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Mapping
 from typing import NamedTuple, NoReturn, Required, TypedDict
 
@@ -309,3 +310,22 @@ def system_entry(
     return make_entry(
         event, principal=SYSTEM_PRINCIPAL, outcome=outcome, detail=detail, principal_kind=PrincipalKind.SYSTEM
     )
+
+
+class Clock:
+    """UTC timestamps, RFC 3339 with microseconds, as the frames hold them."""
+
+    __slots__ = ("_prefix", "_second")
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = b""
+
+    def stamp(self) -> bytes:
+        """Return the current time (formatting the date once a second: it runs on every group)."""
+        ns = time.time_ns()
+        second = ns // 1_000_000_000
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode("ascii")
+            self._second = second
+        return b"%s.%06dZ" % (self._prefix, ns // 1000 % 1_000_000)

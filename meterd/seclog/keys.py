@@ -3,55 +3,56 @@
 Why two fixed slots overwritten in place rather than write-and-rename: a rename
 leaves the previous key in a freed block nobody scrubs, while overwriting a
 fixed slot replaces the bytes where they are, and the other slot is zeroed
-right after; one ``fdatasync`` per durable group makes the new key durable.
+once the new one is durable (made so by the next segment sync's device cache
+flush, or by the key file's own ``fdatasync`` when the log is idle: see
+``keep_keys`` in ``native/meterd_sync.c``).
 A crash mid-write leaves at least one slot whose checksum is good, so the file
 is always loadable (atomic in effect).  The slot with the highest ``seq_next``
 wins.  The open file is ``flock``-ed: one writer per log, or the chain would fork.
 
-Slot layout (64 bytes): ``b"MSK1"``, ``seq_next`` (u64 big-endian: the seq of
-the next record this key will seal), the 32-byte key, CRC-32 of the preceding
-44 bytes, zero padding.
+The slot layout (64 bytes) has one definition, in C (``mtr_key_pack`` and
+``mtr_key_unpack`` in ``native/meterd_sync.h``), which the syncer's thread
+writes with and this module reads and creates files with.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-import struct
-import zlib
 from pathlib import Path
 
 from meterd.seclog.codec import KEY_BYTES
 from meterd.seclog.errors import LogKeyError, LogUnavailableError
+from meterd.seclog.native import ffi, lib
 
-_MAGIC = b"MSK1"
-_SLOT = 64
-_HEAD = struct.Struct(">4sQ32s")
+_SLOT: int = lib.MTR_SYNC_KEY_SLOT
 _ZERO = bytes(_SLOT)
 
 
-def _pack(seq_next: int, key: bytes) -> bytes:
-    head = _HEAD.pack(_MAGIC, seq_next, key)
-    return (head + struct.pack(">I", zlib.crc32(head))).ljust(_SLOT, b"\0")
+def pack_slot(seq_next: int, key: bytes) -> bytes:
+    """Return a key-file slot holding ``key``, the key of record ``seq_next``."""
+    slot = ffi.new("uint8_t[]", _SLOT)
+    lib.mtr_key_pack(slot, seq_next, key)
+    return bytes(ffi.buffer(slot, _SLOT))
 
 
-def _unpack(slot: bytes) -> tuple[int, bytes] | None:
-    if len(slot) < _HEAD.size + 4:
+def unpack_slot(slot: bytes) -> tuple[int, bytes] | None:
+    """Return ``(seq_next, key)`` of a valid slot, or None."""
+    if len(slot) < _SLOT:
         return None
-    head = slot[: _HEAD.size]
-    (crc,) = struct.unpack(">I", slot[_HEAD.size : _HEAD.size + 4])
-    magic, seq_next, key = _HEAD.unpack(head)
-    if magic != _MAGIC or zlib.crc32(head) != crc:
+    seq_next = ffi.new("uint64_t *")
+    key = ffi.new("uint8_t[]", KEY_BYTES)
+    if lib.mtr_key_unpack(slot, seq_next, key) != 0:
         return None
-    return seq_next, key
+    return int(seq_next[0]), bytes(ffi.buffer(key, KEY_BYTES))
 
 
 class KeyFile:
     """The open key file of a live log, locked against a second writer.
 
     Python creates and loads it; while the log is open, the syncer
-    (:mod:`meterd.seclog.syncer`, packing slots the same way) writes each new
-    key after the records it follows are durable.
+    (:mod:`meterd.seclog.syncer`) writes each new key after the records it
+    follows are durable.
 
     Args:
         path: The key file (created 0600 by :meth:`create`).
@@ -80,7 +81,7 @@ class KeyFile:
         """Write a new key file (never overwriting one) and make it durable."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
         try:
-            os.write(fd, _pack(seq_next, key) + _ZERO)
+            os.write(fd, pack_slot(seq_next, key) + _ZERO)
             os.fsync(fd)
         finally:
             os.close(fd)
@@ -92,7 +93,7 @@ class KeyFile:
             LogKeyError: Neither slot is valid.
         """
         data = os.pread(self._fd, 2 * _SLOT, 0)
-        slots = [_unpack(data[i * _SLOT : (i + 1) * _SLOT]) for i in (0, 1)]
+        slots = [unpack_slot(data[i * _SLOT : (i + 1) * _SLOT]) for i in (0, 1)]
         valid = [(s, i) for i, s in enumerate(slots) if s is not None]
         if not valid:
             raise LogKeyError(f"{self.path}: no valid sealing key")

@@ -11,9 +11,9 @@ before it is sealed.
 
 from __future__ import annotations
 
-from meterd._seal import ffi, lib
 from meterd.seclog.codec import FORMAT_VERSION, KEY_BYTES
 from meterd.seclog.errors import LogUnavailableError
+from meterd.seclog.native import ffi, lib
 
 _ERRORS = {
     lib.MTR_SEAL_E_ARGUMENT: "bad argument",

@@ -1,19 +1,15 @@
-"""The segment store: recovery on open, sealing, rotation, capacity, writing and durability.
+"""The segment store: what goes into the log, in which segment, and when it may drop.
 
-One caller at a time calls :meth:`SegmentStore.write` (the writer serialises
-them); the store itself takes no locks.  It decides what a group holds (the
-records, the log's own records, a rotation, a drop at capacity) and submits
-it to the :class:`~meterd.seclog.syncer.Syncer`, whose native threads seal it,
-write it and make it durable with one ``fdatasync`` (shared with whatever
-was submitted meanwhile), wake the group's appenders, and only then have the
-evolved key written to the key file.  So after any crash the key on disk is
-never ahead of the log; it may be behind (a power cut before the key sync),
-and reopening evolves it forward.
+Its place in the write pipeline is in :mod:`meterd.seclog`.  One caller at a
+time calls :meth:`SegmentStore.write` (the writer serialises them); the store
+takes no locks.  It decides what a group holds (the records, the log's own
+records, a rotation, a drop at capacity) and submits it to the syncer.
 
 Invariants:
     * ``seq`` is the last record submitted; :attr:`SegmentStore.durable` the
       last on stable storage.  The head's digest and the sealing key live only
       in the syncer's memory, where each key is erased as it evolves.
+    * A rotation is submitted only once everything before it is durable.
     * A record is acknowledged only once durable; a failed write or sync
       leaves the store failed for good (the caller must not retry: after a
       failed fsync the file's contents are unknown).
@@ -21,22 +17,20 @@ Invariants:
 
 from __future__ import annotations
 
-import hmac
 import logging
 import math
 import os
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from meterd.fsutil import fsync_directory
 from meterd.seclog.classes import MARKERS, unauthenticated, unauthenticated_bytes
-from meterd.seclog.codec import GENESIS, KEY_BYTES, FrameError, decode_frame, evolve
+from meterd.seclog.codec import GENESIS, KEY_BYTES, FrameError, decode_frame
 from meterd.seclog.config import FullPolicy, LogConfig
-from meterd.seclog.entry import Entry, system_entry
-from meterd.seclog.errors import LogCorruptError, LogFullError, LogKeyError, LogUnavailableError
+from meterd.seclog.entry import Clock, Entry, system_entry
+from meterd.seclog.errors import LogCorruptError, LogFullError, LogUnavailableError
 from meterd.seclog.events import EventType
 from meterd.seclog.keys import KeyFile
+from meterd.seclog.recovery import Segment, catch_up_key, recover_tail
 from meterd.seclog.sealer import frames_size
 from meterd.seclog.segments import (
     ACKNOWLEDGED_FILE,
@@ -45,7 +39,6 @@ from meterd.seclog.segments import (
     last_line,
     list_segments,
     read_exported,
-    read_lines,
     read_released,
     segment_name,
     set_append_only,
@@ -64,49 +57,6 @@ AUDITOR_ALLOWANCE = 8192
 _ROTATION_WAIT = 60.0
 
 
-class _Clock:
-    """UTC timestamps, RFC 3339 with microseconds, as the frames hold them."""
-
-    __slots__ = ("_prefix", "_second")
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._prefix = b""
-
-    def stamp(self) -> bytes:
-        """Return the current time (formatting the date once a second: it runs on every group)."""
-        ns = time.time_ns()
-        second = ns // 1_000_000_000
-        if second != self._second:
-            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)).encode("ascii")
-            self._second = second
-        return b"%s.%06dZ" % (self._prefix, ns // 1000 % 1_000_000)
-
-
-@dataclass(slots=True)
-class _Segment:
-    index: int
-    path: Path
-    size: int
-    #: Bytes of records about unauthenticated parties (see :mod:`meterd.seclog.classes`).
-    untrusted: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Recovery:
-    """What reopening found at the tail.
-
-    Attributes:
-        segment: Name of the segment whose torn tail was cut, or empty.
-        offset: Where the cut was made.
-        cut_bytes: How many bytes were cut (0: nothing was torn).
-    """
-
-    segment: str = ""
-    offset: int = 0
-    cut_bytes: int = 0
-
-
 class SegmentStore:
     """An open log directory, positioned at its durable head.
 
@@ -122,22 +72,21 @@ class SegmentStore:
     def __init__(self, directory: Path, config: LogConfig) -> None:
         self.directory = directory
         self.config = config
-        self._segments = [_Segment(i, p, p.stat().st_size) for i, p in list_segments(directory)]
+        self._segments = [Segment(i, p, p.stat().st_size) for i, p in list_segments(directory)]
         if not self._segments:
             raise LogCorruptError("no segments: the log was never initialised", path=str(directory))
-        self.recovery = self._recover_tail()
+        self.recovery, head = recover_tail(self._segments, config.append_only_attr)
         for segment in self._segments:
             segment.untrusted = unauthenticated_bytes(segment.path.read_bytes())
         self._keys = KeyFile(directory / KEY_FILE)
-        key = self._catch_up_key()
-        head = self._segments[-1]
-        fd = os.open(head.path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        key = catch_up_key(self._keys, head)
+        fd = os.open(self._segments[-1].path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         try:
             if config.append_only_attr:
                 set_append_only(fd, True)
             # From here on the chain head's digest and the key live only in the syncer.
             self.syncer = Syncer(
-                fd, self._keys.fd, self._keys.slot, (self.seq, bytes.fromhex(self._digest), key)
+                fd, self._keys.fd, self._keys.slot, (head.seq, bytes.fromhex(head.digest), key)
             )
         except BaseException:
             os.close(fd)
@@ -153,7 +102,7 @@ class SegmentStore:
         self._next_warning = self._warning_bytes(self._level)
         self._reserve = min(_SYSTEM_RESERVE, config.capacity_bytes // 100)
         self._since_checkpoint = 0
-        self._clock = _Clock()
+        self._clock = Clock()
 
     @staticmethod
     def create(directory: Path) -> bytes:
@@ -171,78 +120,6 @@ class SegmentStore:
         os.close(os.open(directory / segment_name(1), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         fsync_directory(directory)
         return initial
-
-    # -- recovery ---------------------------------------------------------
-
-    def _recover_tail(self) -> Recovery:
-        """Cut a torn last record, then find the head (seq, digest)."""
-        self.seq, self._digest = 0, GENESIS
-        head = self._segments[-1]
-        recovery = Recovery()
-        self._tail: dict[int, tuple[str, str]] = {}
-        lines = list(read_lines(head.path))
-        good_end = 0
-        for n, line in enumerate(lines):
-            try:
-                if not line.complete:
-                    raise FrameError("torn")
-                record = decode_frame(line.data).record
-            except FrameError:
-                if n != len(lines) - 1:
-                    raise LogCorruptError(
-                        "damaged record before the end of the log", path=str(head.path), seq=self.seq + 1
-                    ) from None
-                recovery = Recovery(head.path.name, line.offset, len(line.data))
-                break
-            if self.seq and (record.seq != self.seq + 1 or record.prev != self._digest):
-                raise LogCorruptError("records out of order", path=str(head.path), seq=record.seq)
-            self.seq, self._digest = record.seq, record.digest
-            self._tail[record.seq] = (record.digest, record.mac)
-            good_end = line.offset + len(line.data)
-        if recovery.cut_bytes:
-            self._cut(head, good_end)
-        if not self.seq:
-            self._head_from_previous()
-        return recovery
-
-    def _cut(self, head: _Segment, good_end: int) -> None:
-        clear_append_only(head.path)
-        fd = os.open(head.path, os.O_WRONLY | os.O_CLOEXEC)
-        try:
-            os.ftruncate(fd, good_end)
-            os.fsync(fd)
-            if self.config.append_only_attr:
-                set_append_only(fd, True)
-        finally:
-            os.close(fd)
-        head.size = good_end
-
-    def _head_from_previous(self) -> None:
-        """The head segment holds no record: the head is the previous segment's last."""
-        if len(self._segments) < 2:
-            return  # a brand-new log: genesis
-        path = self._segments[-2].path
-        try:
-            record = decode_frame(last_line(path)).record
-        except FrameError:
-            raise LogCorruptError("last record of the previous segment is damaged", path=str(path)) from None
-        self.seq, self._digest = record.seq, record.digest
-
-    def _catch_up_key(self) -> bytes:
-        seq_next, key = self._keys.load()
-        if seq_next > self.seq + 1:
-            raise LogKeyError(
-                f"the sealing key is for seq {seq_next} but the log ends at seq {self.seq}: "
-                "acknowledged records are missing"
-            )
-        while seq_next <= self.seq:
-            sealed = self._tail.get(seq_next)
-            if sealed and hmac.digest(key, bytes.fromhex(sealed[0]), "sha256").hex() != sealed[1]:
-                raise LogKeyError(f"the sealing key does not match the log at seq {seq_next}")
-            key = evolve(key)
-            seq_next += 1
-        self._tail.clear()
-        return key
 
     # -- writing ----------------------------------------------------------
 
@@ -352,7 +229,7 @@ class SegmentStore:
         except BaseException:
             os.close(fd)
             raise
-        self._segments.append(_Segment(index, path, 0))
+        self._segments.append(Segment(index, path, 0))
         return fd
 
     def write(
@@ -366,8 +243,9 @@ class SegmentStore:
         """Submit encoded ``records`` to the syncer (see :attr:`durable`); return the seq of the first.
 
         The log's own records (checkpoint, fill warning, segment drop) follow
-        the caller's in the same group.  Sizes are exact before sealing (the
-        syncer checks them), so capacity and rotation are decided here.
+        the caller's in the same group.  Sizes are exact before sealing (the C
+        sealer's own formula, :func:`~meterd.seclog.sealer.frames_size`), so
+        capacity and rotation are decided here.
 
         Raises:
             LogFullError: Capacity reached and the full policy refuses (none of
@@ -428,14 +306,11 @@ class SegmentStore:
             new_fd = self._rotate()
             head = self._segments[-1]
         try:
-            self.syncer.submit(
-                joined, count, first, ts, new_segment_fd=new_fd, checkpoint_last=checkpoint, expected=size
-            )
+            self.syncer.submit(joined, count, ts, new_segment_fd=new_fd, checkpoint_last=checkpoint)
         except BaseException:
             if new_fd >= 0:
                 os.close(new_fd)
             raise
-        self.seq += count
         head.size += size
         head.untrusted += untrusted
         self.usage += size
@@ -453,10 +328,41 @@ class SegmentStore:
             if unauthenticated(record)
         )
 
+    # -- durability (the syncer's, for the writer: it reaches C only through the store) --
+
+    @property
+    def seq(self) -> int:
+        """Seq of the last record submitted (the syncer numbers records)."""
+        return self.syncer.submitted
+
     @property
     def durable(self) -> int:
         """Seq of the last record on stable storage."""
         return self.syncer.durable
+
+    def wait(self, seq: int, timeout: float) -> None:
+        """Block (without the interpreter lock) until ``seq`` is durable (see :meth:`Syncer.wait`)."""
+        self.syncer.wait(seq, timeout)
+
+    def subscribe(self, eventfd: int) -> None:
+        """Have ``eventfd`` written after every sync (see :meth:`Syncer.subscribe`)."""
+        self.syncer.subscribe(eventfd)
+
+    def unsubscribe(self, eventfd: int) -> None:
+        """Stop writing ``eventfd``; once this returns it may be closed."""
+        self.syncer.unsubscribe(eventfd)
+
+    def notify(self) -> None:
+        """Wake every subscriber now (a group failed before reaching the disk)."""
+        self.syncer.notify()
+
+    def latencies(self) -> list[float]:
+        """Return the durations (seconds) of the syncs made since the last call, oldest first."""
+        return self.syncer.latencies()
+
+    def failure(self) -> LogUnavailableError | None:
+        """The error that stopped the syncer for good, or None."""
+        return self.syncer.failure()
 
     def close(self) -> LogUnavailableError | None:
         """Write and sync what was submitted, store the key, stop the syncer, close the files.

@@ -1,18 +1,10 @@
 """The syncer: native threads that seal, write and sync without the interpreter lock.
 
-The store decides what each group holds (records, rotation, checkpoints,
-capacity) and submits it as encoded fields (:meth:`Syncer.submit`).  In
-``native/meterd_sync.c`` two workers share two jobs, one worker per job at a
-time: sealing takes every group submitted so far, seals it with the chain
-head and the evolving key (held only there, erased as it evolves) and writes
-it in one ``write``; syncing makes everything written so far durable with one
-``fdatasync`` (groups written while a sync runs share the next one, and the
-next sync never waits for sealing), then publishes the durable seq, wakes
-blocked waiters and writes to each subscribed eventfd (one per event loop).
-A key thread stores the next key in the key file.  Needing no Python, they
-keep the disk and the second core busy with one group while the appenders of
-the next one run, which a Python writer thread cannot: it would queue for the
-interpreter lock behind them after every sync.
+The typed wrapper of ``native/meterd_sync.c`` (its place in the pipeline is
+in :mod:`meterd.seclog`; its threads in ``native/meterd_sync.h``).  Needing
+no Python, they keep the disk and the second core busy with one group while
+the appenders of the next one run, which a Python writer thread cannot: it
+would queue for the interpreter lock behind them after every sync.
 """
 
 from __future__ import annotations
@@ -22,9 +14,9 @@ import os
 import threading
 
 import meterd.seclog.sealer  # noqa: F401  (initialises the sealer the syncer runs)
-from meterd._seal import ffi, lib
 from meterd.seclog.codec import KEY_BYTES
 from meterd.seclog.errors import LogUnavailableError
+from meterd.seclog.native import FAULTS, ffi, lib
 
 if lib.MTR_SYNC_KEY_BYTES != KEY_BYTES:
     raise ImportError("meterd._seal was built for another key size")
@@ -34,7 +26,7 @@ MAX_SUBSCRIBERS: int = lib.MTR_SYNC_MAX_SUBSCRIBERS
 
 
 class Fault(enum.IntEnum):
-    """Storage faults a test can inject into a syncer (the daemon never does)."""
+    """Storage faults a test can inject into a syncer (test build only: :mod:`~meterd.seclog.native`)."""
 
     #: The storage behaves.
     NONE = lib.MTR_SYNC_FAULT_NONE
@@ -90,45 +82,37 @@ class Syncer:
         self,
         records: bytes,
         count: int,
-        first_seq: int,
         ts: bytes,
         *,
         new_segment_fd: int = -1,
         checkpoint_last: bool = False,
-        expected: int,
     ) -> None:
-        """Queue a group of records (their encoded fields) to be sealed from ``first_seq`` on.
+        """Queue a group of records (their encoded fields) to be sealed after the last submitted.
 
         Args:
             records: The records' encoded fields, separated by newlines
                 (which encoded fields never hold).
             count: How many records.
-            first_seq: The first record's seq: the one after the last submitted.
             ts: The group's timestamp.
-            new_segment_fd: A new head segment this group starts; the syncer
-                owns it once this returns.
+            new_segment_fd: A new head segment this group starts (everything
+                before must be durable); the syncer owns it once this returns.
             checkpoint_last: The last record is a checkpoint whose
                 ``head_digest`` holds a placeholder for the previous record's digest.
-            expected: The frames' total size, as the store accounted for it.
 
         Raises:
-            LogUnavailableError: The syncer failed or stopped (``new_segment_fd``
-                stays the caller's).
+            LogUnavailableError: The syncer failed or stopped, or ``count`` does not
+                match ``records`` (``new_segment_fd`` stays the caller's).
         """
         rc = lib.mtr_syncer_submit(
-            self._handle,
-            records,
-            len(records),
-            count,
-            first_seq,
-            ts,
-            len(ts),
-            new_segment_fd,
-            checkpoint_last,
-            expected,
+            self._handle, records, len(records), count, ts, len(ts), new_segment_fd, checkpoint_last
         )
         if rc:
             raise _failed(rc)
+
+    @property
+    def submitted(self) -> int:
+        """Seq of the last record submitted: the syncer numbers the records."""
+        return int(lib.mtr_syncer_submitted(self._handle))
 
     def wait(self, seq: int, timeout: float) -> None:
         """Block (without the interpreter lock) until ``seq`` is durable.
@@ -176,7 +160,13 @@ class Syncer:
             return list(self._latencies[0:n])
 
     def set_fault(self, fault: Fault, value: int = 0) -> None:
-        """Make the storage misbehave from the next write or sync on (tests of failure handling)."""
+        """Make the storage misbehave from the next write or sync on (tests of failure handling).
+
+        Raises:
+            LogUnavailableError: Not the test build (see :mod:`meterd.seclog.native`).
+        """
+        if not FAULTS:
+            raise LogUnavailableError("storage faults exist only in the test build", reason="failed")
         lib.mtr_syncer_set_fault(self._handle, fault, value)
 
     def stop(self) -> LogUnavailableError | None:

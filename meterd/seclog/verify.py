@@ -39,78 +39,34 @@ elsewhere, tell authentic records from rewritten ones.
 
 from __future__ import annotations
 
-import enum
 import hmac
 import itertools
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from meterd.errors import SecurityLogError
 from meterd.seclog.codec import GENESIS, FrameError, decode_frame, evolve, key_at
 from meterd.seclog.events import EventType, Record
+from meterd.seclog.parts import joined, scan_log
 from meterd.seclog.reader import iter_frames, iter_lines
-from meterd.seclog.segments import Line, read_lines
+from meterd.seclog.report import Finding, Problem, VerifyReport
+from meterd.seclog.scan import PROGRESS_EVERY, Span
+from meterd.seclog.segments import Line
+
+__all__ = [
+    "LOOKAHEAD",
+    "Finding",
+    "Problem",
+    "Span",
+    "VerifyReport",
+    "joined",
+    "load_anchor",
+    "verify",
+    "verify_records",
+]
 
 #: How far ahead a missing record is looked for before calling it missing, not reordered.
 LOOKAHEAD = 100_000
-
-
-class Problem(enum.Enum):
-    """What verification found wrong.  The value is the word tools print."""
-
-    EDITED = "edited"
-    REORDERED = "reordered"
-    MISSING = "missing"
-    DUPLICATED = "duplicated"
-    TRUNCATED = "truncated"
-    BAD_MAC = "bad MAC"
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """The first problem found.
-
-    Attributes:
-        seq: The first bad sequence number.
-        problem: What is wrong.
-        message: One line for a human.
-        location: ``file:offset`` where it was noticed, or empty.
-    """
-
-    seq: int
-    problem: Problem
-    message: str
-    location: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class VerifyReport:
-    """The outcome of :func:`verify`.
-
-    Attributes:
-        records: Records checked.
-        first_seq: Seq of the first record (0 if none).
-        last_seq: Seq of the last record checked.
-        mac_checked: True when MACs were checked with a key.
-        checkpoints: Checkpoint records seen and consistent.
-        anchored: True when an anchor was given and the log holds it (or starts
-            right after it, linked to it).
-        finding: The first problem, or None when the log is intact.
-    """
-
-    records: int
-    first_seq: int
-    last_seq: int
-    mac_checked: bool
-    checkpoints: int
-    anchored: bool
-    finding: Finding | None
-
-    @property
-    def ok(self) -> bool:
-        """True when nothing was found wrong."""
-        return self.finding is None
 
 
 class _FoundError(SecurityLogError):
@@ -124,9 +80,14 @@ def _where(line: Line) -> str:
 
 class _Verifier:
     def __init__(
-        self, key: bytes | None, anchor: Record | None, visit: Callable[[Record], None] | None = None
+        self,
+        key: bytes | None,
+        anchor: Record | None,
+        visit: Callable[[Record], None] | None = None,
+        progress: Callable[[int], None] | None = None,
     ) -> None:
         self.visit = visit
+        self.progress = progress
         self.initial = key
         self.key = b""
         self.anchor = anchor
@@ -265,6 +226,8 @@ class _Verifier:
         self.prev = record.digest
         if self.visit is not None:
             self.visit(record)
+        if self.progress is not None and not self.records % PROGRESS_EVERY:
+            self.progress(self.records)
 
     def _check_special(self, record: Record, line: Line) -> None:
         detail = record.detail
@@ -365,8 +328,16 @@ def verify(
     key: bytes | None = None,
     anchor: Record | None = None,
     visit: Callable[[Record], None] | None = None,
+    workers: int = 1,
+    progress: Callable[[int], None] | None = None,
 ) -> VerifyReport:
     """Verify a log directory, a segment, or an exported/collected copy.
+
+    A log directory is first checked by the lean pass (:mod:`meterd.seclog.parts`,
+    in ``workers`` processes when it is large), which passes it only when this
+    reference verifier would; when it does not, or for anything else (a file,
+    an anchor, a ``visit``), the reference verifier reads it record by record
+    and names the first problem.
 
     Args:
         source: What to check.
@@ -379,17 +350,40 @@ def verify(
             bad MAC is visited before the problem is reported (it is noticed
             at the next record): a caller must discard what it collected
             when the report is not ok.
+        workers: Processes the lean pass may fork (1: none; never from the daemon).
+        progress: Called now and then with the records checked so far.
 
     Returns:
         The report; ``report.finding`` names the first bad seq and what is wrong.
     """
-    verifier = _Verifier(key, anchor, visit)
+    if visit is None and anchor is None and source.is_dir():
+        try:
+            report, _ = scan_log(source, key=key, workers=workers, progress=progress)
+        except OSError:
+            report = None  # the reference reads it again and says what is wrong
+        if report is not None:
+            return report
+    return verify_records(source, key=key, anchor=anchor, visit=visit, progress=progress)
+
+
+def verify_records(
+    source: Path,
+    *,
+    key: bytes | None = None,
+    anchor: Record | None = None,
+    visit: Callable[[Record], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> VerifyReport:
+    """The reference verifier: :func:`verify` record by record, naming the first problem (same arguments)."""
+    verifier = _Verifier(key, anchor, visit, progress)
     finding = None
     try:
         verifier.run(iter_lines(source))
         verifier.finish()
     except _FoundError as stop:
         finding = stop.finding
+    if progress is not None:
+        progress(verifier.records)
     return VerifyReport(
         records=verifier.records,
         first_seq=verifier.first,
@@ -398,91 +392,4 @@ def verify(
         checkpoints=verifier.checkpoints,
         anchored=verifier.anchored,
         finding=finding,
-    )
-
-
-@dataclass(frozen=True, slots=True)
-class Span:
-    """The outcome of :func:`verify_span`: one contiguous part of a log, checked on its own.
-
-    Attributes:
-        ok: True when every record of the part passed (a part never holds the whole story:
-            its first link, and the log's start, are the caller's to check).
-        records: Records checked.
-        first_seq: Seq of its first record (0 if none).
-        first_prev: That record's ``prev``: must be the previous part's ``last_digest``.
-        last_seq: Seq of its last record.
-        last_digest: That record's digest.
-        checkpoints: Consistent checkpoint records.
-        drops: ``(last_seq, last_digest)`` of its ``log_segment_dropped`` records.
-    """
-
-    ok: bool
-    records: int
-    first_seq: int
-    first_prev: str
-    last_seq: int
-    last_digest: str
-    checkpoints: int
-    drops: frozenset[tuple[int, str]]
-
-
-def verify_span(
-    pieces: list[tuple[Path, int, int]],
-    *,
-    key: bytes | None = None,
-    visit: Callable[[Record], None] | None = None,
-) -> Span:
-    """Check a contiguous part of a log directory: ``(segment, start, end)`` byte ranges in order.
-
-    The same record checks as :func:`verify` (frames, order, links, MACs with
-    the key evolved to the part's first seq, checkpoints), so a log split into
-    parts at line boundaries verifies exactly when every part is ok, each
-    part's ``first_prev`` is the previous part's ``last_digest`` with seqs
-    following on, and the first part starts the log as :func:`verify` requires.
-    Any problem only makes ``ok`` False: run :func:`verify` to name it.
-    """
-    verifier = _Verifier(key, None, visit)
-    ok = True
-    try:
-        verifier.run(line for path, start, end in pieces for line in read_lines(path, start, end))
-        if verifier.bad_mac is not None:
-            ok = False
-    except _FoundError:
-        ok = False
-    return Span(
-        ok,
-        verifier.records,
-        verifier.first,
-        verifier.start_link[0] if verifier.first > 1 else GENESIS,
-        verifier.expected - 1 if verifier.expected else 0,
-        verifier.prev,
-        verifier.checkpoints,
-        frozenset(verifier.drops),
-    )
-
-
-def joined(spans: list[Span], *, key: bytes | None) -> VerifyReport | None:
-    """Return the report of a whole log from its parts' (see :func:`verify_span`), or None.
-
-    None when the parts do not join up into a log :func:`verify` would pass
-    (run it to learn why).
-    """
-    if not spans or not all(s.ok and s.records for s in spans):
-        return None
-    for before, after in itertools.pairwise(spans):
-        if after.first_seq != before.last_seq + 1 or after.first_prev != before.last_digest:
-            return None
-    first = spans[0]
-    drops = frozenset().union(*(s.drops for s in spans))
-    if first.first_seq > 1 and (first.first_seq - 1, first.first_prev) not in drops:
-        return None
-    return VerifyReport(
-        records=sum(s.records for s in spans),
-        first_seq=first.first_seq,
-        last_seq=spans[-1].last_seq,
-        mac_checked=key is not None,
-        checkpoints=sum(s.checkpoints for s in spans),
-        anchored=False,
-        finding=None,
     )

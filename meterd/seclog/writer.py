@@ -1,11 +1,10 @@
 """Group commit: appenders write in groups, a native syncer makes each group durable.
 
 Appenders put a validated record (its encoded fields) into the pending
-group.  Whoever flushes takes the whole pending group and submits it through
-the store to the syncer (:mod:`meterd.seclog.syncer`), whose native threads
-seal it, write it and ``fdatasync``: groups submitted while a sync runs share
-the next one, which is what makes throughput under load far above one sync
-per record.
+group.  Whoever flushes takes the whole pending group and submits it to the
+store (the pipeline behind it is described in :mod:`meterd.seclog`): groups
+submitted while a sync runs share the next one, which is what makes
+throughput under load far above one sync per record.
 
 Async appenders wait per group, not per record (:class:`_Group`): one seq
 and one error settle every future of a group, in order.
@@ -119,7 +118,6 @@ class GroupCommitWriter:
 
     def __init__(self, store: SegmentStore, max_pending: int) -> None:
         self._store = store
-        self._syncer = store.syncer
         self._max_pending = max_pending
         # The queue lock guards the pending group and is held only for list
         # operations; the flush lock serialises writers and is held across I/O.
@@ -172,7 +170,7 @@ class GroupCommitWriter:
         if group.error is not None:
             raise _copy_error(group.error) from group.error
         seq = group.first + index
-        self._syncer.wait(seq, timeout)
+        self._store.wait(seq, timeout)
         self._report_syncs()
         return seq
 
@@ -238,7 +236,7 @@ class GroupCommitWriter:
         result = self._flush(checkpoint=True)
         if isinstance(result, BaseException):
             raise _copy_error(result) from result
-        self._syncer.wait(result, timeout)
+        self._store.wait(result, timeout)
         return result
 
     # -- writing ----------------------------------------------------------
@@ -272,15 +270,15 @@ class GroupCommitWriter:
                 error = e
             else:
                 group.first = first
-                durable = self._syncer.durable
+                durable = self._store.durable
                 self._backlog = self._store.seq - durable
                 if durable >= first:
                     # Synced before ``first`` was set here: a loop woken meanwhile
                     # found nothing to resolve and must look again.
-                    self._syncer.notify()
+                    self._store.notify()
             if error is not None:
                 group.error = error
-                self._syncer.notify()  # the loops waiting on this group learn it now
+                self._store.notify()  # the loops waiting on this group learn it now
                 return error
             return self._store.seq
 
@@ -295,12 +293,12 @@ class GroupCommitWriter:
         with self._loops_lock:
             for old in [w for w in self._loops.values() if w.loop.is_closed()]:
                 # A closed loop's selector is gone with it: only our side is left to release.
-                self._syncer.unsubscribe(old.eventfd)
+                self._store.unsubscribe(old.eventfd)
                 os.close(old.eventfd)
                 del self._loops[old.loop]
             eventfd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
             try:
-                self._syncer.subscribe(eventfd)
+                self._store.subscribe(eventfd)
             except BaseException:
                 os.close(eventfd)
                 raise
@@ -317,12 +315,12 @@ class GroupCommitWriter:
     def _report_syncs(self) -> None:
         """Hand the durations of the syncs made since the last report to ``on_commit``."""
         if self.on_commit is not None:
-            for seconds in self._syncer.latencies():
+            for seconds in self._store.latencies():
                 self.on_commit(seconds)
 
     def _resolve(self, waiting: _LoopWaiters) -> None:
         """Settle, in order, the futures of the groups that are durable or failed."""
-        durable = self._syncer.durable
+        durable = self._store.durable
         groups = waiting.groups
         loop = waiting.loop
         while groups:
@@ -411,4 +409,4 @@ class GroupCommitWriter:
     @property
     def failure(self) -> BaseException | None:
         """The fault that stopped the log, if any."""
-        return self._failure or self._syncer.failure()
+        return self._failure or self._store.failure()

@@ -173,7 +173,7 @@ def test_a_group_whose_count_does_not_match_is_refused_whole(log: SecurityLog) -
     ts = b"2026-11-22T10:00:00.000000Z"
     for records, count in ((b'"a":1\n"b":2', 3), (b'"a":1\n"b":2', 1), (b'"a":1\n', 1)):
         with pytest.raises(LogUnavailableError):
-            syncer.submit(records, count, first, ts, expected=0)
+            syncer.submit(records, count, ts)
     # Nothing was queued and the syncer is healthy: the log goes on from the same seq.
     assert fill(log, 1) == [first]
     assert verify(log.directory).ok
