@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import select
 import signal
 import threading
 import time
@@ -18,6 +19,8 @@ from meterd.seclog.verify import verify
 
 KILLS = 300
 WRITER_THREADS = 4
+#: How long a child may take to open the log and acknowledge its first record.
+FIRST_ACK_TIMEOUT = 10.0
 #: Small segments so that kills also land during rotation.
 CONFIG = LogConfig(
     append_only_attr=False, segment_bytes=16 << 10, capacity_bytes=256 << 20, checkpoint_interval=50
@@ -59,10 +62,22 @@ def _run_and_kill(directory: Path, run: int, delay: float) -> list[tuple[int, in
         finally:
             os._exit(1)
     os.close(write_fd)
+    # The random delay counts from the child's first acknowledgement, not from the
+    # fork: on a busy machine opening the log can take longer than the delay, and
+    # a kill before the first append would test nothing.
+    chunks = []
+    deadline = time.monotonic() + FIRST_ACK_TIMEOUT
+    while not any(b"\n" in c for c in chunks):
+        ready, _, _ = select.select([read_fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            break  # the assertions below report a child that never acknowledged
+        chunk = os.read(read_fd, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
     time.sleep(delay)
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
-    chunks = []
     while chunk := os.read(read_fd, 1 << 16):
         chunks.append(chunk)
     os.close(read_fd)
