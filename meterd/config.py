@@ -37,13 +37,15 @@ from meterd.channels.serial.config import SerialConfig
 from meterd.channels.serial.config import load as load_serial
 from meterd.channels.ssh.config import SshConfig
 from meterd.channels.ssh.config import load as load_ssh
+from meterd.directory.settings import DirectorySettings
+from meterd.directory.settings import load as load_directory
 from meterd.errors import ConfigError, ConfigValidationError
 from meterd.metrics.config import MetricsConfig
 from meterd.metrics.config import load as load_metrics
 from meterd.seclog.config import FullPolicy, LogConfig
 from meterd.tomlreader import Reader
 
-_TOP = ("daemon", "security_log", "ssh", "serial", "panel", "modbus", "metrics")
+_TOP = ("daemon", "security_log", "ssh", "serial", "panel", "modbus", "metrics", "directory")
 MAX_CONFIG_BYTES = 1024 * 1024
 
 
@@ -144,6 +146,7 @@ class DaemonConfig:
         panel: Front panel socket, or None.
         modbus: Modbus channel, or None.
         metrics: Metrics endpoint, or None.
+        directory: Directory login (LDAP/Active Directory or RADIUS), or None.
     """
 
     source: Path
@@ -163,6 +166,7 @@ class DaemonConfig:
     policy_signing_threshold: int = 1
     meter_id: str = ""
     meter_labels: tuple[str, ...] = ()
+    directory: DirectorySettings | None = None
 
 
 def _path(base: Path, text: str) -> Path:
@@ -297,6 +301,7 @@ def load_config(data: dict[str, Any], source: Path) -> DaemonConfig:
         panel=channel("panel", load_panel),
         modbus=channel("modbus", load_modbus),
         metrics=channel("metrics", load_metrics),
+        directory=channel("directory", load_directory),
     )
     if errors:
         raise ConfigValidationError(errors)

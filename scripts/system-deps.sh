@@ -36,6 +36,8 @@ $build_only || needs+=(
     "sshd:openssh-server"
     "mbpoll:mbpoll"
     "chromium:chromium"
+    "slapd:slapd"
+    "ldapadd:ldap-utils"
 )
 
 missing=()
@@ -67,3 +69,9 @@ echo "system-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+# slapd's package starts a system-wide server; the tests run their own instances (own
+# configuration, own ports), so the system one is stopped and kept from starting at boot.
+if printf '%s\n' "${missing[@]}" | grep -qx slapd; then
+    (command -v systemctl >/dev/null && systemctl disable --now slapd) >/dev/null 2>&1 \
+        || service slapd stop >/dev/null 2>&1 || true
+fi

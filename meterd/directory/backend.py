@@ -52,11 +52,11 @@ class DirectoryError(MeterdError):
         super().__init__(message)
 
 
-class DirectoryRefused(DirectoryError):
+class DirectoryRefused(DirectoryError):  # noqa: N818 - the backends share this name
     """A server answered and said no (bad password, unknown user)."""
 
 
-class DirectoryUnreachable(DirectoryError):
+class DirectoryUnreachable(DirectoryError):  # noqa: N818 - the backends share this name
     """No server answered within the budget; the message names the server and the step."""
 
 
