@@ -36,17 +36,25 @@ from meterd.guard.audit import (
     principal_kind,
 )
 from meterd.guard.credential_checks import credential_checks
-from meterd.guard.credentials import Credential, PublicKey, check_credential, counts_toward_lockout
+from meterd.guard.credentials import (
+    Credential,
+    Password,
+    PublicKey,
+    check_credential,
+    counts_toward_lockout,
+)
 from meterd.guard.decide import decide, evaluate, within_role_limit
 from meterd.guard.demand_window import DemandResetWindow, Reservation
+from meterd.guard.directory_login import DirectoryGate, directory_login
 from meterd.guard.dual_control import DualControl, PendingApproval
 from meterd.guard.lockout import LoginLockout
 from meterd.guard.observer import GuardObserver, NullObserver
 from meterd.guard.sessions import Session, SessionRegistry
-from meterd.policy.compile import CompiledPolicy
+from meterd.policy.compile import CompiledPolicy, compile_policy
 from meterd.policy.credentials import Credentials, initial_credentials
+from meterd.policy.directory import is_local, with_directory
 from meterd.policy.grants import PrincipalKind, grants_of
-from meterd.policy.model import ANONYMOUS, Policy
+from meterd.policy.model import ANONYMOUS, DirectoryPrincipal, Policy
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, DenyReason, Outcome, Request
 from meterd.policy.scope import contains
@@ -89,6 +97,7 @@ class Guard:
         last_demand_reset: Wall time of the last peak-demand reset, from the meter.
         policy_version: The policy-store version of ``compiled``.
         credentials: The meter's local credentials (default: those ``compiled``'s policy carries).
+        directory: Directory login (LDAP or RADIUS), or None for local logins only.
     """
 
     def __init__(
@@ -102,8 +111,13 @@ class Guard:
         last_demand_reset: float | None = None,
         policy_version: int | None = None,
         credentials: Credentials | None = None,
+        directory: DirectoryGate | None = None,
     ) -> None:
+        # _base is the policy as installed; _compiled adds the directory users in force
+        # (see meterd.guard.directory_login) and is what every decision uses.
+        self._base = compiled
         self._compiled = compiled
+        self.directory = directory
         self._credentials = credentials if credentials is not None else initial_credentials(compiled.policy)
         #: The policy-store version in force (follows push, rollback, shell edits and reload).
         self.policy_version = policy_version or 0
@@ -125,8 +139,8 @@ class Guard:
 
     @property
     def compiled(self) -> CompiledPolicy:
-        """The policy in force."""
-        return self._compiled
+        """The policy in force, as installed (without the directory users logged in now)."""
+        return self._base
 
     def install_policy(self, compiled: CompiledPolicy, version: int | None = None) -> CompiledPolicy:
         """Put ``compiled`` in force in one step; return the policy it replaced.
@@ -135,11 +149,29 @@ class Guard:
             compiled: The new policy.
             version: Its policy-store version (None: a policy that was not stored, in tests).
         """
-        previous, self._compiled = self._compiled, compiled
+        previous, self._base = self._base, compiled
+        self._compiled = self._with_directory(compiled)
         if version is not None:
             self.policy_version = version
         self.observer.policy_in_force(self.policy_version, compiled.policy.version)
         return previous
+
+    def _with_directory(self, base: CompiledPolicy) -> CompiledPolicy:
+        """``base`` with the directory users in force added to its table (``base`` itself if none)."""
+        principals = self.directory.principals if self.directory is not None else {}
+        policy = with_directory(base.policy, principals)
+        return base if policy is base.policy else compile_policy(policy)
+
+    def put_directory_principal(self, principal: DirectoryPrincipal, server: str) -> None:
+        """Put a directory user the policy mapped in force (a directory login succeeded)."""
+        if self.directory is None:
+            raise ValueError("no directory configured")
+        self.directory.put(principal, server)
+        self._compiled = self._with_directory(self._base)
+
+    def now(self) -> float:
+        """The guard's monotonic clock."""
+        return self._monotonic()
 
     @property
     def credentials(self) -> Credentials:
@@ -202,6 +234,16 @@ class Guard:
         """
         compiled, credentials = self._compiled, self._credentials
         settings = compiled.policy.settings
+        gate = self.directory
+        if (
+            gate is not None
+            and isinstance(credential, Password)
+            and gate.applies(channel)
+            and not is_local(self._base.policy, name)
+        ):
+            return await directory_login(
+                self, gate, channel=channel, source=source, name=name, password=credential.secret
+            )
         now = self._monotonic()
         locked = self.lockout.locked(name, channel, now)
         # Always do the check, so a locked account answers as slowly as any other.  A
@@ -235,16 +277,50 @@ class Guard:
                 name, channel, now, settings.login_failure_threshold, settings.login_lockout
             )
         ):
-            self.observer.account_locked(channel)
+            await self.locked_out(name, channel, source)
+        return False
+
+    async def locked_out(self, name: str, channel: Channel, source: str) -> None:
+        """Record and count that ``name`` has just been locked on ``channel``."""
+        settings = self._compiled.policy.settings
+        self.observer.account_locked(channel)
+        await self.record(
+            EventType.ACCOUNT_LOCKED,
+            name,
+            Outcome.DENY,
+            channel=channel,
+            source=source,
+            detail={"seconds": settings.login_lockout, "failures": settings.login_failure_threshold},
+        )
+
+    async def _break_glass_allowed(self, channel: Channel, source: str, name: str) -> bool:
+        """A break-glass account passes only while the directory is unreachable, and raises an alarm.
+
+        Asked when a session opens, so every way in (password, key, PIN) is covered.
+        """
+        user = self._base.policy.users.get(name)
+        gate = self.directory
+        if gate is None or user is None or not user.break_glass:
+            return True
+        if await gate.probe():
             await self.record(
-                EventType.ACCOUNT_LOCKED,
+                EventType.LOGIN_FAILURE,
                 name,
                 Outcome.DENY,
                 channel=channel,
                 source=source,
-                detail={"seconds": settings.login_lockout, "failures": settings.login_failure_threshold},
+                detail={"reason": "break_glass_directory_reachable", "path": "break-glass"},
             )
-        return False
+            self.observer.login_failure(channel)
+            return False
+        return await self.record(
+            EventType.ALARM,
+            name,
+            Outcome.ALLOW,
+            channel=channel,
+            source=source,
+            detail={"alarm": "break_glass_login", "path": "break-glass", "backend": gate.backend.name},
+        )
 
     async def open_session(
         self,
@@ -263,6 +339,13 @@ class Guard:
         Returns:
             The session, or the refusing decision (recorded as a login failure).
         """
+        if not await self._break_glass_allowed(channel, source, principal):
+            return Decision(
+                Request(principal, any_of[0], resource, channel, source),
+                Outcome.DENY,
+                DenyReason.NOT_GRANTED,
+                "break-glass accounts log in only while the directory is unreachable",
+            )
         compiled = self._compiled
         places = [resource, *sorted(_scopes_below(compiled, principal, resource))]
         refusal: Decision | None = None
@@ -292,13 +375,11 @@ class Guard:
         session = self.sessions.open(
             principal, principal_kind(compiled, principal), channel, source, self._monotonic()
         )
+        detail: dict[str, DetailValue] = {"session": session.id[:8]}
+        if self.directory is not None:
+            detail.update(self._login_path(session))
         if not await self.record(
-            EventType.LOGIN_SUCCESS,
-            principal,
-            Outcome.ALLOW,
-            channel=channel,
-            source=source,
-            detail={"session": session.id[:8]},
+            EventType.LOGIN_SUCCESS, principal, Outcome.ALLOW, channel=channel, source=source, detail=detail
         ):
             self.sessions.remove(session)
             return Decision(
@@ -309,6 +390,17 @@ class Guard:
             )
         self.observer.sessions(channel, self.sessions.count(channel))
         return session
+
+    def _login_path(self, session: Session) -> dict[str, DetailValue]:
+        """How ``session``'s principal logged in (a directory is configured); bounds a directory session."""
+        gate = self.directory
+        assert gate is not None
+        origin = gate.origin.get(session.principal)
+        if origin is not None and session.principal in self._compiled.policy.directory_principals:
+            session.expires_at = session.opened_at + gate.settings.session_lifetime
+            return {"path": origin[0], "server": origin[1]}
+        user = self._base.policy.users.get(session.principal)
+        return {"path": "break-glass" if user is not None and user.break_glass else "local"}
 
     async def close_session(self, session: Session, *, timed_out: bool = False, reason: str = "") -> None:
         """End a session (logout, idle timeout, disconnect) and record it once."""
@@ -538,6 +630,10 @@ class Guard:
         for session in self.sessions:
             if now - session.last_active > idle:
                 await self.close_session(session, timed_out=True)
+            elif session.expires_at is not None and now >= session.expires_at:
+                await self.close_session(session, timed_out=True, reason="session lifetime reached")
+        if self.directory is not None and self.directory.prune({s.principal for s in self.sessions}):
+            self._compiled = self._with_directory(self._base)
         await self._audit.flush(self._compiled, final=final)
 
     # -- the security log's state ---------------------------------------------
@@ -723,7 +819,7 @@ class Guard:
 
     @property
     def policy(self) -> Policy:
-        """The policy in force (read-only: change it with :meth:`install_policy`)."""
+        """The policy in force, with the directory users logged in now (change it: :meth:`install_policy`)."""
         return self._compiled.policy
 
     async def refuse(

@@ -35,6 +35,8 @@ class Session:
         role_limit: When set, the session acts only through these roles (a
             Modbus/TCP Security certificate names one); an empty tuple is the
             NULL role, which is granted nothing.  None: every role of the principal.
+        expires_at: Monotonic time the session ends whatever its activity (a
+            directory session's bounded lifetime); None for no limit.
     """
 
     id: str
@@ -47,6 +49,7 @@ class Session:
     closed: bool = False
     on_close: list[CloseCallback] = field(default_factory=list)
     role_limit: tuple[str, ...] | None = None
+    expires_at: float | None = None
 
 
 class SessionRegistry:

@@ -1,4 +1,4 @@
-"""Fixtures shared by the directory-login tests: a real OpenLDAP server."""
+"""Fixtures shared by the directory-login tests: a real OpenLDAP server, a real meterd."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.daemon.conftest import start_daemon
 from tests.directory.slapd import Slapd, find
+
+__all__ = ["slapd", "start_daemon"]
 
 
 @pytest.fixture

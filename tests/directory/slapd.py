@@ -142,12 +142,12 @@ class Slapd:
         slapd = find("slapd")
         assert slapd, "slapd is not installed (scripts/system-deps.sh installs it)"
         urls = f"{self.ldaps_uri}/ {self.ldap_uri}/ {self.ldapi_uri}/"
-        log = (self.root / "slapd.log").open("ab")
-        self.process = subprocess.Popen(
-            [slapd, "-f", str(self.root / "slapd.conf"), "-h", urls, "-d", "0"],
-            stdout=log,
-            stderr=log,
-        )
+        with (self.root / "slapd.log").open("ab") as log:
+            self.process = subprocess.Popen(
+                [slapd, "-f", str(self.root / "slapd.conf"), "-h", urls, "-d", "0"],
+                stdout=log,
+                stderr=log,
+            )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -1,0 +1,310 @@
+"""Directory login as the guard runs it: the directory asked off the loop, its answer mapped and recorded.
+
+How a directory user is decided (the one-decision-point rule holds): a
+directory user is no principal of the policy file, so a login that the
+directory accepts and the policy maps adds a
+:class:`~meterd.policy.model.DirectoryPrincipal` (the mapped policy groups,
+roles named by the directory, a scope, the offline cap) to the policy in
+force, and the guard recompiles the table with it.  From then on the
+compiled C table decides that principal's requests like anyone else's;
+channels never see the difference.  Group membership is read again at each
+login (the principal is replaced), the principal leaves the table once it
+has no session, and a push that changes groups or roles recompiles it.
+
+Invariants:
+    * Lockout counts apply before the directory is asked: a locked name never
+      reaches the directory.
+    * The directory runs in a bounded pool of worker threads; the event loop
+      only awaits it, never longer than the login timeout.
+    * The offline cache is used only when the directory is unreachable, never
+      after a refusal (which also deletes the user's cache entry).
+    * Every outcome is recorded with its path (``ldap``, ``radius``,
+      ``offline-cache``) and, where one answered or failed, the server and step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, TypeVar
+
+from meterd.directory.backend import (
+    DirectoryBackend,
+    DirectoryIdentity,
+    DirectoryRefused,
+    DirectoryUnreachable,
+)
+from meterd.directory.offline import CachedLogin, OfflineCache
+from meterd.directory.settings import DirectorySettings
+from meterd.guard.audit import EventType
+from meterd.policy.directory import MappingRefusal, is_local, map_identity
+from meterd.policy.model import DirectoryPrincipal
+from meterd.policy.request import Channel, Outcome
+
+if TYPE_CHECKING:
+    from meterd.guard.guard import Guard
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+#: The paths a login can take, as the log and the metrics name them (a closed set).
+PATHS = ("local", "ldap", "radius", "offline-cache", "break-glass")
+#: Extra seconds the loop waits past the login timeout for a worker that overran it.
+GRACE = 0.5
+
+
+class DirectoryGate:
+    """The directory as the guard uses it: backend, worker pool, offline cache, users in force.
+
+    Args:
+        settings: ``[directory]``.
+        backend: The LDAP or RADIUS backend.
+        offline: The offline cache, or None when ``offline_ttl`` is 0.
+        wall: Wall clock (offline entries outlive restarts).
+    """
+
+    def __init__(
+        self,
+        settings: DirectorySettings,
+        backend: DirectoryBackend,
+        *,
+        offline: OfflineCache | None = None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.backend = backend
+        self.offline = offline
+        self._wall = wall
+        self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="meterd-directory")
+        self._principals: dict[str, DirectoryPrincipal] = {}
+        #: Where each directory principal in force logged in: (path, server).
+        self.origin: dict[str, tuple[str, str]] = {}
+        #: Last known reachability (None until the directory was first asked).
+        self.reachable: bool | None = None
+
+    @property
+    def principals(self) -> Mapping[str, DirectoryPrincipal]:
+        """The directory users in force, by name."""
+        return self._principals
+
+    def put(self, principal: DirectoryPrincipal, server: str) -> None:
+        """Put a freshly mapped principal in force (replacing an earlier login's)."""
+        self._principals[principal.name] = principal
+        self.origin[principal.name] = (principal.path, server)
+
+    def prune(self, keep: set[str]) -> bool:
+        """Drop principals not in ``keep`` (those without sessions); True if any went."""
+        gone = [name for name in self._principals if name not in keep]
+        for name in gone:
+            del self._principals[name]
+            self.origin.pop(name, None)
+        return bool(gone)
+
+    def wall(self) -> float:
+        """The wall clock offline entries are dated with."""
+        return self._wall()
+
+    def applies(self, channel: Channel) -> bool:
+        """Whether password logins on ``channel`` may use the directory."""
+        return channel in self.settings.channels
+
+    async def run(self, func: Callable[..., T], *args: object) -> T:
+        """Run blocking ``func`` in the directory's worker pool."""
+        return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
+
+    async def ask(self, user: str, password: str) -> DirectoryIdentity:
+        """Authenticate with the backend in a worker; never takes longer than the login timeout.
+
+        Raises:
+            DirectoryRefused: The directory said no (or failed unexpectedly: fail closed).
+            DirectoryUnreachable: No server answered in time.
+        """
+        budget = self.settings.login_timeout
+        deadline = time.monotonic() + budget
+        try:
+            return await asyncio.wait_for(
+                self.run(self.backend.authenticate, user, password, deadline), budget + GRACE
+            )
+        except TimeoutError as e:
+            # Every worker busy (or one overran): the login ends; the worker finishes on its own.
+            raise DirectoryUnreachable(
+                f"{self.backend.name}: no answer within {budget:g} s", step="timeout"
+            ) from e
+        except (DirectoryRefused, DirectoryUnreachable):
+            raise
+        except Exception as e:  # a bug in a backend refuses; it never falls back to offline logins
+            log.exception("directory backend failed")
+            raise DirectoryRefused(f"{self.backend.name}: internal error: {e}", step="internal") from e
+
+    async def probe(self) -> bool:
+        """Ask the directory something it must answer, to learn whether it is reachable now."""
+        try:
+            await self.ask("meterd-probe-" + secrets.token_hex(4), secrets.token_urlsafe(24))
+        except DirectoryUnreachable:
+            return False
+        except DirectoryRefused:
+            return True
+        return True
+
+    def close(self) -> None:
+        """Stop the workers (a login under way ends at its deadline)."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def directory_login(
+    guard: Guard, gate: DirectoryGate, *, channel: Channel, source: str, name: str, password: str
+) -> bool:
+    """Log ``name`` in through the directory (the name is no local principal).
+
+    Returns:
+        True when a principal for ``name`` is in force; False after a recorded refusal.
+    """
+    backend = gate.backend.name
+    settings = guard.policy.settings
+    now = guard.now()
+    if guard.lockout.locked(name, channel, now):
+        await _failed(
+            guard,
+            gate,
+            channel=channel,
+            source=source,
+            name=name,
+            detail={"reason": "locked", "path": backend},
+            outcome="locked",
+        )
+        return False
+    try:
+        identity = await gate.ask(name, password)
+    except DirectoryRefused as e:
+        _reachable(guard, gate, reachable=e.step != "internal")
+        if gate.offline is not None:
+            await gate.run(gate.offline.forget, name)
+        detail = {"reason": "directory_refused", "path": backend, "server": e.server, "step": e.step}
+        outcome = "refused" if e.step != "internal" else "error"
+        await _failed(guard, gate, channel=channel, source=source, name=name, detail=detail, outcome=outcome)
+        if guard.lockout.failure(
+            name, channel, now, settings.login_failure_threshold, settings.login_lockout
+        ):
+            await guard.locked_out(name, channel, source)
+        return False
+    except DirectoryUnreachable as e:
+        _reachable(guard, gate, reachable=False)
+        return await _offline_login(
+            guard, gate, channel=channel, source=source, name=name, password=password, error=e
+        )
+    _reachable(guard, gate, reachable=True)
+    mapped = map_identity(
+        guard.policy, name, identity.groups, roles=identity.roles, scope=identity.scope, path=identity.backend
+    )
+    if isinstance(mapped, MappingRefusal):
+        outcome = "sod_violation" if mapped.reason == "sod_violation" else "not_mapped"
+        detail = {"reason": mapped.reason, "path": backend, "server": identity.server, "why": mapped.message}
+        await _failed(guard, gate, channel=channel, source=source, name=name, detail=detail, outcome=outcome)
+        return False
+    if gate.offline is not None:
+        login = CachedLogin(identity.groups, identity.roles, identity.scope, identity.backend, gate.wall())
+        try:
+            await gate.run(gate.offline.store, name, password, login)
+        except Exception:  # the cache is a fallback: a full disk must not stop online logins
+            log.exception("offline cache not written")
+    guard.lockout.success(name, channel)
+    guard.put_directory_principal(mapped, identity.server)
+    guard.observer.directory_login(backend, "success")
+    return True
+
+
+async def _offline_login(
+    guard: Guard,
+    gate: DirectoryGate,
+    *,
+    channel: Channel,
+    source: str,
+    name: str,
+    password: str,
+    error: DirectoryUnreachable,
+) -> bool:
+    backend = gate.backend.name
+    where = {"server": error.server, "step": error.step, "error": str(error)[:300]}
+    cached = None
+    if gate.offline is not None:
+        cached = await gate.run(gate.offline.check, name, password, gate.wall())
+    if cached is None:
+        detail = {"reason": "directory_unreachable", "path": backend, **where}
+        await _failed(
+            guard, gate, channel=channel, source=source, name=name, detail=detail, outcome="unreachable"
+        )
+        if gate.offline is not None:
+            # A cached entry exists and the password did not match it: that is a guess.
+            settings = guard.policy.settings
+            if guard.lockout.failure(
+                name, channel, guard.now(), settings.login_failure_threshold, settings.login_lockout
+            ):
+                await guard.locked_out(name, channel, source)
+        return False
+    mapped = map_identity(
+        guard.policy,
+        name,
+        cached.groups,
+        roles=cached.roles,
+        scope=cached.scope,
+        withheld=gate.settings.offline_cap,
+        path="offline-cache",
+    )
+    if isinstance(mapped, MappingRefusal):
+        detail = {"reason": mapped.reason, "path": "offline-cache", "why": mapped.message, **where}
+        await _failed(
+            guard, gate, channel=channel, source=source, name=name, detail=detail, outcome="not_mapped"
+        )
+        return False
+    guard.lockout.success(name, channel)
+    guard.put_directory_principal(mapped, error.server)
+    guard.observer.directory_login(backend, "offline")
+    await guard.record(
+        EventType.ACCESS_DECISION,
+        name,
+        Outcome.ALLOW,
+        channel=channel,
+        source=source,
+        detail={
+            "offline_login": True,
+            "path": "offline-cache",
+            "cached_at": int(cached.at),
+            "withheld": ",".join(sorted(p.value for p in gate.settings.offline_cap)),
+            **where,
+        },
+    )
+    return True
+
+
+async def _failed(
+    guard: Guard,
+    gate: DirectoryGate,
+    *,
+    channel: Channel,
+    source: str,
+    name: str,
+    detail: Mapping[str, str | int | bool],
+    outcome: str,
+) -> None:
+    await guard.record(
+        EventType.LOGIN_FAILURE,
+        name,
+        Outcome.DENY,
+        channel=channel,
+        source=source,
+        detail={k: v for k, v in detail.items() if v != ""},
+    )
+    guard.observer.login_failure(channel)
+    guard.observer.directory_login(gate.backend.name, outcome)
+
+
+def _reachable(guard: Guard, gate: DirectoryGate, *, reachable: bool) -> None:
+    gate.reachable = reachable
+    guard.observer.directory_reachable(gate.backend.name, reachable)
+
+
+__all__ = ["PATHS", "DirectoryGate", "directory_login", "is_local"]
