@@ -326,10 +326,13 @@ def _reason(error: BaseException) -> str:
     """A short, secret-free reason for a failed step."""
     cause: BaseException | None = error
     while cause is not None:
+        # ldap3 re-raises socket errors as classes deriving from both its own error and the
+        # original type, without the original's attributes: read them defensively.
         if isinstance(cause, ssl.SSLCertVerificationError):
-            return f"certificate not accepted: {cause.verify_message}"
+            detail = getattr(cause, "verify_message", "") or str(cause)
+            return f"certificate not accepted: {detail}"
         if isinstance(cause, ssl.SSLError):
-            return f"TLS error: {cause.reason or cause}"
+            return f"TLS error: {getattr(cause, 'reason', '') or cause}"
         if isinstance(cause, TimeoutError | socket.timeout):
             return "timed out"
         if isinstance(cause, ConnectionRefusedError):

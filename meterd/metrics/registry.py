@@ -89,8 +89,9 @@ class MeterdMetrics:
         )
         self._directory_logins = Counter(
             "meterd_directory_logins",
-            "Directory logins by backend and outcome.",
-            ("backend", "outcome"),
+            "Directory logins by backend and result.",
+            # "result", not "outcome": outcome is allow/deny/error in every other metric.
+            ("backend", "result"),
             registry=r,
         )
         self._directory_up = Gauge(

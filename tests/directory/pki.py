@@ -27,7 +27,7 @@ def _write_key(key: ec.EllipticCurvePrivateKey, path: Path) -> None:
 
 
 @dataclass(frozen=True)
-class TestCA:
+class RuntimeCA:
     """A CA whose certificate is at ``cert`` (PEM) and which signs server certificates."""
 
     cert: Path
@@ -35,7 +35,7 @@ class TestCA:
     certificate: x509.Certificate
 
     @classmethod
-    def create(cls, directory: Path, name: str = "meterd test CA") -> TestCA:
+    def create(cls, directory: Path, name: str = "meterd test CA") -> RuntimeCA:
         directory.mkdir(parents=True, exist_ok=True)
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)

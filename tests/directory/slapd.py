@@ -20,7 +20,7 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.directory.pki import TestCA
+from tests.directory.pki import RuntimeCA
 
 SUFFIX = "dc=utility,dc=example"
 PEOPLE = f"ou=People,{SUFFIX}"
@@ -78,7 +78,7 @@ class Slapd:
     """A running ``slapd``; see the module docstring."""
 
     root: Path
-    ca: TestCA
+    ca: RuntimeCA
     ldaps_port: int
     ldap_port: int
     admin_password: str
@@ -111,7 +111,7 @@ class Slapd:
         """Configure, populate with the base entries and start a server below ``root``."""
         root.mkdir(parents=True, exist_ok=True)
         (root / "data").mkdir()
-        ca = TestCA.create(root / "pki")
+        ca = RuntimeCA.create(root / "pki")
         cert, key = ca.server(root / "pki")
         server = cls(root, ca, free_port(), free_port(), secrets.token_urlsafe(18), secrets.token_urlsafe(18))
         (root / "slapd.conf").write_text(
