@@ -179,7 +179,8 @@ class LdapBackend:
         timer.start()
         conn: Connection | None = None
         try:
-            conn = self._open(target, attempt, deadline)
+            conn = self._connection(target, attempt, deadline)
+            self._open(conn, target, attempt, deadline)
             attempt.step = "bind"
             self._bind(conn, self._settings.bind_dn, self._bind_password, deadline)
             attempt.step = "search"
@@ -221,7 +222,7 @@ class LdapBackend:
             raise TimeoutError("login deadline passed")
         return min(self._settings.operation_timeout, left)
 
-    def _open(self, target: _Target, attempt: _Attempt, deadline: float) -> Connection:
+    def _connection(self, target: _Target, attempt: _Attempt, deadline: float) -> Connection:
         timeout = self._timeout(deadline)
         tls = _VerifiedTls(self._context, target.host, attempt, "tls" if target.tls else "starttls")
         server = Server(
@@ -232,7 +233,7 @@ class LdapBackend:
             get_info=NONE,
             connect_timeout=timeout,
         )
-        conn = Connection(
+        return Connection(
             server,
             authentication=SIMPLE,
             # None: ldap3 would pack a float timeout into SO_RCVTIMEO and fail; the socket
@@ -242,6 +243,9 @@ class LdapBackend:
             read_only=True,
             auto_referrals=False,
         )
+
+    def _open(self, conn: Connection, target: _Target, attempt: _Attempt, deadline: float) -> None:
+        # Apart from building the connection, so a socket that failed to open is still closed.
         attempt.step = "connect"
         conn.open(read_server_info=False)
         with attempt.lock:
@@ -253,7 +257,6 @@ class LdapBackend:
             self._set_timeout(conn, deadline)
             attempt.step = "starttls"
             conn.start_tls(read_server_info=False)
-        return conn
 
     def _set_timeout(self, conn: Connection, deadline: float) -> None:
         timeout = self._timeout(deadline)
