@@ -10,12 +10,13 @@ relative path has one of two bases:
 
 * files meterd only reads (``daemon.policy``, ``daemon.policy_signing_key``,
   ``security_log.forward`` ``ca``/``cert``/``key``, ``modbus.tls``
-  ``cert``/``key``/``ca``, ``serial.device``) and ``daemon.state_dir`` itself
+  ``cert``/``key``/``ca``, ``serial.device``, ``directory.ldap`` ``ca`` and
+  ``bind_password_file``) and ``daemon.state_dir`` itself
   are taken from the configuration file's directory;
 * everything meterd creates or writes (``security_log.directory``,
   ``ssh.host_key_dir``, ``panel.socket``, ``serial.link``, and its own files:
   policy store, demo accounts, keys and PKI, the meter's state, the initial
-  log key) lies below ``state_dir``.  The security log's directory is
+  log key, the directory's offline cache) lies below ``state_dir``.  The security log's directory is
   resolved here; the channels keep their paths as written and resolve them
   against the state directory they are given at start
   (:class:`~meterd.channels.base.Runtime`).

@@ -109,3 +109,12 @@ def test_lint_with_a_directory_requires_a_break_glass_account(tmp_path: Path) ->
     result = lint("--config", str(config), str(without))
     assert result.returncode == 1
     assert "no-break-glass" in result.stdout
+
+
+def test_the_readme_example_is_a_valid_configuration(tmp_path: Path) -> None:
+    section = (ROOT / "README.md").read_text().split("\n## Directory login\n", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    config = read_config(write(tmp_path, example))
+    assert config.directory is not None
+    assert config.directory.ldap is not None
+    assert config.directory.ldap.group_mode == "ad-in-chain"
