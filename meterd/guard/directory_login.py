@@ -41,6 +41,7 @@ from meterd.directory.backend import (
 from meterd.directory.offline import CachedLogin, OfflineCache
 from meterd.directory.settings import DirectorySettings
 from meterd.guard.audit import EventType
+from meterd.guard.credential_checks import credential_checks
 from meterd.policy.directory import MappingRefusal, is_local, map_identity
 from meterd.policy.model import DirectoryPrincipal
 from meterd.policy.request import Channel, Outcome
@@ -55,6 +56,9 @@ T = TypeVar("T")
 PATHS = ("local", "ldap", "radius", "offline-cache", "break-glass")
 #: Extra seconds the loop waits past the login timeout for a worker that overran it.
 GRACE = 0.5
+#: Seconds a principal stays in force after its login with no session yet (the channel
+#: opens its session right after authentication; a sweep in between must not drop it).
+SESSIONLESS_GRACE = 120.0
 
 
 class DirectoryGate:
@@ -83,6 +87,7 @@ class DirectoryGate:
         self._principals: dict[str, DirectoryPrincipal] = {}
         #: Where each directory principal in force logged in: (path, server).
         self.origin: dict[str, tuple[str, str]] = {}
+        self._put_at: dict[str, float] = {}
         #: Last known reachability (None until the directory was first asked).
         self.reachable: bool | None = None
 
@@ -91,17 +96,27 @@ class DirectoryGate:
         """The directory users in force, by name."""
         return self._principals
 
-    def put(self, principal: DirectoryPrincipal, server: str) -> None:
-        """Put a freshly mapped principal in force (replacing an earlier login's)."""
+    def put(self, principal: DirectoryPrincipal, server: str, now: float) -> None:
+        """Put a freshly mapped principal in force at monotonic ``now`` (replacing an earlier login's)."""
         self._principals[principal.name] = principal
         self.origin[principal.name] = (principal.path, server)
+        self._put_at[principal.name] = now
 
-    def prune(self, keep: set[str]) -> bool:
-        """Drop principals not in ``keep`` (those without sessions); True if any went."""
-        gone = [name for name in self._principals if name not in keep]
+    def prune(self, keep: set[str], now: float) -> bool:
+        """Drop principals with no session (not in ``keep``) whose login is older than the grace.
+
+        Returns:
+            True if any principal went (the table must be recompiled).
+        """
+        gone = [
+            name
+            for name in self._principals
+            if name not in keep and now - self._put_at.get(name, now) > SESSIONLESS_GRACE
+        ]
         for name in gone:
             del self._principals[name]
             self.origin.pop(name, None)
+            self._put_at.pop(name, None)
         return bool(gone)
 
     def wall(self) -> float:
@@ -182,7 +197,7 @@ async def directory_login(
     except DirectoryRefused as e:
         _reachable(guard, gate, reachable=e.step != "internal")
         if gate.offline is not None:
-            await gate.run(gate.offline.forget, name)
+            await asyncio.to_thread(gate.offline.forget, name)
         detail = {"reason": "directory_refused", "path": backend, "server": e.server, "step": e.step}
         outcome = "refused" if e.step != "internal" else "error"
         await _failed(guard, gate, channel=channel, source=source, name=name, detail=detail, outcome=outcome)
@@ -205,12 +220,20 @@ async def directory_login(
         detail = {"reason": mapped.reason, "path": backend, "server": identity.server, "why": mapped.message}
         await _failed(guard, gate, channel=channel, source=source, name=name, detail=detail, outcome=outcome)
         return False
-    if gate.offline is not None:
+    offline = gate.offline
+    if offline is not None:
         login = CachedLogin(identity.groups, identity.roles, identity.scope, identity.backend, gate.wall())
-        try:
-            await gate.run(gate.offline.store, name, password, login)
-        except Exception:  # the cache is a fallback: a full disk must not stop online logins
-            log.exception("offline cache not written")
+
+        def store() -> bool:
+            try:
+                offline.store(name, password, login)
+            except Exception:  # the cache is a fallback: a full disk must not stop online logins
+                log.exception("offline cache not written")
+                return False
+            return True
+
+        # scrypt: in the credential-check threads, not the directory's (which may be full of stalls).
+        await credential_checks().run(channel, source, store)
     guard.lockout.success(name, channel)
     guard.put_directory_principal(mapped, identity.server)
     guard.observer.directory_login(backend, "success")
@@ -229,10 +252,18 @@ async def _offline_login(
 ) -> bool:
     backend = gate.backend.name
     where = {"server": error.server, "step": error.step, "error": str(error)[:300]}
-    cached = None
-    if gate.offline is not None:
-        cached = await gate.run(gate.offline.check, name, password, gate.wall())
-    if cached is None:
+    cached: list[CachedLogin] = []
+    offline = gate.offline
+    if offline is not None:
+        now = gate.wall()
+
+        def check() -> bool:
+            found = offline.check(name, password, now)
+            cached.extend(() if found is None else (found,))
+            return found is not None
+
+        await credential_checks().run(channel, source, check)
+    if not cached:
         detail = {"reason": "directory_unreachable", "path": backend, **where}
         await _failed(
             guard, gate, channel=channel, source=source, name=name, detail=detail, outcome="unreachable"
@@ -245,12 +276,13 @@ async def _offline_login(
             ):
                 await guard.locked_out(name, channel, source)
         return False
+    login = cached[0]
     mapped = map_identity(
         guard.policy,
         name,
-        cached.groups,
-        roles=cached.roles,
-        scope=cached.scope,
+        login.groups,
+        roles=login.roles,
+        scope=login.scope,
         withheld=gate.settings.offline_cap,
         path="offline-cache",
     )
@@ -272,7 +304,7 @@ async def _offline_login(
         detail={
             "offline_login": True,
             "path": "offline-cache",
-            "cached_at": int(cached.at),
+            "cached_at": int(login.at),
             "withheld": ",".join(sorted(p.value for p in gate.settings.offline_cap)),
             **where,
         },

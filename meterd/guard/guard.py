@@ -166,7 +166,7 @@ class Guard:
         """Put a directory user the policy mapped in force (a directory login succeeded)."""
         if self.directory is None:
             raise ValueError("no directory configured")
-        self.directory.put(principal, server)
+        self.directory.put(principal, server, self._monotonic())
         self._compiled = self._with_directory(self._base)
 
     def now(self) -> float:
@@ -632,7 +632,7 @@ class Guard:
                 await self.close_session(session, timed_out=True)
             elif session.expires_at is not None and now >= session.expires_at:
                 await self.close_session(session, timed_out=True, reason="session lifetime reached")
-        if self.directory is not None and self.directory.prune({s.principal for s in self.sessions}):
+        if self.directory is not None and self.directory.prune({s.principal for s in self.sessions}, now):
             self._compiled = self._with_directory(self._base)
         await self._audit.flush(self._compiled, final=final)
 

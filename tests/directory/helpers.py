@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -78,7 +78,10 @@ class DirectoryGuard:
 
 
 def make_directory_guard(
-    tmp_path: Path, settings: DirectorySettings, doc: dict[str, Any] | None = None
+    tmp_path: Path,
+    settings: DirectorySettings,
+    doc: dict[str, Any] | None = None,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> DirectoryGuard:
     log_dir = tmp_path / "security-log"
     SecurityLog.init(log_dir)
@@ -87,7 +90,7 @@ def make_directory_guard(
     backend = LdapBackend(settings.ldap, read_password_file(settings.ldap.bind_password_file))
     offline = OfflineCache(tmp_path / "directory-cache.json", settings.offline_ttl)
     gate = DirectoryGate(settings, backend, offline=offline)
-    guard = Guard(compile_policy(load_policy(doc or POLICY)), seclog, directory=gate)
+    guard = Guard(compile_policy(load_policy(doc or POLICY)), seclog, directory=gate, monotonic=monotonic)
     return DirectoryGuard(guard, gate, log_dir)
 
 
