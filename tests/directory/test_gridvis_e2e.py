@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +18,8 @@ from pathlib import Path
 from meterd.policy.loader import load_policy
 from meterd.seclog import EventType, Record, read_records
 from tests.daemon.conftest import RunningDaemon, free_port, write_config
+from tests.directory import faults
+from tests.directory.pki import RuntimeCA
 from tests.directory.slapd import PEOPLE, SERVICE_DN, Slapd, user_dn
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -131,3 +134,78 @@ def test_a_directory_user_gets_their_groups_role_and_loses_it_when_the_group_cha
     assert failure.detail["step"] == "user bind"
     assert failure.detail["server"] == slapd.ldaps_uri
     assert daemon.stop()[0] == 0
+
+
+def demo_password(state: Path, user: str) -> str:
+    for line in (state / "demo-credentials.txt").read_text().splitlines():
+        fields = line.split()
+        if fields and fields[0] == user:
+            return fields[1]
+    raise AssertionError(f"no demo password for {user}")
+
+
+def test_a_stalled_directory_holds_up_neither_the_watchdog_nor_local_logins(
+    tmp_path: Path, start_daemon: Callable[[Path], RunningDaemon]
+) -> None:
+    stall = faults.tls_stall()
+    ca = RuntimeCA.create(tmp_path / "pki")
+    port = free_port()
+    policy = tmp_path / "gridvis.toml"
+    shutil.copy(ROOT / "config" / "gridvis.toml", policy)
+    password_file = tmp_path / "bind-password"
+    password_file.write_text("service-password-made-at-run-time\n")
+    password_file.chmod(0o600)
+    section = f"""
+[directory]
+login_timeout = 4
+workers = 2
+
+[directory.ldap]
+servers = ["ldaps://127.0.0.1:{stall.port}"]
+ca = "{ca.cert}"
+bind_dn = "{SERVICE_DN}"
+bind_password_file = "{password_file}"
+user_base = "{PEOPLE}"
+operation_timeout = 4
+"""
+    daemon = start_daemon(write_config(tmp_path, policy, ssh_port=port, extra=section))
+    try:
+        daemon.wait_for("READY=1")
+        stalled = [
+            subprocess.Popen(
+                [
+                    "sshpass",
+                    "-p",
+                    "any-password",
+                    "ssh",
+                    *SSH,
+                    "-p",
+                    str(port),
+                    f"remote{i}@127.0.0.1",
+                    "whoami",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            for i in range(6)
+        ]
+        time.sleep(0.5)  # the directory logins are now waiting on the stalled server
+        started = time.monotonic()
+        local = ssh_password(port, "auditor", demo_password(tmp_path / "state", "auditor"))
+        took = time.monotonic() - started
+        assert local.returncode == 0, local.stderr
+        assert took < 3.5  # well before the stalled logins' budget runs out
+        # The watchdog keeps pinging (every second with WATCHDOG_USEC=2 s) while they wait.
+        daemon.wait_for("WATCHDOG=1", timeout=2)
+        daemon.wait_for("WATCHDOG=1", timeout=2)
+        for process in stalled:
+            assert process.wait(30) != 0
+        failures = [
+            r for r in read_records(tmp_path / "state" / "security-log") if r.event is EventType.LOGIN_FAILURE
+        ]
+        remote = [r for r in failures if r.principal.startswith("remote")]
+        assert remote
+        assert {r.detail["reason"] for r in remote} == {"directory_unreachable"}
+        assert daemon.stop()[0] == 0
+    finally:
+        stall.close()
