@@ -47,6 +47,9 @@ include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema
 include /etc/ldap/schema/inetorgperson.schema
 include /etc/ldap/schema/nis.schema
+# Active Directory's UPN, so UPN logins can be tried against OpenLDAP too.
+attributetype ( 1.2.840.113556.1.4.656 NAME 'userPrincipalName'
+  EQUALITY caseIgnoreMatch SYNTAX 1.3.6.1.4.1.1466.115.121.1.15 SINGLE-VALUE )
 pidfile {dir}/slapd.pid
 argsfile {dir}/slapd.args
 modulepath /usr/lib/ldap
@@ -180,12 +183,13 @@ class Slapd:
             path.chmod(0o600)
         return path
 
-    def add_user(self, uid: str) -> str:
-        """Add a user with a fresh password; return the password."""
+    def add_user(self, uid: str, upn: str = "") -> str:
+        """Add a user (with a userPrincipalName if ``upn``) with a fresh password; return the password."""
         password = secrets.token_urlsafe(12)
         self.passwords[uid] = password
+        extra = f"objectClass: extensibleObject\nuserPrincipalName: {upn}\n" if upn else ""
         self.ldif(
-            f"dn: uid={uid},{PEOPLE}\nobjectClass: inetOrgPerson\nuid: {uid}\ncn: {uid}\nsn: {uid}\n"
+            f"dn: uid={uid},{PEOPLE}\nobjectClass: inetOrgPerson\n{extra}uid: {uid}\ncn: {uid}\nsn: {uid}\n"
             f"userPassword: {password}\n"
         )
         return password

@@ -169,3 +169,20 @@ def test_break_glass_only_while_the_directory_is_unreachable_with_an_alarm(
     assert login.detail["path"] == "break-glass"
     assert GROUPS  # the directory's groups are not consulted for a local account
     rig.gate.close()
+
+
+def test_a_upn_login_is_searched_by_user_principal_name(slapd: Slapd, tmp_path: Path) -> None:
+    password = slapd.add_user("ivy", upn="ivy@utility.example")
+    slapd.add_group("Operators", (user_dn("ivy"),))
+    settings = directory_settings(ldap_settings(slapd, upn_suffix="utility.example"))
+    rig = make_directory_guard(tmp_path, settings, policy())
+
+    async def run() -> tuple[bool, bool]:
+        upn = await rig.guard.authenticate(Channel.SSH, SOURCE, "Ivy@Utility.Example", Password(password))
+        # Another suffix is no UPN login: the uid filter finds nobody by that name.
+        other = await rig.guard.authenticate(Channel.SSH, SOURCE, "ivy@elsewhere.example", Password(password))
+        return upn, other
+
+    assert asyncio.run(run()) == (True, False)
+    assert "Ivy@Utility.Example" in rig.guard.policy.directory_principals
+    rig.gate.close()
