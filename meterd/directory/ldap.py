@@ -197,7 +197,8 @@ class LdapBackend:
             attempt.step = "groups"
             groups = self._groups(conn, dn, member_of, deadline)
             return DirectoryIdentity(user, groups, frozenset(), None, "ldap", target.uri)
-        except DirectoryRefused:
+        except DirectoryRefused as e:
+            e.server = e.server or target.uri  # the search and group steps know no URI
             raise
         except LDAPOperationResult as e:
             # The server answered, but not with what a login needs (busy, unwilling, no such base).

@@ -61,6 +61,7 @@ def test_nested_groups_over_starttls_with_an_escaped_filter(slapd: Slapd, tmp_pa
     asyncio.run(run())
     records = rig.records()
     assert [r.detail["step"] for r in failures(records, "*")] == ["search"]
+    assert [r.detail["server"] for r in failures(records, "*")] == [slapd.ldap_uri]
     assert [r.detail["step"] for r in failures(records, "carol")] == ["input"]
     rig.gate.close()
 
