@@ -188,9 +188,12 @@ class LdapBackend:
             attempt.step = "user bind"
             try:
                 self._bind(conn, dn, password, deadline)
-            except LDAPInvalidCredentialsResult as e:
+            except LDAPOperationResult as e:
+                # Any answer to the user's own bind is the directory's word on this user (a
+                # wrong password, a disabled or expired account): refused, never offline.
+                why = "wrong password" if isinstance(e, LDAPInvalidCredentialsResult) else e.description
                 raise DirectoryRefused(
-                    f"{target.uri}: wrong password for {user}", server=target.uri, step="user bind"
+                    f"{target.uri}: {why} for {user}", server=target.uri, step="user bind"
                 ) from e
             attempt.step = "bind"
             self._bind(conn, self._settings.bind_dn, self._bind_password, deadline)
