@@ -6,8 +6,10 @@ directory accepted, the groups (and roles, scope) it reported then, and when.
 
 Invariants:
     * An entry is written only after an online login the directory accepted
-      and the policy mapped; a refusal by the directory deletes the user's
-      entry (nothing the directory refused stays usable).
+      and the policy mapped.  Nothing the directory refused stays usable: an
+      entry goes when the directory refuses its very password (the password
+      was changed) or no longer knows the user.  A mere wrong guess leaves it,
+      so guessing online cannot take a user's offline login away.
     * An entry older than its TTL is never used (nor is one from the future:
       a clock set back does not extend it).
     * The file is only a fallback: an unreadable or corrupt file means no
@@ -98,8 +100,21 @@ class OfflineCache:
                 del entries[oldest]
             self._write(entries)
 
-    def forget(self, name: str) -> bool:
-        """Delete ``name``'s entry (the directory refused them); return True if there was one."""
+    def forget(self, name: str, password: str | None = None) -> bool:
+        """Delete ``name``'s entry because the directory refused it; return True if one went.
+
+        Args:
+            name: The user.
+            password: The password the directory refused: the entry goes only if it is
+                that password's (a changed password's old one); None: the entry goes
+                whatever it holds (the directory no longer knows the user).
+        """
+        with self._lock:
+            entry = self._read().get(name)
+        if not isinstance(entry, dict):
+            return False
+        if password is not None and not verify_secret(password, str(entry.get("hash", ""))):
+            return False
         with self._lock:
             entries = self._read()
             if entries.pop(name, None) is None:

@@ -17,7 +17,8 @@ Invariants:
     * The directory runs in a bounded pool of worker threads; the event loop
       only awaits it, never longer than the login timeout.
     * The offline cache is used only when the directory is unreachable, never
-      after a refusal (which also deletes the user's cache entry).
+      after a refusal; an entry whose password the directory refuses, or
+      whose user it no longer knows, is deleted.
     * Every outcome is recorded with its path (``ldap``, ``radius``,
       ``offline-cache``) and, where one answered or failed, the server and step.
 """
@@ -25,6 +26,7 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
@@ -196,8 +198,10 @@ async def directory_login(
         identity = await gate.ask(name, password)
     except DirectoryRefused as e:
         _reachable(guard, gate, reachable=e.step != "internal")
-        if gate.offline is not None:
-            await asyncio.to_thread(gate.offline.forget, name)
+        if gate.offline is not None and e.step in ("search", "user bind"):
+            # No such user: the entry goes; a refused password: it goes if it is the cached one.
+            forget = functools.partial(gate.offline.forget, name, password if e.step == "user bind" else None)
+            await credential_checks().run(channel, source, forget)
         detail = {"reason": "directory_refused", "path": backend, "server": e.server, "step": e.step}
         outcome = "refused" if e.step != "internal" else "error"
         await _failed(guard, gate, channel=channel, source=source, name=name, detail=detail, outcome=outcome)

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from meterd.directory.ldap import LdapBackend, read_password_file
 from meterd.directory.offline import OfflineCache
 from meterd.directory.settings import DirectorySettings, LdapSettings
-from meterd.guard import Guard
+from meterd.guard import Guard, GuardObserver
 from meterd.guard.directory_login import DirectoryGate
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
@@ -82,6 +82,7 @@ def make_directory_guard(
     settings: DirectorySettings,
     doc: dict[str, Any] | None = None,
     monotonic: Callable[[], float] = time.monotonic,
+    observer: GuardObserver | None = None,
 ) -> DirectoryGuard:
     log_dir = tmp_path / "security-log"
     SecurityLog.init(log_dir)
@@ -90,7 +91,13 @@ def make_directory_guard(
     backend = LdapBackend(settings.ldap, read_password_file(settings.ldap.bind_password_file))
     offline = OfflineCache(tmp_path / "directory-cache.json", settings.offline_ttl)
     gate = DirectoryGate(settings, backend, offline=offline)
-    guard = Guard(compile_policy(load_policy(doc or POLICY)), seclog, directory=gate, monotonic=monotonic)
+    guard = Guard(
+        compile_policy(load_policy(doc or POLICY)),
+        seclog,
+        directory=gate,
+        monotonic=monotonic,
+        observer=observer,
+    )
     return DirectoryGuard(guard, gate, log_dir)
 
 

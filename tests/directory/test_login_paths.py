@@ -117,14 +117,13 @@ def test_offline_cache_only_when_unreachable_capped_and_recorded(slapd: Slapd, t
 
     async def online() -> None:
         assert await guard.authenticate(Channel.SSH, SOURCE, "frank", Password(frank))
-        # The directory refuses a wrong password: no offline fallback for that.
+        # A wrong guess is refused by the directory and leaves frank's offline login alone.
         assert not await guard.authenticate(Channel.SSH, SOURCE, "frank", Password(frank + "x"))
 
     asyncio.run(online())
-    assert not cache.exists() or "frank" not in cache.read_text()  # a refusal deletes the entry
-    asyncio.run(guard.authenticate(Channel.SSH, SOURCE, "frank", Password(frank)))
     assert stat.S_IMODE(cache.stat().st_mode) == 0o600
-    assert frank not in cache.read_text()
+    assert "frank" in cache.read_text()
+    assert frank not in cache.read_text()  # a hash, never the password
     slapd.kill()
 
     async def offline() -> Session:
@@ -144,6 +143,24 @@ def test_offline_cache_only_when_unreachable_capped_and_recorded(slapd: Slapd, t
     assert offline_record.detail["path"] == "offline-cache"
     login = [r for r in records if r.event is EventType.LOGIN_SUCCESS and r.principal == "frank"][-1]
     assert login.detail["path"] == "offline-cache"
+    rig.gate.close()
+
+
+def test_a_password_the_directory_refuses_is_not_usable_offline(slapd: Slapd, tmp_path: Path) -> None:
+    old = slapd.add_user("gail")
+    slapd.add_group("Operators", (user_dn("gail"),))
+    rig = make_directory_guard(tmp_path, directory_settings(ldap_settings(slapd)), policy())
+    guard = rig.guard
+    assert asyncio.run(guard.authenticate(Channel.SSH, SOURCE, "gail", Password(old)))
+    # The password is changed in the directory; the old one is then refused there.
+    slapd.ldif(
+        f"dn: {user_dn('gail')}\nchangetype: modify\nreplace: userPassword\nuserPassword: {old}-new\n",
+        modify=True,
+    )
+    assert not asyncio.run(guard.authenticate(Channel.SSH, SOURCE, "gail", Password(old)))
+    slapd.kill()
+    assert not asyncio.run(guard.authenticate(Channel.SSH, SOURCE, "gail", Password(old)))
+    assert failures(rig.records(), "gail")[-1].detail["reason"] == "directory_unreachable"
     rig.gate.close()
 
 
