@@ -50,6 +50,7 @@ from meterd.policy.request import Channel, Outcome
 
 if TYPE_CHECKING:
     from meterd.guard.guard import Guard
+    from meterd.guard.sessions import Session
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -316,6 +317,48 @@ async def _offline_login(
     return True
 
 
+async def break_glass_allowed(
+    guard: Guard, gate: DirectoryGate, *, channel: Channel, source: str, name: str
+) -> bool:
+    """A break-glass account passes only while the directory is unreachable, and raises an alarm.
+
+    Asked when a session opens, so every way in (password, key, PIN) is covered;
+    any other principal passes.
+    """
+    user = guard.compiled.policy.users.get(name)
+    if user is None or not user.break_glass:
+        return True
+    if await gate.probe():
+        await _failed(
+            guard,
+            gate,
+            channel=channel,
+            source=source,
+            name=name,
+            detail={"reason": "break_glass_directory_reachable", "path": "break-glass"},
+            outcome=None,
+        )
+        return False
+    return await guard.record(
+        EventType.ALARM,
+        name,
+        Outcome.ALLOW,
+        channel=channel,
+        source=source,
+        detail={"alarm": "break_glass_login", "path": "break-glass", "backend": gate.backend.name},
+    )
+
+
+def login_path(guard: Guard, gate: DirectoryGate, session: Session) -> dict[str, str]:
+    """How ``session``'s principal logged in, for its login record; bounds a directory session's life."""
+    origin = gate.origin.get(session.principal)
+    if origin is not None and session.principal in guard.policy.directory_principals:
+        session.expires_at = session.opened_at + gate.settings.session_lifetime
+        return {"path": origin[0], "server": origin[1]}
+    user = guard.compiled.policy.users.get(session.principal)
+    return {"path": "break-glass" if user is not None and user.break_glass else "local"}
+
+
 async def _failed(
     guard: Guard,
     gate: DirectoryGate,
@@ -324,7 +367,7 @@ async def _failed(
     source: str,
     name: str,
     detail: Mapping[str, str | int | bool],
-    outcome: str,
+    outcome: str | None,
 ) -> None:
     await guard.record(
         EventType.LOGIN_FAILURE,
@@ -335,7 +378,8 @@ async def _failed(
         detail={k: v for k, v in detail.items() if v != ""},
     )
     guard.observer.login_failure(channel)
-    guard.observer.directory_login(gate.backend.name, outcome)
+    if outcome is not None:
+        guard.observer.directory_login(gate.backend.name, outcome)
 
 
 def _reachable(guard: Guard, gate: DirectoryGate, *, reachable: bool) -> None:
@@ -343,4 +387,4 @@ def _reachable(guard: Guard, gate: DirectoryGate, *, reachable: bool) -> None:
     guard.observer.directory_reachable(gate.backend.name, reachable)
 
 
-__all__ = ["PATHS", "DirectoryGate", "directory_login", "is_local"]
+__all__ = ["PATHS", "DirectoryGate", "break_glass_allowed", "directory_login", "is_local", "login_path"]

@@ -45,7 +45,7 @@ from meterd.guard.credentials import (
 )
 from meterd.guard.decide import decide, evaluate, within_role_limit
 from meterd.guard.demand_window import DemandResetWindow, Reservation
-from meterd.guard.directory_login import DirectoryGate, directory_login
+from meterd.guard.directory_login import DirectoryGate, break_glass_allowed, directory_login, login_path
 from meterd.guard.dual_control import DualControl, PendingApproval
 from meterd.guard.lockout import LoginLockout
 from meterd.guard.observer import GuardObserver, NullObserver
@@ -293,35 +293,6 @@ class Guard:
             detail={"seconds": settings.login_lockout, "failures": settings.login_failure_threshold},
         )
 
-    async def _break_glass_allowed(self, channel: Channel, source: str, name: str) -> bool:
-        """A break-glass account passes only while the directory is unreachable, and raises an alarm.
-
-        Asked when a session opens, so every way in (password, key, PIN) is covered.
-        """
-        user = self._base.policy.users.get(name)
-        gate = self.directory
-        if gate is None or user is None or not user.break_glass:
-            return True
-        if await gate.probe():
-            await self.record(
-                EventType.LOGIN_FAILURE,
-                name,
-                Outcome.DENY,
-                channel=channel,
-                source=source,
-                detail={"reason": "break_glass_directory_reachable", "path": "break-glass"},
-            )
-            self.observer.login_failure(channel)
-            return False
-        return await self.record(
-            EventType.ALARM,
-            name,
-            Outcome.ALLOW,
-            channel=channel,
-            source=source,
-            detail={"alarm": "break_glass_login", "path": "break-glass", "backend": gate.backend.name},
-        )
-
     async def open_session(
         self,
         principal: str,
@@ -339,7 +310,9 @@ class Guard:
         Returns:
             The session, or the refusing decision (recorded as a login failure).
         """
-        if not await self._break_glass_allowed(channel, source, principal):
+        if self.directory is not None and not await break_glass_allowed(
+            self, self.directory, channel=channel, source=source, name=principal
+        ):
             return Decision(
                 Request(principal, any_of[0], resource, channel, source),
                 Outcome.DENY,
@@ -377,7 +350,7 @@ class Guard:
         )
         detail: dict[str, DetailValue] = {"session": session.id[:8]}
         if self.directory is not None:
-            detail.update(self._login_path(session))
+            detail.update(login_path(self, self.directory, session))
         if not await self.record(
             EventType.LOGIN_SUCCESS, principal, Outcome.ALLOW, channel=channel, source=source, detail=detail
         ):
@@ -390,17 +363,6 @@ class Guard:
             )
         self.observer.sessions(channel, self.sessions.count(channel))
         return session
-
-    def _login_path(self, session: Session) -> dict[str, DetailValue]:
-        """How ``session``'s principal logged in (a directory is configured); bounds a directory session."""
-        gate = self.directory
-        assert gate is not None
-        origin = gate.origin.get(session.principal)
-        if origin is not None and session.principal in self._compiled.policy.directory_principals:
-            session.expires_at = session.opened_at + gate.settings.session_lifetime
-            return {"path": origin[0], "server": origin[1]}
-        user = self._base.policy.users.get(session.principal)
-        return {"path": "break-glass" if user is not None and user.break_glass else "local"}
 
     async def close_session(self, session: Session, *, timed_out: bool = False, reason: str = "") -> None:
         """End a session (logout, idle timeout, disconnect) and record it once."""

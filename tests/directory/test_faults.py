@@ -20,9 +20,11 @@ from tests.directory.helpers import directory_settings, ldap_settings, make_dire
 from tests.directory.pki import RuntimeCA
 from tests.directory.slapd import Slapd, user_dn
 
-#: Login budget in these tests (directory_settings), and what the loop may lag at worst.
+#: Login budget in these tests (directory_settings), and what the loop may lag at worst: a
+#: loop blocked by the directory would lag by a whole operation timeout (1 s) or more; the
+#: margin is for a machine shared with other work.
 BUDGET = 2.0
-MAX_LAG = 0.25
+MAX_LAG = 0.5
 
 
 @pytest.fixture
@@ -89,13 +91,13 @@ def test_a_faulty_server_ends_the_login_within_budget_naming_server_and_step(
         return await rig.guard.authenticate(Channel.SSH, "127.0.0.1:5", "alice", Password(alice))
 
     ok, took, lag = asyncio.run(with_lag(login()))
-    assert ok is False
-    assert took < BUDGET + 0.6
-    assert lag < MAX_LAG
     failure = [r for r in rig.records() if r.event is EventType.LOGIN_FAILURE][-1]
+    assert ok is False
+    assert took < BUDGET + 0.6, (took, failure.detail)
+    assert lag < MAX_LAG, (lag, failure.detail)
     assert failure.detail["reason"] == "directory_unreachable"
     assert failure.detail["server"] == uri
-    assert failure.detail["step"] == step
+    assert failure.detail["step"] == step, failure.detail
     assert why in str(failure.detail["error"])
     rig.gate.close()
 

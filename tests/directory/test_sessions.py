@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 from pathlib import Path
 
 from meterd.guard import Password, Session
+from meterd.policy.compile import compile_policy
+from meterd.policy.loader import load_policy
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel
 from meterd.seclog import EventType
-from tests.directory.helpers import directory_settings, ldap_settings, make_directory_guard
+from tests.directory.helpers import POLICY, directory_settings, ldap_settings, make_directory_guard
 from tests.directory.slapd import Slapd, user_dn
 
 SOURCE = "127.0.0.1:2022"
@@ -65,4 +68,30 @@ def test_channels_outside_the_directory_setting_never_ask_it(slapd: Slapd, tmp_p
     failure = [r for r in rig.records() if r.event is EventType.LOGIN_FAILURE][-1]
     assert failure.channel is Channel.SSH
     assert failure.detail["reason"] == "bad_credentials"  # the local check, not the directory
+    rig.gate.close()
+
+
+def test_a_new_policy_applies_to_directory_sessions_at_once(slapd: Slapd, tmp_path: Path) -> None:
+    password = slapd.add_user("kim")
+    slapd.add_group("Operators", (user_dn("kim"),))
+    rig = make_directory_guard(tmp_path, directory_settings(ldap_settings(slapd)))
+    guard = rig.guard
+
+    async def login() -> Session:
+        assert await guard.authenticate(Channel.SSH, SOURCE, "kim", Password(password))
+        opened = await guard.open_session("kim", Channel.SSH, SOURCE, (Permission.TERMINAL_ACCESS,))
+        assert isinstance(opened, Session)
+        return opened
+
+    opened = asyncio.run(login())
+    assert Permission.PEAK_DEMAND_RESET in guard.permitted(opened)
+    # A push maps the operators' directory group to the viewer role instead.
+    doc = copy.deepcopy(POLICY)
+    doc["groups"]["operators"]["roles"] = ["viewer"]
+    guard.install_policy(compile_policy(load_policy(doc)))
+    assert guard.permitted(opened) == guard.policy.roles["viewer"].permissions
+    # And a push that drops the group leaves the session nothing.
+    del doc["groups"]["operators"]
+    guard.install_policy(compile_policy(load_policy(doc)))
+    assert guard.permitted(opened) == frozenset()
     rig.gate.close()
