@@ -18,7 +18,7 @@ from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel
-from meterd.seclog import Record, SecurityLog, read_records
+from meterd.seclog import LogConfig, Record, SecurityLog, read_records
 from tests.directory.slapd import GROUPS, PEOPLE, SERVICE_DN, Slapd
 
 T = TypeVar("T")
@@ -85,8 +85,10 @@ def make_directory_guard(
     observer: GuardObserver | None = None,
 ) -> DirectoryGuard:
     log_dir = tmp_path / "security-log"
-    SecurityLog.init(log_dir)
-    seclog = SecurityLog.open(log_dir)
+    # No append-only attribute: a test's directory must stay removable.
+    config = LogConfig(append_only_attr=False)
+    SecurityLog.init(log_dir, config)
+    seclog = SecurityLog.open(log_dir, config)
     assert settings.ldap is not None
     backend = LdapBackend(settings.ldap, read_password_file(settings.ldap.bind_password_file))
     offline = OfflineCache(tmp_path / "directory-cache.json", settings.offline_ttl)
