@@ -144,3 +144,56 @@ def killing_proxy(target_port: int, kill: Callable[[], None], after_chunks: int 
         upstream.close()
 
     return FaultServer(behave)
+
+
+def _message(data: bytes) -> tuple[int, int, int]:
+    """(message id, operation tag, total length) of the LDAP message at the start of ``data``."""
+    size = data[1]
+    offset = 2
+    if size & 0x80:
+        count = size & 0x7F
+        size = int.from_bytes(data[2 : 2 + count], "big")
+        offset += count
+    # messageID is INTEGER 02 01 <id> (ldap3 numbers from 1; a test never reaches 128)
+    return data[offset + 2], data[offset + 3], offset + size
+
+
+def _ldap(message_id: int, op: bytes) -> bytes:
+    inner = b"\x02\x01" + bytes([message_id]) + op
+    return b"\x30" + bytes([len(inner)]) + inner
+
+
+def _tlv(tag: int, value: bytes) -> bytes:
+    return bytes([tag, len(value)]) + value
+
+
+def unwilling_user_bind(cert: Path, key: Path, user_dn: str) -> FaultServer:
+    """An LDAPS server that accepts the service bind and finds ``user_dn``, then answers
+    the user's own bind with ``unwillingToPerform`` (53), as a directory does for an
+    account it will not let in (not a wrong password, but a refusal all the same)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    def behave(conn: socket.socket) -> None:
+        binds = 0
+        with context.wrap_socket(conn, server_side=True) as tls:
+            pending = b""
+            while chunk := tls.recv(65536):
+                pending += chunk
+                while len(pending) >= 2 and len(pending) >= _message(pending)[2]:
+                    message_id, op, length = _message(pending)
+                    pending = pending[length:]
+                    if op == 0x60:  # BindRequest
+                        binds += 1
+                        code = 0 if binds == 1 else 53
+                        tls.sendall(
+                            _ldap(message_id, _tlv(0x61, b"\x0a\x01" + bytes([code]) + b"\x04\x00\x04\x00"))
+                        )
+                    elif op == 0x63:  # SearchRequest: one entry, then done
+                        entry = _tlv(0x64, _tlv(0x04, user_dn.encode()) + b"\x30\x00")
+                        tls.sendall(_ldap(message_id, entry))
+                        tls.sendall(_ldap(message_id, _tlv(0x65, b"\x0a\x01\x00\x04\x00\x04\x00")))
+                    else:
+                        return
+
+    return FaultServer(behave)

@@ -7,18 +7,20 @@ real slapd; the login goes through the guard (worker pool, deadline, record).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from meterd.directory.offline import CachedLogin
 from meterd.guard import Password
 from meterd.policy.request import Channel
 from meterd.seclog import EventType
 from tests.directory import faults
 from tests.directory.helpers import directory_settings, ldap_settings, make_directory_guard, with_lag
 from tests.directory.pki import RuntimeCA
-from tests.directory.slapd import Slapd, user_dn
+from tests.directory.slapd import GROUPS, Slapd, user_dn
 
 #: Login budget in these tests (directory_settings), and what the loop may lag at worst: a
 #: loop blocked by the directory would lag by a whole operation timeout (1 s) or more; the
@@ -163,4 +165,28 @@ def test_many_logins_against_a_stalled_directory_leave_the_loop_free(
     assert results == [False] * 20
     assert took < BUDGET + 1.0
     assert lag < MAX_LAG
+    rig.gate.close()
+
+
+def test_a_user_bind_the_server_will_not_perform_is_a_refusal_never_an_offline_login(
+    slapd: Slapd, tmp_path: Path, opened: list[faults.FaultServer]
+) -> None:
+    cert, key = slapd.ca.server(tmp_path / "unwilling")
+    server = faults.unwilling_user_bind(cert, key, user_dn("alice"))
+    opened.append(server)
+    uri = f"ldaps://127.0.0.1:{server.port}"
+    rig = make_directory_guard(tmp_path, directory_settings(ldap_settings(slapd, (uri,))))
+    assert rig.gate.offline is not None
+    # alice logged in online earlier: her password is in the offline cache.
+    rig.gate.offline.store(
+        "alice",
+        "alice-password",
+        CachedLogin(frozenset({f"cn=Operators,{GROUPS}"}), frozenset(), None, "ldap", time.time()),
+    )
+    ok = asyncio.run(rig.guard.authenticate(Channel.SSH, "127.0.0.1:5", "alice", Password("alice-password")))
+    assert ok is False
+    failure = [r for r in rig.records() if r.event is EventType.LOGIN_FAILURE][-1]
+    assert failure.detail["reason"] == "directory_refused"
+    assert failure.detail["step"] == "user bind"
+    assert not any(r.detail.get("offline_login") for r in rig.records())
     rig.gate.close()
