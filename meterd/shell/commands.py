@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from meterd.policy.grants import grants_of
 from meterd.policy.model import Policy
 from meterd.policy.permissions import Permission
 from meterd.shell import approval_cmds, log_cmds, meter_cmds, user_cmds
@@ -85,10 +86,8 @@ async def _help(ctx: Context) -> int:
 
 
 def roles_of(policy: Policy, name: str) -> tuple[str, ...]:
-    """Return a principal's roles, direct ones first, then those of its groups."""
-    principal = policy.users.get(name) or policy.applications.get(name)
-    direct = principal.roles if principal is not None else ()
-    return tuple(dict.fromkeys([*direct, *(r for g in policy.groups_of(name) for r in g.roles)]))
+    """Return a principal's roles, direct ones first, then those of its groups (directory users' too)."""
+    return tuple(dict.fromkeys(grant.role for grant in grants_of(policy, name)))
 
 
 async def _whoami(ctx: Context) -> int:

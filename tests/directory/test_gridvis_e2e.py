@@ -69,12 +69,16 @@ def ssh_password(
     )
 
 
-def permissions_of(whoami: str) -> set[str]:
+def field(whoami: str, name: str) -> set[str]:
     for line in whoami.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == "permissions":
+        if key.strip() == name:
             return set(value.strip().split(","))
-    raise AssertionError(f"no permissions line in {whoami!r}")
+    raise AssertionError(f"no {name} line in {whoami!r}")
+
+
+def permissions_of(whoami: str) -> set[str]:
+    return field(whoami, "permissions")
 
 
 def role_permissions(role: str) -> set[str]:
@@ -107,6 +111,7 @@ def test_a_directory_user_gets_their_groups_role_and_loses_it_when_the_group_cha
     done = ssh_password(port, "alice", password)
     assert done.returncode == 0, done.stderr
     assert permissions_of(done.stdout) == role_permissions("gv_operator")
+    assert field(done.stdout, "roles") == {"gv_operator"}
     success = [r for r in logins(state, "alice") if r.event is EventType.LOGIN_SUCCESS][-1]
     assert success.detail["path"] == "ldap"
     assert success.detail["server"] == slapd.ldaps_uri
