@@ -354,6 +354,7 @@ def login_path(guard: Guard, gate: DirectoryGate, session: Session) -> dict[str,
     origin = gate.origin.get(session.principal)
     if origin is not None and session.principal in guard.policy.directory_principals:
         session.expires_at = session.opened_at + gate.settings.session_lifetime
+        session.directory = True
         return {"path": origin[0], "server": origin[1]}
     user = guard.compiled.policy.users.get(session.principal)
     return {"path": "break-glass" if user is not None and user.break_glass else "local"}

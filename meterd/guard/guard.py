@@ -43,7 +43,7 @@ from meterd.guard.credentials import (
     check_credential,
     counts_toward_lockout,
 )
-from meterd.guard.decide import decide, evaluate, within_role_limit
+from meterd.guard.decide import decide, evaluate, replaced, within_role_limit
 from meterd.guard.demand_window import DemandResetWindow, Reservation
 from meterd.guard.directory_login import DirectoryGate, break_glass_allowed, directory_login, login_path
 from meterd.guard.dual_control import DualControl, PendingApproval
@@ -660,6 +660,8 @@ class Guard:
         self, compiled: CompiledPolicy, session: Session, permission: Permission, resource: str
     ) -> bool:
         """The policy's answer for ``session``, narrowed by its role limit, with no side effect."""
+        if replaced(compiled.policy, session):
+            return False
         if not compiled.verdict(session.principal, permission, resource, session.channel).allowed:
             return False
         if session.role_limit is None:

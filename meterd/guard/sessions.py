@@ -37,6 +37,7 @@ class Session:
             NULL role, which is granted nothing.  None: every role of the principal.
         expires_at: Monotonic time the session ends whatever its activity (a
             directory session's bounded lifetime); None for no limit.
+        directory: The principal logged in through a directory (set at login).
     """
 
     id: str
@@ -50,6 +51,7 @@ class Session:
     on_close: list[CloseCallback] = field(default_factory=list)
     role_limit: tuple[str, ...] | None = None
     expires_at: float | None = None
+    directory: bool = False
 
 
 class SessionRegistry:

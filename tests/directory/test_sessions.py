@@ -95,3 +95,29 @@ def test_a_new_policy_applies_to_directory_sessions_at_once(slapd: Slapd, tmp_pa
     guard.install_policy(compile_policy(load_policy(doc)))
     assert guard.permitted(opened) == frozenset()
     rig.gate.close()
+
+
+def test_a_local_user_added_with_a_directory_users_name_does_not_inherit_their_session(
+    slapd: Slapd, tmp_path: Path
+) -> None:
+    password = slapd.add_user("lou")
+    slapd.add_group("Operators", (user_dn("lou"),))
+    rig = make_directory_guard(tmp_path, directory_settings(ldap_settings(slapd)))
+    guard = rig.guard
+
+    async def run() -> tuple[bool, bool]:
+        assert await guard.authenticate(Channel.SSH, SOURCE, "lou", Password(password))
+        opened = await guard.open_session("lou", Channel.SSH, SOURCE, (Permission.TERMINAL_ACCESS,))
+        assert isinstance(opened, Session)
+        before = (await guard.authorize(opened, Permission.TERMINAL_ACCESS, "/meter")).allowed
+        # A push adds a local user "lou" holding user management: the directory user's open
+        # session must not act with the local user's grants.
+        doc = copy.deepcopy(POLICY)
+        doc["users"]["lou"] = {"roles": ["rbacmnt"]}
+        guard.install_policy(compile_policy(load_policy(doc)))
+        after = await guard.authorize(opened, Permission.USER_MANAGEMENT, "/meter/users")
+        assert guard.permitted(opened) == frozenset()
+        return before, after.allowed
+
+    assert asyncio.run(run()) == (True, False)
+    rig.gate.close()
