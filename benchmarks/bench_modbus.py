@@ -35,16 +35,16 @@ from pathlib import Path
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from meterd.channels.base import Runtime
 from meterd.channels.modbus import ModbusConfig, ModbusListener
 from meterd.channels.modbus.registers import INDEX
 from meterd.channels.modbus.service import ModbusService, Peer
-from meterd.guard import Guard
-from meterd.meter.simulated import SimulatedMeter
+from meterd.guard import Guard, Permit
+from meterd.meter.simulation import SimulatedMeter
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
 from meterd.policy.permissions import Permission
-from meterd.policy.request import Channel, Decision, Outcome, Request
+from meterd.policy.request import Channel, Outcome, Request
+from meterd.runtime import Runtime
 from meterd.seclog import LogConfig, SecurityLog
 from meterd.seclog.events import DetailValue
 
@@ -68,9 +68,9 @@ class UnsafeNoEnforcement(ModbusService):
         detail: dict[str, DetailValue],
         *,
         aggregate: bool,
-    ) -> Decision:
+    ) -> Permit:
         request = Request(peer.session.principal, permission, resource, Channel.MODBUS, peer.session.source)
-        return Decision(request, Outcome.ALLOW)
+        return Permit(request, Outcome.ALLOW)  # nothing reserved: nothing to complete
 
 
 async def measure(port: int, requests: int) -> tuple[float, list[float]]:

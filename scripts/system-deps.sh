@@ -36,8 +36,13 @@ $build_only || needs+=(
     "sshd:openssh-server"
     "mbpoll:mbpoll"
     "chromium:chromium"
+    # The directory servers of the login tests: OpenLDAP, FreeRADIUS, a Samba AD domain controller.
     "slapd:slapd"
     "ldapadd:ldap-utils"
+    "freeradius:freeradius"
+    "samba:samba"
+    "samba-tool:samba-common-bin"
+    "ldbsearch:ldb-tools"
 )
 
 missing=()
@@ -56,6 +61,10 @@ python3 -c 'import ensurepip' 2>/dev/null || missing+=("python3-venv")
 # rsyslog's TLS (RFC 5425) stream driver is a module, not a command.
 $build_only || compgen -G "/usr/lib/*/rsyslog/lmnsd_gtls.so" >/dev/null || compgen -G "/usr/lib/rsyslog/lmnsd_gtls.so" >/dev/null \
     || missing+=("rsyslog-gnutls")
+# A Samba AD DC needs packages that bring no command: the provisioning data, the
+# directory's ldb modules (samba-ad-dc pulls in those and winbind).
+$build_only || [ -e /usr/share/samba/setup/provision.ldif ] || missing+=("samba-ad-provision")
+$build_only || compgen -G "/usr/lib/*/samba/ldb/acl.so" >/dev/null || missing+=("samba-ad-dc")
 
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
@@ -69,9 +78,23 @@ echo "system-deps: installing ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# slapd's package starts a system-wide server; the tests run their own instances (own
-# configuration, own ports), so the system one is stopped and kept from starting at boot.
-if printf '%s\n' "${missing[@]}" | grep -qx slapd; then
-    (command -v systemctl >/dev/null && systemctl disable --now slapd) >/dev/null 2>&1 \
-        || service slapd stop >/dev/null 2>&1 || true
-fi
+# The tests start their own directory servers in temporary directories; the system
+# services these packages start (and enable) would only hold ports and run as root.
+# Only services of packages installed just now are touched (entries are "service:package").
+for entry in slapd:slapd freeradius:freeradius samba-ad-dc:samba-ad-dc smbd:samba nmbd:samba winbind:samba-ad-dc; do
+    svc=${entry%%:*}
+    case " ${missing[*]} " in
+    *" ${entry##*:} "*) ;;
+    *) continue ;;
+    esac
+    if [ -d /run/systemd/system ]; then
+        systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    else
+        # Without systemd as PID 1 the package started the service through its init
+        # script, and enabled its unit all the same: both are undone, or the unit (with
+        # warnings of its own) is pulled in wherever multi-user.target is loaded.
+        [ -x "/etc/init.d/$svc" ] && invoke-rc.d "$svc" stop >/dev/null 2>&1
+        command -v systemctl >/dev/null && systemctl disable "$svc" >/dev/null 2>&1
+        update-rc.d "$svc" disable >/dev/null 2>&1 || true
+    fi
+done

@@ -7,8 +7,8 @@ import contextlib
 import logging
 import signal
 import ssl
+from typing import TYPE_CHECKING
 
-from meterd.channels.base import Listener, Runtime
 from meterd.config import DaemonConfig, ForwardSettings
 from meterd.daemon.demo_pki import ensure_demo_meter_certificate
 from meterd.daemon.directory import build_gate
@@ -19,15 +19,18 @@ from meterd.daemon.policy_service import PolicyService
 from meterd.errors import ConfigError, MeterdError
 from meterd.fsutil import atomic_write, private_dir
 from meterd.guard import Guard
-from meterd.meter.simulated import SimulatedMeter
+from meterd.meter.factory import build_meter
+from meterd.meter.interface import Meter
 from meterd.metrics.endpoint import MetricsServer
 from meterd.metrics.registry import MeterdMetrics
 from meterd.policy.compile import CompiledPolicy
-from meterd.policy.request import Channel, Outcome
 from meterd.policy.signed import MeterIdentity
-from meterd.seclog import EventType, SecurityLog
+from meterd.runtime import Listener, Runtime
+from meterd.seclog import SecurityLog
 from meterd.seclog.events import DetailValue
-from meterd.seclog.forwarder import CollectorConfig, Forwarder
+
+if TYPE_CHECKING:
+    from meterd.seclog.forwarder import Forwarder
 
 log = logging.getLogger(__name__)
 INITIAL_KEY_FILE = "security-log-initial-key"
@@ -59,6 +62,9 @@ def start_forwarder(settings: ForwardSettings, seclog: SecurityLog) -> Forwarder
             raise ConfigError(
                 f"cannot load the collector's TLS material: {e}", key_path="security_log.forward"
             ) from e
+    # Only a meter that forwards its log loads the forwarder.
+    from meterd.seclog.forwarder import CollectorConfig, Forwarder  # noqa: PLC0415
+
     collector = CollectorConfig(settings.host, settings.port, context, settings.server_hostname)
     forwarder = Forwarder(seclog.directory, collector, durable_seq=lambda: seclog.head_seq)
     forwarder.start()
@@ -110,7 +116,7 @@ class Daemon:
             # Every start, not only the first: the TLS listener loads the meter's certificate.
             policies.new_demo_pki = await asyncio.to_thread(ensure_demo_meter_certificate, config.state_dir)
         compiled, version = policies.initial()
-        meter = SimulatedMeter(config.state_dir)
+        meter = build_meter(config.meter, config.state_dir)
         forward = config.security_log.forward
         forwarder = start_forwarder(forward, seclog) if forward is not None else None
         try:
@@ -133,7 +139,7 @@ class Daemon:
         policies: PolicyManager,
         compiled: CompiledPolicy,
         version: int,
-        meter: SimulatedMeter,
+        meter: Meter,
         forwarder: Forwarder | None,
     ) -> int:
         config = self.config
@@ -162,7 +168,7 @@ class Daemon:
         policies: PolicyManager,
         metrics: MeterdMetrics | None,
         version: int,
-        meter: SimulatedMeter,
+        meter: Meter,
     ) -> int:
         config = self.config
         service = PolicyService.from_settings(
@@ -176,13 +182,7 @@ class Daemon:
         if metrics is not None and config.metrics is not None:
             self._listeners.append(MetricsServer(config.metrics, metrics))
         await self._start_all()
-        await guard.record(
-            EventType.REBOOT,
-            "meterd",
-            Outcome.ALLOW,
-            channel=Channel.LOCAL,
-            detail={"state": "started", "policy_store_version": version},
-        )
+        await guard.daemon_state({"state": "started", "policy_store_version": version})
         await policies.record_start(guard)
         if policies.new_demo_credentials is not None:
             log.warning(
@@ -214,7 +214,7 @@ class Daemon:
             # Counts the log had no room for even as summaries (their share is full): the
             # stop record keeps their number, so no refusal leaves the log without a trace.
             stopped["refusals_not_summarised"] = guard.refusals_to_summarise
-        await guard.record(EventType.REBOOT, "meterd", Outcome.ALLOW, channel=Channel.LOCAL, detail=stopped)
+        await guard.daemon_state(stopped)
         return 0
 
     async def _start_all(self) -> None:
@@ -268,7 +268,7 @@ class Daemon:
         log.info("reloaded: policy store version %d", applied.version)
         self.notifier.send(READY="1", STATUS=f"serving; policy version {applied.version}")
 
-    async def _housekeeping(self, guard: Guard, meter: SimulatedMeter) -> None:
+    async def _housekeeping(self, guard: Guard, meter: Meter) -> None:
         loop = asyncio.get_running_loop()
         next_measurement = loop.time() + MEASUREMENT_INTERVAL
         while True:

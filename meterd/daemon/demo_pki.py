@@ -15,6 +15,13 @@ The client certificates' fingerprints are filled into the application's
 keeps them, and into a pushed policy from the certificates that exist (a push
 issues nothing).  A file that is missing or expired is issued again; if the
 CA itself is replaced, everything it signed is issued again with it.
+
+``checked.json`` records, for each certificate issued or verified here, a
+digest of its file, its key's and its CA's, its expiry and its fingerprint.
+A later start whose files still have those digests knows the outcome of the
+checks without parsing a certificate, loading a key or verifying a signature
+(which would keep about 1 MiB more of the cryptography library resident, on
+every start); any other change to the files means the full checks again.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
+import json
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +44,7 @@ from meterd.fsutil import atomic_write, private_dir
 from meterd.policy.loader import NAME_PATTERN
 
 DIRECTORY = "demo-pki"
+CHECKED = "checked.json"
 _UTF8_STRING = 0x0C
 _CA_DAYS = 3650
 _LEAF_DAYS = 825  # the longest lifetime common TLS clients still accept for a leaf
@@ -105,6 +114,63 @@ def fingerprint(certificate: x509.Certificate) -> str:
     return "sha256:" + hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
+def _digest(*paths: Path) -> str | None:
+    """One digest of the files' contents, or None if one cannot be read."""
+    try:
+        parts = [hashlib.sha256(path.read_bytes()).hexdigest() for path in paths]
+    except OSError:
+        return None
+    return hashlib.sha256(" ".join(parts).encode()).hexdigest()
+
+
+class _Checked:
+    """``checked.json``: what the full checks concluded about files that have not changed since.
+
+    An entry holds the digest of a certificate, its key and its CA's
+    certificate (for the CA: itself and its key), its expiry and its
+    fingerprint.  It speaks for the files only while they have that digest.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self._path = directory / CHECKED
+        self._entries: dict[str, dict[str, Any]] | None = None
+
+    def _load(self) -> dict[str, dict[str, Any]]:
+        if self._entries is None:
+            try:
+                loaded = json.loads(self._path.read_bytes())
+            except (OSError, ValueError):
+                loaded = {}
+            self._entries = loaded if isinstance(loaded, dict) else {}
+        return self._entries
+
+    def fingerprint(self, name: str, digest: str | None) -> str | None:
+        """The recorded fingerprint of ``name`` if its files have ``digest`` and it lasts another day."""
+        entry = self._load().get(name)
+        if digest is None or not isinstance(entry, dict) or entry.get("digest") != digest:
+            return None
+        not_after, found = entry.get("not_after"), entry.get("fingerprint")
+        if not isinstance(not_after, int | float) or not isinstance(found, str):
+            return None
+        if not_after < (_now() + datetime.timedelta(days=1)).timestamp():
+            return None
+        return found
+
+    def record(self, name: str, digest: str | None, certificate: x509.Certificate) -> None:
+        """Record that the files of ``name`` (with ``digest``) passed the full checks."""
+        if digest is None:
+            return
+        entry = {
+            "digest": digest,
+            "not_after": certificate.not_valid_after_utc.timestamp(),
+            "fingerprint": fingerprint(certificate),
+        }
+        entries = self._load()
+        if entries.get(name) != entry:
+            entries[name] = entry
+            atomic_write(self._path, json.dumps(entries, indent=1, sort_keys=True).encode(), mode=0o600)
+
+
 class DemoPki:
     """The demo certificate authority and the certificates it issued, in one directory."""
 
@@ -115,6 +181,19 @@ class DemoPki:
         #: True once this object has written any file.
         self.created = False
         self._ca: tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None = None
+        self._checked = _Checked(self.directory)
+
+    def _ca_digest(self) -> str | None:
+        return _digest(self.ca_cert, _key_path(self.ca_cert))
+
+    def _leaf_digest(self, cert_path: Path) -> str | None:
+        return _digest(cert_path, _key_path(cert_path), self.ca_cert)
+
+    def _known(self, cert_path: Path) -> str | None:
+        """The fingerprint of ``cert_path`` if its files and its CA's are as the full checks left them."""
+        if self._checked.fingerprint(self.ca_cert.name, self._ca_digest()) is None:
+            return None
+        return self._checked.fingerprint(cert_path.name, self._leaf_digest(cert_path))
 
     def _existing_authority(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None:
         """The CA on disk if it is usable and its key matches; reads only."""
@@ -131,6 +210,12 @@ class DemoPki:
             self._ca = (certificate, key)
             return self._ca
         return None
+
+    def _record(self, cert_path: Path, certificate: x509.Certificate) -> None:
+        """Record the CA and ``cert_path`` as checked (both just passed the full checks or were issued)."""
+        if self._ca is not None:
+            self._checked.record(self.ca_cert.name, self._ca_digest(), self._ca[0])
+        self._checked.record(cert_path.name, self._leaf_digest(cert_path), certificate)
 
     def _authority(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         existing = self._existing_authority()
@@ -163,14 +248,16 @@ class DemoPki:
         self._ca = (certificate, key)
         return self._ca
 
-    def _issue(
-        self, cert_path: Path, common_name: str, *, role: str | None, server: bool
-    ) -> x509.Certificate:
-        """The certificate in ``cert_path``, issued (again) if missing, expiring or from another CA."""
+    def _issue(self, cert_path: Path, common_name: str, *, role: str | None, server: bool) -> str:
+        """The fingerprint of ``cert_path``, issued (again) if missing, expiring or from another CA."""
+        known = self._known(cert_path)
+        if known is not None:
+            return known
         ca, ca_key = self._authority()
         existing = _usable(cert_path)
         if existing is not None and _signed_by(existing, ca) and _key_path(cert_path).exists():
-            return existing
+            self._record(cert_path, existing)
+            return fingerprint(existing)
         key = ec.generate_private_key(ec.SECP256R1())
         now = _now()
         usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
@@ -200,25 +287,32 @@ class DemoPki:
         certificate = builder.sign(ca_key, hashes.SHA256())
         _save(cert_path, certificate, key)
         self.created = True
-        return certificate
+        self._record(cert_path, certificate)
+        return fingerprint(certificate)
 
     def ensure_meter(self) -> Path:
         """Make sure the CA and the meter's server certificate exist; return the directory."""
         self._issue(self.meter_cert, "meterd demo meter", role=None, server=True)
         return self.directory
 
-    def client(self, application: str, role: str) -> x509.Certificate:
-        """The demo client certificate of ``application`` acting as ``role``."""
+    def client(self, application: str, role: str) -> str:
+        """The fingerprint of the demo client certificate of ``application`` acting as ``role``."""
         return self._issue(self.directory / f"{application}-{role}.pem", application, role=role, server=False)
 
-    def existing_client(self, application: str, role: str) -> x509.Certificate | None:
-        """The existing, usable demo client certificate of ``application`` as ``role`` (reads only)."""
-        ca = self._existing_authority()
+    def existing_client(self, application: str, role: str) -> str | None:
+        """The fingerprint of the existing, usable demo client certificate of ``application`` as ``role``.
+
+        Reads only: what it checks is not recorded either.
+        """
         cert_path = self.directory / f"{application}-{role}.pem"
+        known = self._known(cert_path)
+        if known is not None:
+            return known
+        ca = self._existing_authority()
         certificate = _usable(cert_path)
         if ca is None or certificate is None or not _signed_by(certificate, ca[0]):
             return None
-        return certificate if _key_path(cert_path).exists() else None
+        return fingerprint(certificate) if _key_path(cert_path).exists() else None
 
 
 def ensure_demo_meter_certificate(state_dir: Path) -> Path | None:
@@ -263,9 +357,9 @@ def apply_demo_pki(data: dict[str, Any], state_dir: Path, *, issue: bool = True)
         if not all(isinstance(r, str) and NAME_PATTERN.match(r) for r in roles):
             continue
         if issue:
-            entry["cert_fingerprints"] = [fingerprint(pki.client(name, role)) for role in roles]
+            entry["cert_fingerprints"] = [pki.client(name, role) for role in roles]
             continue
         found = [c for c in (pki.existing_client(name, role) for role in roles) if c is not None]
         if found:
-            entry["cert_fingerprints"] = [fingerprint(c) for c in found]
+            entry["cert_fingerprints"] = found
     return pki.directory if pki.created else None

@@ -1,19 +1,19 @@
 """Starting directory login: the backend ``[directory]`` names, its secret, its offline cache.
 
-Start-up errors (a password file others may read, a CA that does not load,
-a backend this build lacks) are :class:`~meterd.errors.ConfigError` naming
+Start-up errors (an LDAP password file others may read, a CA that does not
+load) are :class:`~meterd.errors.ConfigError` naming
 the key, so meterd refuses to start rather than run without the directory
 the configuration asks for.
 """
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 from meterd.directory.backend import DirectoryBackend
 from meterd.directory.ldap import LdapBackend, read_password_file
 from meterd.directory.offline import OfflineCache
+from meterd.directory.radius import RadiusBackend
 from meterd.directory.settings import DirectorySettings
 from meterd.errors import ConfigError
 from meterd.guard.directory_login import DirectoryGate
@@ -26,12 +26,8 @@ def _backend(settings: DirectorySettings) -> DirectoryBackend:
     if settings.backend == "ldap" and settings.ldap is not None:
         return LdapBackend(settings.ldap, read_password_file(settings.ldap.bind_password_file))
     if settings.backend == "radius" and settings.radius is not None:
-        try:
-            module = importlib.import_module("meterd.directory.radius")
-        except ImportError as e:
-            raise ConfigError("this meterd has no RADIUS backend", key_path="directory.backend") from e
-        backend: DirectoryBackend = module.RadiusBackend(settings.radius)
-        return backend
+        # The shared secret was read (and its file's mode checked) with the configuration.
+        return RadiusBackend(settings.radius)
     raise ConfigError(f"backend {settings.backend!r} has no settings", key_path="directory.backend")
 
 

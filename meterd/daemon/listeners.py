@@ -6,8 +6,8 @@ without Modbus never loads pymodbus (start-up time and memory are budgets).
 
 from __future__ import annotations
 
-from meterd.channels.base import Listener, Runtime
 from meterd.config import DaemonConfig
+from meterd.runtime import Listener, Runtime
 
 
 def build_listeners(config: DaemonConfig, runtime: Runtime) -> list[Listener]:

@@ -19,14 +19,15 @@ import logging
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meterd.daemon.credential_store import CredentialStore
 from meterd.daemon.demo import apply_demo_accounts
 from meterd.daemon.demo_pki import apply_demo_pki
 from meterd.daemon.store import PolicyStore
 from meterd.errors import ConfigError, PolicyError
-from meterd.guard import Guard
+from meterd.guard import Actor, Guard
+from meterd.guard.log_verbs import DAEMON
 from meterd.policy.compile import CompiledPolicy, compile_policy
 from meterd.policy.credentials import (
     Credentials,
@@ -36,14 +37,14 @@ from meterd.policy.credentials import (
     user_management_logins,
     without_credentials,
 )
-from meterd.policy.diff import AccessChange, diff_policies
-from meterd.policy.dump import dump_policy
 from meterd.policy.files import read_policy_text
 from meterd.policy.lint import Finding, Severity, lint_policy
 from meterd.policy.loader import load_policy
 from meterd.policy.model import Policy
 from meterd.policy.request import Channel, Outcome
-from meterd.seclog import EventType
+
+if TYPE_CHECKING:
+    from meterd.policy.diff import AccessChange
 
 log = logging.getLogger(__name__)
 SUMMARY_LIMIT = 240
@@ -198,7 +199,7 @@ class PolicyManager:
             credentials = seed(known, policy)
             policy = without_credentials(policy)
             self._write_credentials(known, credentials)
-            version = self.store.commit(dump_policy(policy))
+            version = self.store.commit(_dump(policy))
         else:
             policy = read_policy_text(self.store.read(version), f"{self.store.directory}/v{version:06d}.toml")
             check(policy)
@@ -219,9 +220,7 @@ class PolicyManager:
 
     async def record_start(self, guard: Guard) -> None:
         """Record the credentials :meth:`initial` seeded or dropped (the log was not open then)."""
-        await record_credentials(
-            guard, *self._seeded_at_start, by="meterd", channel=Channel.LOCAL, how="start"
-        )
+        await record_credentials(guard, *self._seeded_at_start, by=DAEMON, channel=Channel.LOCAL, how="start")
         self._seeded_at_start = ([], [])
 
     def prospect(self, guard: Guard, policy: Policy) -> tuple[Policy, Credentials, list[Finding]]:
@@ -232,7 +231,7 @@ class PolicyManager:
         """
         credentials = seed(guard.credentials, policy)
         stripped = without_credentials(policy)
-        findings = check(stripped, credentials, before=(guard.compiled.policy, guard.credentials))
+        findings = check(stripped, credentials, before=(guard.policy, guard.credentials))
         return stripped, credentials, findings
 
     async def set_credentials(
@@ -286,17 +285,14 @@ class PolicyManager:
                     raise PolicyRefusedError([f"cannot write the credential store: {e.strerror}"]) from e
         except (PolicyRefusedError, ConfigError) as e:
             problems = e.problems if isinstance(e, PolicyRefusedError) else [e.render()]
-            await guard.record(
-                EventType.POLICY_CHANGE,
-                by,
+            await guard.policy_changed(
+                Actor(by, channel, source),
                 Outcome.DENY,
-                channel=channel,
-                source=source,
-                detail={"how": how, "refused": summarise_text("; ".join(problems))},
+                {"how": how, "refused": summarise_text("; ".join(problems))},
             )
             raise PolicyRefusedError(problems) from e
-        changes = tuple(diff_policies(guard.compiled.policy, policy))
-        version = self.store.commit(dump_policy(policy))
+        changes = tuple(_diff(guard.policy, policy))
+        version = self.store.commit(_dump(policy))
         if credentials != added:
             try:
                 self.credentials.write(credentials)
@@ -305,13 +301,10 @@ class PolicyManager:
                 log.error("credential store: removed users not dropped yet: %s", e.strerror)
         guard.install_credentials(credentials)
         guard.install_policy(compiled, version)
-        await guard.record(
-            EventType.POLICY_CHANGE,
-            by,
+        await guard.policy_changed(
+            Actor(by, channel, source),
             Outcome.ALLOW,
-            channel=channel,
-            source=source,
-            detail={
+            {
                 "how": how,
                 "version": version,
                 "policy_version": policy.version,
@@ -337,15 +330,26 @@ class PolicyManager:
         try:
             policy = self.read_configured()
         except ConfigError as e:
-            await guard.record(
-                EventType.POLICY_CHANGE,
-                "meterd",
+            await guard.policy_changed(
+                Actor(DAEMON, Channel.LOCAL),
                 Outcome.DENY,
-                channel=Channel.LOCAL,
-                detail={"how": "reload", "refused": summarise_text(e.render())},
+                {"how": "reload", "refused": summarise_text(e.render())},
             )
             raise
-        return await self.apply(guard, policy, by="meterd", channel=Channel.LOCAL, how="reload")
+        return await self.apply(guard, policy, by=DAEMON, channel=Channel.LOCAL, how="reload")
+
+
+def _dump(policy: Policy) -> str:
+    # The writer and the differ load with the first change of policy, not with every start.
+    from meterd.policy.dump import dump_policy  # noqa: PLC0415
+
+    return dump_policy(policy)
+
+
+def _diff(old: Policy, new: Policy) -> list[AccessChange]:
+    from meterd.policy.diff import diff_policies  # noqa: PLC0415
+
+    return diff_policies(old, new)
 
 
 def summarise_text(text: str) -> str:
@@ -368,13 +372,10 @@ async def record_credentials(
     how: str,
 ) -> None:
     """Record which users' credentials were set (``password_change``) or dropped (``password_delete``)."""
-    for event, users in ((EventType.PASSWORD_CHANGE, changed), (EventType.PASSWORD_DELETE, removed)):
+    for dropped, users in ((False, changed), (True, removed)):
         if users:
-            await guard.record(
-                event,
-                by,
-                Outcome.ALLOW,
-                channel=channel,
-                source=source,
-                detail={"how": how, "store": "credentials", "users": summarise_text(",".join(users))},
+            await guard.credentials_changed(
+                Actor(by, channel, source),
+                {"how": how, "store": "credentials", "users": summarise_text(",".join(users))},
+                removed=dropped,
             )

@@ -30,7 +30,6 @@ from meterd.errors import ChannelError, ConfigError, PolicyError, PolicyValidati
 from meterd.guard import Guard, Session
 from meterd.policy.bundle import load_verify_key
 from meterd.policy.credentials import Credentials
-from meterd.policy.diff import diff_policies
 from meterd.policy.files import read_policy_text
 from meterd.policy.model import Policy
 from meterd.policy.permissions import Permission
@@ -108,15 +107,23 @@ class PolicyService:
                 f"usage: {COMMAND} push [--dry-run] | rollback [--to VERSION] [--dry-run] | versions | status"
                 f" ({e})",
             )
-        decision = await guard.authorize(
+        permit = await guard.authorize(
             session,
             Permission.USER_MANAGEMENT,
             RESOURCE,
             event=EventType.CONFIG_ACCESS,
             detail={"command": args.action},
         )
-        if not decision.allowed:
-            return 1, f"denied: user_management ({decision.detail or decision.reason})"
+        if not permit.allowed:
+            return 1, f"denied: user_management ({permit.detail or permit.reason})"
+        # A push or rollback records its own outcome (a policy change or its refusal).
+        reply = await self._allowed(guard, session, args, payload)
+        await permit.done()
+        return reply
+
+    async def _allowed(
+        self, guard: Guard, session: Session, args: argparse.Namespace, payload: bytes
+    ) -> Reply:
         if args.action == "versions":
             current = self.manager.store.current()
             lines = [f"{v}{' (in force)' if v == current else ''}" for v in self.manager.store.versions()]
@@ -212,6 +219,8 @@ class PolicyService:
                 stripped, _, findings = self.manager.prospect(guard, policy)
             except PolicyRefusedError as e:
                 return 1, "\n".join(["dry run: would be refused:", *e.problems])
+            from meterd.policy.diff import diff_policies  # noqa: PLC0415 - a dry run's only
+
             lines = [
                 "dry run: nothing applied",
                 *(c.render() for c in diff_policies(guard.policy, stripped)),

@@ -66,11 +66,11 @@ class DirectoryError(MeterdError):
         super().__init__(message)
 
 
-class DirectoryRefused(DirectoryError):  # noqa: N818 - the backends share this name
+class DirectoryRefused(DirectoryError):
     """A server answered and said no (bad password, unknown user)."""
 
 
-class DirectoryUnreachable(DirectoryError):  # noqa: N818 - the backends share this name
+class DirectoryUnreachable(DirectoryError):
     """No server answered within the budget; the message names the server and the step."""
 
 

@@ -83,7 +83,7 @@ def _target(uri: str) -> _Target:
     return _Target(uri, parts.hostname or "", parts.port or (636 if tls else 389), tls)
 
 
-class _VerifiedTls(Tls):  # type: ignore[misc]  # ldap3 is untyped
+class _VerifiedTls(Tls):
     """ldap3's TLS hook with Python's verification: TLS 1.2+, our CA, the server's name checked."""
 
     def __init__(self, context: ssl.SSLContext, hostname: str, attempt: _Attempt, step: str) -> None:

@@ -9,19 +9,23 @@ Invariants (checked here, so a :class:`DirectorySettings` that exists is usable)
       use the directory; the panel keeps its PINs and Modbus its certificates.
     * Timeouts are bounded: an operation never waits longer than the whole login.
 
-This module reads configuration data only; the password file is read (and its
-mode checked) when the daemon starts the backend, and nothing here imports
+Declared once (:data:`DIRECTORY`, :data:`LDAP`, and
+:data:`~meterd.directory.radius_config.RADIUS`), so the README's key reference
+lists every key.  This module reads configuration data only; the LDAP
+password file is read (and its mode checked) when the daemon starts the
+backend (the RADIUS secret when the file is read), and nothing here imports
 ldap3, so ``meterd.config`` stays a leaf.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from meterd.configspec import Base, Key, Section
+from meterd.directory.radius_config import RadiusSettings, load_radius
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel
 from meterd.tomlreader import Reader
@@ -30,32 +34,8 @@ BACKENDS = ("ldap", "radius")
 GROUP_MODES = ("ad-in-chain", "memberof", "member-search")
 DIRECTORY_CHANNELS = (Channel.SSH, Channel.SERIAL)
 DEFAULT_OFFLINE_CAP = (Permission.USER_MANAGEMENT, Permission.FIRMWARE_MANAGEMENT)
-_TOP_KEYS = (
-    "enabled",
-    "backend",
-    "channels",
-    "login_timeout",
-    "session_lifetime",
-    "offline_ttl",
-    "offline_cap",
-    "workers",
-    "ldap",
-    "radius",
-)
-_LDAP_KEYS = (
-    "servers",
-    "start_tls",
-    "ca",
-    "bind_dn",
-    "bind_password_file",
-    "user_base",
-    "user_filter",
-    "upn_suffix",
-    "group_mode",
-    "group_base",
-    "group_depth",
-    "operation_timeout",
-)
+#: Seconds any one LDAP operation may take by default (never more than the whole login).
+DEFAULT_OPERATION_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +89,7 @@ class DirectorySettings:
         offline_cap: Permissions an offline login never has.
         workers: Threads that talk to the directory (bounds concurrent directory logins).
         ldap: LDAP settings (``backend = "ldap"``).
-        radius: The RADIUS backend's settings (``backend = "radius"``), as its module defines them.
+        radius: RADIUS settings (``backend = "radius"``).
     """
 
     backend: str
@@ -120,18 +100,84 @@ class DirectorySettings:
     offline_cap: frozenset[Permission]
     workers: int
     ldap: LdapSettings | None = None
-    radius: Any = None
+    radius: RadiusSettings | None = None
 
 
-def _path(base: Path, text: str) -> Path:
-    path = Path(text)
-    return Path(os.path.normpath(path if path.is_absolute() else base / path))
+def _channels(reader: Reader, values: Mapping[str, Any]) -> frozenset[Channel]:
+    del values
+    by_name = {c.value: c for c in DIRECTORY_CHANNELS}
+    channels: set[Channel] = set()
+    for i, name in enumerate(reader.strings("channels", tuple(by_name))):
+        if name in by_name:
+            channels.add(by_name[name])
+        else:
+            reader.error_item(
+                "channels",
+                i,
+                f"{name!r} cannot use the directory (only {', '.join(by_name)}: "
+                "the panel keeps local PINs, Modbus its certificates)",
+            )
+    return frozenset(channels)
 
 
-def _ldap(reader: Reader, config_dir: Path, login_timeout: float) -> LdapSettings:
-    reader.check_keys(_LDAP_KEYS)
+def _offline_cap(reader: Reader, values: Mapping[str, Any]) -> frozenset[Permission]:
+    del values
+    cap: set[Permission] = set()
+    known = {p.value: p for p in Permission}
+    for i, name in enumerate(reader.strings("offline_cap", tuple(p.value for p in DEFAULT_OFFLINE_CAP))):
+        if name in known:
+            cap.add(known[name])
+        else:
+            reader.error_item("offline_cap", i, f"unknown permission {name!r}")
+    return frozenset(cap)
+
+
+DIRECTORY = Section(
+    "directory",
+    "directory login (LDAP/Active Directory or RADIUS) for SSH and serial passwords",
+    (
+        Key("enabled", bool, True, "use the directory (an absent table: local logins only)"),
+        Key("backend", str, "ldap", "which directory answers logins", choices=BACKENDS),
+        Key(
+            "channels",
+            tuple,
+            tuple(c.value for c in DIRECTORY_CHANNELS),
+            "channels whose password logins may use the directory (ssh, serial)",
+            custom=_channels,
+        ),
+        Key("login_timeout", float, 10.0, "seconds a whole directory login may take", low=0.5, high=120),
+        Key(
+            "session_lifetime",
+            float,
+            8 * 3600.0,
+            "seconds a directory session lasts at most",
+            low=60,
+            high=7 * 86_400,
+        ),
+        Key(
+            "offline_ttl",
+            float,
+            86_400.0,
+            "seconds a cached credential serves while the directory is unreachable (0: never)",
+            low=0,
+            high=30 * 86_400,
+        ),
+        Key(
+            "offline_cap",
+            tuple,
+            tuple(p.value for p in DEFAULT_OFFLINE_CAP),
+            "permissions an offline login never has",
+            custom=_offline_cap,
+        ),
+        Key("workers", int, 4, "threads talking to the directory (concurrent logins)", low=1, high=32),
+    ),
+    tables=("ldap", "radius"),
+)
+
+
+def _servers(reader: Reader, values: Mapping[str, Any]) -> tuple[str, ...]:
+    start_tls: bool = values["start_tls"]
     servers = reader.strings("servers")
-    start_tls = reader.get("start_tls", bool, False)
     if not servers:
         reader.error("servers", "at least one server URI is required", "ldaps://dc1.example:636")
     for i, uri in enumerate(servers):
@@ -147,51 +193,91 @@ def _ldap(reader: Reader, config_dir: Path, login_timeout: float) -> LdapSetting
             reader.error_item("servers", i, f"{uri} is already TLS: StartTLS applies to ldap:// URIs only")
         elif scheme not in ("ldap", "ldaps"):
             reader.error_item("servers", i, f'"{uri}" is not an ldaps:// or ldap:// URI')
+    return servers
 
-    def required(key: str, hint: str) -> str:
-        value = reader.get(key, str, "")
-        if not value:
-            reader.error(key, f"is required ({hint})")
-        return value
 
-    ca = required("ca", "the CA certificate that signed the servers' certificates")
-    password_file = required("bind_password_file", "a 0600 file holding the service account's password")
-    user_filter = reader.get("user_filter", str, "(uid={user})")
-    if "{user}" not in user_filter or not (user_filter.startswith("(") and user_filter.endswith(")")):
-        reader.error("user_filter", 'must be a parenthesised LDAP filter containing "{user}"')
-    mode = reader.get("group_mode", str, "memberof")
-    if mode not in GROUP_MODES:
-        reader.error("group_mode", f"must be one of {', '.join(GROUP_MODES)}, not {mode!r}")
+def _user_filter(text: str) -> str | None:
+    if "{user}" not in text or not (text.startswith("(") and text.endswith(")")):
+        return 'must be a parenthesised LDAP filter containing "{user}"'
+    return None
+
+
+def _group_base(reader: Reader, values: Mapping[str, Any]) -> str:
+    mode = values["group_mode"]
     group_base = reader.get("group_base", str, "")
     if mode in ("ad-in-chain", "member-search") and not group_base:
         reader.error("group_base", f'is required with group_mode = "{mode}"')
-    operation = reader.seconds("operation_timeout", min(5.0, login_timeout), 0.1, 60)
-    if operation > login_timeout:
+    return group_base
+
+
+LDAP = Section(
+    "directory.ldap",
+    'directory login over LDAP (backend = "ldap"): LDAPS or StartTLS only',
+    (
+        Key("start_tls", bool, False, "upgrade ldap:// servers with StartTLS (required for them)"),
+        Key(
+            "servers", tuple, (), "ldaps:// (or ldap:// with start_tls) URIs, tried in order", custom=_servers
+        ),
+        Key("ca", Path, "", "CA certificate the servers' certificates chain to (required)", base=Base.CONFIG),
+        Key("bind_dn", str, "", "the service account's DN (required)"),
+        Key(
+            "bind_password_file",
+            Path,
+            "",
+            "file holding the service account's password, mode 0600 (required)",
+            base=Base.CONFIG,
+        ),
+        Key("user_base", str, "", "where users are searched, subtree (required)"),
+        Key(
+            "user_filter",
+            str,
+            "(uid={user})",
+            "search filter; {user} is the escaped login name",
+            check=_user_filter,
+        ),
+        Key("upn_suffix", str, "", "Active Directory: name@suffix logins search userPrincipalName"),
+        Key("group_mode", str, "memberof", "how a user's groups are resolved", choices=GROUP_MODES),
+        Key(
+            "group_base",
+            str,
+            "",
+            "where groups are searched (ad-in-chain, member-search)",
+            custom=_group_base,
+        ),
+        Key("group_depth", int, 3, "nesting levels member-search follows", low=1, high=16),
+        Key(
+            "operation_timeout",
+            float,
+            DEFAULT_OPERATION_TIMEOUT,
+            "seconds one connect, handshake, bind or search may take (at most login_timeout)",
+            low=0.1,
+            high=60,
+        ),
+    ),
+)
+
+_REQUIRED = {
+    "ca": "the CA certificate that signed the servers' certificates",
+    "bind_dn": "the service account's DN",
+    "bind_password_file": "a 0600 file holding the service account's password",
+    "user_base": "where users are searched",
+}
+
+
+def _ldap(reader: Reader, config_dir: Path, login_timeout: float) -> LdapSettings:
+    values = LDAP.read(reader, {Base.CONFIG: config_dir})
+    for key, hint in _REQUIRED.items():
+        if not values[key]:
+            reader.error(key, f"is required ({hint})")
+            values[key] = Path() if key in ("ca", "bind_password_file") else ""
+    operation: float = values["operation_timeout"]
+    if "operation_timeout" not in reader.table:
+        operation = min(DEFAULT_OPERATION_TIMEOUT, login_timeout)
+    elif operation > login_timeout:
         reader.error("operation_timeout", f"must not exceed directory.login_timeout ({login_timeout:g} s)")
-    return LdapSettings(
-        servers=servers,
-        start_tls=start_tls,
-        ca=_path(config_dir, ca),
-        bind_dn=required("bind_dn", "the service account's DN"),
-        bind_password_file=_path(config_dir, password_file),
-        user_base=required("user_base", "where users are searched"),
-        user_filter=user_filter,
-        upn_suffix=reader.get("upn_suffix", str, "").lstrip("@").lower(),
-        group_mode=mode,
-        group_base=group_base,
-        group_depth=reader.bounded_int("group_depth", 3, 1, 16),
-        operation_timeout=operation,
-    )
-
-
-def _radius(reader: Reader, config_dir: Path) -> Any:
-    # The RADIUS backend owns its settings; imported by name so LDAP-only meters need none of it.
-    try:
-        module = importlib.import_module("meterd.directory.radius")
-    except ImportError:
-        reader.error(None, "this meterd has no RADIUS backend")
-        return None
-    return module.radius_settings(reader, config_dir)
+    values["operation_timeout"] = operation
+    values["upn_suffix"] = values["upn_suffix"].lstrip("@").lower()
+    return LdapSettings(**values)
 
 
 def load(reader: Reader, config_dir: Path) -> DirectorySettings:
@@ -205,45 +291,13 @@ def load(reader: Reader, config_dir: Path) -> DirectorySettings:
         The settings (with defaults where a value was invalid; the caller
         raises on the recorded errors).
     """
-    reader.check_keys(_TOP_KEYS)
-    backend = reader.get("backend", str, "ldap")
-    if backend not in BACKENDS:
-        reader.error("backend", f"must be one of {', '.join(BACKENDS)}, not {backend!r}")
-    by_name = {c.value: c for c in DIRECTORY_CHANNELS}
-    channels: set[Channel] = set()
-    for i, name in enumerate(reader.strings("channels", tuple(by_name))):
-        if name in by_name:
-            channels.add(by_name[name])
-        else:
-            reader.error_item(
-                "channels",
-                i,
-                f"{name!r} cannot use the directory (only {', '.join(by_name)}: "
-                "the panel keeps local PINs, Modbus its certificates)",
-            )
-    cap: set[Permission] = set()
-    known = {p.value: p for p in Permission}
-    for i, name in enumerate(reader.strings("offline_cap", tuple(p.value for p in DEFAULT_OFFLINE_CAP))):
-        if name in known:
-            cap.add(known[name])
-        else:
-            reader.error_item("offline_cap", i, f"unknown permission {name!r}")
-    login_timeout = reader.seconds("login_timeout", 10.0, 0.5, 120)
-    settings = DirectorySettings(
-        backend=backend,
-        channels=frozenset(channels),
-        login_timeout=login_timeout,
-        session_lifetime=reader.seconds("session_lifetime", 8 * 3600.0, 60, 7 * 86_400),
-        offline_ttl=reader.seconds("offline_ttl", 86_400.0, 0, 30 * 86_400),
-        offline_cap=frozenset(cap),
-        workers=reader.bounded_int("workers", 4, 1, 32),
-    )
+    values = DIRECTORY.read(reader, {Base.CONFIG: config_dir})
+    del values["enabled"]
+    settings = DirectorySettings(**values)
+    backend = settings.backend
+    other = "radius" if backend == "ldap" else "ldap"
+    if other in reader.table:
+        reader.error(other, f'applies to backend = "{other}" only')
     if backend == "ldap":
-        if "radius" in reader.table:
-            reader.error("radius", 'applies to backend = "radius" only')
-        return replace(settings, ldap=_ldap(reader.sub("ldap"), config_dir, login_timeout))
-    if backend == "radius":
-        if "ldap" in reader.table:
-            reader.error("ldap", 'applies to backend = "ldap" only')
-        return replace(settings, radius=_radius(reader.sub("radius"), config_dir))
-    return settings
+        return replace(settings, ldap=_ldap(reader.sub("ldap"), config_dir, settings.login_timeout))
+    return replace(settings, radius=load_radius(reader.sub("radius"), config_dir))

@@ -9,16 +9,20 @@ permission itself.
 
 from meterd.guard.credentials import Certificate, Credential, Password, Pin, PublicKey
 from meterd.guard.guard import Guard
+from meterd.guard.log_verbs import Actor
 from meterd.guard.observer import GuardObserver, NullObserver
+from meterd.guard.permit import Permit
 from meterd.guard.sessions import Session
 
 __all__ = [
+    "Actor",
     "Certificate",
     "Credential",
     "Guard",
     "GuardObserver",
     "NullObserver",
     "Password",
+    "Permit",
     "Pin",
     "PublicKey",
     "Session",

@@ -49,7 +49,7 @@ from meterd.policy.model import DirectoryPrincipal
 from meterd.policy.request import Channel, Outcome
 
 if TYPE_CHECKING:
-    from meterd.guard.guard import Guard
+    from meterd.guard.login import Login as Guard
     from meterd.guard.sessions import Session
 
 log = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """The one interface every meter implementation provides.
 
-A firmware binding and :class:`~meterd.meter.simulated.SimulatedMeter` both
+A firmware binding and :class:`~meterd.meter.simulation.SimulatedMeter` both
 implement :class:`Meter`.  No method checks permissions: the guard has already
 allowed the request before any of them is called.  Every method either
 completes or raises a :class:`~meterd.errors.MeterError`; a request refused
@@ -162,4 +162,15 @@ class Meter(Protocol):
 
     def restart(self) -> MeterStatus:
         """Restart the meter; it comes back out of test mode. Return its status."""
+        ...
+
+    def record_interval(self) -> Path:
+        """Append the current readings to the measurement log in ``data/`` (the daemon's interval tick).
+
+        Returns:
+            The log's path relative to the file area.
+
+        Raises:
+            MeterStateError: The log could not be written.
+        """
         ...

@@ -10,7 +10,6 @@ half-applied.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -212,6 +211,8 @@ def unknown_key_error(key: str, known: tuple[str, ...] | list[str], what: str) -
         what: What the key names, for the message (``"setting"``, ``"ION module"``).
 
     """
+    import difflib  # noqa: PLC0415 - only a mistake needs it (see meterd.tomlreader.suggest)
+
     close = difflib.get_close_matches(key, known, n=1)
     return MeterValueError(f"unknown {what}", key=key, suggestion=close[0] if close else "")
 

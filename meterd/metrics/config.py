@@ -6,9 +6,8 @@ import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
 
+from meterd.configspec import Key, Section
 from meterd.tomlreader import Reader
-
-_KEYS = ("enabled", "listen", "port")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,8 +26,33 @@ class MetricsConfig:
     port: int = 9102
 
 
+def _ip_address(text: str) -> str | None:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return f'must be an IP address, not "{text}"'
+    return None
+
+
+METRICS = Section(
+    "metrics",
+    "the metrics endpoint (Prometheus text over HTTP)",
+    (
+        Key("enabled", bool, True, "serve metrics"),
+        Key(
+            "listen",
+            str,
+            "127.0.0.1",
+            "IP address to bind (the scrape is not authenticated)",
+            check=_ip_address,
+        ),
+        Key("port", int, 9102, "TCP port", low=1, high=65535),
+    ),
+)
+
+
 def load(reader: Reader, config_dir: Path) -> MetricsConfig:
-    """Read the ``[metrics]`` table; problems are recorded on ``reader``.
+    """Read the ``[metrics]`` table (declared in :data:`METRICS`); problems are recorded on ``reader``.
 
     Args:
         reader: The section's reader; unknown keys and bad values become
@@ -40,16 +64,4 @@ def load(reader: Reader, config_dir: Path) -> MetricsConfig:
         The settings, with defaults where a value was missing or invalid.
     """
     del config_dir  # the common loader signature; nothing here is a path
-    reader.check_keys(_KEYS)
-    defaults = MetricsConfig()
-    listen = reader.get("listen", str, defaults.listen)
-    try:
-        ipaddress.ip_address(listen)
-    except ValueError:
-        reader.error("listen", f'must be an IP address, not "{listen}"')
-        listen = defaults.listen
-    return MetricsConfig(
-        enabled=reader.get("enabled", bool, defaults.enabled),
-        listen=listen,
-        port=reader.bounded_int("port", defaults.port, 1, 65535),
-    )
+    return MetricsConfig(**METRICS.read(reader, {}))

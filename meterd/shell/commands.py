@@ -9,60 +9,14 @@ without one.  The README's command table is rendered from this one
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from meterd.policy.grants import grants_of
-from meterd.policy.model import Policy
 from meterd.policy.permissions import Permission
-from meterd.shell import approval_cmds, log_cmds, meter_cmds, user_cmds
-from meterd.shell.context import Check, Context, Handler
+from meterd.shell import approval_cmds, log_cmds, meter_cmds, session_cmds, user_cmds
+from meterd.shell.command import Command
+from meterd.shell.context import Context
 from meterd.shell.terminal import EXIT_OK
 
 P = Permission
-
-
-@dataclass(frozen=True, slots=True)
-class Command:
-    """One shell command.
-
-    Attributes:
-        words: The command words (``("show", "readings")``).
-        permission: What the guard must allow; None only for ``exit``.
-        resource: The meter resource the command acts on.
-        handler: Runs after an allow.
-        args: Argument synopsis for the usage line.
-        summary: One line for ``help``.
-        min_args: Fewest argument words.
-        max_args: Most argument words (None: no limit).
-        check: The pre-check: refuses, changing nothing, arguments or a target
-            the handler would refuse.  The shell runs it before asking the
-            guard, and only for a session the policy grants ``permission``,
-            so it tells nobody else whether a file, user or certificate exists.
-        approver: A second person's command (``approvals``, ``approve``,
-            ``reject``): ``help`` lists it only for a session that holds a
-            permission under dual control, the only ones that could approve.
-    """
-
-    words: tuple[str, ...]
-    permission: Permission | None
-    resource: str
-    handler: Handler
-    args: str = ""
-    summary: str = ""
-    min_args: int = 0
-    max_args: int | None = 0
-    check: Check | None = None
-    approver: bool = False
-
-    @property
-    def name(self) -> str:
-        """The command words joined by spaces."""
-        return " ".join(self.words)
-
-    @property
-    def usage(self) -> str:
-        """``name ARGS``."""
-        return f"{self.name} {self.args}".rstrip()
 
 
 async def _help(ctx: Context) -> int:
@@ -85,33 +39,12 @@ async def _help(ctx: Context) -> int:
     return EXIT_OK
 
 
-def roles_of(policy: Policy, name: str) -> tuple[str, ...]:
-    """Return a principal's roles, direct ones first, then those of its groups (directory users' too)."""
-    return tuple(dict.fromkeys(grant.role for grant in grants_of(policy, name)))
-
-
-async def _whoami(ctx: Context) -> int:
-    policy = ctx.runtime.guard.policy
-    granted = ctx.runtime.guard.permitted(ctx.session)
-    await ctx.fields(
-        [
-            ("user", ctx.session.principal),
-            ("channel", ctx.session.channel.value),
-            ("roles", ",".join(roles_of(policy, ctx.session.principal)) or None),
-            ("permissions", ",".join(sorted(p.value for p in granted)) or None),
-        ]
-    )
-    return EXIT_OK
-
-
-async def _exit(ctx: Context) -> int:
-    return EXIT_OK
-
-
 KV = "KEY=VALUE..."
 COMMANDS: tuple[Command, ...] = (
     Command(("help",), P.TERMINAL_ACCESS, "/", _help, summary="list the commands you may run"),
-    Command(("whoami",), P.TERMINAL_ACCESS, "/", _whoami, summary="your user, roles and permissions"),
+    Command(
+        ("whoami",), P.TERMINAL_ACCESS, "/", session_cmds.whoami, summary="your user, roles and permissions"
+    ),
     Command(
         ("show", "readings"),
         P.TERMINAL_ACCESS,
@@ -403,7 +336,7 @@ COMMANDS: tuple[Command, ...] = (
         check=approval_cmds.check_request_number,
         approver=True,
     ),
-    Command(("exit",), None, "/", _exit, summary="end the session"),
+    Command(("exit",), None, "/", session_cmds.exit_session, summary="end the session"),
 )
 
 

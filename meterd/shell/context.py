@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from meterd.channels.base import Runtime
 from meterd.errors import ChannelError
 from meterd.guard import Session
 from meterd.policy.request import Decision
+from meterd.runtime import Runtime
 from meterd.shell.terminal import Terminal
 
 

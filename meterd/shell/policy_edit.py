@@ -22,7 +22,6 @@ import dataclasses
 import weakref
 from collections.abc import Callable
 
-from meterd.channels.base import Runtime
 from meterd.errors import MeterdError
 from meterd.guard import Guard, Session
 from meterd.policy.compile import compile_policy
@@ -30,6 +29,7 @@ from meterd.policy.credentials import UserCredentials, seed, without_credentials
 from meterd.policy.lint import Severity, lint_policy
 from meterd.policy.model import Policy, User, frozen_map
 from meterd.policy.request import Outcome
+from meterd.runtime import Runtime
 
 _locks: weakref.WeakKeyDictionary[Guard, asyncio.Lock] = weakref.WeakKeyDictionary()
 

@@ -14,15 +14,15 @@ import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from meterd.errors import MeterdError
-from meterd.shell.commands import COMMANDS, Command
+from meterd import mdblock
+from meterd.mdblock import ReferenceError
+from meterd.shell.command import Command
+from meterd.shell.commands import COMMANDS
 
 BEGIN = "<!-- shell-commands:begin -->"
 END = "<!-- shell-commands:end -->"
 
-
-class ReferenceError(MeterdError):
-    """The README has no single, well-ordered pair of markers."""
+__all__ = ["BEGIN", "END", "ReferenceError", "embedded", "main", "markdown_table", "updated"]
 
 
 def _cell(text: str) -> str:
@@ -41,25 +41,13 @@ def markdown_table(commands: Iterable[Command] = COMMANDS) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _block(text: str) -> tuple[int, int]:
-    """Return where the generated block's content starts and ends in ``text``."""
-    if text.count(BEGIN) != 1 or text.count(END) != 1:
-        raise ReferenceError(f"expected one {BEGIN!r} and one {END!r} line")
-    start = text.index(BEGIN) + len(BEGIN) + 1
-    end = text.index(END)
-    if end < start:
-        raise ReferenceError("the end marker comes before the begin marker")
-    return start, end
-
-
 def embedded(text: str) -> str:
     """Return the table currently between the markers of ``text``.
 
     Raises:
         ReferenceError: The markers are missing, repeated or out of order.
     """
-    start, end = _block(text)
-    return text[start:end]
+    return mdblock.embedded(text, BEGIN, END)
 
 
 def updated(text: str) -> str:
@@ -68,8 +56,7 @@ def updated(text: str) -> str:
     Raises:
         ReferenceError: The markers are missing, repeated or out of order.
     """
-    start, end = _block(text)
-    return text[:start] + markdown_table() + text[end:]
+    return mdblock.replaced(text, BEGIN, END, markdown_table())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

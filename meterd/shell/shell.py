@@ -24,11 +24,12 @@ import difflib
 import logging
 import shlex
 
-from meterd.channels.base import Runtime
 from meterd.errors import MeterdError
 from meterd.guard import Session
 from meterd.guard.dual_control import PendingApproval
-from meterd.shell.commands import COMMANDS, Command, find
+from meterd.runtime import Runtime
+from meterd.shell.command import Command
+from meterd.shell.commands import COMMANDS, find
 from meterd.shell.context import Context, UsageError
 from meterd.shell.terminal import EXIT_DENIED, EXIT_OK, EXIT_USAGE, Terminal
 
@@ -147,13 +148,16 @@ class MeterShell:
             return EXIT_DENIED
         ctx.decision = decision
         try:
-            return await command.handler(ctx)
+            status = await command.handler(ctx)
         except UsageError as e:
             await self._terminal.write(f"error: {e}\nusage: {command.usage}\n")
             status = EXIT_USAGE
         except MeterdError as e:
             await self._terminal.write(f"error: {e}\n")
             status = EXIT_DENIED
+        else:
+            await decision.done()
+            return status
         # The allow is already recorded; record that the action itself did not happen.
-        await guard.failed(self._session, decision, {"command": command.name, "failed": True})
+        await decision.failed({"command": command.name, "failed": True})
         return status

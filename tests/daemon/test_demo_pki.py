@@ -8,8 +8,9 @@ import shutil
 import ssl
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -17,6 +18,7 @@ from cryptography.x509.oid import NameOID
 from pymodbus.client import AsyncModbusTlsClient
 
 from meterd.channels.modbus.certificates import identify
+from meterd.daemon import demo_pki
 from meterd.daemon.demo_pki import DIRECTORY, apply_demo_pki, ensure_demo_meter_certificate
 from meterd.seclog import EventType, Query, read_records
 from tests.daemon.conftest import ROOT, RunningDaemon, free_port, write_config
@@ -52,6 +54,7 @@ def test_first_read_issues_certificates_and_fills_fingerprints(tmp_path: Path) -
     assert names == [
         "ca-key.pem",
         "ca.pem",
+        "checked.json",
         "meter-key.pem",
         "meter.pem",
         "scada-operator-key.pem",
@@ -59,7 +62,7 @@ def test_first_read_issues_certificates_and_fills_fingerprints(tmp_path: Path) -
         "scada-viewer-key.pem",
         "scada-viewer.pem",
     ]
-    for key in pki.glob("*-key.pem"):
+    for key in [*pki.glob("*-key.pem"), pki / "checked.json"]:
         assert key.stat().st_mode & 0o777 == 0o600, key
     # Each client certificate carries its role and is named in the policy by its fingerprint.
     issued = []
@@ -95,6 +98,36 @@ def test_later_reads_keep_the_same_certificates(tmp_path: Path) -> None:
     assert ensure_demo_meter_certificate(tmp_path) is None
     assert fingerprints(second, "scada") == fingerprints(first, "scada")
     assert {p.name: p.read_bytes() for p in (tmp_path / DIRECTORY).iterdir()} == before
+
+
+def test_a_restart_with_unchanged_files_parses_no_certificate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = policy_data()
+    ensure_demo_meter_certificate(tmp_path)
+    apply_demo_pki(first, tmp_path)
+
+    def refuse(*args: object, **kwargs: object) -> NoReturn:
+        raise AssertionError("a certificate or key was parsed")
+
+    # What the full checks use: with the files unchanged, checked.json answers instead.
+    monkeypatch.setattr(x509, "load_pem_x509_certificate", refuse)
+    monkeypatch.setattr(serialization, "load_pem_private_key", refuse)
+    assert ensure_demo_meter_certificate(tmp_path) is None
+    second, pushed = policy_data(), policy_data()
+    assert apply_demo_pki(second, tmp_path) is None
+    assert apply_demo_pki(pushed, tmp_path, issue=False) is None
+    assert fingerprints(second, "scada") == fingerprints(pushed, "scada") == fingerprints(first, "scada")
+
+
+def test_a_recorded_expiry_still_renews(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pki = tmp_path / DIRECTORY
+    ensure_demo_meter_certificate(tmp_path)
+    meter_before = (pki / "meter.pem").read_bytes()
+    later = datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=830)  # past the leaf's 825 days
+    monkeypatch.setattr(demo_pki, "_now", lambda: later)
+    assert ensure_demo_meter_certificate(tmp_path) == pki
+    assert (pki / "meter.pem").read_bytes() != meter_before
 
 
 def _expire(cert_path: Path, ca_dir: Path) -> None:

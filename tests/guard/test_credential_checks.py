@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-import meterd.guard.guard as guard_module
+import meterd.guard.login as guard_module
 from meterd.credentials import hash_secret
 from meterd.guard import Guard
 from meterd.guard.credential_checks import address_of

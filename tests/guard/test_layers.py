@@ -23,11 +23,12 @@ def _imports(path: Path) -> set[str]:
 
 def test_only_the_audit_step_imports_the_security_log() -> None:
     importers = sorted(
-        path.name
-        for path in (PACKAGE / "guard").glob("*.py")
+        str(path.relative_to(PACKAGE / "guard"))
+        for path in (PACKAGE / "guard").rglob("*.py")
         if any(name == "meterd.seclog" or name.startswith("meterd.seclog.") for name in _imports(path))
     )
-    assert importers == ["audit.py"]
+    assert importers  # the walk found the audit step
+    assert [name for name in importers if not name.startswith("audit/")] == []
 
 
 #: What channels and the shell may not reach through the guard: they use its façade's verbs.
@@ -67,6 +68,14 @@ def test_channels_and_the_shell_use_only_the_guard_facade() -> None:
     assert [v for path in paths for v in _violations(path)] == []
 
 
+def test_the_daemon_uses_only_the_guard_facade() -> None:
+    """The daemon opens the log (its wiring) but writes no record and reaches into no guard state."""
+    paths = sorted((PACKAGE / "daemon").rglob("*.py"))
+    assert len(paths) > 5  # the walk found the package
+    reaches = [v for path in paths for v in _violations(path) if "guard." in v]
+    assert reaches == []
+
+
 def test_the_check_sees_a_reach_through_the_guard(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text(
@@ -77,3 +86,27 @@ def test_the_check_sees_a_reach_through_the_guard(tmp_path: Path) -> None:
         "    return guard.compiled.policy\n"
     )
     assert len(_violations(probe)) == 4
+
+
+def test_the_shell_never_imports_a_channel() -> None:
+    """The shell runs inside several channels; it reaches them only through :mod:`meterd.runtime`."""
+    paths = sorted((PACKAGE / "shell").rglob("*.py"))
+    assert len(paths) > 5  # the walk found the package
+    upward = sorted(
+        f"{path.name}: {name}"
+        for path in paths
+        for name in _imports(path)
+        if name == "meterd.channels" or name.startswith("meterd.channels.")
+    )
+    assert upward == []
+
+
+def test_the_daemon_knows_the_meter_only_through_its_interface() -> None:
+    """The daemon builds the meter with meterd.meter.factory; no implementation is named there."""
+    named = sorted(
+        f"{path.name}: {name}"
+        for path in (PACKAGE / "daemon").rglob("*.py")
+        for name in _imports(path)
+        if name.startswith("meterd.meter.simulation")
+    )
+    assert named == []

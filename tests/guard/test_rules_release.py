@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from meterd.guard import Guard, Session
+from meterd.guard import Guard, Permit, Session
 from meterd.metrics.registry import MeterdMetrics
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
@@ -49,8 +49,10 @@ def test_a_reset_the_meter_rejected_does_not_block_the_next(tmp_path: Path) -> N
             op = await _login(guard, "op")
             first = await guard.authorize(op, Permission.PEAK_DEMAND_RESET, DEMAND)
             assert first.allowed
-            await guard.action_failed(op, first, EventType.DEMAND_RESET, {"error": "meter refused"})
-            assert (await guard.authorize(op, Permission.PEAK_DEMAND_RESET, DEMAND)).allowed
+            await first.failed({"error": "meter refused"}, event=EventType.DEMAND_RESET)
+            second = await guard.authorize(op, Permission.PEAK_DEMAND_RESET, DEMAND)
+            assert second.allowed
+            await second.done()
             # A reset that did happen still starts the lockout period.
             third = await guard.authorize(op, Permission.PEAK_DEMAND_RESET, DEMAND)
             assert third.reason is DenyReason.LOCKOUT_PERIOD
@@ -58,6 +60,27 @@ def test_a_reset_the_meter_rejected_does_not_block_the_next(tmp_path: Path) -> N
     asyncio.run(main())
     failed = read_records(tmp_path / "log", Query(events=frozenset({EventType.DEMAND_RESET})))
     assert [r.outcome for r in failed] == [Outcome.ALLOW, Outcome.ERROR, Outcome.ALLOW]
+
+
+def test_a_permit_completes_once(tmp_path: Path) -> None:
+    """A permit's first completion counts: a later failure neither releases nor records."""
+
+    async def main() -> None:
+        async with _guard(tmp_path, DOC) as guard:
+            op = await _login(guard, "op")
+            first = await guard.authorize(op, Permission.PEAK_DEMAND_RESET, DEMAND)
+            assert isinstance(first, Permit)
+            assert first.allowed
+            await first.done()
+            await first.failed({"error": "too late"})
+            again = await guard.authorize(op, Permission.PEAK_DEMAND_RESET, DEMAND)
+            assert again.reason is DenyReason.LOCKOUT_PERIOD
+            await again.failed({"error": "nothing to complete"})  # a refusal has nothing to give back
+            assert guard.demand_window.last_reset is not None
+
+    asyncio.run(main())
+    resets = read_records(tmp_path / "log", Query(events=frozenset({EventType.DEMAND_RESET})))
+    assert [r.outcome for r in resets] == [Outcome.ALLOW]
 
 
 def test_a_reset_the_log_could_not_record_spends_no_lockout_period(tmp_path: Path) -> None:

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
-from meterd.channels.base import Runtime
 from meterd.credentials import hash_secret
 from meterd.guard import Guard
 from meterd.meter.firmware import build_image
-from meterd.meter.simulated import SimulatedMeter
+from meterd.meter.simulation import SimulatedMeter
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
+from meterd.runtime import Runtime
 from meterd.seclog import EventType, LogConfig, SecurityLog, read_records
 from meterd.shell import EXIT_DENIED, EXIT_OK, EXIT_USAGE, MeterShell
 from tests.certs import make_certificate, pem_of

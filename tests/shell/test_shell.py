@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from meterd.channels.base import Runtime
 from meterd.credentials import hash_secret
 from meterd.guard import Guard, Password, Pin, PublicKey, Session
-from meterd.meter.simulated import SimulatedMeter
+from meterd.meter.simulation import SimulatedMeter
 from meterd.policy.compile import compile_policy
 from meterd.policy.credentials import Credentials
 from meterd.policy.loader import load_policy
 from meterd.policy.model import Policy
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel
+from meterd.runtime import Runtime
 from meterd.seclog import EventType, LogConfig, SecurityLog, read_records
 from meterd.shell import EXIT_DENIED, EXIT_OK, EXIT_USAGE, MeterShell
 from meterd.shell.commands import COMMANDS

@@ -9,35 +9,13 @@ problem keeps its default so the rest can still be checked.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from meterd.configspec import Base, Custom, Key, Section
 from meterd.tomlreader import Reader
-
-_KEYS = (
-    "enabled",
-    "plain_tcp",
-    "listen",
-    "port",
-    "unit_ids",
-    "max_connections",
-    "max_connections_per_client",
-    "max_requests_per_second",
-    "idle_timeout",
-    "frame_timeout",
-    "tls",
-)
-_TLS_KEYS = (
-    "enabled",
-    "port",
-    "cert",
-    "key",
-    "ca",
-    "max_connections",
-    "max_connections_per_client",
-    "max_handshakes",
-    "max_handshakes_per_client",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,18 +88,11 @@ class ModbusConfig:
     tls: TlsConfig = field(default_factory=TlsConfig)
 
 
-def _path(reader: Reader, key: str, config_dir: Path) -> Path | None:
-    text = reader.get(key, str, "")
-    if not text:
-        return None
-    path = Path(text)
-    return path if path.is_absolute() else config_dir / path
-
-
-def _unit_ids(reader: Reader) -> tuple[int, ...]:
-    values = reader.get("unit_ids", list, [1])
+def _unit_ids(reader: Reader, values: Mapping[str, Any]) -> tuple[int, ...]:
+    del values
+    listed = reader.get("unit_ids", list, [1])
     out: list[int] = []
-    for i, value in enumerate(values):
+    for i, value in enumerate(listed):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
             reader.error_item("unit_ids", i, "must be a unit id between 0 and 255")
         elif value in out:
@@ -134,35 +105,93 @@ def _unit_ids(reader: Reader) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _connections(
-    reader: Reader, what: str = "connections", defaults: tuple[int, int] = (32, 8)
-) -> tuple[int, int]:
-    """Read ``max_<what>`` and ``max_<what>_per_client`` of one listener's table."""
-    total = reader.bounded_int(f"max_{what}", defaults[0], 1, 4096)
-    per_client = reader.bounded_int(f"max_{what}_per_client", min(defaults[1], total), 1, 4096)
-    if per_client > total:
-        reader.error(f"max_{what}_per_client", f"must not exceed max_{what} ({total})")
-        per_client = total
-    return total, per_client
+def _per_client(what: str, default: int) -> Custom:
+    """Read ``max_<what>_per_client``: by default no more than ``max_<what>``, and never more."""
+
+    def read(reader: Reader, values: Mapping[str, Any]) -> int:
+        total: int = values[f"max_{what}"]
+        key = f"max_{what}_per_client"
+        per_client = reader.bounded_int(key, min(default, total), 1, 4096)
+        if per_client > total:
+            reader.error(key, f"must not exceed max_{what} ({total})")
+            per_client = total
+        return per_client
+
+    return read
+
+
+def _ip_address(listen: str) -> str | None:
+    try:
+        ipaddress.ip_address(listen)
+    except ValueError:
+        return f"{listen!r} is not an IP address"
+    return None
+
+
+def _connections(what: str, total: int, per_client: int, doc: str) -> tuple[Key, Key]:
+    return (
+        Key(f"max_{what}", int, total, doc, low=1, high=4096),
+        Key(
+            f"max_{what}_per_client",
+            int,
+            per_client,
+            f"the same from one peer address (at most max_{what})",
+            low=1,
+            high=4096,
+            custom=_per_client(what, per_client),
+        ),
+    )
+
+
+MODBUS = Section(
+    "modbus",
+    "the Modbus channel: plain Modbus TCP (the anonymous principal)",
+    (
+        Key("enabled", bool, True, "run the channel"),
+        Key("plain_tcp", bool, True, "serve plain Modbus TCP"),
+        Key("listen", str, "127.0.0.1", "IP address both listeners bind to", check=_ip_address),
+        Key("port", int, 5020, "plain Modbus TCP port (0 picks a free one)", low=0, high=65535),
+        Key("unit_ids", list, (1,), "unit ids the meter answers to (0 to 255)", custom=_unit_ids),
+        *_connections("connections", 32, 8, "open plain Modbus TCP connections"),
+        Key(
+            "max_requests_per_second",
+            int,
+            100,
+            "sustained requests per peer address on each listener",
+            low=1,
+            high=100_000,
+        ),
+        Key("idle_timeout", float, 120.0, "seconds a connection may stay silent", low=0.1, high=86_400),
+        Key(
+            "frame_timeout",
+            float,
+            5.0,
+            "seconds to finish a frame (or the TLS handshake) once begun",
+            low=0.05,
+            high=600,
+        ),
+    ),
+    tables=("tls",),
+)
+
+TLS = Section(
+    "modbus.tls",
+    "Modbus/TCP Security (mutual TLS, the role in the client certificate)",
+    (
+        Key("enabled", bool, False, "serve Modbus/TCP Security"),
+        Key("port", int, 8020, "TCP port (0 picks a free one)", low=0, high=65535),
+        Key("cert", Path, "", "the meter's certificate chain (PEM; required)", base=Base.CONFIG),
+        Key("key", Path, "", "its private key (PEM; required)", base=Base.CONFIG),
+        Key("ca", Path, "", "the CA client certificates must chain to (PEM; required)", base=Base.CONFIG),
+        *_connections("connections", 32, 8, "TLS sessions, taken once the client certificate is verified"),
+        *_connections("handshakes", 8, 2, "TLS handshakes in progress"),
+    ),
+)
 
 
 def _tls(reader: Reader, config_dir: Path) -> TlsConfig:
-    reader.check_keys(_TLS_KEYS)
-    enabled = reader.get("enabled", bool, False)
-    total, per_client = _connections(reader)
-    handshakes, handshakes_per_client = _connections(reader, "handshakes", (8, 2))
-    config = TlsConfig(
-        enabled=enabled,
-        port=reader.bounded_int("port", 8020, 0, 65535),
-        cert=_path(reader, "cert", config_dir),
-        key=_path(reader, "key", config_dir),
-        ca=_path(reader, "ca", config_dir),
-        max_connections=total,
-        max_connections_per_client=per_client,
-        max_handshakes=handshakes,
-        max_handshakes_per_client=handshakes_per_client,
-    )
-    if enabled:
+    config = TlsConfig(**TLS.read(reader, {Base.CONFIG: config_dir}))
+    if config.enabled:
         for key in ("cert", "key", "ca"):
             if getattr(config, key) is None:
                 reader.error(key, "is required when Modbus/TCP Security is enabled")
@@ -180,24 +209,5 @@ def load(reader: Reader, config_dir: Path) -> ModbusConfig:
     Returns:
         The settings; fields with problems (recorded in ``reader.errors``) keep their defaults.
     """
-    reader.check_keys(_KEYS)
-    listen = reader.get("listen", str, "127.0.0.1")
-    try:
-        ipaddress.ip_address(listen)
-    except ValueError:
-        reader.error("listen", f"{listen!r} is not an IP address")
-        listen = "127.0.0.1"
-    max_connections, per_client = _connections(reader)
-    return ModbusConfig(
-        enabled=reader.get("enabled", bool, True),
-        plain_tcp=reader.get("plain_tcp", bool, True),
-        listen=listen,
-        port=reader.bounded_int("port", 5020, 0, 65535),
-        unit_ids=_unit_ids(reader),
-        max_connections=max_connections,
-        max_connections_per_client=per_client,
-        max_requests_per_second=reader.bounded_int("max_requests_per_second", 100, 1, 100_000),
-        idle_timeout=reader.seconds("idle_timeout", 120.0, 0.1, 86_400.0),
-        frame_timeout=reader.seconds("frame_timeout", 5.0, 0.05, 600.0),
-        tls=_tls(reader.sub("tls"), config_dir),
-    )
+    values = MODBUS.read(reader, {Base.CONFIG: config_dir})
+    return ModbusConfig(**values, tls=_tls(reader.sub("tls"), config_dir))

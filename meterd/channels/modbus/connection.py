@@ -19,7 +19,6 @@ import logging
 import ssl
 import time
 
-from meterd.channels.base import Runtime
 from meterd.channels.modbus import protocol
 from meterd.channels.modbus.certificates import identify
 from meterd.channels.modbus.config import ModbusConfig
@@ -30,6 +29,7 @@ from meterd.guard import Certificate, Session
 from meterd.guard.credentials import application_for_certificate
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel
+from meterd.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

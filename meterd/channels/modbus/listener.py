@@ -32,13 +32,13 @@ import contextlib
 import logging
 import ssl
 
-from meterd.channels.base import Runtime
 from meterd.channels.modbus.certificates import server_context
 from meterd.channels.modbus.config import ModbusConfig
 from meterd.channels.modbus.connection import ModbusConnection
 from meterd.channels.modbus.limits import ConnectionLimits, Pool, RateLimiter
 from meterd.channels.modbus.service import ModbusService
 from meterd.errors import ChannelError
+from meterd.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -19,17 +19,17 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 
-from meterd.channels.base import Runtime
 from meterd.channels.modbus import protocol
 from meterd.channels.modbus.encoding import EncodingError
 from meterd.channels.modbus.protocol import ExceptionCode, ReadRequest, Refusal, WriteRequest
 from meterd.channels.modbus.registers import READ_PERMISSION, Field, covers_whole_fields, fields_in
 from meterd.channels.modbus.values import Change, MeasurementCache, apply, decode_write, read_words
 from meterd.errors import ChannelError, MeterError
-from meterd.guard import Session
+from meterd.guard import Permit, Session
 from meterd.meter.errors import MeterValueError
 from meterd.policy.permissions import Permission
-from meterd.policy.request import Channel, Decision, DenyReason, Outcome
+from meterd.policy.request import Channel, DenyReason, Outcome
+from meterd.runtime import Runtime
 from meterd.seclog.events import DetailValue
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class ModbusService:
         peer: Peer,
         request: WriteRequest,
         change: Change,
-        decision: Decision,
+        decision: Permit,
         detail: dict[str, DetailValue],
     ) -> bytes:
         # apply() is synchronous: no read can refill the cache before the change is made.
@@ -167,8 +167,9 @@ class ModbusService:
             refused = isinstance(e, MeterValueError)
             code = ExceptionCode.ILLEGAL_DATA_VALUE if refused else ExceptionCode.SERVER_DEVICE_FAILURE
             detail["error"] = str(e)[:200]
-            await self.guard.failed(peer.session, decision, detail)
+            await decision.failed(detail)
             return self._refuse(request.function, code, "meter_refused")
+        await decision.done()
         self.counters["writes"] += 1
         return protocol.write_response_pdu(request)
 
@@ -180,7 +181,7 @@ class ModbusService:
         detail: dict[str, DetailValue],
         *,
         aggregate: bool,
-    ) -> Decision:
+    ) -> Permit:
         session = peer.session
         decision = await self.guard.authorize(
             session, permission, resource, detail=detail, aggregate=aggregate

@@ -24,7 +24,6 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
-from meterd.channels.base import Runtime
 from meterd.channels.panel.protocol import Action, ActionKind, ErrorCode, failure, success
 from meterd.errors import MeterError
 from meterd.guard import Session
@@ -33,6 +32,7 @@ from meterd.meter.errors import MeterValueError
 from meterd.meter.interface import Meter
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Decision
+from meterd.runtime import Runtime
 from meterd.seclog import EventType
 from meterd.seclog.events import DetailValue
 
@@ -145,6 +145,7 @@ async def perform(
     except MeterError as e:
         # The allow is already recorded; the failure gets its own record so the log shows nothing changed.
         code = ErrorCode.INVALID if isinstance(e, MeterValueError) else ErrorCode.FAILED
-        await guard.failed(session, decision, {**detail, "error": str(e)[:MAX_DETAIL_TEXT]})
+        await decision.failed({**detail, "error": str(e)[:MAX_DETAIL_TEXT]})
         return failure(code, str(e), op.ref)
+    await decision.done()
     return success(op.ref, action=op.action.value, **result)

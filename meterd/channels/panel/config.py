@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from meterd.configspec import Base, Key, Section
 from meterd.tomlreader import Reader
 
-_KEYS = ("enabled", "socket", "mode", "max_message", "max_clients", "max_sessions", "rate", "burst")
 #: Bits a panel socket may never grant: anyone outside the owner and group.
 _OTHER_BITS = 0o007
 
@@ -41,8 +41,37 @@ class PanelConfig:
         return state_dir / self.socket
 
 
+def _owner_and_group(mode: int) -> str | None:
+    return f"must not grant access to others, not {mode:#o}" if mode & _OTHER_BITS else None
+
+
+PANEL = Section(
+    "panel",
+    "the front-panel socket",
+    (
+        Key("enabled", bool, True, "run the channel"),
+        Key("socket", Path, "panel.sock", "the Unix socket", base=Base.STATE),
+        Key(
+            "mode",
+            int,
+            0o660,
+            "permission bits of the socket (never for others)",
+            low=0o600,
+            high=0o770,
+            check=_owner_and_group,
+            octal=True,
+        ),
+        Key("max_message", int, 4096, "longest message in bytes, newline included", low=256, high=65536),
+        Key("max_clients", int, 8, "connections served at once", low=1, high=64),
+        Key("max_sessions", int, 4, "panel sessions one connection may hold", low=1, high=16),
+        Key("rate", int, 20, "messages per second a connection may send on average", low=1, high=1000),
+        Key("burst", int, 40, "messages a connection may send at once above rate", low=1, high=1000),
+    ),
+)
+
+
 def load(reader: Reader, config_dir: Path) -> PanelConfig:
-    """Read the ``[panel]`` table; problems go to the reader's error list.
+    """Read the ``[panel]`` table (declared in :data:`PANEL`); problems go to the reader's error list.
 
     Args:
         reader: The section's reader.
@@ -54,23 +83,4 @@ def load(reader: Reader, config_dir: Path) -> PanelConfig:
         The settings, with defaults where a value was missing or invalid.
     """
     del config_dir
-    reader.check_keys(_KEYS)
-    d = PanelConfig()
-    socket = reader.get("socket", str, str(d.socket))
-    if not socket or "\x00" in socket:
-        reader.error("socket", "must be a non-empty path")
-        socket = str(d.socket)
-    mode = reader.bounded_int("mode", d.mode, 0o600, 0o770)
-    if mode & _OTHER_BITS:
-        reader.error("mode", f"must not grant access to others, not {mode:#o}")
-        mode = d.mode
-    return PanelConfig(
-        enabled=reader.get("enabled", bool, d.enabled),
-        socket=Path(socket),
-        mode=mode,
-        max_message=reader.bounded_int("max_message", d.max_message, 256, 65536),
-        max_clients=reader.bounded_int("max_clients", d.max_clients, 1, 64),
-        max_sessions=reader.bounded_int("max_sessions", d.max_sessions, 1, 16),
-        rate=reader.bounded_int("rate", d.rate, 1, 1000),
-        burst=reader.bounded_int("burst", d.burst, 1, 1000),
-    )
+    return PanelConfig(**PANEL.read(reader, {}))

@@ -19,7 +19,6 @@ import logging
 import time
 from typing import Any
 
-from meterd.channels.base import Runtime
 from meterd.channels.panel import actions
 from meterd.channels.panel.config import PanelConfig
 from meterd.channels.panel.protocol import (
@@ -40,6 +39,7 @@ from meterd.channels.panel.protocol import (
 from meterd.guard import Pin, Session
 from meterd.guard.dual_control import PendingApproval
 from meterd.policy.request import Channel, DenyReason
+from meterd.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -11,11 +11,11 @@ import stat
 import struct
 from pathlib import Path
 
-from meterd.channels.base import Runtime
 from meterd.channels.panel.config import PanelConfig
 from meterd.channels.panel.connection import PanelConnection
 from meterd.channels.panel.protocol import ErrorCode, encode, failure
 from meterd.errors import ChannelError
+from meterd.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

@@ -5,25 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from meterd.configspec import Base, Key, Section
 from meterd.tomlreader import Reader
 
 #: The ``device`` value that makes meterd create a pseudo-terminal.
 PTY = "pty"
 BAUD_RATES = (1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600)
 PARITIES = ("none", "even", "odd", "mark", "space")
-_KEYS = (
-    "enabled",
-    "device",
-    "link",
-    "baud",
-    "bytesize",
-    "parity",
-    "stopbits",
-    "max_line",
-    "reconnect_interval",
-    "login_timeout",
-    "failure_delay",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,16 +58,58 @@ class SerialConfig:
         return state_dir / self.link
 
 
-def _choice(reader: Reader, key: str, default: str, choices: tuple[str, ...]) -> str:
-    value = reader.get(key, str, default)
-    if value not in choices:
-        reader.error(key, f'must be one of {", ".join(choices)}, not "{value}"')
-        return default
-    return value
+def _device(device: str) -> str | None:
+    return 'must be "pty" or a device path' if not device or "\x00" in device else None
+
+
+def _baud(baud: int) -> str | None:
+    return None if baud in BAUD_RATES else f"must be one of {', '.join(map(str, BAUD_RATES))}, not {baud}"
+
+
+SERIAL = Section(
+    "serial",
+    "the serial console",
+    (
+        Key("enabled", bool, True, "run the console"),
+        Key(
+            "device",
+            str,
+            PTY,
+            "`pty` (meterd makes a pseudo-terminal) or a device path, relative to the configuration file",
+            check=_device,
+        ),
+        Key("link", Path, "serial-console", "where a made pseudo-terminal is linked", base=Base.STATE),
+        Key(
+            "baud",
+            int,
+            115200,
+            "line speed of a real device",
+            low=BAUD_RATES[0],
+            high=BAUD_RATES[-1],
+            check=_baud,
+        ),
+        Key("bytesize", int, 8, "data bits", low=5, high=8),
+        Key("parity", str, "none", "parity", choices=PARITIES),
+        Key("stopbits", int, 1, "stop bits", low=1, high=2),
+        Key("max_line", int, 256, "longest input line (further characters are dropped)", low=16, high=4096),
+        Key(
+            "reconnect_interval",
+            float,
+            2.0,
+            "seconds before reopening a vanished device (backing off to 8 times this)",
+            low=0.05,
+            high=60,
+        ),
+        Key("login_timeout", float, 60.0, "seconds the login prompts wait", low=1, high=600),
+        Key(
+            "failure_delay", float, 1.0, "seconds after a failed login before the next prompt", low=0, high=10
+        ),
+    ),
+)
 
 
 def load(reader: Reader, config_dir: Path) -> SerialConfig:
-    """Read the ``[serial]`` table; problems go to the reader's error list.
+    """Read the ``[serial]`` table (declared in :data:`SERIAL`); problems go to the reader's error list.
 
     Args:
         reader: The section's reader.
@@ -89,36 +119,7 @@ def load(reader: Reader, config_dir: Path) -> SerialConfig:
     Returns:
         The settings, with defaults where a value was missing or invalid.
     """
-    reader.check_keys(_KEYS)
-    d = SerialConfig()
-    device = reader.get("device", str, d.device)
-    if not device or "\x00" in device:
-        reader.error("device", 'must be "pty" or a device path')
-        device = d.device
-    elif device != PTY:
-        device = str(config_dir / device)
-    link = reader.get("link", str, str(d.link))
-    if not link or "\x00" in link:
-        reader.error("link", "must be a non-empty path")
-        link = str(d.link)
-    baud = reader.get("baud", int, d.baud)
-    if baud not in BAUD_RATES:
-        reader.error("baud", f"must be one of {', '.join(map(str, BAUD_RATES))}, not {baud}")
-        baud = d.baud
-    stopbits = reader.get("stopbits", int, d.stopbits)
-    if stopbits not in (1, 2):
-        reader.error("stopbits", f"must be 1 or 2, not {stopbits}")
-        stopbits = d.stopbits
-    return SerialConfig(
-        enabled=reader.get("enabled", bool, d.enabled),
-        device=device,
-        link=Path(link),
-        baud=baud,
-        bytesize=reader.bounded_int("bytesize", d.bytesize, 5, 8),
-        parity=_choice(reader, "parity", d.parity, PARITIES),
-        stopbits=stopbits,
-        max_line=reader.bounded_int("max_line", d.max_line, 16, 4096),
-        reconnect_interval=reader.seconds("reconnect_interval", d.reconnect_interval, 0.05, 60),
-        login_timeout=reader.seconds("login_timeout", d.login_timeout, 1, 600),
-        failure_delay=reader.seconds("failure_delay", d.failure_delay, 0, 10),
-    )
+    values = SERIAL.read(reader, {})
+    if values["device"] != PTY:
+        values["device"] = str(config_dir / values["device"])
+    return SerialConfig(**values)

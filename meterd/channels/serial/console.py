@@ -18,14 +18,13 @@ import asyncio
 import logging
 import re
 
-from meterd.channels.base import Runtime
 from meterd.channels.serial.config import SerialConfig
 from meterd.channels.serial.terminal import ConsoleTerminal
 from meterd.errors import MeterdError
 from meterd.guard import Password, Session
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel
-from meterd.shell import MeterShell
+from meterd.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +109,8 @@ class Console:
             terminal.interrupt()
 
         session.on_close.append(on_close)
+        from meterd.shell import MeterShell  # noqa: PLC0415 - on first use (see meterd.shell)
+
         shell = MeterShell(self._runtime, session, terminal)
         reason = ""
         try:

@@ -11,11 +11,11 @@ import asyncio
 import contextlib
 import logging
 
-from meterd.channels.base import Runtime
 from meterd.channels.serial.config import SerialConfig
 from meterd.channels.serial.console import Console
 from meterd.channels.serial.device import PtyDevice, TtyDevice
 from meterd.channels.serial.terminal import ConsoleTerminal
+from meterd.runtime import Runtime
 
 log = logging.getLogger(__name__)
 

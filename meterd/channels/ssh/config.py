@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from meterd.configspec import Base, Key, Section
 from meterd.tomlreader import Reader
-
-KEYS = ("enabled", "listen", "port", "host_key_dir", "login_grace_time", "max_auth_tries", "max_sessions")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +37,30 @@ class SshConfig:
         return state_dir / self.host_key_dir
 
 
+SSH = Section(
+    "ssh",
+    "the SSH/SFTP listener",
+    (
+        Key("enabled", bool, True, "run the listener"),
+        Key("listen", str, "127.0.0.1", "address to bind"),
+        Key("port", int, 2222, "TCP port (0 picks a free one)", low=0, high=65535),
+        Key("host_key_dir", Path, "ssh", "host keys, made on first start", base=Base.STATE),
+        Key("login_grace_time", int, 30, "seconds a client has to authenticate", low=1, high=600),
+        Key("max_auth_tries", int, 6, "authentication attempts per connection", low=1, high=100),
+        Key(
+            "max_sessions",
+            int,
+            32,
+            "open shell and SFTP sessions, all connections together",
+            low=1,
+            high=1024,
+        ),
+    ),
+)
+
+
 def load(reader: Reader, config_dir: Path) -> SshConfig:
-    """Read the ``[ssh]`` table; problems go to the reader's error list.
+    """Read the ``[ssh]`` table (declared in :data:`SSH`); problems go to the reader's error list.
 
     Args:
         reader: The ``ssh`` table.
@@ -51,17 +72,4 @@ def load(reader: Reader, config_dir: Path) -> SshConfig:
         The settings, with defaults where a value was missing or invalid.
     """
     del config_dir
-    reader.check_keys(KEYS)
-    host_key_dir = reader.get("host_key_dir", str, "ssh")
-    if not host_key_dir or "\x00" in host_key_dir:
-        reader.error("host_key_dir", "must be a non-empty path")
-        host_key_dir = "ssh"
-    return SshConfig(
-        enabled=reader.get("enabled", bool, True),
-        listen=reader.get("listen", str, "127.0.0.1"),
-        port=reader.bounded_int("port", 2222, 0, 65535),
-        host_key_dir=Path(host_key_dir),
-        login_grace_time=reader.bounded_int("login_grace_time", 30, 1, 600),
-        max_auth_tries=reader.bounded_int("max_auth_tries", 6, 1, 100),
-        max_sessions=reader.bounded_int("max_sessions", 32, 1, 1024),
-    )
+    return SshConfig(**SSH.read(reader, {}))

@@ -28,12 +28,13 @@ from typing import TYPE_CHECKING, AnyStr
 
 import asyncssh
 
-from meterd.channels.base import Runtime
+from meterd.channels.ssh.acks import PromptAcks
 from meterd.channels.ssh.terminal import SessionStreams, SessionTerminal
 from meterd.guard import Password, PublicKey, Session
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome, Request
-from meterd.shell import EXIT_DENIED, EXIT_USAGE, MeterShell
+from meterd.runtime import Runtime
+from meterd.shell.terminal import EXIT_DENIED, EXIT_USAGE
 
 if TYPE_CHECKING:
     from asyncssh.connection import SSHConnection
@@ -68,6 +69,7 @@ class MeterSSHServer(asyncssh.SSHServer):
         self._failures = 0
         self._refusals = 0
         self._tasks: set[asyncio.Task[None]] = set()
+        self._acks: PromptAcks | None = None
 
     # -- connection ---------------------------------------------------------
 
@@ -90,9 +92,16 @@ class MeterSSHServer(asyncssh.SSHServer):
         # signatures against asyncssh's, and reports it if a method is renamed or removed.
         conn.create_agent_listener = self._agent_requested  # type: ignore[method-assign]
         conn.attach_x11_listener = self._x11_requested  # type: ignore[method-assign]
+        # The OpenSSH client's Nagle algorithm would wait on our delayed ACKs (see acks.py).
+        self._acks = PromptAcks(conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """Nothing to do: each session's channel closes its guard session."""
+
+    def auth_completed(self) -> None:
+        """Authentication is over: acknowledgements may be delayed again (see acks.py)."""
+        if self._acks is not None:
+            self._acks.stop()
 
     # -- authentication -------------------------------------------------------
 
@@ -288,6 +297,8 @@ async def run_session(listener: SshListener, streams: SessionStreams) -> None:
         streams.stderr.write(f"denied: {opened.request.permission.value} ({opened.detail or 'refused'})\n")
         streams.exit(EXIT_DENIED)
         return
+    from meterd.shell import MeterShell  # noqa: PLC0415 - on first use (see meterd.shell)
+
     shell = MeterShell(listener.runtime, opened, SessionTerminal(streams))
     status = EXIT_DENIED
     reason = ""

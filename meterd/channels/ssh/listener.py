@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 import asyncssh
 
-from meterd.channels.base import Runtime
-from meterd.channels.ssh.area import Area
 from meterd.channels.ssh.config import SshConfig
 from meterd.channels.ssh.connection import (
     MeterSSHServer,
@@ -17,12 +16,14 @@ from meterd.channels.ssh.connection import (
     run_session,
 )
 from meterd.channels.ssh.hostkeys import load_or_create_host_key
-from meterd.channels.ssh.sftp import MeterSFTPServer
-from meterd.channels.ssh.sftp_session import SESSION
 from meterd.channels.ssh.terminal import SessionStreams
 from meterd.errors import ChannelError
 from meterd.guard import Session
 from meterd.policy.request import Channel
+from meterd.runtime import Runtime
+
+if TYPE_CHECKING:
+    from meterd.channels.ssh.sftp import MeterSFTPServer
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,6 @@ class SshListener:
         self.sessions: set[Session] = set()
         self.port = config.port
         self._server: asyncssh.SSHAcceptor | None = None
-        self._area = Area(runtime.meter.file_area)
 
     async def start(self) -> None:
         """Load or create the host key and start listening.
@@ -83,13 +83,19 @@ class SshListener:
         log.info("ssh listening on %s:%d", self.config.listen, self.port)
 
     async def _sftp(self, chan: asyncssh.SSHServerChannel[bytes]) -> MeterSFTPServer:
+        # The SFTP server is imported on the first SFTP session: an idle meter does not hold it.
+        from meterd.channels.ssh.area import Area  # noqa: PLC0415
+        from meterd.channels.ssh.sftp import MeterSFTPServer  # noqa: PLC0415
+        from meterd.channels.ssh.sftp_session import SESSION  # noqa: PLC0415
+
+        area = Area(self.runtime.meter.file_area)
         opened = await open_guard_session(self, chan, Channel.SFTP, SESSION, "/files")
         if not isinstance(opened, Session):
             chan.write_stderr(f"denied: {opened.request.permission.value} ({opened.detail})\n".encode())
             chan.exit(1)
-            return MeterSFTPServer(chan, self._area, None, self.runtime)
+            return MeterSFTPServer(chan, area, None, self.runtime)
         return MeterSFTPServer(
-            chan, self._area, opened, self.runtime, lambda: close_guard_session(self, opened, "logged out")
+            chan, area, opened, self.runtime, lambda: close_guard_session(self, opened, "logged out")
         )
 
     async def stop(self) -> None:

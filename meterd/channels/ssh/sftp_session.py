@@ -12,12 +12,12 @@ from typing import TypeVar
 
 import asyncssh
 
-from meterd.channels.base import Runtime
 from meterd.channels.ssh.area import Area
 from meterd.channels.ssh.paths import SECURITY_LOG, PathRefusedError, VPath, normalise
 from meterd.guard import Session
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision
+from meterd.runtime import Runtime
 from meterd.seclog import EventType
 
 T = TypeVar("T")

@@ -14,12 +14,12 @@ from typing import Any
 import pytest
 from pymodbus.client import AsyncModbusTcpClient, AsyncModbusTlsClient
 
-from meterd.channels.base import Runtime
 from meterd.channels.modbus import ModbusConfig, ModbusListener, TlsConfig
 from meterd.guard import Guard
-from meterd.meter.simulated import SimulatedMeter
+from meterd.meter.simulation import SimulatedMeter
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
+from meterd.runtime import Runtime
 from meterd.seclog import LogConfig, Query, Record, SecurityLog, read_records
 
 from .pki import Pki, make_pki

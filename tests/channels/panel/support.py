@@ -9,13 +9,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from meterd.channels.base import Runtime
 from meterd.credentials import hash_secret
 from meterd.guard import Guard
-from meterd.meter.simulated import SimulatedMeter
+from meterd.meter.simulation import SimulatedMeter
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
 from meterd.policy.request import Channel, Outcome
+from meterd.runtime import Runtime
 from meterd.seclog import EventType, LogConfig, Query, Record, SecurityLog, read_records
 
 PASSWORD = "correct horse battery"

@@ -279,7 +279,7 @@ async def _request_master_reset(requester: Client, session: str) -> int:
 def test_dual_control_approved_on_the_panel(tmp_path: Path) -> None:
     async def scenario(env: Env, path: Path) -> None:
         data = env.runtime.meter.file_area / "data"
-        env.runtime.meter.record_interval()  # type: ignore[attr-defined]
+        env.runtime.meter.record_interval()
         assert any(data.iterdir())
         first, second = await Client.connect(path), await Client.connect(path)
         requester = await first.login("installer")

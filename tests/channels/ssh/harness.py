@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from meterd.channels.base import Runtime
 from meterd.channels.ssh import SshConfig, SshListener
 from meterd.credentials import hash_secret
 from meterd.guard import Guard
-from meterd.meter.simulated import SimulatedMeter
+from meterd.meter.simulation import SimulatedMeter
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
+from meterd.runtime import Runtime
 from meterd.seclog import LogConfig, Record, SecurityLog, read_records
 
 T = TypeVar("T")

@@ -1,7 +1,7 @@
 """How the simulated meter's registers advance from one time to another.
 
-Pure functions of a :class:`~meterd.meter.state.MeterState`, a true time and a
-:class:`~meterd.meter.profile.LoadProfile`; no I/O.
+Pure functions of a :class:`~meterd.meter.simulation.state.MeterState`, a true time and a
+:class:`~meterd.meter.simulation.profile.LoadProfile`; no I/O.
 
 Demand is block demand: the mean import power over each demand interval,
 blocks ending on multiples of the interval on the meter's clock.  The peak is
@@ -14,8 +14,8 @@ import dataclasses
 import math
 
 from meterd.meter.model import PeakDemand
-from meterd.meter.profile import DAY_S, LoadProfile
-from meterd.meter.state import MeterState
+from meterd.meter.simulation.profile import DAY_S, LoadProfile
+from meterd.meter.simulation.state import MeterState
 
 
 def meter_time(state: MeterState, now: float) -> float:

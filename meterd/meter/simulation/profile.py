@@ -109,4 +109,4 @@ DEFAULT_PROFILE = LoadProfile(
         PhaseProfile(base_kw=3.0, swing_kw=2.5, peak_hour=13.0, exports=True),
     )
 )
-"""The profile :class:`~meterd.meter.simulated.SimulatedMeter` uses unless given another."""
+"""The profile :class:`~meterd.meter.simulation.SimulatedMeter` uses unless given another."""

@@ -25,7 +25,6 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from meterd.errors import MeterError
-from meterd.meter import registers
 from meterd.meter.checks import check_time
 from meterd.meter.errors import CertificateError, FirmwareImageError, MeterStateError
 from meterd.meter.files import CERTS, FIRMWARE, FileArea
@@ -42,8 +41,6 @@ from meterd.meter.model import (
     Readings,
     match_certificate,
 )
-from meterd.meter.pem import parse_pem_certificate
-from meterd.meter.profile import DEFAULT_PROFILE, LoadProfile
 from meterd.meter.settings import (
     ION_MODULES,
     CommSettings,
@@ -53,7 +50,9 @@ from meterd.meter.settings import (
     apply_updates,
     unknown_key_error,
 )
-from meterd.meter.state import MeterState, StateStore
+from meterd.meter.simulation import registers
+from meterd.meter.simulation.profile import DEFAULT_PROFILE, LoadProfile
+from meterd.meter.simulation.state import MeterState, StateStore
 
 MODEL = "Simulated ION meter"
 MAX_CERTIFICATES = 32
@@ -267,6 +266,9 @@ class SimulatedMeter:
 
     def install_certificate(self, pem: bytes) -> CertificateInfo:
         """Check a PEM certificate structurally and store it as ``certs/<fingerprint>.pem``."""
+        # The certificate parser loads with the first installation, not with the meter.
+        from meterd.meter.pem import parse_pem_certificate  # noqa: PLC0415
+
         parsed = parse_pem_certificate(pem)
         if any(c.fingerprint == parsed.fingerprint for c in self._state.certificates):
             raise CertificateError(f"certificate {parsed.fingerprint} is already installed")

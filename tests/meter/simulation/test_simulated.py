@@ -25,9 +25,9 @@ from meterd.meter.errors import CertificateError, FirmwareImageError, MeterState
 from meterd.meter.firmware import HEADER, build_image, check_image
 from meterd.meter.interface import Meter
 from meterd.meter.model import PeakDemand, PhaseReading, Readings
-from meterd.meter.profile import DEFAULT_PROFILE
 from meterd.meter.settings import CommSettings, DssSettings, SetpointParams
-from meterd.meter.simulated import MAX_CERTIFICATES, SimulatedMeter
+from meterd.meter.simulation.meter import MAX_CERTIFICATES, SimulatedMeter
+from meterd.meter.simulation.profile import DEFAULT_PROFILE
 from tests.certs import make_certificate, pem_of
 
 START = 1_800_000_000.0  # 2027-01-15T08:00:00Z, on a 15-minute boundary

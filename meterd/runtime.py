@@ -1,4 +1,8 @@
-"""What every channel gets from the daemon, and what the daemon expects of a channel."""
+"""The runtime contract channels and the shell share: what the daemon hands them, what it expects back.
+
+It sits below both (the shell runs inside several channels, and no channel imports another),
+and above the guard and the meter it hands out.
+"""
 
 from __future__ import annotations
 

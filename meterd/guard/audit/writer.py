@@ -1,163 +1,43 @@
-"""The audit step: the only code that turns decisions and events into security-log records.
-
-It maps a decision to its event type (:data:`ALLOW_EVENTS`), counts the
-allows a channel asked to aggregate, applies the budget of records about
-unauthenticated parties (:mod:`meterd.guard.evidence` is the pure budget;
-what is over it is counted and summarised here), accounts for the
-unauthenticated records in flight, decides who may use a full log's reserve,
-and writes.  It is the only module of the guard that imports
-:mod:`meterd.seclog`.
+"""The audit step's writing: decisions and other records, aggregated allows, summarised refusals.
 
 Invariants:
     * An allow whose record is not durable is returned as a denial
       (``log_unavailable``); aggregated allows are the one exception, and
-      their count is written by :meth:`Audit.flush`.
+      their count is written by :meth:`AuditWriter.flush`.
     * A refusal of an unauthenticated party is either written or counted for
       a summary; it is never lost from the count, even when the log fails.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 from meterd.errors import MeterdError
+from meterd.guard.audit.events import (
+    RECORD_ESTIMATE,
+    SESSION_EVENTS,
+    WHY_LIMIT,
+    Detail,
+    allow_event,
+    is_unauthenticated,
+    keeps_log,
+    logged_kind,
+)
 from meterd.guard.evidence import EvidenceBudget, SummaryKey
 from meterd.guard.observer import GuardObserver
-from meterd.guard.sessions import Session
 from meterd.policy.compile import CompiledPolicy
-from meterd.policy.grants import PrincipalKind
 from meterd.policy.model import ANONYMOUS
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, DenyReason, Outcome
-from meterd.seclog import EventType, Query, Record, SecurityLog
-from meterd.seclog.errors import LogUnavailableError
-from meterd.seclog.events import SYSTEM_PRINCIPAL, DetailValue
+from meterd.seclog import EventType, SecurityLog
 from meterd.seclog.events import PrincipalKind as LoggedKind
-from meterd.seclog.verify import VerifyReport, verify
-
-__all__ = [
-    "ALLOW_EVENTS",
-    "Audit",
-    "Detail",
-    "DetailValue",
-    "EventType",
-    "LogStatus",
-    "Query",
-    "Record",
-    "SecurityLog",
-    "VerifyReport",
-    "allow_event",
-    "principal_kind",
-]
 
 log = logging.getLogger(__name__)
-
-Detail = Mapping[str, DetailValue]
-
-#: The event an allowed use of a permission is recorded as, unless the channel says otherwise.
-ALLOW_EVENTS: dict[Permission, EventType] = {
-    Permission.PEAK_DEMAND_RESET: EventType.DEMAND_RESET,
-    Permission.MASTER_RESET: EventType.MASTER_RESET,
-    Permission.TEST_MODE_TOGGLE: EventType.VALUE_FORCING,
-    Permission.TIME_SYNC: EventType.TIME_CHANGE,
-    Permission.FIRMWARE_MANAGEMENT: EventType.FIRMWARE_CHANGE,
-    Permission.FRONT_PANEL_RESTART: EventType.REBOOT,
-    Permission.COMM_CONFIG: EventType.CONFIG_CHANGE,
-    Permission.DSS_CONFIG: EventType.CONFIG_CHANGE,
-    Permission.ION_MODULE_CONFIG: EventType.CONFIG_CHANGE,
-    Permission.FRONT_PANEL_CONFIG: EventType.CONFIG_CHANGE,
-    Permission.CERTIFICATE_MANAGEMENT: EventType.CONFIG_CHANGE,
-    Permission.USER_MANAGEMENT: EventType.CONFIG_CHANGE,
-    Permission.PASSWORD_SELF_MANAGEMENT: EventType.PASSWORD_CHANGE,
-    Permission.SECURITY_LOGS_ACCESS: EventType.AUDIT_LOG_ACCESS,
-}
-
-WHY_LIMIT = 200
-#: A record's size as far as the room for unauthenticated records is concerned (most are 300-550 bytes).
-RECORD_ESTIMATE = 600
-#: Where the security log lives in the scope tree (who may read it there keeps a full log serviceable).
-LOG_RESOURCE = "/files/security-log"
-_SESSION_EVENTS = frozenset({EventType.LOGIN_SUCCESS, EventType.LOGOUT_MANUAL, EventType.LOGOUT_TIMEOUT})
-
-
-def allow_event(permission: Permission) -> EventType:
-    """The event an allowed use of ``permission`` is recorded as by default."""
-    return ALLOW_EVENTS.get(permission, EventType.ACCESS_DECISION)
-
-
-def principal_kind(compiled: CompiledPolicy, name: str) -> PrincipalKind:
-    """What sort of principal ``name`` is under ``compiled`` (unknown names count as users)."""
-    if name == ANONYMOUS:
-        return PrincipalKind.ANONYMOUS
-    if name in compiled.policy.applications:
-        return PrincipalKind.APPLICATION
-    return PrincipalKind.USER
-
-
-def _logged_kind(compiled: CompiledPolicy, name: str) -> LoggedKind:
-    """The principal kind a record states: ``system`` for meterd itself, ``unknown`` for no principal."""
-    if name == SYSTEM_PRINCIPAL:
-        return LoggedKind.SYSTEM
-    policy = compiled.policy
-    if name != ANONYMOUS and not (
-        name in policy.users or name in policy.applications or name in policy.directory_principals
-    ):
-        return LoggedKind.UNKNOWN
-    return LoggedKind(principal_kind(compiled, name).value)
-
-
-def _unauthenticated(kind: LoggedKind, event: EventType | None) -> bool:
-    """True for a record about a party that has not authenticated (see :mod:`meterd.seclog.classes`)."""
-    return (
-        kind is LoggedKind.ANONYMOUS
-        or kind is LoggedKind.UNKNOWN
-        or event is EventType.LOGIN_FAILURE
-        or event is EventType.ACCOUNT_LOCKED
-    )
-
-
-def _keeps_log(compiled: CompiledPolicy, principal: str, channel: Channel) -> bool:
-    """Whether ``principal`` may read the security log on ``channel`` (side-effect free)."""
-    try:
-        return compiled.verdict(principal, Permission.SECURITY_LOGS_ACCESS, LOG_RESOURCE, channel).allowed
-    except Exception:  # deciding who may use the reserve fails closed
-        log.exception("evaluator failed while deciding the log reserve")
-        return False
-
-
-@dataclass(frozen=True, slots=True)
-class LogStatus:
-    """What ``show status`` says of the security log.
-
-    Attributes:
-        fill_percent: Used share of the capacity.
-        warning_level: The highest configured fill warning reached (0: none).
-        full: Appends are refused for capacity: recorded actions are refused
-            until records are exported or acknowledged (``drop_exported``).
-        failed: A write failed; the log refuses every append until restarted.
-        full_policy: What the log does at capacity.
-        unauthenticated_percent: Share of the capacity held by records about
-            unauthenticated parties.
-        acknowledged_seq: The highest seq an auditor acknowledged.
-        head_seq: The last durable record.
-        refusals_to_summarise: Counted refusals not yet written as summaries.
-    """
-
-    fill_percent: int
-    warning_level: int
-    full: bool
-    failed: bool
-    full_policy: str
-    unauthenticated_percent: int
-    acknowledged_seq: int
-    head_seq: int
-    refusals_to_summarise: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +48,7 @@ class _Aggregate:
     resource: str
 
 
-class Audit:
+class AuditWriter:
     """Writes every record of one guard, and counts what it does not write one by one.
 
     Args:
@@ -228,8 +108,8 @@ class Audit:
         Returns:
             False if the log could not take it (the caller must then fail closed).
         """
-        kind = _logged_kind(compiled, principal)
-        unauthenticated = budgeted or _unauthenticated(kind, event)
+        kind = logged_kind(compiled, principal)
+        unauthenticated = budgeted or is_unauthenticated(kind, event)
         key = SummaryKey(source, channel, event, "")
         if unauthenticated:
             reason = str((detail or {}).get("reason") or (detail or {}).get("refused") or "")
@@ -242,7 +122,7 @@ class Audit:
                 return True
         reserve = outcome is Outcome.ALLOW and (
             permission is Permission.SECURITY_LOGS_ACCESS
-            or (event in _SESSION_EVENTS and _keeps_log(compiled, principal, channel))
+            or (event in SESSION_EVENTS and keeps_log(compiled, principal, channel))
         )
         try:
             async with self._in_flight(unauthenticated):
@@ -278,8 +158,8 @@ class Audit:
             detail: Small, secret-free facts for the record.
         """
         request = decision.request
-        kind = _logged_kind(compiled, request.principal)
-        if _unauthenticated(kind, event) and not self._admit_unauthenticated(
+        kind = logged_kind(compiled, request.principal)
+        if is_unauthenticated(kind, event) and not self._admit_unauthenticated(
             request.source, decision.outcome
         ):
             if not decision.allowed:
@@ -308,14 +188,14 @@ class Audit:
             permission = request.permission
             reserve = permission is Permission.SECURITY_LOGS_ACCESS or (
                 permission is Permission.TERMINAL_ACCESS
-                and _keeps_log(compiled, request.principal, request.channel)
+                and keeps_log(compiled, request.principal, request.channel)
             )
         else:
             event = EventType.PERMISSION_DENIED
             if decision.detail:
                 # The auditor sees the same reason the requester was given.
                 detail = {**(detail or {}), "why": decision.detail[:WHY_LIMIT]}
-        unauthenticated = _unauthenticated(kind, event)
+        unauthenticated = is_unauthenticated(kind, event)
         try:
             async with self._in_flight(unauthenticated):
                 await self.seclog.append_decision_async(
@@ -415,75 +295,7 @@ class Audit:
             if not written:
                 self._evidence.give_back(key, tally)
 
-    # -- the log's own state and contents ------------------------------------------
-
     @property
     def refusals_to_summarise(self) -> int:
         """Refusals of unauthenticated parties counted and not yet written: the log had no room yet."""
         return self._evidence.pending
-
-    def status(self) -> LogStatus:
-        """The security log's fill state (read-only, nothing recorded)."""
-        seclog = self.seclog
-        config = seclog.config
-        percent = seclog.usage_bytes * 100 // config.capacity_bytes
-        return LogStatus(
-            fill_percent=percent,
-            warning_level=seclog.warning_level,
-            full=seclog.full,
-            failed=seclog.failed,
-            full_policy=config.full_policy.value,
-            unauthenticated_percent=seclog.unauthenticated_bytes * 100 // config.capacity_bytes,
-            acknowledged_seq=seclog.acknowledged_seq,
-            head_seq=seclog.head_seq,
-            refusals_to_summarise=self.refusals_to_summarise,
-        )
-
-    async def acknowledge(
-        self, compiled: CompiledPolicy, session: Session, allowed: Decision, up_to: int
-    ) -> int:
-        """Record an auditor's acknowledgement durably, then move the mark.
-
-        See :meth:`meterd.guard.Guard.acknowledge_log` for the arguments and errors.
-        """
-        request = allowed.request
-        if (
-            not allowed.allowed
-            or request.permission is not Permission.SECURITY_LOGS_ACCESS
-            or request.principal != session.principal
-        ):
-            raise ValueError("acknowledging the security log needs an allow of security_logs_access")
-        head = self.seclog.head_seq
-        if not 0 < up_to <= head:
-            raise ValueError(f"seq {up_to} is not in the log (its head is {head})")
-        if not await self.record(
-            compiled,
-            EventType.AUDIT_LOG_ACCESS,
-            session.principal,
-            Outcome.ALLOW,
-            channel=session.channel,
-            source=session.source,
-            permission=Permission.SECURITY_LOGS_ACCESS,
-            resource=request.resource,
-            detail={"acknowledged_to": up_to},
-        ):
-            raise LogUnavailableError(
-                "the acknowledgement could not be recorded; nothing was acknowledged", reason="failed"
-            )
-        return await asyncio.to_thread(self.seclog.acknowledge, up_to)
-
-    async def read(self, allowed: Decision, query: Query) -> list[Record]:
-        """The records ``query`` selects, for a reader holding an allow of ``security_logs_access``."""
-        return await asyncio.to_thread(self.seclog.read, allowed, query)
-
-    async def read_frames(self, allowed: Decision) -> bytes:
-        """Every stored record line byte for byte (a copy that verifies), gated like :meth:`read`."""
-        return await asyncio.to_thread(self.seclog.read_frames, allowed)
-
-    async def checkpoint(self) -> int:
-        """Seal a checkpoint of the log's head now; return its seq."""
-        return await asyncio.to_thread(self.seclog.checkpoint)
-
-    async def verify(self) -> VerifyReport:
-        """Check the chain of the whole log (MACs need the auditor's key, off the meter)."""
-        return await asyncio.to_thread(verify, self.seclog.directory)

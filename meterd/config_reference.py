@@ -1,0 +1,153 @@
+"""The ``meterd.toml`` key reference, rendered from the declared sections as Markdown for the README.
+
+``python -m meterd.config_reference`` prints the table; ``--update README.md``
+replaces the README's copy (between :data:`BEGIN` and :data:`END`), and
+``--check README.md`` exits 1 if that copy is stale.  A test keeps the
+README's copy equal to the rendering, so a key declared in a section is
+documented in the same change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from meterd import mdblock
+from meterd.channels.modbus.config import MODBUS, TLS
+from meterd.channels.panel.config import PANEL
+from meterd.channels.serial.config import SERIAL
+from meterd.channels.ssh.config import SSH
+from meterd.config import DAEMON, SECTIONS
+from meterd.configspec import Base, Key, Section
+from meterd.directory.radius_config import RADIUS
+from meterd.directory.settings import DIRECTORY, LDAP
+from meterd.mdblock import ReferenceError
+from meterd.meter.config import METER
+from meterd.metrics.config import METRICS
+from meterd.security_log_settings import FORWARD, SECURITY_LOG
+
+BEGIN = "<!-- config-keys:begin -->"
+END = "<!-- config-keys:end -->"
+
+#: The sections the reference lists, in file order.
+DECLARED: tuple[Section, ...] = (
+    DAEMON,
+    SECURITY_LOG,
+    FORWARD,
+    METER,
+    SSH,
+    SERIAL,
+    PANEL,
+    MODBUS,
+    TLS,
+    METRICS,
+    DIRECTORY,
+    LDAP,
+    RADIUS,
+)
+
+_KINDS = {bool: "true/false", int: "integer", float: "seconds", str: "string", list: "list", Path: "path"}
+_BASES = {Base.CONFIG: "relative to the configuration file", Base.STATE: "below `state_dir`"}
+
+
+def _kind(key: Key) -> str:
+    if key.kind is tuple:
+        return "list of paths" if key.base is not None else "list of strings"
+    return _KINDS[key.kind]
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _default(key: Key) -> str:
+    value: Any = key.default
+    if value in ("", ()):
+        return "none"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if key.octal:
+        return f"`{value:#o}`"
+    if isinstance(value, float):
+        return f"`{_number(value)}`"
+    if isinstance(value, tuple):
+        return f"`[{', '.join(str(v) for v in value)}]`"
+    return f"`{value}`" if not isinstance(value, str) else f'`"{value}"`'
+
+
+def _allowed(key: Key) -> str:
+    if key.choices:
+        return ", ".join(f"`{c}`" for c in key.choices)
+    if key.low is not None and key.high is not None:
+        if key.octal:
+            return f"`{int(key.low):#o}` to `{int(key.high):#o}`"
+        return f"{_number(key.low)} to {_number(key.high)}"
+    if key.base is not None:
+        return _BASES[key.base]
+    return ""
+
+
+def markdown_table(sections: Iterable[Section] = DECLARED) -> str:
+    """Return every declared key as a Markdown table: key, type, default, allowed values, meaning."""
+    lines = ["| key | type | default | allowed | what it sets |", "|---|---|---|---|---|"]
+    for section in sections:
+        for key in section.keys:
+            row = (f"`[{section.name}] {key.name}`", _kind(key), _default(key), _allowed(key), key.doc)
+            lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def undeclared() -> tuple[str, ...]:
+    """The top-level tables whose keys the reference does not list yet (read by their own loaders)."""
+    declared = {section.name for section in DECLARED}
+    return tuple(name for name in SECTIONS if name not in declared)
+
+
+def embedded(text: str) -> str:
+    """Return the table currently between the markers of ``text``.
+
+    Raises:
+        ReferenceError: The markers are missing, repeated or out of order.
+    """
+    return mdblock.embedded(text, BEGIN, END)
+
+
+def updated(text: str) -> str:
+    """Return ``text`` with the block between the markers replaced by the current table.
+
+    Raises:
+        ReferenceError: The markers are missing, repeated or out of order.
+    """
+    return mdblock.replaced(text, BEGIN, END, markdown_table())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Print the table, or check or update a README's copy; 0 ok, 1 stale, 2 bad input."""
+    parser = argparse.ArgumentParser(prog="python -m meterd.config_reference", description=__doc__)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--check", type=Path, metavar="README", help="exit 1 if README's table is stale")
+    group.add_argument("--update", type=Path, metavar="README", help="rewrite README's table in place")
+    args = parser.parse_args(argv)
+    path: Path | None = args.check or args.update
+    if path is None:
+        sys.stdout.write(markdown_table())
+        return 0
+    try:
+        text = path.read_text(encoding="utf-8")
+        if args.check:
+            stale = embedded(text) != markdown_table()
+            if stale:
+                print(f"{path}: the configuration key table is stale; run with --update", file=sys.stderr)
+            return 1 if stale else 0
+        path.write_text(updated(text), encoding="utf-8")
+    except (OSError, ReferenceError) as e:
+        print(f"{path}: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

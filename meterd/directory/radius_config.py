@@ -1,0 +1,301 @@
+"""The ``[directory.radius]`` table of ``meterd.toml``, validated into :class:`RadiusSettings`.
+
+Servers are IP addresses, never host names: a DNS lookup is a wait that a
+login deadline cannot bound.  The shared secret is read here, once, from a
+file only its owner may read (mode 0600 or stricter), so a bad secret file
+stops the daemon at start with the key path instead of failing each login.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import stat
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from meterd.configspec import Base, Custom, Key, Section, resolve
+from meterd.errors import ConfigError, ConfigValidationError
+from meterd.tomlreader import Reader
+
+#: Where directory group names come from in an Access-Accept (RADIUS dictionary names).
+GROUP_ATTRIBUTES = {"Class": "class", "Filter-Id": "filter-id"}
+MAX_SERVERS = 2
+#: The draft that deprecates insecure RADIUS practice asks for at least 16 random octets.
+MIN_SECRET = 16
+MAX_SECRET = 1024
+#: meterd's private enterprise number, the one its syslog structured data uses.
+DEFAULT_VENDOR_ID = 50316
+
+
+@dataclass(frozen=True, slots=True)
+class RadiusServer:
+    """One RADIUS server.
+
+    Attributes:
+        host: Its IP address, in the form ``recvfrom`` reports (``::1``, not ``0::1``).
+        port: Its authentication port.
+    """
+
+    host: str
+    port: int
+
+    @property
+    def uri(self) -> str:
+        """``radius://host:port`` (IPv6 in brackets), as messages and identities name it."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"radius://{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class RadiusSettings:
+    """How meterd asks RADIUS servers.
+
+    Attributes:
+        servers: One or two servers, tried in order.
+        secret_file: Where the shared secret came from.
+        secret: The shared secret (never shown in a repr).
+        timeout: Seconds to wait for a reply to one transmission.
+        retries: Retransmissions to one server after the first send.
+        nas_identifier: The NAS-Identifier sent with every request.
+        vendor_id: Vendor id of meterd's vendor-specific attributes.
+        role_attribute: Vendor type of the role attribute (one role per value, repeatable).
+        scope_attribute: Vendor type of the optional scope attribute.
+        group_attribute: ``"class"`` or ``"filter-id"``: which attribute names directory groups.
+    """
+
+    servers: tuple[RadiusServer, ...]
+    secret_file: Path
+    secret: bytes = field(repr=False)
+    timeout: float = 2.0
+    retries: int = 1
+    nas_identifier: str = "meterd"
+    vendor_id: int = DEFAULT_VENDOR_ID
+    role_attribute: int = 1
+    scope_attribute: int = 2
+    group_attribute: str = "class"
+
+
+def parse_server(text: str) -> RadiusServer:
+    """Parse ``ip``, ``ip:port`` or ``[ipv6]:port`` (port 1812 when absent).
+
+    Raises:
+        ValueError: If the text is not an IP address with an optional port.
+    """
+    host, port = text, "1812"
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            raise ValueError("write an IPv6 server as [address]:port")
+        port = rest[1:] or port
+    elif text.count(":") == 1:
+        host, port = text.split(":")
+    address = ipaddress.ip_address(host)
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f'port "{port}" is not between 1 and 65535')
+    return RadiusServer(str(address), int(port))
+
+
+def _servers(reader: Reader) -> tuple[RadiusServer, ...]:
+    if "servers" not in reader.table:
+        reader.error("servers", 'at least one RADIUS server is required, e.g. ["192.0.2.10:1812"]')
+        return ()
+    texts = reader.strings("servers")
+    if not 1 <= len(texts) <= MAX_SERVERS:
+        reader.error("servers", f"must list 1 to {MAX_SERVERS} servers, not {len(texts)}")
+    out: list[RadiusServer] = []
+    for i, text in enumerate(texts[:MAX_SERVERS]):
+        try:
+            server = parse_server(text)
+        except ValueError as e:
+            reader.error_item(
+                "servers", i, f'"{text}" is not an IP address with an optional port ({e}); no host names'
+            )
+            continue
+        if server in out:
+            reader.error_item("servers", i, f'"{text}" is listed twice')
+        out.append(server)
+    return tuple(out)
+
+
+def _secret(reader: Reader, path: Path) -> bytes:
+    """Read the shared secret, insisting the file is a regular file only its owner can read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as e:
+        reader.error("secret_file", f"cannot open {path}: {e.strerror}")
+        return b""
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            reader.error("secret_file", f"{path} is not a regular file")
+            return b""
+        if info.st_mode & 0o077:
+            reader.error(
+                "secret_file",
+                f"{path} has mode {stat.S_IMODE(info.st_mode):04o}: the shared secret must be readable"
+                " by its owner only (chmod 600)",
+            )
+            return b""
+        raw = f.read(MAX_SECRET + 2)
+    # A file written by `echo` ends in a newline that is not part of the secret.
+    secret = raw.removesuffix(b"\n").removesuffix(b"\r")
+    if not MIN_SECRET <= len(secret) <= MAX_SECRET:
+        reader.error(
+            "secret_file", f"the shared secret in {path} must be {MIN_SECRET} to {MAX_SECRET} octets long"
+        )
+        return b""
+    return secret
+
+
+_DEFAULTS = RadiusSettings((), Path(), b"")
+
+
+def _servers_key(reader: Reader, values: Mapping[str, Any]) -> tuple[RadiusServer, ...]:
+    del values
+    return _servers(reader)
+
+
+def _secret_file_key(config_dir: Path) -> Custom:
+    def read(reader: Reader, values: Mapping[str, Any]) -> Path:
+        del values
+        name = reader.get("secret_file", str, "")
+        if not name:
+            reader.error("secret_file", "a file holding the shared secret is required")
+            return Path()
+        return resolve(config_dir, name)
+
+    return read
+
+
+def _nas_identifier(reader: Reader, values: Mapping[str, Any]) -> str:
+    del values
+    nas = reader.get("nas_identifier", str, _DEFAULTS.nas_identifier)
+    if not 1 <= len(nas.encode()) <= 253:
+        reader.error("nas_identifier", "must be 1 to 253 octets long")
+        return _DEFAULTS.nas_identifier
+    return nas
+
+
+def _group_attribute(reader: Reader, values: Mapping[str, Any]) -> str:
+    del values
+    groups = reader.get("group_attribute", str, "Class")
+    if groups not in GROUP_ATTRIBUTES:
+        reader.error("group_attribute", f'must be "Class" or "Filter-Id", not "{groups}"')
+        groups = "Class"
+    return GROUP_ATTRIBUTES[groups]
+
+
+def _scope_attribute(reader: Reader, values: Mapping[str, Any]) -> int:
+    scope = reader.bounded_int("scope_attribute", _DEFAULTS.scope_attribute, 1, 255)
+    if scope == values["role_attribute"]:
+        reader.error("scope_attribute", f"must differ from role_attribute ({scope})")
+    return scope
+
+
+def _section(config_dir: Path | None) -> Section:
+    """The declaration of ``[directory.radius]`` (``config_dir``: where a relative secret file is)."""
+    base = config_dir if config_dir is not None else Path()
+    return Section(
+        "directory.radius",
+        'directory login over RADIUS (backend = "radius")',
+        (
+            Key(
+                "servers",
+                tuple,
+                (),
+                "one or two servers, IP[:port] (1812), tried in order",
+                custom=_servers_key,
+            ),
+            Key(
+                "secret_file",
+                Path,
+                "",
+                "file holding the shared secret, 16+ octets, mode 0600 (required)",
+                base=Base.CONFIG,
+                custom=_secret_file_key(base),
+            ),
+            Key("timeout", float, _DEFAULTS.timeout, "seconds to wait for one reply", low=0.05, high=30),
+            Key("retries", int, _DEFAULTS.retries, "retransmissions to one server", low=0, high=5),
+            Key(
+                "nas_identifier",
+                str,
+                _DEFAULTS.nas_identifier,
+                "NAS-Identifier sent with every request (1 to 253 octets)",
+                custom=_nas_identifier,
+            ),
+            Key(
+                "vendor_id",
+                int,
+                _DEFAULTS.vendor_id,
+                "vendor id of meterd's vendor-specific attributes",
+                low=1,
+                high=(1 << 24) - 1,
+            ),
+            Key(
+                "role_attribute",
+                int,
+                _DEFAULTS.role_attribute,
+                "vendor type of the role attribute (one role per value)",
+                low=1,
+                high=255,
+            ),
+            Key(
+                "scope_attribute",
+                int,
+                _DEFAULTS.scope_attribute,
+                "vendor type of the scope attribute (differs from role_attribute)",
+                low=1,
+                high=255,
+                custom=_scope_attribute,
+            ),
+            Key(
+                "group_attribute",
+                str,
+                "Class",
+                "the attribute naming directory groups",
+                choices=tuple(GROUP_ATTRIBUTES),
+                custom=_group_attribute,
+            ),
+        ),
+    )
+
+
+#: ``[directory.radius]`` as the README's key reference lists it.
+RADIUS = _section(None)
+
+
+def load_radius(reader: Reader, config_dir: Path) -> RadiusSettings:
+    """Read a ``[directory.radius]`` table; problems go to the reader's error list.
+
+    Args:
+        reader: The table's reader (its path names the keys in messages).
+        config_dir: Base of a relative ``secret_file``.
+
+    Returns:
+        The settings, with defaults where a value was missing or invalid.
+    """
+    values = _section(config_dir).read(reader, {Base.CONFIG: config_dir})
+    secret_file: Path = values["secret_file"]
+    secret = _secret(reader, secret_file) if secret_file != Path() else b""
+    return RadiusSettings(secret=secret, **values)
+
+
+def radius_settings(table: dict[str, Any], config_dir: Path, source: str = "") -> RadiusSettings:
+    """Validate a ``[directory.radius]`` table on its own.
+
+    Args:
+        table: The parsed table.
+        config_dir: Base of a relative ``secret_file``.
+        source: The file the table came from, for messages.
+
+    Raises:
+        ConfigValidationError: Listing every problem with its key path (``directory.radius.…``).
+    """
+    errors: list[ConfigError] = []
+    settings = load_radius(Reader(table, "directory.radius", source, errors), config_dir)
+    if errors:
+        raise ConfigValidationError(errors)
+    return settings
