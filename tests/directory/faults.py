@@ -32,10 +32,11 @@ class FaultServer:
 
     Args:
         behave: What to do with each accepted connection (it is closed afterwards).
+        host: The loopback address to listen on.
     """
 
-    def __init__(self, behave: Callable[[socket.socket], None] | None) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
+    def __init__(self, behave: Callable[[socket.socket], None] | None, host: str = "127.0.0.1") -> None:
+        self._sock = socket.create_server((host, 0))
         self.port: int = self._sock.getsockname()[1]
         self._stop = threading.Event()
         self._conns: list[socket.socket] = []
@@ -144,6 +145,31 @@ def killing_proxy(target_port: int, kill: Callable[[], None], after_chunks: int 
         upstream.close()
 
     return FaultServer(behave)
+
+
+def relay(host: str, target_port: int) -> FaultServer:
+    """Relays ``host``'s free port to ``target_port`` there, until closed (then: connection refused).
+
+    On the server's own address, so its certificate (which names the address) still matches.
+    """
+
+    def behave(conn: socket.socket) -> None:
+        with socket.create_connection((host, target_port)) as upstream:
+
+            def pump_up() -> None:
+                with contextlib.suppress(OSError):
+                    while data := conn.recv(65536):
+                        upstream.sendall(data)
+                with contextlib.suppress(OSError):
+                    upstream.shutdown(socket.SHUT_WR)
+
+            threading.Thread(target=pump_up, daemon=True).start()
+            with contextlib.suppress(OSError):
+                while data := upstream.recv(65536):
+                    conn.sendall(data)
+        conn.close()
+
+    return FaultServer(behave, host)
 
 
 def _message(data: bytes) -> tuple[int, int, int]:
