@@ -16,7 +16,7 @@ from meterd.directory.offline import OfflineCache
 from meterd.directory.radius import RadiusBackend
 from meterd.directory.settings import DirectorySettings
 from meterd.errors import ConfigError
-from meterd.guard.directory_login import DirectoryGate
+from meterd.guard.directory_gate import DirectoryGate
 
 #: The offline cache's file, below the state directory.
 OFFLINE_CACHE = "directory-cache.json"

@@ -88,6 +88,8 @@ class DirectorySettings:
             while the directory is unreachable (0: no offline logins).
         offline_cap: Permissions an offline login never has.
         workers: Threads that talk to the directory (bounds concurrent directory logins).
+        reachability_max_age: Seconds a verdict of *unreachable* (from any directory
+            attempt) lets break-glass accounts in without asking the directory again.
         ldap: LDAP settings (``backend = "ldap"``).
         radius: RADIUS settings (``backend = "radius"``).
     """
@@ -99,6 +101,7 @@ class DirectorySettings:
     offline_ttl: float
     offline_cap: frozenset[Permission]
     workers: int
+    reachability_max_age: float = 10.0
     ldap: LdapSettings | None = None
     radius: RadiusSettings | None = None
 
@@ -170,6 +173,14 @@ DIRECTORY = Section(
             custom=_offline_cap,
         ),
         Key("workers", int, 4, "threads talking to the directory (concurrent logins)", low=1, high=32),
+        Key(
+            "reachability_max_age",
+            float,
+            10.0,
+            "seconds an unreachable verdict lets break-glass in without asking again (0: always ask)",
+            low=0,
+            high=300,
+        ),
     ),
     tables=("ldap", "radius"),
 )

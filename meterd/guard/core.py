@@ -32,7 +32,7 @@ from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome
 
 if TYPE_CHECKING:
-    from meterd.guard.directory_login import DirectoryGate
+    from meterd.guard.directory_gate import DirectoryGate
 
 
 class GuardCore:

@@ -14,7 +14,8 @@ has no session, and a push that changes groups or roles recompiles it.
 Invariants:
     * Lockout counts apply before the directory is asked: a locked name never
       reaches the directory.
-    * The directory runs in a bounded pool of worker threads; the event loop
+    * The directory runs in a bounded pool of worker threads
+      (:class:`~meterd.guard.directory_gate.DirectoryGate`); the event loop
       only awaits it, never longer than the login timeout.
     * The offline cache is used only when the directory is unreachable, never
       after a refusal; an entry whose password the directory refuses, or
@@ -25,27 +26,17 @@ Invariants:
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-import secrets
-import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from meterd.directory.backend import (
-    DirectoryBackend,
-    DirectoryIdentity,
-    DirectoryRefused,
-    DirectoryUnreachable,
-)
-from meterd.directory.offline import CachedLogin, OfflineCache
-from meterd.directory.settings import DirectorySettings
+from meterd.directory.backend import DirectoryRefused, DirectoryUnreachable
+from meterd.directory.offline import CachedLogin
 from meterd.guard.audit import EventType
 from meterd.guard.credential_checks import credential_checks
+from meterd.guard.directory_gate import DirectoryGate
 from meterd.policy.directory import MappingRefusal, is_local, map_identity
-from meterd.policy.model import DirectoryPrincipal
 from meterd.policy.request import Channel, Outcome
 
 if TYPE_CHECKING:
@@ -53,124 +44,9 @@ if TYPE_CHECKING:
     from meterd.guard.sessions import Session
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 #: The paths a login can take, as the log and the metrics name them (a closed set).
 PATHS = ("local", "ldap", "radius", "offline-cache", "break-glass")
-#: Extra seconds the loop waits past the login timeout for a worker that overran it.
-GRACE = 0.5
-#: Seconds a principal stays in force after its login with no session yet (the channel
-#: opens its session right after authentication; a sweep in between must not drop it).
-SESSIONLESS_GRACE = 120.0
-
-
-class DirectoryGate:
-    """The directory as the guard uses it: backend, worker pool, offline cache, users in force.
-
-    Args:
-        settings: ``[directory]``.
-        backend: The LDAP or RADIUS backend.
-        offline: The offline cache, or None when ``offline_ttl`` is 0.
-        wall: Wall clock (offline entries outlive restarts).
-    """
-
-    def __init__(
-        self,
-        settings: DirectorySettings,
-        backend: DirectoryBackend,
-        *,
-        offline: OfflineCache | None = None,
-        wall: Callable[[], float] = time.time,
-    ) -> None:
-        self.settings = settings
-        self.backend = backend
-        self.offline = offline
-        self._wall = wall
-        self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="meterd-directory")
-        self._principals: dict[str, DirectoryPrincipal] = {}
-        #: Where each directory principal in force logged in: (path, server).
-        self.origin: dict[str, tuple[str, str]] = {}
-        self._put_at: dict[str, float] = {}
-        #: Last known reachability (None until the directory was first asked).
-        self.reachable: bool | None = None
-
-    @property
-    def principals(self) -> Mapping[str, DirectoryPrincipal]:
-        """The directory users in force, by name."""
-        return self._principals
-
-    def put(self, principal: DirectoryPrincipal, server: str, now: float) -> None:
-        """Put a freshly mapped principal in force at monotonic ``now`` (replacing an earlier login's)."""
-        self._principals[principal.name] = principal
-        self.origin[principal.name] = (principal.path, server)
-        self._put_at[principal.name] = now
-
-    def prune(self, keep: set[str], now: float) -> bool:
-        """Drop principals with no session (not in ``keep``) whose login is older than the grace.
-
-        Returns:
-            True if any principal went (the table must be recompiled).
-        """
-        gone = [
-            name
-            for name in self._principals
-            if name not in keep and now - self._put_at.get(name, now) > SESSIONLESS_GRACE
-        ]
-        for name in gone:
-            del self._principals[name]
-            self.origin.pop(name, None)
-            self._put_at.pop(name, None)
-        return bool(gone)
-
-    def wall(self) -> float:
-        """The wall clock offline entries are dated with."""
-        return self._wall()
-
-    def applies(self, channel: Channel) -> bool:
-        """Whether password logins on ``channel`` may use the directory."""
-        return channel in self.settings.channels
-
-    async def run(self, func: Callable[..., T], *args: object) -> T:
-        """Run blocking ``func`` in the directory's worker pool."""
-        return await asyncio.get_running_loop().run_in_executor(self._pool, func, *args)
-
-    async def ask(self, user: str, password: str) -> DirectoryIdentity:
-        """Authenticate with the backend in a worker; never takes longer than the login timeout.
-
-        Raises:
-            DirectoryRefused: The directory said no (or failed unexpectedly: fail closed).
-            DirectoryUnreachable: No server answered in time.
-        """
-        budget = self.settings.login_timeout
-        deadline = time.monotonic() + budget
-        try:
-            return await asyncio.wait_for(
-                self.run(self.backend.authenticate, user, password, deadline), budget + GRACE
-            )
-        except TimeoutError as e:
-            # Every worker busy (or one overran): the login ends; the worker finishes on its own.
-            raise DirectoryUnreachable(
-                f"{self.backend.name}: no answer within {budget:g} s", step="timeout"
-            ) from e
-        except (DirectoryRefused, DirectoryUnreachable):
-            raise
-        except Exception as e:  # a bug in a backend refuses; it never falls back to offline logins
-            log.exception("directory backend failed")
-            raise DirectoryRefused(f"{self.backend.name}: internal error: {e}", step="internal") from e
-
-    async def probe(self) -> bool:
-        """Ask the directory something it must answer, to learn whether it is reachable now."""
-        try:
-            await self.ask("meterd-probe-" + secrets.token_hex(4), secrets.token_urlsafe(24))
-        except DirectoryUnreachable:
-            return False
-        except DirectoryRefused:
-            return True
-        return True
-
-    def close(self) -> None:
-        """Stop the workers (a login under way ends at its deadline)."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 async def directory_login(
@@ -328,7 +204,7 @@ async def break_glass_allowed(
     user = guard.compiled.policy.users.get(name)
     if user is None or not user.break_glass:
         return True
-    if await gate.probe():
+    if await gate.reachable_now():
         await _failed(
             guard,
             gate,
@@ -384,7 +260,7 @@ async def _failed(
 
 
 def _reachable(guard: Guard, gate: DirectoryGate, *, reachable: bool) -> None:
-    gate.reachable = reachable
+    # The gate keeps the verdict itself (every attempt, probes too); this is the metric.
     guard.observer.directory_reachable(gate.backend.name, reachable)
 
 

@@ -13,7 +13,7 @@ from meterd.directory.ldap import LdapBackend, read_password_file
 from meterd.directory.offline import OfflineCache
 from meterd.directory.settings import DirectorySettings, LdapSettings
 from meterd.guard import Guard, GuardObserver
-from meterd.guard.directory_login import DirectoryGate
+from meterd.guard.directory_gate import DirectoryGate
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
 from meterd.policy.permissions import Permission
@@ -83,6 +83,7 @@ def make_directory_guard(
     doc: dict[str, Any] | None = None,
     monotonic: Callable[[], float] = time.monotonic,
     observer: GuardObserver | None = None,
+    directory_clock: Callable[[], float] = time.monotonic,
 ) -> DirectoryGuard:
     log_dir = tmp_path / "security-log"
     # No append-only attribute: a test's directory must stay removable.
@@ -92,7 +93,7 @@ def make_directory_guard(
     assert settings.ldap is not None
     backend = LdapBackend(settings.ldap, read_password_file(settings.ldap.bind_password_file))
     offline = OfflineCache(tmp_path / "directory-cache.json", settings.offline_ttl)
-    gate = DirectoryGate(settings, backend, offline=offline)
+    gate = DirectoryGate(settings, backend, offline=offline, monotonic=directory_clock)
     guard = Guard(
         compile_policy(load_policy(doc or POLICY)),
         seclog,

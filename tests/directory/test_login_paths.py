@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
+import signal
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -203,4 +206,46 @@ def test_a_upn_login_is_searched_by_user_principal_name(slapd: Slapd, tmp_path: 
 
     assert asyncio.run(run()) == (True, False)
     assert "Ivy@Utility.Example" in rig.guard.policy.directory_principals
+    rig.gate.close()
+
+
+def test_break_glass_trusts_a_recent_unreachable_verdict_and_asks_again_once_it_ages(
+    slapd: Slapd, tmp_path: Path
+) -> None:
+    """Break-glass does not wait out a probe while the directory is known down, yet works only then."""
+    now = [1000.0]
+    settings = directory_settings(ldap_settings(slapd), login_timeout=1.5, reachability_max_age=10.0)
+    rig = make_directory_guard(tmp_path, settings, policy(), directory_clock=lambda: now[0])
+    guard = rig.guard
+    frank = slapd.add_user("frank")
+    slapd.add_group("Operators", (user_dn("frank"),))
+
+    async def break_glass() -> tuple[bool, float]:
+        assert await guard.authenticate(Channel.SSH, SOURCE, "breakglass", Password(LOCAL_PASSWORD))
+        started = time.monotonic()
+        opened = await guard.open_session("breakglass", Channel.SSH, SOURCE, (Permission.TERMINAL_ACCESS,))
+        return isinstance(opened, Session), time.monotonic() - started
+
+    assert slapd.process is not None
+    os.kill(slapd.process.pid, signal.SIGSTOP)  # a stalled directory: every attempt waits its budget
+    try:
+        assert not asyncio.run(guard.authenticate(Channel.SSH, SOURCE, "frank", Password(frank)))
+        assert failures(rig.records(), "frank")[-1].detail["reason"] == "directory_unreachable"
+        # That login's verdict lets break-glass in at once (no probe waiting out 1.5 s).
+        allowed, took = asyncio.run(break_glass())
+        assert allowed
+        assert took < 0.5
+        # An aged verdict is not trusted: the directory is asked again (and is still down).
+        now[0] += 11
+        allowed, took = asyncio.run(break_glass())
+        assert allowed
+        assert took >= 1.0
+    finally:
+        os.kill(slapd.process.pid, signal.SIGCONT)
+    # The directory is back: the next attempt that reaches it replaces the fresh verdict.
+    assert asyncio.run(guard.authenticate(Channel.SSH, SOURCE, "frank", Password(frank)))
+    allowed, _ = asyncio.run(break_glass())
+    assert not allowed
+    assert failures(rig.records(), "breakglass")[-1].detail["reason"] == "break_glass_directory_reachable"
+    assert len([r for r in rig.records() if r.event is EventType.ALARM]) == 2
     rig.gate.close()
