@@ -18,7 +18,7 @@ relative path has one of two bases:
 * everything meterd creates or writes (``security_log.directory``,
   ``ssh.host_key_dir``, ``panel.socket``, ``serial.link``, and its own files:
   policy store, demo accounts, keys and PKI, the meter's state, the initial
-  log key) lies below ``state_dir``.  The security log's directory is
+  log key, the directory's offline cache) lies below ``state_dir``.  The security log's directory is
   resolved here; the channels keep their paths as written and resolve them
   against the state directory they are given at start
   (:class:`~meterd.runtime.Runtime`).
@@ -41,6 +41,8 @@ from meterd.channels.serial.config import load as load_serial
 from meterd.channels.ssh.config import SshConfig
 from meterd.channels.ssh.config import load as load_ssh
 from meterd.configspec import Base, Key, Section
+from meterd.directory.settings import DirectorySettings
+from meterd.directory.settings import load as load_directory
 from meterd.errors import ConfigError, ConfigValidationError
 from meterd.meter.config import MeterSettings
 from meterd.meter.config import load as load_meter
@@ -123,6 +125,7 @@ class DaemonConfig:
         modbus: Modbus channel, or None.
         metrics: Metrics endpoint, or None.
         meter: Which meter the daemon builds.
+        directory: Directory login (LDAP/Active Directory or RADIUS), or None.
     """
 
     source: Path
@@ -143,6 +146,7 @@ class DaemonConfig:
     meter_id: str = ""
     meter_labels: tuple[str, ...] = ()
     meter: MeterSettings = field(default_factory=MeterSettings)
+    directory: DirectorySettings | None = None
 
 
 #: Reads one section: its table, and the directories relative paths are taken from.
@@ -181,6 +185,7 @@ SECTIONS: dict[str, SectionLoader] = {
         SectionLoader("panel", _channel(load_panel)),
         SectionLoader("modbus", _channel(load_modbus)),
         SectionLoader("metrics", _channel(load_metrics)),
+        SectionLoader("directory", _channel(load_directory)),
     )
 }
 

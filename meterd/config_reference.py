@@ -22,6 +22,8 @@ from meterd.channels.serial.config import SERIAL
 from meterd.channels.ssh.config import SSH
 from meterd.config import DAEMON, SECTIONS
 from meterd.configspec import Base, Key, Section
+from meterd.directory.radius_config import RADIUS
+from meterd.directory.settings import DIRECTORY, LDAP
 from meterd.mdblock import ReferenceError
 from meterd.meter.config import METER
 from meterd.metrics.config import METRICS
@@ -42,6 +44,9 @@ DECLARED: tuple[Section, ...] = (
     MODBUS,
     TLS,
     METRICS,
+    DIRECTORY,
+    LDAP,
+    RADIUS,
 )
 
 _KINDS = {bool: "true/false", int: "integer", float: "seconds", str: "string", list: "list", Path: "path"}

@@ -36,7 +36,9 @@ $build_only || needs+=(
     "sshd:openssh-server"
     "mbpoll:mbpoll"
     "chromium:chromium"
-    # The directory servers of the login tests: FreeRADIUS, a Samba AD domain controller.
+    # The directory servers of the login tests: OpenLDAP, FreeRADIUS, a Samba AD domain controller.
+    "slapd:slapd"
+    "ldapadd:ldap-utils"
     "freeradius:freeradius"
     "samba:samba"
     "samba-tool:samba-common-bin"
@@ -79,7 +81,7 @@ apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 # The tests start their own directory servers in temporary directories; the system
 # services these packages start (and enable) would only hold ports and run as root.
 # Only services of packages installed just now are touched (entries are "service:package").
-for entry in freeradius:freeradius samba-ad-dc:samba-ad-dc smbd:samba nmbd:samba winbind:samba-ad-dc; do
+for entry in slapd:slapd freeradius:freeradius samba-ad-dc:samba-ad-dc smbd:samba nmbd:samba winbind:samba-ad-dc; do
     svc=${entry%%:*}
     case " ${missing[*]} " in
     *" ${entry##*:} "*) ;;

@@ -7,13 +7,14 @@ import sys
 from pathlib import Path
 
 from meterd.cli import push_cmd, review_cmd
+from meterd.config import read_config
 from meterd.errors import ConfigError, PolicyError, PolicyValidationError
 from meterd.policy.compile import compile_policy
 from meterd.policy.credentials import Credentials, decode_store, lint_credentials, seed
 from meterd.policy.diff import diff_policies
 from meterd.policy.explain import explain
 from meterd.policy.files import read_policy_file
-from meterd.policy.lint import Severity, lint_policy
+from meterd.policy.lint import Severity, lint_directory, lint_policy
 from meterd.policy.model import Policy
 from meterd.policy.permissions import BY_ID
 from meterd.policy.request import Channel
@@ -40,6 +41,12 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         metavar="STORE",
         help="a meter's credential store (credentials.json): also report enabled users who would have "
         "no credential on that meter (a push dry run reports them too)",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        metavar="METERD_TOML",
+        help="the meter's meterd.toml: with a [directory] section, also require a break-glass account",
     )
     p.set_defaults(handler=_lint)
 
@@ -101,8 +108,22 @@ def _read_store(path: Path) -> Credentials | None:
     return None
 
 
+def _directory_configured(path: Path | None) -> bool | None:
+    """Whether the meterd.toml at ``path`` configures directory login (None: it is unusable)."""
+    if path is None:
+        return False
+    try:
+        return read_config(path).directory is not None
+    except ConfigError as e:
+        print(f"error: {e.render()}", file=sys.stderr)
+        return None
+
+
 def _lint(args: argparse.Namespace) -> int:
     status = EXIT_OK
+    directory = _directory_configured(args.config)
+    if directory is None:
+        return EXIT_BAD_INPUT
     known = None
     if args.credentials is not None:
         known = _read_store(args.credentials)
@@ -114,6 +135,8 @@ def _lint(args: argparse.Namespace) -> int:
             status = EXIT_BAD_INPUT
             continue
         findings = lint_policy(policy)
+        if directory:
+            findings += lint_directory(policy)
         if known is not None:
             findings += lint_credentials(policy, seed(known, policy))
         for finding in findings:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from meterd.config import DaemonConfig, ForwardSettings
 from meterd.daemon.demo_pki import ensure_demo_meter_certificate
+from meterd.daemon.directory import build_gate
 from meterd.daemon.listeners import build_listeners
 from meterd.daemon.notify import Notifier
 from meterd.daemon.policies import PolicyManager
@@ -145,6 +146,7 @@ class Daemon:
         metrics = MeterdMetrics(seclog=seclog, forwarder=forwarder) if config.metrics else None
         if metrics is not None:
             seclog.on_commit(metrics.seclog_flushed)
+        gate = build_gate(config.directory, config.state_dir) if config.directory is not None else None
         guard = Guard(
             compiled,
             seclog,
@@ -152,7 +154,23 @@ class Daemon:
             last_demand_reset=meter.status().last_peak_reset,
             policy_version=version,
             credentials=policies.initial_credentials,
+            directory=gate,
         )
+        try:
+            return await self._serve_with(guard, policies, metrics, version, meter)
+        finally:
+            if gate is not None:
+                gate.close()
+
+    async def _serve_with(
+        self,
+        guard: Guard,
+        policies: PolicyManager,
+        metrics: MeterdMetrics | None,
+        version: int,
+        meter: Meter,
+    ) -> int:
+        config = self.config
         service = PolicyService.from_settings(
             policies,
             config.policy_signing_keys,

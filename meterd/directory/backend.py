@@ -16,6 +16,20 @@ from typing import Protocol
 
 from meterd.errors import MeterdError
 
+#: Backend names (``DirectoryBackend.name``), a closed set for metrics labels.
+BACKEND_NAMES = ("ldap", "radius")
+#: How a directory login can end, a closed set for metrics labels.
+LOGIN_OUTCOMES = (
+    "success",
+    "refused",
+    "unreachable",
+    "not_mapped",
+    "sod_violation",
+    "locked",
+    "offline",
+    "error",
+)
+
 
 @dataclass(frozen=True, slots=True)
 class DirectoryIdentity:

@@ -11,24 +11,15 @@ from __future__ import annotations
 import ipaddress
 import os
 import stat
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from meterd.configspec import Base, Custom, Key, Section, resolve
 from meterd.errors import ConfigError, ConfigValidationError
 from meterd.tomlreader import Reader
 
-_KEYS = (
-    "servers",
-    "secret_file",
-    "timeout",
-    "retries",
-    "nas_identifier",
-    "vendor_id",
-    "role_attribute",
-    "scope_attribute",
-    "group_attribute",
-)
 #: Where directory group names come from in an Access-Accept (RADIUS dictionary names).
 GROUP_ATTRIBUTES = {"Class": "class", "Filter-Id": "filter-id"}
 MAX_SERVERS = 2
@@ -159,6 +150,123 @@ def _secret(reader: Reader, path: Path) -> bytes:
     return secret
 
 
+_DEFAULTS = RadiusSettings((), Path(), b"")
+
+
+def _servers_key(reader: Reader, values: Mapping[str, Any]) -> tuple[RadiusServer, ...]:
+    del values
+    return _servers(reader)
+
+
+def _secret_file_key(config_dir: Path) -> Custom:
+    def read(reader: Reader, values: Mapping[str, Any]) -> Path:
+        del values
+        name = reader.get("secret_file", str, "")
+        if not name:
+            reader.error("secret_file", "a file holding the shared secret is required")
+            return Path()
+        return resolve(config_dir, name)
+
+    return read
+
+
+def _nas_identifier(reader: Reader, values: Mapping[str, Any]) -> str:
+    del values
+    nas = reader.get("nas_identifier", str, _DEFAULTS.nas_identifier)
+    if not 1 <= len(nas.encode()) <= 253:
+        reader.error("nas_identifier", "must be 1 to 253 octets long")
+        return _DEFAULTS.nas_identifier
+    return nas
+
+
+def _group_attribute(reader: Reader, values: Mapping[str, Any]) -> str:
+    del values
+    groups = reader.get("group_attribute", str, "Class")
+    if groups not in GROUP_ATTRIBUTES:
+        reader.error("group_attribute", f'must be "Class" or "Filter-Id", not "{groups}"')
+        groups = "Class"
+    return GROUP_ATTRIBUTES[groups]
+
+
+def _scope_attribute(reader: Reader, values: Mapping[str, Any]) -> int:
+    scope = reader.bounded_int("scope_attribute", _DEFAULTS.scope_attribute, 1, 255)
+    if scope == values["role_attribute"]:
+        reader.error("scope_attribute", f"must differ from role_attribute ({scope})")
+    return scope
+
+
+def _section(config_dir: Path | None) -> Section:
+    """The declaration of ``[directory.radius]`` (``config_dir``: where a relative secret file is)."""
+    base = config_dir if config_dir is not None else Path()
+    return Section(
+        "directory.radius",
+        'directory login over RADIUS (backend = "radius")',
+        (
+            Key(
+                "servers",
+                tuple,
+                (),
+                "one or two servers, IP[:port] (1812), tried in order",
+                custom=_servers_key,
+            ),
+            Key(
+                "secret_file",
+                Path,
+                "",
+                "file holding the shared secret, 16+ octets, mode 0600 (required)",
+                base=Base.CONFIG,
+                custom=_secret_file_key(base),
+            ),
+            Key("timeout", float, _DEFAULTS.timeout, "seconds to wait for one reply", low=0.05, high=30),
+            Key("retries", int, _DEFAULTS.retries, "retransmissions to one server", low=0, high=5),
+            Key(
+                "nas_identifier",
+                str,
+                _DEFAULTS.nas_identifier,
+                "NAS-Identifier sent with every request (1 to 253 octets)",
+                custom=_nas_identifier,
+            ),
+            Key(
+                "vendor_id",
+                int,
+                _DEFAULTS.vendor_id,
+                "vendor id of meterd's vendor-specific attributes",
+                low=1,
+                high=(1 << 24) - 1,
+            ),
+            Key(
+                "role_attribute",
+                int,
+                _DEFAULTS.role_attribute,
+                "vendor type of the role attribute (one role per value)",
+                low=1,
+                high=255,
+            ),
+            Key(
+                "scope_attribute",
+                int,
+                _DEFAULTS.scope_attribute,
+                "vendor type of the scope attribute (differs from role_attribute)",
+                low=1,
+                high=255,
+                custom=_scope_attribute,
+            ),
+            Key(
+                "group_attribute",
+                str,
+                "Class",
+                "the attribute naming directory groups",
+                choices=tuple(GROUP_ATTRIBUTES),
+                custom=_group_attribute,
+            ),
+        ),
+    )
+
+
+#: ``[directory.radius]`` as the README's key reference lists it.
+RADIUS = _section(None)
+
+
 def load_radius(reader: Reader, config_dir: Path) -> RadiusSettings:
     """Read a ``[directory.radius]`` table; problems go to the reader's error list.
 
@@ -169,40 +277,10 @@ def load_radius(reader: Reader, config_dir: Path) -> RadiusSettings:
     Returns:
         The settings, with defaults where a value was missing or invalid.
     """
-    reader.check_keys(_KEYS)
-    d = RadiusSettings((), Path(), b"")
-    servers = _servers(reader)
-    name = reader.get("secret_file", str, "")
-    secret_file = Path(os.path.normpath(config_dir / name)) if name else Path()
-    secret = b""
-    if not name:
-        reader.error("secret_file", "a file holding the shared secret is required")
-    else:
-        secret = _secret(reader, secret_file)
-    nas = reader.get("nas_identifier", str, d.nas_identifier)
-    if not 1 <= len(nas.encode()) <= 253:
-        reader.error("nas_identifier", "must be 1 to 253 octets long")
-        nas = d.nas_identifier
-    groups = reader.get("group_attribute", str, "Class")
-    if groups not in GROUP_ATTRIBUTES:
-        reader.error("group_attribute", f'must be "Class" or "Filter-Id", not "{groups}"')
-        groups = "Class"
-    role = reader.bounded_int("role_attribute", d.role_attribute, 1, 255)
-    scope = reader.bounded_int("scope_attribute", d.scope_attribute, 1, 255)
-    if role == scope:
-        reader.error("scope_attribute", f"must differ from role_attribute ({role})")
-    return RadiusSettings(
-        servers=servers,
-        secret_file=secret_file,
-        secret=secret,
-        timeout=reader.seconds("timeout", d.timeout, 0.05, 30),
-        retries=reader.bounded_int("retries", d.retries, 0, 5),
-        nas_identifier=nas,
-        vendor_id=reader.bounded_int("vendor_id", d.vendor_id, 1, (1 << 24) - 1),
-        role_attribute=role,
-        scope_attribute=scope,
-        group_attribute=GROUP_ATTRIBUTES[groups],
-    )
+    values = _section(config_dir).read(reader, {Base.CONFIG: config_dir})
+    secret_file: Path = values["secret_file"]
+    secret = _secret(reader, secret_file) if secret_file != Path() else b""
+    return RadiusSettings(secret=secret, **values)
 
 
 def radius_settings(table: dict[str, Any], config_dir: Path, source: str = "") -> RadiusSettings:

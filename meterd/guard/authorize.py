@@ -197,23 +197,26 @@ class Authorization(Login):
         )
         merged: dict[str, DetailValue] = dict(detail or {})
         merged["dual_control"] = pending.id
-        await self.record(
-            EventType.ACCESS_DECISION,
-            session.principal,
-            Outcome.ALLOW,
-            channel=session.channel,
-            source=session.source,
-            permission=request.permission,
-            resource=request.resource,
-            detail={"dual_control": pending.id, "state": "awaiting_approval"},
-        )
-        if on_pending is not None:
-            on_pending(pending)
-        timeout = self._compiled.policy.settings.dual_control_timeout
+        # From its commit on, the wait is released whatever happens, a cancel while its
+        # "awaiting_approval" record is written included (it would otherwise stay approvable).
         try:
-            approved, approver = await asyncio.wait_for(asyncio.shield(pending.result), timeout)
-        except TimeoutError:
-            approved, approver = False, ""
+            await self.record(
+                EventType.ACCESS_DECISION,
+                session.principal,
+                Outcome.ALLOW,
+                channel=session.channel,
+                source=session.source,
+                permission=request.permission,
+                resource=request.resource,
+                detail={"dual_control": pending.id, "state": "awaiting_approval"},
+            )
+            if on_pending is not None:
+                on_pending(pending)
+            timeout = self._compiled.policy.settings.dual_control_timeout
+            try:
+                approved, approver = await asyncio.wait_for(asyncio.shield(pending.result), timeout)
+            except TimeoutError:
+                approved, approver = False, ""
         except asyncio.CancelledError:
             # The requester went away (disconnect, shutdown): the request still gets its final record.
             abandoned = Decision(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from meterd.guard.audit import Audit, Detail, EventType, SecurityLog
 from meterd.guard.demand_window import DemandResetWindow
@@ -24,11 +25,15 @@ from meterd.guard.fastpath import AllowMemory
 from meterd.guard.lockout import LoginLockout
 from meterd.guard.observer import GuardObserver, NullObserver
 from meterd.guard.sessions import SessionRegistry
-from meterd.policy.compile import CompiledPolicy
+from meterd.policy.compile import CompiledPolicy, compile_policy
 from meterd.policy.credentials import Credentials, initial_credentials
-from meterd.policy.model import Policy
+from meterd.policy.directory import with_directory
+from meterd.policy.model import DirectoryPrincipal, Policy
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome
+
+if TYPE_CHECKING:
+    from meterd.guard.directory_gate import DirectoryGate
 
 
 class GuardCore:
@@ -43,6 +48,7 @@ class GuardCore:
         last_demand_reset: Wall time of the last peak-demand reset, from the meter.
         policy_version: The policy-store version of ``compiled``.
         credentials: The meter's local credentials (default: those ``compiled``'s policy carries).
+        directory: Directory login (LDAP or RADIUS), or None for local logins only.
     """
 
     def __init__(
@@ -56,8 +62,13 @@ class GuardCore:
         last_demand_reset: float | None = None,
         policy_version: int | None = None,
         credentials: Credentials | None = None,
+        directory: DirectoryGate | None = None,
     ) -> None:
+        # _base is the policy as installed; _compiled adds the directory users in force
+        # (see meterd.guard.directory_login) and is what every decision uses.
+        self._base = compiled
         self._compiled = compiled
+        self.directory = directory
         self._credentials = credentials if credentials is not None else initial_credentials(compiled.policy)
         #: The policy-store version in force (follows push, rollback, shell edits and reload).
         self.policy_version = policy_version or 0
@@ -79,8 +90,8 @@ class GuardCore:
 
     @property
     def compiled(self) -> CompiledPolicy:
-        """The policy in force."""
-        return self._compiled
+        """The policy in force, as installed (without the directory users logged in now)."""
+        return self._base
 
     def install_policy(self, compiled: CompiledPolicy, version: int | None = None) -> CompiledPolicy:
         """Put ``compiled`` in force in one step; return the policy it replaced.
@@ -89,11 +100,29 @@ class GuardCore:
             compiled: The new policy.
             version: Its policy-store version (None: a policy that was not stored, in tests).
         """
-        previous, self._compiled = self._compiled, compiled
+        previous, self._base = self._base, compiled
+        self._compiled = self._with_directory(compiled)
         if version is not None:
             self.policy_version = version
         self.observer.policy_in_force(self.policy_version, compiled.policy.version)
         return previous
+
+    def _with_directory(self, base: CompiledPolicy) -> CompiledPolicy:
+        """``base`` with the directory users in force added to its table (``base`` itself if none)."""
+        principals = self.directory.principals if self.directory is not None else {}
+        policy = with_directory(base.policy, principals)
+        return base if policy is base.policy else compile_policy(policy)
+
+    def put_directory_principal(self, principal: DirectoryPrincipal, server: str) -> None:
+        """Put a directory user the policy mapped in force (a directory login succeeded)."""
+        if self.directory is None:
+            raise ValueError("no directory configured")
+        self.directory.put(principal, server, self._monotonic())
+        self._compiled = self._with_directory(self._base)
+
+    def now(self) -> float:
+        """The guard's monotonic clock."""
+        return self._monotonic()
 
     @property
     def credentials(self) -> Credentials:
@@ -106,7 +135,7 @@ class GuardCore:
 
     @property
     def policy(self) -> Policy:
-        """The policy in force (read-only: change it with :meth:`install_policy`)."""
+        """The policy in force, with the directory users logged in now (change it: :meth:`install_policy`)."""
         return self._compiled.policy
 
     # -- recording --------------------------------------------------------

@@ -12,6 +12,10 @@ Invariants:
     * Otherwise the compiled policy decides; an exception while it does is a
       refusal with ``Outcome.ERROR`` (fail closed).
     * A role limit only narrows an allow, never widens a refusal.
+    * A session acts only as the principal that logged in: a directory user's
+      session is refused once its name is no directory user in force (a local
+      user of that name was added), and a local session once its name is a
+      directory user's (``session has ended``).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from meterd.policy.request import Decision, DenyReason, Outcome, Request
 log = logging.getLogger(__name__)
 
 ENDED = "session has ended"
+REPLACED = "session has ended: its user name now belongs to another principal"
 TIMED_OUT = "session timed out"
 
 
@@ -48,6 +53,10 @@ class SessionState(Protocol):
     @property
     def role_limit(self) -> tuple[str, ...] | None:
         """The roles the session may act through (None: all of the principal's)."""
+
+    @property
+    def directory(self) -> bool:
+        """The session's principal logged in through a directory."""
 
 
 def evaluate(compiled: CompiledPolicy, request: Request) -> Decision:
@@ -81,6 +90,11 @@ def within_role_limit(policy: Policy, session: SessionState, decision: Decision)
     return Decision(decision.request, Outcome.DENY, DenyReason.ROLE_LIMIT, detail)
 
 
+def replaced(policy: Policy, session: SessionState) -> bool:
+    """Whether the session's name now denotes another principal than the one that logged in."""
+    return session.directory != (session.principal in policy.directory_principals)
+
+
 def timed_out(compiled: CompiledPolicy, session: SessionState, now: float) -> bool:
     """Whether an open session has been idle longer than the policy allows at ``now``."""
     return now - session.last_active > compiled.policy.settings.session_idle_timeout
@@ -101,6 +115,8 @@ def decide(compiled: CompiledPolicy, session: SessionState, request: Request, no
     """
     if session.closed:
         return Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, ENDED)
+    if replaced(compiled.policy, session):
+        return Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, REPLACED)
     if timed_out(compiled, session, now):
         return Decision(request, Outcome.DENY, DenyReason.SESSION_CLOSED, TIMED_OUT)
     decision = evaluate(compiled, request)

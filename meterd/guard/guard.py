@@ -60,4 +60,8 @@ class Guard(Authorization, View, LogVerbs):
         for session in self.sessions:
             if now - session.last_active > idle:
                 await self.close_session(session, timed_out=True)
+            elif session.expires_at is not None and now >= session.expires_at:
+                await self.close_session(session, timed_out=True, reason="session lifetime reached")
+        if self.directory is not None and self.directory.prune({s.principal for s in self.sessions}, now):
+            self._compiled = self._with_directory(self._base)
         await self._audit.flush(self._compiled, final=final)

@@ -16,10 +16,18 @@ from collections.abc import Iterator
 from meterd.guard.audit import DetailValue, EventType, principal_kind
 from meterd.guard.core import GuardCore
 from meterd.guard.credential_checks import credential_checks
-from meterd.guard.credentials import Credential, PublicKey, check_credential, counts_toward_lockout
+from meterd.guard.credentials import (
+    Credential,
+    Password,
+    PublicKey,
+    check_credential,
+    counts_toward_lockout,
+)
 from meterd.guard.decide import decide, evaluate
+from meterd.guard.directory_login import break_glass_allowed, directory_login, login_path
 from meterd.guard.sessions import Session
 from meterd.policy.compile import CompiledPolicy
+from meterd.policy.directory import is_local
 from meterd.policy.grants import PrincipalKind, grants_of
 from meterd.policy.model import ANONYMOUS
 from meterd.policy.permissions import Permission
@@ -50,6 +58,16 @@ class Login(GuardCore):
         """
         compiled, credentials = self._compiled, self._credentials
         settings = compiled.policy.settings
+        gate = self.directory
+        if (
+            gate is not None
+            and isinstance(credential, Password)
+            and gate.applies(channel)
+            and not is_local(self._base.policy, name)
+        ):
+            return await directory_login(
+                self, gate, channel=channel, source=source, name=name, password=credential.secret
+            )
         now = self._monotonic()
         locked = self.lockout.locked(name, channel, now)
         # Always do the check, so a locked account answers as slowly as any other.  A
@@ -83,16 +101,21 @@ class Login(GuardCore):
                 name, channel, now, settings.login_failure_threshold, settings.login_lockout
             )
         ):
-            self.observer.account_locked(channel)
-            await self.record(
-                EventType.ACCOUNT_LOCKED,
-                name,
-                Outcome.DENY,
-                channel=channel,
-                source=source,
-                detail={"seconds": settings.login_lockout, "failures": settings.login_failure_threshold},
-            )
+            await self.locked_out(name, channel, source)
         return False
+
+    async def locked_out(self, name: str, channel: Channel, source: str) -> None:
+        """Record and count that ``name`` has just been locked on ``channel``."""
+        settings = self._compiled.policy.settings
+        self.observer.account_locked(channel)
+        await self.record(
+            EventType.ACCOUNT_LOCKED,
+            name,
+            Outcome.DENY,
+            channel=channel,
+            source=source,
+            detail={"seconds": settings.login_lockout, "failures": settings.login_failure_threshold},
+        )
 
     async def open_session(
         self,
@@ -111,6 +134,15 @@ class Login(GuardCore):
         Returns:
             The session, or the refusing decision (recorded as a login failure).
         """
+        if self.directory is not None and not await break_glass_allowed(
+            self, self.directory, channel=channel, source=source, name=principal
+        ):
+            return Decision(
+                Request(principal, any_of[0], resource, channel, source),
+                Outcome.DENY,
+                DenyReason.NOT_GRANTED,
+                "break-glass accounts log in only while the directory is unreachable",
+            )
         compiled = self._compiled
         places = [resource, *sorted(_scopes_below(compiled, principal, resource))]
         refusal: Decision | None = None
@@ -140,13 +172,11 @@ class Login(GuardCore):
         session = self.sessions.open(
             principal, principal_kind(compiled, principal), channel, source, self._monotonic()
         )
+        detail: dict[str, DetailValue] = {"session": session.id[:8]}
+        if self.directory is not None:
+            detail.update(login_path(self, self.directory, session))
         if not await self.record(
-            EventType.LOGIN_SUCCESS,
-            principal,
-            Outcome.ALLOW,
-            channel=channel,
-            source=source,
-            detail={"session": session.id[:8]},
+            EventType.LOGIN_SUCCESS, principal, Outcome.ALLOW, channel=channel, source=source, detail=detail
         ):
             self.sessions.remove(session)
             return Decision(

@@ -32,6 +32,12 @@ class GuardObserver(Protocol):
     def refusal_summarised(self, channel: Channel) -> None:
         """A refusal of an unauthenticated party was counted for a summary record, not recorded alone."""
 
+    def directory_login(self, backend: str, outcome: str) -> None:
+        """A directory login ended (``backend``, ``outcome``: the closed sets of directory.backend)."""
+
+    def directory_reachable(self, backend: str, reachable: bool) -> None:
+        """A directory login learnt whether the directory could be reached."""
+
 
 class NullObserver:
     """An observer that ignores everything (tests, tools)."""
@@ -55,4 +61,10 @@ class NullObserver:
         """Ignore."""
 
     def refusal_summarised(self, channel: Channel) -> None:
+        """Ignore."""
+
+    def directory_login(self, backend: str, outcome: str) -> None:
+        """Ignore."""
+
+    def directory_reachable(self, backend: str, reachable: bool) -> None:
         """Ignore."""

@@ -42,6 +42,9 @@ class Session:
             NULL role, which is granted nothing.  None: every role of the principal.
         allows: The guard's memory of the session's aggregated allows, by
             permission and resource (see :mod:`meterd.guard.fastpath`).
+        expires_at: Monotonic time the session ends whatever its activity (a
+            directory session's bounded lifetime); None for no limit.
+        directory: The principal logged in through a directory (set at login).
     """
 
     id: str
@@ -55,6 +58,8 @@ class Session:
     on_close: list[CloseCallback] = field(default_factory=list)
     role_limit: tuple[str, ...] | None = None
     allows: dict[tuple[Permission, str], Remembered] = field(default_factory=dict, repr=False)
+    expires_at: float | None = None
+    directory: bool = False
 
 
 class SessionRegistry:

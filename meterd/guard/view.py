@@ -11,7 +11,7 @@ import logging
 
 from meterd.guard.audit import LogStatus
 from meterd.guard.core import GuardCore
-from meterd.guard.decide import within_role_limit
+from meterd.guard.decide import replaced, within_role_limit
 from meterd.guard.dual_control import PendingApproval
 from meterd.guard.sessions import Session
 from meterd.policy.compile import CompiledPolicy
@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 def would_allow(compiled: CompiledPolicy, session: Session, permission: Permission, resource: str) -> bool:
     """The policy's answer for ``session``, narrowed by its role limit, with no side effect."""
+    if replaced(compiled.policy, session):
+        return False
     if not compiled.verdict(session.principal, permission, resource, session.channel).allowed:
         return False
     if session.role_limit is None:

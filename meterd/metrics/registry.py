@@ -27,6 +27,7 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
 from meterd import __version__
+from meterd.directory.backend import BACKEND_NAMES, LOGIN_OUTCOMES
 from meterd.metrics.modbus import FUNCTION_NAMES, OTHER
 from meterd.metrics.seclog import ForwarderState, LogState, SecurityLogCollector
 from meterd.policy.permissions import Permission
@@ -138,6 +139,22 @@ class MeterdMetrics:
             ("channel",),
             registry=r,
         )
+        self._directory_logins = Counter(
+            "meterd_directory_logins",
+            "Directory logins by backend and result.",
+            # "result", not "outcome": outcome is allow/deny/error in every other metric.
+            ("backend", "result"),
+            registry=r,
+        )
+        self._directory_up = Gauge(
+            "meterd_directory_reachable",
+            "1 if the directory answered the last login, 0 if no server could be reached.",
+            ("backend",),
+            registry=r,
+        )
+        for backend in BACKEND_NAMES:
+            for outcome in LOGIN_OUTCOMES:
+                self._directory_logins.labels(backend, outcome)
         for channel in Channel:
             self._summarised.labels(channel.value)
             # Present from the start, so a rate over the first failure is not lost.
@@ -248,6 +265,16 @@ class MeterdMetrics:
         self._last_load_ok.set(1 if ok else 0)
         self._last_load_time.set(self._clock())
         self._policy_version.set(version)
+
+    def directory_login(self, backend: str, outcome: str) -> None:
+        """Count one directory login (labels outside the closed sets are not exported)."""
+        if backend in BACKEND_NAMES:
+            self._directory_logins.labels(backend, outcome if outcome in LOGIN_OUTCOMES else "error").inc()
+
+    def directory_reachable(self, backend: str, reachable: bool) -> None:
+        """Set whether the directory answered its last login."""
+        if backend in BACKEND_NAMES:
+            self._directory_up.labels(backend).set(1 if reachable else 0)
 
     def refusal_summarised(self, channel: Channel) -> None:
         """Count a refusal that went into a summary record."""

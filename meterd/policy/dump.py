@@ -69,8 +69,10 @@ def dump_policy(policy: Policy) -> str:
             f"scopes = {_array(user.scopes)}",
             f"enabled = {str(user.enabled).lower()}",
             f"full_name = {_string(user.full_name)}",
-            "",
         ]
+        if user.break_glass:
+            out.append("break_glass = true")
+        out.append("")
     for name, group in sorted(policy.groups.items()):
         out += [
             f"[groups.{_key(name)}]",

@@ -59,11 +59,12 @@ class Grant:
 
 
 def principals(policy: Policy) -> tuple[Principal, ...]:
-    """Return every principal in compiled-table order: users, applications, anonymous."""
+    """Return every principal in compiled-table order: users, applications, directory users, anonymous."""
     out = [Principal(n, PrincipalKind.USER, u.enabled) for n, u in sorted(policy.users.items())]
     out += [
         Principal(n, PrincipalKind.APPLICATION, a.enabled) for n, a in sorted(policy.applications.items())
     ]
+    out += [Principal(n, PrincipalKind.USER, True) for n in sorted(policy.directory_principals)]
     out.append(Principal(ANONYMOUS, PrincipalKind.ANONYMOUS, True))
     return tuple(out)
 
@@ -81,6 +82,13 @@ def grants_of(policy: Policy, name: str) -> tuple[Grant, ...]:
     if name in policy.applications:
         app = policy.applications[name]
         return tuple(Grant(r, None, app.scopes, roles[r].permissions) for r in app.roles)
+    if name in policy.directory_principals:
+        remote = policy.directory_principals[name]
+        out = [Grant(r, None, remote.scopes, roles[r].permissions - remote.withheld) for r in remote.roles]
+        for group in (policy.groups[g] for g in remote.groups):
+            scopes = policy.scopes.intersect(remote.scopes, group.scopes)
+            out += [Grant(r, group.name, scopes, roles[r].permissions - remote.withheld) for r in group.roles]
+        return tuple(out)
     if name == ANONYMOUS:
         anon = policy.anonymous
         return tuple(Grant(r, None, anon.scopes, roles[r].permissions) for r in anon.roles)

@@ -163,3 +163,22 @@ def _empty_groups(policy: Policy) -> list[Finding]:
         for name, group in sorted(policy.groups.items())
         if not group.members and not group.directory_group
     ]
+
+
+def lint_directory(policy: Policy) -> list[Finding]:
+    """Findings that apply when the meter logs users in through a directory (``[directory]`` is set).
+
+    A directory that cannot be reached must not lock everyone out: at least
+    one enabled local ``break_glass`` account is required.
+    """
+    if any(user.enabled and user.break_glass for user in policy.users.values()):
+        return []
+    return [
+        Finding(
+            Severity.ERROR,
+            "no-break-glass",
+            "users",
+            "a directory is configured but no enabled user has break_glass = true: while the directory "
+            "is unreachable only cached directory logins (without user management) would work",
+        )
+    ]

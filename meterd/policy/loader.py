@@ -204,7 +204,9 @@ class _PrincipalLoader:
         for name, entry in reader.tables():
             if not self.name_ok(reader, name, "user"):
                 continue
-            entry.check_keys(("roles", "password", "pin", "ssh_keys", "scopes", "enabled", "full_name"))
+            entry.check_keys(
+                ("roles", "password", "pin", "ssh_keys", "scopes", "enabled", "full_name", "break_glass")
+            )
             users[name] = User(
                 name=name,
                 roles=self.role_list(entry),
@@ -214,6 +216,7 @@ class _PrincipalLoader:
                 scopes=self.scope_list(entry),
                 enabled=entry.get("enabled", bool, True),
                 full_name=entry.get("full_name", str, ""),
+                break_glass=entry.get("break_glass", bool, False),
             )
         return users
 

@@ -70,6 +70,9 @@ class User:
         scopes: Resource subtrees the user's grants are limited to (``("/",)`` is all of the meter).
         enabled: A disabled user is denied everything.
         full_name: For reviews only.
+        break_glass: A local emergency account: when a directory is configured,
+            it may log in only while the directory is unreachable, and every
+            use raises an alarm record.
 
     """
 
@@ -81,6 +84,7 @@ class User:
     scopes: tuple[str, ...] = (ROOT,)
     enabled: bool = True
     full_name: str = ""
+    break_glass: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +105,31 @@ class Group:
     roles: tuple[str, ...] = ()
     scopes: tuple[str, ...] = (ROOT,)
     directory_group: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DirectoryPrincipal:
+    """A user a directory vouched for at login; never in a policy file.
+
+    The guard adds one to the policy in force for as long as the user may
+    hold sessions, so the compiled table decides for them as for anyone
+    else (see :func:`meterd.policy.directory.with_directory`).
+
+    Attributes:
+        name: The login name (no local user or application has it).
+        groups: Policy groups whose ``directory_group`` the directory reported.
+        roles: Roles the directory named directly (RADIUS).
+        scopes: Where the principal's grants apply (narrowed by each group's scopes).
+        withheld: Permissions removed from every grant (an offline login's cap).
+        path: How the login was made: ``ldap``, ``radius`` or ``offline-cache``.
+    """
+
+    name: str
+    groups: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = (ROOT,)
+    withheld: frozenset[Permission] = frozenset()
+    path: str = "ldap"
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +237,7 @@ class Policy:
         scopes: The resource tree.
         constraints: Separation of duties, dual control, channel caps.
         settings: Lockouts, timeouts, password rules.
+        directory_principals: Directory users logged in now (added by the guard, never loaded).
 
     """
 
@@ -221,6 +251,7 @@ class Policy:
     scopes: ScopeTree
     constraints: Constraints
     settings: Settings
+    directory_principals: Mapping[str, DirectoryPrincipal] = field(default_factory=frozen_map)
 
     def groups_of(self, user: str) -> tuple[Group, ...]:
         """Return the groups ``user`` is a member of, in name order."""

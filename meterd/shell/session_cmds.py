@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+from meterd.policy.grants import grants_of
 from meterd.policy.model import Policy
 from meterd.shell.context import Context
 from meterd.shell.terminal import EXIT_OK
 
 
 def roles_of(policy: Policy, name: str) -> tuple[str, ...]:
-    """Return a principal's roles, direct ones first, then those of its groups."""
-    principal = policy.users.get(name) or policy.applications.get(name)
-    direct = principal.roles if principal is not None else ()
-    return tuple(dict.fromkeys([*direct, *(r for g in policy.groups_of(name) for r in g.roles)]))
+    """Return a principal's roles, direct ones first, then those of its groups (directory users' too)."""
+    return tuple(dict.fromkeys(grant.role for grant in grants_of(policy, name)))
 
 
 async def whoami(ctx: Context) -> int:

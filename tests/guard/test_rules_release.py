@@ -204,3 +204,40 @@ def test_the_policy_metric_follows_the_store_version_in_force(tmp_path: Path) ->
         assert metrics.registry.get_sample_value("meterd_policy_version") == 5
         assert metrics.registry.get_sample_value("meterd_policy_file_version") == 40
         assert metrics.registry.get_sample_value("meterd_policy_loads_total", {"result": "ok"}) == 3
+
+
+def test_a_request_cancelled_while_its_wait_is_recorded_leaves_no_pending_approval(tmp_path: Path) -> None:
+    """The wait is opened, then recorded: a cancel during that record must still release it."""
+    doc = {**DOC, "constraints": {"dual_control": ["peak_demand_reset"]}}
+
+    async def main() -> None:
+        async with _guard(tmp_path, doc) as guard:
+            op, op2 = await _login(guard, "op"), await _login(guard, "op2")
+            told: list[int] = []
+            waiting = asyncio.create_task(
+                guard.authorize(
+                    op,
+                    Permission.PEAK_DEMAND_RESET,
+                    DEMAND,
+                    on_pending=lambda pending: told.append(pending.id),
+                )
+            )
+            # The loop turn that opens the wait also starts its "awaiting_approval" record,
+            # which goes to the log's writer thread: the task is suspended inside it now.
+            while not guard.dual_control.pending():
+                await asyncio.sleep(0)
+            (pending,) = guard.dual_control.pending()
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
+            assert told == []  # the cancel came while the wait was being recorded
+            assert guard.dual_control.pending() == []
+            assert guard.approvable(op2) == []
+            assert (await guard.approve(op2, pending.id)).reason is DenyReason.BAD_REQUEST
+            assert guard.demand_window.last_reset is None
+
+    asyncio.run(main())
+    # The request still gets its final record: abandoned.
+    records = [r for r in read_records(tmp_path / "log") if r.detail.get("dual_control") is not None]
+    assert records[-1].event is EventType.PERMISSION_DENIED
+    assert records[-1].detail["why"] == "dual control: request abandoned"

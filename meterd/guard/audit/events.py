@@ -65,7 +65,10 @@ def logged_kind(compiled: CompiledPolicy, name: str) -> LoggedKind:
     """The principal kind a record states: ``system`` for meterd itself, ``unknown`` for no principal."""
     if name == SYSTEM_PRINCIPAL:
         return LoggedKind.SYSTEM
-    if name != ANONYMOUS and name not in compiled.policy.users and name not in compiled.policy.applications:
+    policy = compiled.policy
+    if name != ANONYMOUS and not (
+        name in policy.users or name in policy.applications or name in policy.directory_principals
+    ):
         return LoggedKind.UNKNOWN
     return LoggedKind(principal_kind(compiled, name).value)
 
