@@ -183,7 +183,7 @@ def scan(  # noqa: PLR0912, PLR0915 - one loop: every call per record costs
                 if len(line) < _MIN_FRAME or line[8] != 32 or line[-65] != 32:
                     raise _NotOkError("not a frame")
                 tail = line[9:]
-                if crc32(tail) != int(line[:8], 16):
+                if b"%08x" % crc32(tail) != line[:8]:  # as written, like decode_frame
                     raise _NotOkError("checksum")
                 body = tail[:-65]
                 # codec.layout, inline: the head and tail in the writer's exact layout.

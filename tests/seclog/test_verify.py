@@ -99,6 +99,17 @@ def test_any_flipped_byte_is_detected(sample: Sample, data: st.DataObject, with_
     assert report.finding is not None
 
 
+def test_a_checksum_spelled_in_upper_case_is_detected(sample: Sample) -> None:
+    """The checksum field is eight lowercase hex digits exactly: the same value spelled otherwise is damage."""
+    index = next(i for i, line in enumerate(sample.lines) if line[:8].upper() != line[:8])
+    line = sample.lines[index]
+    damaged = [*sample.lines[:index], line[:8].upper() + line[8:], *sample.lines[index + 1 :]]
+    for key in (None, sample.key):
+        report = check(b"".join(damaged), key)
+        assert report.finding is not None
+        assert report.finding.seq == seq_of(line)
+
+
 def test_resealed_edit_needs_the_key(sample: Sample) -> None:
     """An edit with the checksum and every later link recomputed is caught by the MACs only."""
     forged = rechain(sample.lines, 5, lambda body: body.replace(b'"attempt":3}', b'"attempt":4}'))
