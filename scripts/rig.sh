@@ -117,9 +117,21 @@ base_hash() {
         | sha256sum | cut -c1-16
 }
 
+# Unmounts whatever is still mounted below $1 (deepest first): mmdebstrap, killed or
+# failing, can leave the chroot's /sys or /proc mounted, and neither rm -rf nor mke2fs -d
+# may walk into those.
+unmount_below() {
+    local dir m
+    dir=$(realpath -m "$1")
+    awk -v d="$dir/" 'index($2 "/", d) == 1 {print $2}' /proc/self/mounts | sort -r | while read -r m; do
+        umount "$m" 2>/dev/null || umount -l "$m"
+    done
+}
+
 build_base_image() {
     local out=$1 work=$RIG_DIR/work/base
-    rm -rf "$work"; mkdir -p "$work"
+    unmount_below "$work"
+    rm -rf --one-file-system "$work"; mkdir -p "$work"
     local IFS=,
     timeout "$RIG_BUILD_TIMEOUT" mmdebstrap --variant=minbase --architectures="$debian_arch" --include="${packages[*]}" \
         --customize-hook='echo meter > "$1/etc/hostname"' \
@@ -132,12 +144,13 @@ build_base_image() {
         "deb $RIG_MIRROR bookworm main" "deb $RIG_MIRROR bookworm-updates main" \
         "deb $RIG_SECURITY_MIRROR bookworm-security main"
     unset IFS
+    unmount_below "$work/root"
     cp -L "$work/root/vmlinuz" "$out.vmlinuz"
     cp -L "$work/root/initrd.img" "$out.initrd"
     mke2fs -q -t ext4 -L meter -d "$work/root" "$work/root.img" 3G
     qemu-img convert -f raw -O qcow2 "$work/root.img" "$out.tmp"
     mv "$out.tmp" "$out"
-    rm -rf "$work"
+    rm -rf --one-file-system "$work"
 }
 
 # The accelerator: KVM only when it is usable and, measured, faster than TCG (on some
