@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages meterd's build needs (compiler, headers) and,
-# with --rig, the meter rig's (mmdebstrap, QEMU), or, unless called with
-# --build or --rig, those the test suite talks to (real peers:
-# OpenSSH, rsyslog, promtool, ...). Each entry is "command:package"; only
-# missing ones are installed, and only where apt-get can run as root.
+# unless called with --build, the meter rig's (mmdebstrap, QEMU: the suite boots
+# the rig's guest), and, unless called with --build or --rig, those the test
+# suite talks to (real peers: OpenSSH, rsyslog, promtool, ...). With ARCH=arm64
+# (make rig ARCH=arm64), also the arm64 rig's (qemu-system-aarch64, qemu-user
+# and its binfmt_misc entry). Each entry is "command:package"; only missing ones
+# are installed, and only where apt-get can run as root.
 set -euo pipefail
 # Daemons such as rsyslogd live in sbin, which an unprivileged PATH may lack.
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -11,8 +13,9 @@ export PATH="$PATH:/usr/sbin:/sbin"
 build_only=false
 [ "${1:-}" = "--build" ] && build_only=true
 # --rig: the meter rig's tools (scripts/rig.sh), on top of the build's.
-rig=false
-[ "${1:-}" = "--rig" ] && { rig=true; build_only=true; }
+rig=true
+$build_only && rig=false
+[ "${1:-}" = "--rig" ] && build_only=true
 
 needs=("cc:gcc")
 $rig && needs+=(
@@ -23,6 +26,11 @@ $rig && needs+=(
     "ssh:openssh-client"
     "sftp:openssh-client"
     "mbpoll:mbpoll"
+)
+$rig && [ "${ARCH:-x86_64}" = arm64 ] && needs+=(
+    "qemu-system-aarch64:qemu-system-arm"
+    "qemu-aarch64-static:qemu-user-static"
+    "update-binfmts:binfmt-support"
 )
 $build_only || needs+=(
     "ssh:openssh-client"
@@ -66,7 +74,17 @@ $build_only || compgen -G "/usr/lib/*/rsyslog/lmnsd_gtls.so" >/dev/null || compg
 $build_only || [ -e /usr/share/samba/setup/provision.ldif ] || missing+=("samba-ad-provision")
 $build_only || compgen -G "/usr/lib/*/samba/ldb/acl.so" >/dev/null || missing+=("samba-ad-dc")
 
+# mmdebstrap configures a foreign root file system's packages under qemu-user.
+binfmt() {
+    [ "${ARCH:-x86_64}" = arm64 ] && [ "$(uname -m)" != aarch64 ] && $rig || return 0
+    [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] && return 0
+    [ "$(id -u)" -eq 0 ] || { echo "system-deps: no binfmt_misc entry for qemu-aarch64 (as root: update-binfmts --enable qemu-aarch64)" >&2; return 1; }
+    [ -e /proc/sys/fs/binfmt_misc/register ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+    update-binfmts --enable qemu-aarch64
+}
+
 if [ ${#missing[@]} -eq 0 ]; then
+    binfmt
     exit 0
 fi
 mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
@@ -98,3 +116,4 @@ for entry in slapd:slapd freeradius:freeradius samba-ad-dc:samba-ad-dc smbd:samb
         update-rc.d "$svc" disable >/dev/null 2>&1 || true
     fi
 done
+binfmt

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -11,6 +12,11 @@ from scripts.rig_qga import Result, run
 
 STATE = "/var/lib/meterd"
 RIG = Path(__file__).resolve().parents[2] / "scripts" / "rig.sh"
+ARM64 = os.environ.get("ARCH", "x86_64") in ("arm64", "aarch64")
+#: How much longer everything takes in the emulated arm64 guest (TCG, cortex-a53).
+SLOW = 4 if ARM64 else 1
+#: The guest's console (the host's console.log): the first PL011 UART on arm64's virt machine.
+CONSOLE = "/dev/ttyAMA0" if ARM64 else "/dev/ttyS0"
 
 
 @dataclass
@@ -29,7 +35,7 @@ class Meter:
         self, *argv: str, timeout: float = 60.0, check: bool = True, stdin: bytes | None = None
     ) -> Result:
         """Run ``argv`` in the guest as root (``stdin`` its standard input)."""
-        result = run(str(self.run_dir / "qga.sock"), list(argv), timeout, stdin)
+        result = run(str(self.run_dir / "qga.sock"), list(argv), timeout * SLOW, stdin)
         if check:
             assert result.status == 0, (argv, result)
         return result
@@ -45,7 +51,7 @@ class Meter:
 
     def wait_active(self, timeout: float = 180.0) -> None:
         """Wait until systemd reports meterd active (after READY=1), bounded."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout * SLOW
         while self.unit("ActiveState")["ActiveState"] != "active":
             assert time.monotonic() < deadline, self.sh("systemctl status meterd --no-pager", check=False)
             time.sleep(0.5)
@@ -71,9 +77,13 @@ class Meter:
         """A known_hosts file holding the meter's host key, read through the guest agent."""
         path = self.keys_dir / "known_hosts"
         if not path.exists():
-            key = self.sh(f"cat {STATE}/ssh/ssh_host_ed25519_key.pub").split()
-            path.write_text(f"[127.0.0.1]:{self.ssh_port} {key[0]} {key[1]}\n")
+            self.trust_host_key(f"{STATE}/ssh")
         return path
+
+    def trust_host_key(self, key_dir: str) -> None:
+        """Trust (only) the host key meterd keeps in ``key_dir`` in the guest."""
+        key = self.sh(f"cat {key_dir}/ssh_host_ed25519_key.pub").split()
+        (self.keys_dir / "known_hosts").write_text(f"[127.0.0.1]:{self.ssh_port} {key[0]} {key[1]}\n")
 
     def _ssh_options(self, user: str) -> list[str]:
         return [
@@ -82,19 +92,21 @@ class Meter:
             "-o", "IdentitiesOnly=yes",
             "-o", "StrictHostKeyChecking=yes",
             "-o", f"UserKnownHostsFile={self.known_hosts()}",
-            "-o", "ConnectTimeout=30",
+            "-o", f"ConnectTimeout={30 * SLOW}",
             "-i", str(self.key(user)),
         ]  # fmt: skip
 
     def ssh(self, user: str, command: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         """OpenSSH ``ssh`` on the host, logging in with the account's demo key."""
         argv = ["ssh", *self._ssh_options(user), "-p", str(self.ssh_port), f"{user}@127.0.0.1", command]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout * SLOW, check=False)
 
     def sftp(self, user: str, batch: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
         """OpenSSH ``sftp`` on the host running ``batch``."""
         argv = ["sftp", *self._ssh_options(user), "-P", str(self.ssh_port), "-b", "-", f"{user}@127.0.0.1"]
-        return subprocess.run(argv, input=batch, capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            argv, input=batch, capture_output=True, text=True, timeout=timeout * SLOW, check=False
+        )
 
     def powercycle(self) -> None:
         """Cut QEMU's power (SIGKILL) and boot the same disk until meterd is active again."""
@@ -103,7 +115,7 @@ class Meter:
             env=self.env,
             capture_output=True,
             text=True,
-            timeout=900,
+            timeout=900 * SLOW,
             check=False,
         )
         assert done.returncode == 0, done.stderr

@@ -126,5 +126,9 @@ def test_the_requirements_are_in_the_unit() -> None:
     assert s["Service.SystemCallFilter"][0] == "@system-service"
     for key in ("StateDirectory", "LogsDirectory", "RuntimeDirectory"):
         assert one[f"Service.{key}"] == "meterd"
-    # Nothing else is writable: no ReadWritePaths beside the managed directories.
+    # Nothing else is writable: no ReadWritePaths beside the managed directories, and
+    # the API file systems strict mode leaves writable (/run/lock, /dev/shm and
+    # /dev/mqueue are world-writable) are made read-only.
     assert "Service.ReadWritePaths" not in s
+    read_only = {p.lstrip("-") for v in s.get("Service.ReadOnlyPaths", []) for p in v.split()}
+    assert {"/run", "/dev/shm", "/dev/mqueue", "/dev/hugepages"} <= read_only
