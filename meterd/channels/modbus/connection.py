@@ -77,6 +77,9 @@ class ModbusConnection(asyncio.Protocol):
         self.service = service
         self._ssl = ssl_context
         self._pool = pool
+        # Bound once: both run per request.
+        self._delay = pool.rate.delay
+        self._answer_now = service.answer_now
         self._tls = tls
         self._connections = connections
         self._loop = asyncio.get_running_loop()
@@ -247,13 +250,10 @@ class ModbusConnection(asyncio.Protocol):
         buffer += data
         peer = self._peer
         transport = self._transport
-        while (
-            not self._busy
-            and not self._write_paused
-            and not self._closing
-            and peer is not None
-            and transport is not None
-        ):
+        if self._busy or peer is None or transport is None:
+            return
+        # Only _hold sets _busy, and it is followed by a return; a write may pause writing.
+        while not self._write_paused and not self._closing:
             if len(buffer) < protocol.MBAP_SIZE:
                 if buffer:
                     self._frame_started()
@@ -264,7 +264,7 @@ class ModbusConnection(asyncio.Protocol):
                 self._drop(
                     "connections_dropped", f"not Modbus framing: protocol {protocol_id}, length {length}"
                 )
-                return
+                break
             end = protocol.MBAP_SIZE - 1 + length
             if len(buffer) < end:
                 self._frame_started()
@@ -273,7 +273,7 @@ class ModbusConnection(asyncio.Protocol):
             del buffer[:end]
             self._frame_since = None
             now = _monotonic()  # the loop's clock (BaseEventLoop.time), one call less
-            wait = self._pool.rate.delay(self._client, now)
+            wait = self._delay(self._client, now)
             if wait > 0:
                 self.service.counters["throttled"] += 1
                 if wait > self.config.idle_timeout:
@@ -282,7 +282,7 @@ class ModbusConnection(asyncio.Protocol):
                 self._hold()
                 self._loop.call_later(wait, self._answer_later, transaction, unit, body)
                 return
-            answer = self.service.answer_now(peer, unit, body)
+            answer = self._answer_now(peer, unit, body)
             if answer is None:
                 self._hold()
                 self._run(self._answer_async(protocol.Header(transaction, length - 1, unit), body))
