@@ -7,14 +7,18 @@ Public surface:
     * :func:`verify` — check a log directory or an exported copy.
     * :class:`Forwarder` — RFC 5424 store-and-forward to a syslog collector.
 
-The log and the forwarder are imported on first use, so the
+The log, the forwarder and the verifier are imported on first use, so the
 settings (:mod:`meterd.seclog.config`, read with the daemon's configuration)
-and the event types load without the store and its C sealer.
+and the event types load without the store and its C sealer, and a daemon
+that is never asked to check its log never loads the verifier.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from meterd.seclog.config import FullPolicy, LogConfig
@@ -29,13 +33,10 @@ from meterd.seclog.errors import (
 from meterd.seclog.events import EventType, PrincipalKind, Record
 from meterd.seclog.reader import Query, read_records
 
-# Bound here, not lazily: importing the submodule ``verify`` would otherwise leave the
-# package's ``verify`` naming the module rather than the function.
-from meterd.seclog.verify import Finding, Problem, VerifyReport, load_anchor, verify
-
 if TYPE_CHECKING:
     from meterd.seclog.forwarder import CollectorConfig, Forwarder
     from meterd.seclog.log import SecurityLog
+    from meterd.seclog.verify import Finding, Problem, VerifyReport, load_anchor, verify
 
 __all__ = [
     "CollectorConfig",
@@ -65,6 +66,10 @@ _LAZY = {
     "CollectorConfig": "meterd.seclog.forwarder",
     "Forwarder": "meterd.seclog.forwarder",
     "SecurityLog": "meterd.seclog.log",
+    "Finding": "meterd.seclog.verify",
+    "Problem": "meterd.seclog.verify",
+    "VerifyReport": "meterd.seclog.verify",
+    "load_anchor": "meterd.seclog.verify",
 }
 
 
@@ -73,3 +78,25 @@ def __getattr__(name: str) -> object:
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     return getattr(importlib.import_module(module), name)
+
+
+class _Package(types.ModuleType):
+    """This package, whose ``verify`` is always the function, loaded on first use.
+
+    Importing the submodule ``meterd.seclog.verify`` sets the package's
+    attribute ``verify`` to that module; here that assignment is ignored, so
+    ``from meterd.seclog import verify`` gives the function whoever imported
+    the submodule first.
+    """
+
+    @property
+    def verify(self) -> Callable[..., VerifyReport]:
+        """:func:`meterd.seclog.verify.verify`."""
+        return importlib.import_module("meterd.seclog.verify").verify  # type: ignore[no-any-return]
+
+    @verify.setter
+    def verify(self, _submodule: object) -> None:
+        pass
+
+
+sys.modules[__name__].__class__ = _Package

@@ -32,7 +32,7 @@ sys.exit(main.main(["--config", sys.argv[1], "--log-level", "ERROR"]))
 """
 
 #: Loaded on first use only: a shell session, an SFTP session, a policy change or dry run, an
-#: installed certificate, forwarding the log, a mistake to suggest a correction for.
+#: installed certificate, forwarding the log, checking the log, a mistake to suggest a correction for.
 RARELY_USED = (
     "meterd.shell.shell",
     "meterd.shell.commands",
@@ -44,6 +44,7 @@ RARELY_USED = (
     "meterd.meter.pem",
     "meterd.meter.der",
     "meterd.seclog.forwarder",
+    "meterd.seclog.verify",
     "difflib",
 )
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -273,3 +275,17 @@ def test_a_rotated_continuation_of_a_copy_verifies_while_it_can_vouch(tmp_path: 
     assert finding is not None
     assert (finding.problem, finding.seq) == (Problem.EDITED, first)
     assert "does not follow record" in finding.message
+
+
+def test_the_packages_verify_is_the_function_whoever_loaded_the_verifier_first() -> None:
+    # The verifier loads on first use; importing its module first must not rename the function.
+    probe = (
+        "import sys, meterd.seclog\n"
+        "assert 'meterd.seclog.verify' not in sys.modules\n"
+        "from meterd.seclog.verify import VerifyReport\n"
+        "from meterd.seclog import verify\n"
+        "import meterd.seclog as package\n"
+        "assert callable(verify) and verify is package.verify and verify.__name__ == 'verify'\n"
+        "assert package.VerifyReport is VerifyReport\n"
+    )
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=60)

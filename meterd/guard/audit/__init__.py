@@ -11,12 +11,16 @@ state and contents to the guard's read-only verbs
 that imports :mod:`meterd.seclog`.
 """
 
+from typing import TYPE_CHECKING
+
 from meterd.guard.audit.events import ALLOW_EVENTS, Detail, allow_event, principal_kind
 from meterd.guard.audit.log_access import Audit, LogStatus
 from meterd.guard.audit.writer import AggregateKey, aggregate_key
 from meterd.seclog import EventType, Query, Record, SecurityLog
 from meterd.seclog.events import DetailValue
-from meterd.seclog.verify import VerifyReport
+
+if TYPE_CHECKING:
+    from meterd.seclog.verify import VerifyReport
 
 __all__ = [
     "ALLOW_EVENTS",
@@ -34,3 +38,12 @@ __all__ = [
     "allow_event",
     "principal_kind",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The log verifier loads on first use (a check asked for), not with the guard.
+    if name == "VerifyReport":
+        from meterd.seclog.verify import VerifyReport  # noqa: PLC0415
+
+        return VerifyReport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
