@@ -44,6 +44,8 @@ from meterd.runtime import Runtime
 log = logging.getLogger(__name__)
 
 _MBAP = struct.Struct(">HHHB")
+_HEADER = protocol.MBAP_SIZE
+_MAX_LENGTH = protocol.MAX_PDU + 1
 _monotonic = time.monotonic
 _ANSWER_HEAD = struct.Struct(">HHHB")
 
@@ -254,22 +256,22 @@ class ModbusConnection(asyncio.Protocol):
             return
         # Only _hold sets _busy, and it is followed by a return; a write may pause writing.
         while not self._write_paused and not self._closing:
-            if len(buffer) < protocol.MBAP_SIZE:
+            if len(buffer) < _HEADER:
                 if buffer:
                     self._frame_started()
                 return
             transaction, protocol_id, length, unit = _MBAP.unpack_from(buffer)
-            if protocol_id != 0 or not 2 <= length <= protocol.MAX_PDU + 1:
+            if protocol_id != 0 or not 2 <= length <= _MAX_LENGTH:
                 # The byte stream has lost its framing (what protocol.parse_header refuses).
                 self._drop(
                     "connections_dropped", f"not Modbus framing: protocol {protocol_id}, length {length}"
                 )
                 break
-            end = protocol.MBAP_SIZE - 1 + length
+            end = _HEADER - 1 + length
             if len(buffer) < end:
                 self._frame_started()
                 return
-            body = bytes(buffer[protocol.MBAP_SIZE : end])
+            body = bytes(buffer[_HEADER:end])
             del buffer[:end]
             self._frame_since = None
             now = _monotonic()  # the loop's clock (BaseEventLoop.time), one call less

@@ -56,6 +56,9 @@ from meterd.seclog.events import DetailValue
 log = logging.getLogger(__name__)
 
 _READ = struct.Struct(">BHH")
+_READ_SIZE = _READ.size
+_READ_FUNCTIONS = protocol.READ_FUNCTIONS
+_MAX_READ_COUNT = protocol.MAX_READ_COUNT
 _MEASUREMENT_END = GROUP_FIELDS[Group.MEASUREMENT][-1].end
 
 
@@ -106,13 +109,13 @@ class ModbusService:
         :meth:`handle` would have answered, counted the same way.
         """
         resource = self._resources.get(unit)
-        if resource is None or len(body) != _READ.size or body[0] not in protocol.READ_FUNCTIONS:
+        if resource is None or len(body) != _READ_SIZE or body[0] not in _READ_FUNCTIONS:
             return None
         function, address, count = _READ.unpack(body)
         # Entirely inside the measurement group (a contiguous run: see registers.group_of).
         if not (
             address >= MEASUREMENT_BASE
-            and 0 < count <= protocol.MAX_READ_COUNT
+            and 0 < count <= _MAX_READ_COUNT
             and address + count <= _MEASUREMENT_END
         ):
             return None
