@@ -16,9 +16,9 @@ Invariants:
       dual control): a refusal, a recorded allow and every rule take the full path.
     * A remembered allow is used only under the very compiled policy and role
       limit it was decided under, in a session that is open and not idle, while
-      the log has not failed (its writer's flag: set when a write fails, or
-      when the loop a failed sync wakes learns it); anything else takes the full path, which decides
-      and remembers anew.  Installing a policy or setting a role limit thus
+      the log has not failed (the writer's flag: set when a write fails, or
+      when the loop a failed sync wakes learns it); anything else takes the
+      full path, which decides and remembers anew.  Installing a policy or setting a role limit thus
       needs no invalidation: the identity check fails.
     * A session remembers at most :data:`MAX_REMEMBERED` allows (the oldest is
       forgotten first), so a client cannot grow it without bound.
