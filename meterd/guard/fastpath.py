@@ -16,8 +16,9 @@ Invariants:
       dual control): a refusal, a recorded allow and every rule take the full path.
     * A remembered allow is used only under the very compiled policy and role
       limit it was decided under, in a session that is open and not idle, while
-      the log has not failed; anything else takes the full path, which decides
-      and remembers anew.  Installing a policy or setting a role limit thus
+      the log has not failed (the writer's flag: set when a write fails, or
+      when the loop a failed sync wakes learns it); anything else takes the
+      full path, which decides and remembers anew.  Installing a policy or setting a role limit thus
       needs no invalidation: the identity check fails.
     * A session remembers at most :data:`MAX_REMEMBERED` allows (the oldest is
       forgotten first), so a client cannot grow it without bound.
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meterd.guard.audit import AggregateKey, Audit, aggregate_key
+from meterd.guard.observer import Tally
 from meterd.guard.permit import Permit
 from meterd.policy.compile import CompiledPolicy
 from meterd.policy.permissions import Permission
@@ -52,6 +54,7 @@ class Remembered:
         decision: The allow's permit (returned again, so its request is the same object).
         idle: The policy's session idle timeout.
         key: What the allow is counted under.
+        tally: Its count in the metrics.
     """
 
     compiled: CompiledPolicy
@@ -59,6 +62,7 @@ class Remembered:
     decision: Permit
     idle: float
     key: AggregateKey
+    tally: Tally
 
 
 class AllowMemory:
@@ -69,11 +73,11 @@ class AllowMemory:
         monotonic: The guard's clock.
     """
 
-    __slots__ = ("_audit", "_monotonic", "_observer")
+    __slots__ = ("_audit", "_health", "_monotonic")
 
     def __init__(self, audit: Audit, monotonic: Callable[[], float]) -> None:
         self._audit = audit
-        self._observer = audit.observer
+        self._health = audit.seclog.health
         self._monotonic = monotonic
 
     def again(
@@ -101,15 +105,13 @@ class AllowMemory:
         ):
             return None
         now = self._monotonic()
-        if now - session.last_active > entry.idle or self._audit.seclog.failed:  # Audit.failed, one call less
+        if now - session.last_active > entry.idle or self._health.failed:
             return None
         session.last_active = now
         # Audit.count, inlined (this runs once per Modbus read or transfer block).
-        decision = entry.decision
-        audit = self._audit
-        audit._aggregates[entry.key] += 1
-        self._observer.decision(entry.key.channel, entry.key.permission, decision.outcome)
-        return decision
+        self._audit._aggregates[entry.key] += 1  # not kept here: each sweep starts a new one
+        entry.tally.pending += 1
+        return entry.decision
 
     def remember(self, compiled: CompiledPolicy, session: Session, decision: Permit) -> None:
         """Remember an aggregated allow just counted, unless a stateful rule gates its permission.
@@ -138,4 +140,5 @@ class AllowMemory:
             decision,
             policy.settings.session_idle_timeout,
             aggregate_key(request),
+            self._audit.observer.decision_tally(request.channel, permission, decision.outcome),
         )

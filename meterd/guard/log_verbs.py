@@ -13,6 +13,7 @@ from typing import Literal
 
 from meterd.guard.audit import Detail, EventType, Query, Record, VerifyReport
 from meterd.guard.core import GuardCore
+from meterd.guard.observer import Tally
 from meterd.guard.sessions import Session
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome
@@ -139,6 +140,10 @@ class LogVerbs(GuardCore):
     def modbus_answered(self, function_code: int, outcome: Outcome) -> None:
         """Count a Modbus request by function and outcome in the metrics."""
         self.observer.modbus_request(function_code, outcome)
+
+    def modbus_tally(self, function_code: int, outcome: Outcome) -> Tally:
+        """The metrics' count of these Modbus answers, for a channel that counts per request itself."""
+        return self.observer.modbus_tally(function_code, outcome)
 
     async def read_log(self, allowed: Decision, query: Query) -> list[Record]:
         """The log records ``query`` selects (the access itself is recorded before any is returned)."""

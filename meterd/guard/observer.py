@@ -8,11 +8,21 @@ from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Outcome
 
 
+class Tally(Protocol):
+    """A count the caller adds to itself (``tally.pending += 1``): no call on a hot path."""
+
+    #: Events not yet reported; the observer takes them when it reports.
+    pending: int
+
+
 class GuardObserver(Protocol):
     """Receives one call per event; must be cheap and must not raise."""
 
     def decision(self, channel: Channel, permission: Permission, outcome: Outcome) -> None:
         """A request was decided."""
+
+    def decision_tally(self, channel: Channel, permission: Permission, outcome: Outcome) -> Tally:
+        """The tally of these decisions: adding 1 to it is one call of :meth:`decision`."""
 
     def login_failure(self, channel: Channel) -> None:
         """A login attempt failed."""
@@ -25,6 +35,9 @@ class GuardObserver(Protocol):
 
     def modbus_request(self, function_code: int, outcome: Outcome) -> None:
         """A Modbus request was answered (allowed, refused, or failed)."""
+
+    def modbus_tally(self, function_code: int, outcome: Outcome) -> Tally:
+        """The tally of these answers: adding 1 to it is one call of :meth:`modbus_request`."""
 
     def policy_in_force(self, store_version: int, policy_version: int) -> None:
         """A policy was put in force: its policy-store version and its own ``[policy] version``."""
@@ -39,11 +52,22 @@ class GuardObserver(Protocol):
         """A directory login learnt whether the directory could be reached."""
 
 
+class _Ignored:
+    __slots__ = ("pending",)
+
+    def __init__(self) -> None:
+        self.pending = 0
+
+
 class NullObserver:
     """An observer that ignores everything (tests, tools)."""
 
     def decision(self, channel: Channel, permission: Permission, outcome: Outcome) -> None:
         """Ignore."""
+
+    def decision_tally(self, channel: Channel, permission: Permission, outcome: Outcome) -> Tally:
+        """A tally nobody reads."""
+        return _Ignored()
 
     def login_failure(self, channel: Channel) -> None:
         """Ignore."""
@@ -56,6 +80,10 @@ class NullObserver:
 
     def modbus_request(self, function_code: int, outcome: Outcome) -> None:
         """Ignore."""
+
+    def modbus_tally(self, function_code: int, outcome: Outcome) -> Tally:
+        """A tally nobody reads."""
+        return _Ignored()
 
     def policy_in_force(self, store_version: int, policy_version: int) -> None:
         """Ignore."""

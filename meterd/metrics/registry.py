@@ -212,12 +212,19 @@ class MeterdMetrics:
 
     def decision(self, channel: Channel, permission: Permission, outcome: Outcome) -> None:
         """Count one decision."""
+        cell = self._decision_cells.get((channel, permission, outcome))
+        if cell is None:
+            cell = self.decision_tally(channel, permission, outcome)
+        cell.pending += 1
+
+    def decision_tally(self, channel: Channel, permission: Permission, outcome: Outcome) -> _Cell:
+        """The tally of these decisions (one per label set): add to its ``pending``."""
         key = (channel, permission, outcome)
         cell = self._decision_cells.get(key)
         if cell is None:
             cell = self._tally.cell(self._decisions.labels(channel.value, permission.value, outcome.value))
             self._decision_cells[key] = cell
-        cell.pending += 1
+        return cell
 
     def login_failure(self, channel: Channel) -> None:
         """Count one failed login."""
@@ -289,9 +296,16 @@ class MeterdMetrics:
 
     def modbus_request(self, function_code: int, outcome: Outcome) -> None:
         """Count one Modbus request; unknown function codes count as ``other``."""
+        cell = self._modbus_cells.get((FUNCTION_NAMES.get(function_code, OTHER), outcome))
+        if cell is None:
+            cell = self.modbus_tally(function_code, outcome)
+        cell.pending += 1
+
+    def modbus_tally(self, function_code: int, outcome: Outcome) -> _Cell:
+        """The tally of these requests (one per label set): add to its ``pending``."""
         function = FUNCTION_NAMES.get(function_code, OTHER)  # function_name(): a closed set
         key = (function, outcome)
         cell = self._modbus_cells.get(key)
         if cell is None:
             cell = self._modbus_cells[key] = self._tally.cell(self._modbus.labels(function, outcome.value))
-        cell.pending += 1
+        return cell

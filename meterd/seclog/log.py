@@ -31,7 +31,7 @@ import contextlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Unpack
+from typing import Protocol, Unpack
 
 from meterd.errors import SecurityLogError
 from meterd.policy.permissions import Permission
@@ -56,6 +56,13 @@ from meterd.seclog.writer import GroupCommitWriter
 UNAUTHENTICATED_HEADROOM = 8192
 
 
+class LogHealth(Protocol):
+    """The log's failure flag, for a check made per request."""
+
+    #: True once a write or sync has failed; set by the log, never cleared.
+    failed: bool
+
+
 class SecurityLog:
     """An open, writable security log.  Thread-safe; usable from asyncio.
 
@@ -70,6 +77,10 @@ class SecurityLog:
         self.config = store.config
         self.directory = store.directory
         self._writer = GroupCommitWriter(store, store.config.max_pending)
+        #: Its ``failed`` flag says whether a write or sync has failed, as the writer
+        #: (or its event loop, woken by the failed sync) has learnt; :attr:`failed`
+        #: asks the native syncer too.
+        self.health: LogHealth = self._writer
         recovery = store.recovery
         if recovery.cut_bytes:
             self._writer.append(

@@ -128,6 +128,9 @@ class GroupCommitWriter:
         self._closing = False
         self._closed = False
         self._failure: BaseException | None = None
+        #: True once a write or sync has failed (for good): a plain attribute, cheap to
+        #: read per request.  Set here, or by the loop a failed sync wakes.
+        self.failed = False
         self._loops: dict[asyncio.AbstractEventLoop, _LoopWaiters] = {}
         self._loops_lock = threading.Lock()
         #: Called with each sync's duration in seconds, in the thread or loop of an
@@ -286,6 +289,7 @@ class GroupCommitWriter:
         _log.error("security log write failed: %s", error)
         if self._failure is None:
             self._failure = error
+        self.failed = True
 
     # -- waking async appenders --------------------------------------------
 
@@ -311,6 +315,8 @@ class GroupCommitWriter:
             os.eventfd_read(waiting.eventfd)
         self._resolve(waiting)
         self._report_syncs()
+        if not self.failed and self._store.failure() is not None:
+            self.failed = True
 
     def _report_syncs(self) -> None:
         """Hand the durations of the syncs made since the last report to ``on_commit``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,8 @@ from meterd.policy.compile import CompiledPolicy, compile_policy
 from meterd.policy.loader import load_policy
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, DenyReason, Outcome, Request
-from meterd.seclog import EventType, Query, SecurityLog, read_records
+from meterd.seclog import EventType, LogUnavailableError, Query, SecurityLog, read_records
+from meterd.seclog.syncer import Fault
 
 READ = Permission.FS_READ_ONLY
 UNIT = "/modbus/unit/1"
@@ -130,5 +132,25 @@ def test_another_sessions_allow_is_not_remembered_for_this_one(tmp_path: Path) -
             assert not mine.allows or all(
                 r.decision.request.channel is mine.channel for r in mine.allows.values()
             )
+
+    asyncio.run(main())
+
+
+def test_a_remembered_allow_ends_when_a_sync_of_the_log_fails(tmp_path: Path) -> None:
+    async def main() -> None:
+        async with _guard(tmp_path, Clock()) as guard:
+            session = await _scada(guard)
+            assert guard.authorize_again(session, READ, UNIT) is None  # nothing remembered yet
+            assert (await guard.authorize(session, READ, UNIT, aggregate=True)).allowed
+            assert guard.authorize_again(session, READ, UNIT) is not None
+            guard.seclog._store.syncer.set_fault(Fault.FAIL, errno.EIO)
+            # A record the failing sync refuses; the loop it wakes learns the failure.
+            with contextlib.suppress(LogUnavailableError):
+                await guard.seclog.append_async(EventType.ALARM, principal="meterd", outcome=Outcome.ERROR)
+            await asyncio.sleep(0)
+            assert guard.seclog.health.failed
+            assert guard.authorize_again(session, READ, UNIT) is None
+            refused = await guard.authorize(session, READ, UNIT, aggregate=True)
+            assert refused.reason is DenyReason.LOG_UNAVAILABLE
 
     asyncio.run(main())

@@ -44,6 +44,8 @@ from meterd.runtime import Runtime
 log = logging.getLogger(__name__)
 
 _MBAP = struct.Struct(">HHHB")
+_HEADER = protocol.MBAP_SIZE
+_MAX_LENGTH = protocol.MAX_PDU + 1
 _monotonic = time.monotonic
 _ANSWER_HEAD = struct.Struct(">HHHB")
 
@@ -77,6 +79,9 @@ class ModbusConnection(asyncio.Protocol):
         self.service = service
         self._ssl = ssl_context
         self._pool = pool
+        # Bound once: both run per request.
+        self._delay = pool.rate.delay
+        self._answer_now = service.answer_now
         self._tls = tls
         self._connections = connections
         self._loop = asyncio.get_running_loop()
@@ -247,33 +252,30 @@ class ModbusConnection(asyncio.Protocol):
         buffer += data
         peer = self._peer
         transport = self._transport
-        while (
-            not self._busy
-            and not self._write_paused
-            and not self._closing
-            and peer is not None
-            and transport is not None
-        ):
-            if len(buffer) < protocol.MBAP_SIZE:
+        if self._busy or peer is None or transport is None:
+            return
+        # Only _hold sets _busy, and it is followed by a return; a write may pause writing.
+        while not self._write_paused and not self._closing:
+            if len(buffer) < _HEADER:
                 if buffer:
                     self._frame_started()
                 return
             transaction, protocol_id, length, unit = _MBAP.unpack_from(buffer)
-            if protocol_id != 0 or not 2 <= length <= protocol.MAX_PDU + 1:
+            if protocol_id != 0 or not 2 <= length <= _MAX_LENGTH:
                 # The byte stream has lost its framing (what protocol.parse_header refuses).
                 self._drop(
                     "connections_dropped", f"not Modbus framing: protocol {protocol_id}, length {length}"
                 )
-                return
-            end = protocol.MBAP_SIZE - 1 + length
+                break
+            end = _HEADER - 1 + length
             if len(buffer) < end:
                 self._frame_started()
                 return
-            body = bytes(buffer[protocol.MBAP_SIZE : end])
+            body = bytes(buffer[_HEADER:end])
             del buffer[:end]
             self._frame_since = None
             now = _monotonic()  # the loop's clock (BaseEventLoop.time), one call less
-            wait = self._pool.rate.delay(self._client, now)
+            wait = self._delay(self._client, now)
             if wait > 0:
                 self.service.counters["throttled"] += 1
                 if wait > self.config.idle_timeout:
@@ -282,7 +284,7 @@ class ModbusConnection(asyncio.Protocol):
                 self._hold()
                 self._loop.call_later(wait, self._answer_later, transaction, unit, body)
                 return
-            answer = self.service.answer_now(peer, unit, body)
+            answer = self._answer_now(peer, unit, body)
             if answer is None:
                 self._hold()
                 self._run(self._answer_async(protocol.Header(transaction, length - 1, unit), body))
