@@ -65,7 +65,7 @@ def _run_and_kill(directory: Path, run: int, delay: float) -> list[tuple[int, in
     # The random delay counts from the child's first acknowledgement, not from the
     # fork: on a busy machine opening the log can take longer than the delay, and
     # a kill before the first append would test nothing.
-    chunks = []
+    chunks: list[bytes] = []
     deadline = time.monotonic() + FIRST_ACK_TIMEOUT
     while not any(b"\n" in c for c in chunks):
         ready, _, _ = select.select([read_fd], [], [], max(0.0, deadline - time.monotonic()))
