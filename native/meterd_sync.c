@@ -12,9 +12,11 @@
  * newest durable key.
  *
  * One mutex guards the state; the threads drop it around every system call
- * that touches the disk, except the eventfd writes: those are made under the
- * mutex so that a subscriber removed by mtr_syncer_unsubscribe is never
- * written to afterwards (its descriptor number may be reused at once).
+ * that touches the disk, and a worker drops it to write the subscribers'
+ * eventfds after a sync (notify_unlocked: the loop it wakes must not find the
+ * mutex held); mtr_syncer_unsubscribe waits for such writes to end, so a
+ * removed subscriber is never written to afterwards (its descriptor number
+ * may be reused at once).  The rare wakes (failure, stop) are made under it.
  */
 #define _GNU_SOURCE
 #include "meterd_sync.h"
@@ -81,6 +83,8 @@ struct mtr_syncer {
     int waiters; /* threads inside mtr_syncer_wait/switch_segment */
     int subscribers[MTR_SYNC_MAX_SUBSCRIBERS];
     int n_subscribers;
+    int notifying;           /* workers writing subscribers' eventfds outside the mutex */
+    pthread_cond_t notified; /* mtr_syncer_unsubscribe waits here until notifying is 0 */
     double latencies[MTR_SYNC_LATENCIES];
     uint32_t n_latencies;
 };
@@ -112,6 +116,31 @@ static void notify_locked(mtr_syncer *s) {
         /* EAGAIN (counter saturated) still leaves the eventfd readable: nothing is lost. */
         ssize_t ignored = write(s->subscribers[i], &one, sizeof one);
         (void)ignored;
+    }
+}
+
+/*
+ * Caller holds mu: wake every subscriber with the mutex released.  An event
+ * loop woken by its eventfd asks for the durable seq and submits its next
+ * group at once; had the worker still held the mutex (and been preempted by
+ * the loop it woke), the loop would block on it and the CPU would change
+ * hands twice more per acknowledgement.  mtr_syncer_unsubscribe waits until
+ * no worker is in here, so a descriptor is never written after it returns.
+ */
+static void notify_unlocked(mtr_syncer *s) {
+    static const uint64_t one = 1;
+    int fds[MTR_SYNC_MAX_SUBSCRIBERS];
+    int n = s->n_subscribers;
+    memcpy(fds, s->subscribers, (size_t)n * sizeof fds[0]);
+    s->notifying++;
+    pthread_mutex_unlock(&s->mu);
+    for (int i = 0; i < n; i++) {
+        ssize_t ignored = write(fds[i], &one, sizeof one); /* EAGAIN: still readable */
+        (void)ignored;
+    }
+    pthread_mutex_lock(&s->mu);
+    if (--s->notifying == 0) {
+        pthread_cond_broadcast(&s->notified);
     }
 }
 
@@ -342,8 +371,8 @@ static int sync_written_locked(mtr_syncer *s) {
         s->latencies[s->n_latencies % MTR_SYNC_LATENCIES] = took;
         s->n_latencies++;
         /* The appenders first: the key thread's store is off their path. */
-        notify_locked(s);
         pthread_cond_broadcast(&s->done);
+        notify_unlocked(s);
         pthread_cond_signal(&s->keys);
     }
     erase(key, sizeof key);
@@ -502,6 +531,7 @@ mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t 
     pthread_cond_init(&s->flush, NULL);
     pthread_cond_init(&s->done, &attr);
     pthread_cond_init(&s->keys, &attr);
+    pthread_cond_init(&s->notified, NULL);
     pthread_condattr_destroy(&attr);
     s->segment_fd = segment_fd;
     s->key_fd = key_fd;
@@ -534,6 +564,7 @@ mtr_syncer *mtr_syncer_start(int segment_fd, int key_fd, int key_slot, uint64_t 
     }
     erase(s->chain_key, sizeof s->chain_key);
     pthread_cond_destroy(&s->keys);
+    pthread_cond_destroy(&s->notified);
     pthread_cond_destroy(&s->done);
     pthread_cond_destroy(&s->flush);
     pthread_cond_destroy(&s->work);
@@ -596,9 +627,17 @@ int mtr_syncer_submit(mtr_syncer *s, const uint8_t *records, uint64_t records_le
         s->queue_tail = g;
         s->submitted += n;
         g = NULL;
-        pthread_cond_signal(&s->work);
     }
     pthread_mutex_unlock(&s->mu);
+    if (g == NULL) {
+        /*
+         * Signalled after unlocking: a worker woken while the mutex is held
+         * would block on it at once and make the appender's thread hand the
+         * CPU over twice.  A worker checks the queue under the mutex before it
+         * waits, so the group cannot be missed.
+         */
+        pthread_cond_signal(&s->work);
+    }
     free(g);
     return rc;
 }
@@ -678,6 +717,9 @@ void mtr_syncer_unsubscribe(mtr_syncer *s, int fd) {
             break;
         }
     }
+    while (s->notifying > 0) {
+        pthread_cond_wait(&s->notified, &s->mu); /* a worker may still hold fd's number */
+    }
     pthread_mutex_unlock(&s->mu);
 }
 
@@ -752,6 +794,7 @@ void mtr_syncer_free(mtr_syncer *s) {
     }
     mtr_syncer_stop(s);
     pthread_cond_destroy(&s->keys);
+    pthread_cond_destroy(&s->notified);
     pthread_cond_destroy(&s->done);
     pthread_cond_destroy(&s->flush);
     pthread_cond_destroy(&s->work);

@@ -103,6 +103,9 @@ class SegmentStore:
         self._reserve = min(_SYSTEM_RESERVE, config.capacity_bytes // 100)
         self._since_checkpoint = 0
         self._clock = Clock()
+        #: Seq of the last record of the last group this store submitted (what
+        #: :attr:`seq` said right after it, without asking the syncer again).
+        self.last_submitted = self.seq
 
     @staticmethod
     def create(directory: Path) -> bytes:
@@ -311,6 +314,7 @@ class SegmentStore:
             if new_fd >= 0:
                 os.close(new_fd)
             raise
+        self.last_submitted = first + count - 1
         head.size += size
         head.untrusted += untrusted
         self.usage += size

@@ -259,7 +259,7 @@ class GroupCommitWriter:
             with self._queue_lock:
                 group = self._group
                 if not group.records and not checkpoint:
-                    return self._store.seq
+                    return self._store.last_submitted
                 self._group = _Group()
             error: BaseException | None = None
             try:
@@ -274,7 +274,7 @@ class GroupCommitWriter:
             else:
                 group.first = first
                 durable = self._store.durable
-                self._backlog = self._store.seq - durable
+                self._backlog = self._store.last_submitted - durable
                 if durable >= first:
                     # Synced before ``first`` was set here: a loop woken meanwhile
                     # found nothing to resolve and must look again.
@@ -283,7 +283,7 @@ class GroupCommitWriter:
                 group.error = error
                 self._store.notify()  # the loops waiting on this group learn it now
                 return error
-            return self._store.seq
+            return self._store.last_submitted
 
     def _fail(self, error: BaseException) -> None:
         _log.error("security log write failed: %s", error)
