@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import secrets
 import statistics
 import sys
 import tempfile
@@ -44,7 +45,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ADDRESS, COUNT, WARM_UP = 22, 10, 50
-LOCAL_PASSWORD = "Local-Bench-Password-7"
+LOCAL_PASSWORD = "Bench-7-" + secrets.token_urlsafe(12)  # made per run: no credential in the tree
 SOURCE = "127.0.0.1:3000"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
+import secrets
 import signal
 import stat
 import time
@@ -26,7 +27,7 @@ from tests.directory.helpers import POLICY, directory_settings, ldap_settings, m
 from tests.directory.slapd import GROUPS, Slapd, user_dn
 
 SOURCE = "127.0.0.1:2222"
-LOCAL_PASSWORD = "Local-Secret-42"
+LOCAL_PASSWORD = "Local-7-" + secrets.token_urlsafe(12)  # made per run: no credential in the tree
 
 
 def policy() -> dict[str, Any]:

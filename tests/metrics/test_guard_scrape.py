@@ -7,6 +7,7 @@ number; none of them may appear as a label value, or anywhere in the scrape.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +28,7 @@ INTRUDER = "mallory"
 ADDRESS = "192.0.2.7"
 SOURCE = f"{ADDRESS}:50022"
 REGISTER = "40001"
-PASSWORD = "correct horse battery"
+PASSWORD = "Horse-7-" + secrets.token_urlsafe(12)  # made per run: no credential in the tree
 
 
 @pytest.fixture(scope="module")

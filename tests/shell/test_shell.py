@@ -25,7 +25,7 @@ from meterd.shell import EXIT_DENIED, EXIT_OK, EXIT_USAGE, MeterShell
 from meterd.shell.commands import COMMANDS
 from tests.channels.ssh.harness import make_key
 
-PASSWORD = "Correct-Horse-7"
+PASSWORD = "Horse-7-" + secrets.token_urlsafe(12)  # made per run: no credential in the tree
 
 
 class ScriptedTerminal:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ from meterd.policy.request import Channel, Outcome
 from meterd.runtime import Runtime
 from meterd.seclog import EventType, LogConfig, Query, Record, SecurityLog, read_records
 
-PASSWORD = "correct horse battery"
+PASSWORD = "Horse-7-" + secrets.token_urlsafe(12)  # made per run: no credential in the tree
 PIN = "4711"
 #: name -> roles; every user gets PASSWORD and PIN.
 USERS = {

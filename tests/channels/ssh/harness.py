@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import shutil
 import subprocess
 import threading
@@ -24,7 +25,7 @@ from meterd.seclog import LogConfig, Record, SecurityLog, read_records
 
 T = TypeVar("T")
 
-PASSWORD = "Correct-Horse-7"
+PASSWORD = "Horse-7-" + secrets.token_urlsafe(12)  # made per run: no credential in the tree
 #: user -> roles; every user gets PASSWORD and an ed25519 key made by ssh-keygen.
 USERS: dict[str, list[str]] = {
     "viewer1": ["viewer"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 
@@ -12,7 +13,7 @@ from meterd.seclog import EventType, Record
 from tests.certs import make_certificate, pem_of
 from tests.channels.ssh.harness import PASSWORD, Server, area
 
-NEW_PASSWORD = "Battery-Staple-42"
+NEW_PASSWORD = "Staple-7-" + secrets.token_urlsafe(12)  # made per run: no credential in the tree
 
 
 def decisions(records: list[Record], principal: str) -> list[Record]:
