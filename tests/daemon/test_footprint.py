@@ -45,6 +45,11 @@ RARELY_USED = (
     "meterd.meter.der",
     "meterd.seclog.forwarder",
     "difflib",
+    # A meter without [directory] never loads a directory client.
+    "meterd.directory.ldap",
+    "meterd.directory.radius",
+    "ldap3",
+    "pyasn1",
 )
 
 
