@@ -26,6 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from meterd.policy.request import Channel
+from meterd.workers import worker_pool
 
 #: Channels whose users stand at the meter; they never queue behind network guesses.
 LOCAL_CHANNELS = frozenset({Channel.SERIAL, Channel.PANEL, Channel.LOCAL})
@@ -59,8 +60,8 @@ class CredentialChecks:
         self._local = asyncio.Semaphore(local)
         self._per_address = per_address
         self._addresses: dict[str, tuple[asyncio.Semaphore, int]] = {}
-        self._network_threads = ThreadPoolExecutor(network, thread_name_prefix="meterd-check-network")
-        self._local_threads = ThreadPoolExecutor(local, thread_name_prefix="meterd-check-local")
+        self._network_threads = worker_pool(network, "meterd-check-network")
+        self._local_threads = worker_pool(local, "meterd-check-local")
 
     async def run(self, channel: Channel, source: str, check: Callable[[], bool]) -> bool:
         """Run ``check`` in a thread once a slot of ``channel`` (and ``source``'s address) is free."""

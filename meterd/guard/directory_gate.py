@@ -19,7 +19,6 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
 from meterd.directory.backend import (
@@ -32,6 +31,7 @@ from meterd.directory.offline import OfflineCache
 from meterd.directory.settings import DirectorySettings
 from meterd.policy.model import DirectoryPrincipal
 from meterd.policy.request import Channel
+from meterd.workers import worker_pool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,7 +68,7 @@ class DirectoryGate:
         self.offline = offline
         self._wall = wall
         self._monotonic = monotonic
-        self._pool = ThreadPoolExecutor(settings.workers, thread_name_prefix="meterd-directory")
+        self._pool = worker_pool(settings.workers, "meterd-directory")
         self._principals: dict[str, DirectoryPrincipal] = {}
         #: Where each directory principal in force logged in: (path, server).
         self.origin: dict[str, tuple[str, str]] = {}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import secrets
 import threading
 from pathlib import Path
@@ -13,12 +14,13 @@ import pytest
 import meterd.guard.login as guard_module
 from meterd.credentials import hash_secret
 from meterd.guard import Guard
-from meterd.guard.credential_checks import address_of
+from meterd.guard.credential_checks import CredentialChecks, address_of
 from meterd.guard.credentials import Password, check_credential
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
 from meterd.policy.request import Channel
 from meterd.seclog import SecurityLog
+from meterd.workers import WORKER_NICE
 
 GUESSES = 40
 
@@ -87,3 +89,17 @@ def test_the_address_of_a_source() -> None:
     assert address_of("127.0.0.2:40001") == "127.0.0.2"
     assert address_of("::1:22") == "::1"
     assert address_of("ttyS1") == "ttyS1"
+
+
+@pytest.mark.parametrize("channel", [Channel.SSH, Channel.SERIAL])
+def test_password_checks_run_below_the_event_loops_priority(channel: Channel) -> None:
+    """scrypt in the workers must leave the CPU to the loop's thread (every channel's answers)."""
+    checks = CredentialChecks()
+
+    def own_nice() -> bool:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == WORKER_NICE
+
+    loop_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    assert loop_nice < WORKER_NICE
+    assert asyncio.run(checks.run(channel, "127.0.0.1:40000", own_nice))
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == loop_nice
