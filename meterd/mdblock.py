@@ -7,6 +7,11 @@ generators rewrite them in place.  A leaf.
 
 from __future__ import annotations
 
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
 from meterd.errors import MeterdError
 
 
@@ -39,3 +44,50 @@ def replaced(text: str, begin: str, end: str, block: str) -> str:
     """Return ``text`` with the block between the markers replaced by ``block`` (see :func:`span`)."""
     start, stop = span(text, begin, end)
     return text[:start] + block + text[stop:]
+
+
+def generator_main(
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    doc: str | None,
+    what: str,
+    begin: str,
+    end: str,
+    render: Callable[[], str],
+) -> int:
+    """The command line of a block's generator: print it, or check or update a README's copy.
+
+    Args:
+        argv: The arguments (None: the process's).
+        prog: How the generator is run (``python -m ...``).
+        doc: Its description.
+        what: What the block is, for the stale message (``the shell command table``).
+        begin: The begin marker line.
+        end: The end marker line.
+        render: Renders the block from the code.
+
+    Returns:
+        0 ok, 1 stale, 2 bad input.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=doc)
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--check", type=Path, metavar="README", help="exit 1 if README's table is stale")
+    group.add_argument("--update", type=Path, metavar="README", help="rewrite README's table in place")
+    args = parser.parse_args(argv)
+    path: Path | None = args.check or args.update
+    if path is None:
+        sys.stdout.write(render())
+        return 0
+    try:
+        text = path.read_text(encoding="utf-8")
+        if args.check:
+            stale = embedded(text, begin, end) != render()
+            if stale:
+                print(f"{path}: {what} is stale; run with --update", file=sys.stderr)
+            return 1 if stale else 0
+        path.write_text(replaced(text, begin, end, render()), encoding="utf-8")
+    except (OSError, ReferenceError) as e:
+        print(f"{path}: {e}", file=sys.stderr)
+        return 2
+    return 0

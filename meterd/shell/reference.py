@@ -9,10 +9,8 @@ be added to the README in the same change.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Iterable, Sequence
-from pathlib import Path
 
 from meterd import mdblock
 from meterd.mdblock import ReferenceError
@@ -61,27 +59,15 @@ def updated(text: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Print the table, or check or update a README's copy; 0 ok, 1 stale, 2 bad input."""
-    parser = argparse.ArgumentParser(prog="python -m meterd.shell.reference", description=__doc__)
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--check", type=Path, metavar="README", help="exit 1 if README's table is stale")
-    group.add_argument("--update", type=Path, metavar="README", help="rewrite README's table in place")
-    args = parser.parse_args(argv)
-    path: Path | None = args.check or args.update
-    if path is None:
-        sys.stdout.write(markdown_table())
-        return 0
-    try:
-        text = path.read_text(encoding="utf-8")
-        if args.check:
-            stale = embedded(text) != markdown_table()
-            if stale:
-                print(f"{path}: the shell command table is stale; run with --update", file=sys.stderr)
-            return 1 if stale else 0
-        path.write_text(updated(text), encoding="utf-8")
-    except (OSError, ReferenceError) as e:
-        print(f"{path}: {e}", file=sys.stderr)
-        return 2
-    return 0
+    return mdblock.generator_main(
+        argv,
+        prog="python -m meterd.shell.reference",
+        doc=__doc__,
+        what="the shell command table",
+        begin=BEGIN,
+        end=END,
+        render=markdown_table,
+    )
 
 
 if __name__ == "__main__":
