@@ -4,7 +4,8 @@ Invariants:
     * Every login question goes to the guard: passwords to
       :meth:`~meterd.guard.Guard.authenticate`; public keys are first checked
       side-effect free (the client has not yet proved it holds the key) and a
-      refused key is recorded through ``authenticate``.
+      refused key is recorded through ``authenticate``.  No other method is
+      offered (the listener turns GSSAPI off).
     * A shell or command needs ``terminal_access`` (a guard session on the
       ``ssh`` channel); the ``sftp`` subsystem needs ``fs_read_only``,
       ``fs_read_write``, ``certificate_management`` or

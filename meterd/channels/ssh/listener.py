@@ -76,6 +76,11 @@ class SshListener:
                 login_timeout=self.config.login_grace_time,
                 encoding="utf-8",
                 kbdint_auth=True,
+                # No GSSAPI (Kerberos) key exchange or login: they would authenticate without
+                # the guard.  Saying so also spares every login asyncssh's look-up of this
+                # host's name (gethostname, then getfqdn: a name-service query that waits for
+                # the timeout of an unreachable resolver) when it re-reads its options.
+                gss_host=None,
             )
         except OSError as e:
             raise ChannelError(f"cannot listen on {self.config.listen}:{self.config.port}: {e}") from e

@@ -9,6 +9,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
+
 from meterd.channels.ssh import SshConfig, SshListener, load
 from meterd.channels.ssh.hostkeys import HOST_KEY_NAME, load_or_create_host_key
 from meterd.errors import ConfigError
@@ -68,6 +70,27 @@ def test_too_many_failed_attempts_disconnect(server: Server) -> None:
         r for r in server.since(mark) if r.principal == "viewer1" and r.event is EventType.LOGIN_FAILURE
     ]
     assert len(failures) == 6
+
+
+def test_a_login_looks_up_no_host_name(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    # asyncssh re-reads its options when a client names its user and, unless told the GSSAPI
+    # host, asks for this host's name each time (getfqdn: a name-service query that waits for
+    # an unreachable resolver's timeout, on a meter that offers no GSSAPI at all).
+    asked: list[str] = []
+
+    def gethostname() -> str:
+        asked.append("gethostname")
+        return "meter"
+
+    def getfqdn(name: str = "") -> str:
+        asked.append("getfqdn")
+        return name or "meter"
+
+    monkeypatch.setattr(socket, "gethostname", gethostname)
+    monkeypatch.setattr(socket, "getfqdn", getfqdn)
+    result = server.ssh("viewer1", "whoami")
+    assert result.returncode == 0, result.stderr
+    assert asked == []
 
 
 def test_a_client_that_never_authenticates_is_dropped(server: Server) -> None:
