@@ -13,7 +13,20 @@ and client key (ed25519):
   chrooted, no enforcement (the baseline for the cost of enforcement);
 * **openssh**: ``sshd`` with its ``sftp-server`` on a temporary config (a
   generated host key, a free port on 127.0.0.1), as the current user
-  (skipped, and said so, if ``sshd`` is not installed).
+  (skipped, and said so, if ``sshd`` is not installed).  Its options:
+  ``UseDNS no``, ``UsePAM no``, only public-key login, ``StrictModes no``
+  (the key file is in a temporary directory), the same cipher and key
+  exchange, and ``SetEnv SHLVL=1``; everything else is sshd's default
+  (privilege separation, a re-exec per connection, no GSSAPI).  sshd runs a
+  command through the user's login shell, and Debian's bash then reads
+  ``/etc/bash.bashrc`` and ``~/.bashrc`` unless its shell level says it is
+  nested: without ``SHLVL`` the figure timed the user's dot files (190 ms of
+  a version manager's set-up on one machine), not OpenSSH.  Twice per login
+  a Nagle algorithm still holds a packet until the peer's delayed
+  acknowledgement (40 ms each): the client's after ``NEWKEYS`` (meterd
+  acknowledges at once, see ``meterd/channels/ssh/acks.py``) and sshd's
+  after its host-key notice (asyncio's sockets have ``TCP_NODELAY``).  Both
+  are OpenSSH's own behaviour, so they stay in its figure (about 80 ms of it).
 
 Measured: key-based login + one command (``show readings`` on meterd,
 ``true`` on OpenSSH), ``--logins`` of each (50 by default), meterd and OpenSSH
@@ -246,6 +259,9 @@ def start_sshd(root: Path, authorized: Path) -> tuple[subprocess.Popen[bytes], i
         f"PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
         f"PidFile none\nSubsystem sftp {SFTP_SERVER}\nCiphers {CIPHER}\nKexAlgorithms {KEX}\n"
         f"UseDNS no\nLogLevel ERROR\n"
+        # sshd runs the command through the user's login shell; Debian's bash reads the rc files
+        # for a command from sshd only at shell level 1 (see the module docstring).
+        "SetEnv SHLVL=1\n"
     )
     Path("/run/sshd").mkdir(exist_ok=True)  # privilege-separation directory sshd insists on
     proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stderr=subprocess.DEVNULL)
