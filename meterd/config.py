@@ -10,19 +10,15 @@ builds :class:`DaemonConfig`; a new section registers there and adds its field.
 
 Invariant: meterd writes only below its state directory; the configuration
 directory may be read-only (``/etc/meterd`` under the systemd unit).  So a
-relative path has one of two bases:
-
-* files meterd only reads (``daemon.policy``, ``daemon.policy_signing_key``,
-  ``security_log.forward`` ``ca``/``cert``/``key``, ``modbus.tls``
-  ``cert``/``key``/``ca``, ``serial.device``) and ``daemon.state_dir`` itself
-  are taken from the configuration file's directory;
-* everything meterd creates or writes (``security_log.directory``,
-  ``ssh.host_key_dir``, ``panel.socket``, ``serial.link``, and its own files:
-  policy store, demo accounts, keys and PKI, the meter's state, the initial
-  log key, the directory's offline cache) lies below ``state_dir``.  The security log's directory is
-  resolved here; the channels keep their paths as written and resolve them
-  against the state directory they are given at start
-  (:class:`~meterd.runtime.Runtime`).
+relative path has one of two bases, which each path key declares
+(:class:`~meterd.configspec.Base`): files meterd only reads, and
+``daemon.state_dir`` itself, are taken from the configuration file's
+directory; everything meterd creates or writes lies below ``state_dir``, as
+do its own files under fixed names (:mod:`meterd.statedir`).  The README's
+*Paths* table is rendered from those declarations.  The security log's
+directory is resolved here; the channels keep their paths as written and
+resolve them against the state directory they are given at start
+(:class:`~meterd.runtime.Runtime`).
 """
 
 from __future__ import annotations
@@ -55,7 +51,6 @@ from meterd.tomlreader import Reader
 
 __all__ = [
     "DAEMON",
-    "FIXED_STATE_PATHS",
     "SECTIONS",
     "DaemonConfig",
     "ForwardSettings",
@@ -146,22 +141,6 @@ class DaemonConfig:
     meter_labels: tuple[str, ...] = DAEMON.default("meter_labels")
     meter: MeterSettings = field(default_factory=MeterSettings)
     directory: DirectorySettings | None = None
-
-
-#: What meterd keeps below ``state_dir`` under fixed names (no key moves them), as the
-#: README's *Paths* table lists it: (name, what it is); a name ending in ``/`` is a directory.
-FIXED_STATE_PATHS: tuple[tuple[str, str], ...] = (
-    ("policy/", "the policy store"),
-    ("meter/", "the meter's state"),
-    ("files/", "the meter's file area"),
-    ("credentials.json", "the credential store: password hashes, panel PINs, SSH keys"),
-    ("security-log-initial-key", "the security log's initial key"),
-    ("directory-cache.json", "the directory's offline cache"),
-    ("demo-accounts.toml", "with `demo_accounts`: the demo accounts' hashes"),
-    ("demo-credentials.txt", "with `demo_accounts`: their credentials (0600)"),
-    ("demo-keys/", "with `demo_accounts`: their SSH keys"),
-    ("demo-pki/", "with `demo_accounts`: the demo PKI"),
-)
 
 
 #: Reads one section: its table, and the directories relative paths are taken from.

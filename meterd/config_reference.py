@@ -4,7 +4,7 @@ Two README blocks: the key table (between :data:`BEGIN` and :data:`END`) and
 the *Paths* table (between :data:`PATHS_BEGIN` and :data:`PATHS_END`: every
 path key by the directory a relative value is taken from, and what meterd
 keeps below ``state_dir`` under fixed names,
-:data:`~meterd.config.FIXED_STATE_PATHS`).  ``python -m meterd.config_reference``
+:data:`~meterd.statedir.FIXED`).  ``python -m meterd.config_reference``
 prints both; ``--update README.md`` replaces the README's copies, and
 ``--check README.md`` exits 1 if either is stale.  A test keeps the README's
 copies equal to the rendering, so a key declared in a section is documented
@@ -23,13 +23,14 @@ from meterd.channels.modbus.config import MODBUS, TLS
 from meterd.channels.panel.config import PANEL
 from meterd.channels.serial.config import SERIAL
 from meterd.channels.ssh.config import SSH
-from meterd.config import DAEMON, FIXED_STATE_PATHS, SECTIONS
+from meterd.config import DAEMON, SECTIONS
 from meterd.configspec import Base, Key, Section
 from meterd.directory.radius_config import RADIUS
 from meterd.directory.settings import DIRECTORY, LDAP
 from meterd.meter.config import METER
 from meterd.metrics.config import METRICS
 from meterd.seclog.settings import FORWARD, SECURITY_LOG
+from meterd.statedir import FIXED
 
 BEGIN = "<!-- config-keys:begin -->"
 END = "<!-- config-keys:end -->"
@@ -123,7 +124,7 @@ def paths_table(sections: Iterable[Section] = DECLARED) -> str:
             if keys:
                 groups.append(f"`[{section.name}]` " + ", ".join(keys))
         lines.append(f"| {_WHERE[base]} | {'; '.join(groups)} |")
-    fixed = "; ".join(f"`{name}`: {what}" for name, what in FIXED_STATE_PATHS)
+    fixed = "; ".join(f"`{path.shown}`: {path.doc}" for path in FIXED)
     lines.append(f"| `state_dir`, under fixed names (no key moves them) | {fixed} |")
     return "\n".join(lines) + "\n"
 

@@ -19,7 +19,7 @@ from meterd.channels.serial.config import LOADER as SERIAL_LOADER
 from meterd.channels.serial.config import SerialConfig
 from meterd.channels.ssh.config import LOADER as SSH_LOADER
 from meterd.channels.ssh.config import SshConfig
-from meterd.config import DAEMON, FIXED_STATE_PATHS, SECTIONS, DaemonConfig, load_config
+from meterd.config import DAEMON, SECTIONS, DaemonConfig, load_config
 from meterd.config_reference import (
     BEGIN,
     DECLARED,
@@ -45,6 +45,7 @@ from meterd.metrics.config import MetricsConfig
 from meterd.seclog.config import LogConfig
 from meterd.seclog.settings import FORWARD, FORWARD_LOADER, SECURITY_LOG, ForwardSettings, SecurityLogSettings
 from meterd.seclog.settings import LOADER as SECURITY_LOG_LOADER
+from meterd.statedir import FIXED
 from meterd.tomlreader import Reader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -300,7 +301,7 @@ def test_the_readme_holds_exactly_the_rendered_paths_table() -> None:
                 assert f"`[{section.name}]` " in row
                 assert f"`{key.name}`" in row
     fixed = rows["`state_dir`, under fixed names (no key moves them)"]
-    assert all(f"`{name}`" in fixed for name, _ in FIXED_STATE_PATHS)
+    assert all(f"`{path.shown}`" in fixed for path in FIXED)
 
 
 def test_an_empty_security_log_directory_is_refused(tmp_path: Path) -> None:

@@ -243,7 +243,9 @@ def _read_secret(reader: Reader, values: dict[str, Any], bases: Mapping[Base, Pa
     del bases
     secret_file: Path | None = values["secret_file"]
     if secret_file is None:
-        reader.error("secret_file", "a file holding the shared secret is required")
+        # Absent or empty; a value that is wrong is reported as such already.
+        if not reader.table.get("secret_file"):
+            reader.error("secret_file", "a file holding the shared secret is required")
         values["secret_file"] = Path()
     values["secret"] = b"" if secret_file is None else _secret(reader, secret_file)
 
