@@ -89,7 +89,9 @@ class Key:
     def __post_init__(self) -> None:
         paths = self.kind in (Path, tuple, str)
         if (self.kind is Path and self.base is None) or (self.base is not None and not paths):
-            raise ValueError(f"{self.name}: a path, and only a path, names its base")
+            raise ValueError(
+                f"{self.name}: a path, and only a path (or a string that may be one), names its base"
+            )
         if self.kind in (int, float) and (self.low is None or self.high is None):
             raise ValueError(f"{self.name}: a number needs its bounds")
 

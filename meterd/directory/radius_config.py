@@ -140,7 +140,7 @@ def _group_attribute(reader: Reader, key: Key, values: Mapping[str, Any]) -> str
 
 
 def _scope_attribute(reader: Reader, key: Key, values: Mapping[str, Any]) -> int:
-    scope = reader.bounded_int(key.name, key.default, int(key.low or 1), int(key.high or 1))
+    scope = reader.bounded_int(key.name, key.default, int(key.low or 0), int(key.high or 0))
     if scope == values["role_attribute"]:
         reader.error(key.name, f"must differ from role_attribute ({scope})")
     return scope

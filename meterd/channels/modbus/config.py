@@ -39,7 +39,7 @@ def _per_client(reader: Reader, key: Key, values: Mapping[str, Any]) -> int:
     """Read ``max_<what>_per_client``: by default no more than ``max_<what>``, and never more."""
     whole = key.name.removesuffix("_per_client")
     total: int = values[whole]
-    per_client = reader.bounded_int(key.name, min(key.default, total), int(key.low or 1), int(key.high or 1))
+    per_client = reader.bounded_int(key.name, min(key.default, total), int(key.low or 0), int(key.high or 0))
     if per_client > total:
         reader.error(key.name, f"must not exceed {whole} ({total})")
         per_client = total
