@@ -2,26 +2,23 @@
 
 Each section is declared once (:mod:`meterd.configspec`) beside what it
 configures: ``[daemon]`` here, ``[security_log]`` in
-:mod:`meterd.security_log_settings`, ``[meter]`` in :mod:`meterd.meter.config`,
-each channel's in its ``config`` module.  This module reads the file, checks
+:mod:`meterd.seclog.settings`, ``[meter]`` in :mod:`meterd.meter.config`,
+each channel's in its ``config`` module, each with the :class:`~meterd.configspec.Loader`
+that builds its settings.  This module reads the file, checks
 the top-level keys against the registry of sections (:data:`SECTIONS`) and
 builds :class:`DaemonConfig`; a new section registers there and adds its field.
 
 Invariant: meterd writes only below its state directory; the configuration
 directory may be read-only (``/etc/meterd`` under the systemd unit).  So a
-relative path has one of two bases:
-
-* files meterd only reads (``daemon.policy``, ``daemon.policy_signing_key``,
-  ``security_log.forward`` ``ca``/``cert``/``key``, ``modbus.tls``
-  ``cert``/``key``/``ca``, ``serial.device``) and ``daemon.state_dir`` itself
-  are taken from the configuration file's directory;
-* everything meterd creates or writes (``security_log.directory``,
-  ``ssh.host_key_dir``, ``panel.socket``, ``serial.link``, and its own files:
-  policy store, demo accounts, keys and PKI, the meter's state, the initial
-  log key, the directory's offline cache) lies below ``state_dir``.  The security log's directory is
-  resolved here; the channels keep their paths as written and resolve them
-  against the state directory they are given at start
-  (:class:`~meterd.runtime.Runtime`).
+relative path has one of two bases, which each path key declares
+(:class:`~meterd.configspec.Base`): files meterd only reads, and
+``daemon.state_dir`` itself, are taken from the configuration file's
+directory; everything meterd creates or writes lies below ``state_dir``, as
+do its own files under fixed names (:mod:`meterd.statedir`).  The README's
+*Paths* table is rendered from those declarations.  The security log's
+directory is resolved here; the channels keep their paths as written and
+resolve them against the state directory they are given at start
+(:class:`~meterd.runtime.Runtime`).
 """
 
 from __future__ import annotations
@@ -32,27 +29,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from meterd.channels.modbus.config import LOADER as MODBUS_LOADER
 from meterd.channels.modbus.config import ModbusConfig
-from meterd.channels.modbus.config import load as load_modbus
+from meterd.channels.panel.config import LOADER as PANEL_LOADER
 from meterd.channels.panel.config import PanelConfig
-from meterd.channels.panel.config import load as load_panel
+from meterd.channels.serial.config import LOADER as SERIAL_LOADER
 from meterd.channels.serial.config import SerialConfig
-from meterd.channels.serial.config import load as load_serial
+from meterd.channels.ssh.config import LOADER as SSH_LOADER
 from meterd.channels.ssh.config import SshConfig
-from meterd.channels.ssh.config import load as load_ssh
-from meterd.configspec import Base, Key, Section
+from meterd.configspec import Base, Key, Loader, Section
+from meterd.directory.settings import LOADER as DIRECTORY_LOADER
 from meterd.directory.settings import DirectorySettings
-from meterd.directory.settings import load as load_directory
 from meterd.errors import ConfigError, ConfigValidationError
+from meterd.meter.config import LOADER as METER_LOADER
 from meterd.meter.config import MeterSettings
-from meterd.meter.config import load as load_meter
+from meterd.metrics.config import LOADER as METRICS_LOADER
 from meterd.metrics.config import MetricsConfig
-from meterd.metrics.config import load as load_metrics
-from meterd.security_log_settings import (
-    ForwardSettings,
-    SecurityLogSettings,
-    load_security_log,
-)
+from meterd.seclog.settings import LOADER as SECURITY_LOG_LOADER
+from meterd.seclog.settings import ForwardSettings, SecurityLogSettings
 from meterd.tomlreader import Reader
 
 __all__ = [
@@ -141,10 +135,10 @@ class DaemonConfig:
     panel: PanelConfig | None
     modbus: ModbusConfig | None
     metrics: MetricsConfig | None
-    policy_signing_keys: tuple[Path, ...] = ()
-    policy_signing_threshold: int = 1
-    meter_id: str = ""
-    meter_labels: tuple[str, ...] = ()
+    policy_signing_keys: tuple[Path, ...] = DAEMON.default("policy_signing_keys")
+    policy_signing_threshold: int = DAEMON.default("policy_signing_threshold")
+    meter_id: str = DAEMON.default("meter_id")
+    meter_labels: tuple[str, ...] = DAEMON.default("meter_labels")
     meter: MeterSettings = field(default_factory=MeterSettings)
     directory: DirectorySettings | None = None
 
@@ -169,23 +163,26 @@ class SectionLoader:
     optional: bool = True
 
 
-def _channel(load: Callable[[Reader, Path], Any]) -> ReadSection:
-    # A channel reads its paths as written: the daemon resolves those below state_dir at start.
-    return lambda reader, bases: load(reader, bases[Base.CONFIG])
+def _channel(loader: Loader[Any]) -> SectionLoader:
+    # A channel keeps the paths it writes as written: the daemon resolves those below
+    # state_dir at start (the state directory it is handed then, Runtime).
+    return SectionLoader(
+        loader.section.name, lambda reader, bases: loader.load(reader, {Base.CONFIG: bases[Base.CONFIG]})
+    )
 
 
 #: Every top-level table but ``[daemon]``, in file order.
 SECTIONS: dict[str, SectionLoader] = {
     loader.name: loader
     for loader in (
-        SectionLoader("security_log", load_security_log, optional=False),
-        SectionLoader("meter", load_meter, optional=False),
-        SectionLoader("ssh", _channel(load_ssh)),
-        SectionLoader("serial", _channel(load_serial)),
-        SectionLoader("panel", _channel(load_panel)),
-        SectionLoader("modbus", _channel(load_modbus)),
-        SectionLoader("metrics", _channel(load_metrics)),
-        SectionLoader("directory", _channel(load_directory)),
+        SectionLoader("security_log", SECURITY_LOG_LOADER.load, optional=False),
+        SectionLoader("meter", METER_LOADER.load, optional=False),
+        _channel(SSH_LOADER),
+        _channel(SERIAL_LOADER),
+        _channel(PANEL_LOADER),
+        _channel(MODBUS_LOADER),
+        _channel(METRICS_LOADER),
+        _channel(DIRECTORY_LOADER),
     )
 }
 

@@ -1,10 +1,14 @@
-"""The ``meterd.toml`` key reference, rendered from the declared sections as Markdown for the README.
+"""The ``meterd.toml`` key and path references, rendered from the declared sections as Markdown.
 
-``python -m meterd.config_reference`` prints the table; ``--update README.md``
-replaces the README's copy (between :data:`BEGIN` and :data:`END`), and
-``--check README.md`` exits 1 if that copy is stale.  A test keeps the
-README's copy equal to the rendering, so a key declared in a section is
-documented in the same change.
+Two README blocks: the key table (between :data:`BEGIN` and :data:`END`) and
+the *Paths* table (between :data:`PATHS_BEGIN` and :data:`PATHS_END`: every
+path key by the directory a relative value is taken from, and what meterd
+keeps below ``state_dir`` under fixed names,
+:data:`~meterd.statedir.FIXED`).  ``python -m meterd.config_reference``
+prints both; ``--update README.md`` replaces the README's copies, and
+``--check README.md`` exits 1 if either is stale.  A test keeps the README's
+copies equal to the rendering, so a key declared in a section is documented
+in the same change.
 """
 
 from __future__ import annotations
@@ -25,10 +29,13 @@ from meterd.directory.radius_config import RADIUS
 from meterd.directory.settings import DIRECTORY, LDAP
 from meterd.meter.config import METER
 from meterd.metrics.config import METRICS
-from meterd.security_log_settings import FORWARD, SECURITY_LOG
+from meterd.seclog.settings import FORWARD, SECURITY_LOG
+from meterd.statedir import FIXED
 
 BEGIN = "<!-- config-keys:begin -->"
 END = "<!-- config-keys:end -->"
+PATHS_BEGIN = "<!-- config-paths:begin -->"
+PATHS_END = "<!-- config-paths:end -->"
 
 #: The sections the reference lists, in file order.
 DECLARED: tuple[Section, ...] = (
@@ -49,6 +56,10 @@ DECLARED: tuple[Section, ...] = (
 
 _KINDS = {bool: "true/false", int: "integer", float: "seconds", str: "string", list: "list", Path: "path"}
 _BASES = {Base.CONFIG: "relative to the configuration file", Base.STATE: "below `state_dir`"}
+_WHERE = {
+    Base.CONFIG: "the configuration file's directory: what meterd only reads",
+    Base.STATE: "`state_dir`: what meterd creates or writes",
+}
 
 
 def _kind(key: Key) -> str:
@@ -98,6 +109,26 @@ def markdown_table(sections: Iterable[Section] = DECLARED) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _path_key(key: Key) -> str:
+    return f"`{key.name}` (default `{key.default}`)" if key.default not in ("", ()) else f"`{key.name}`"
+
+
+def paths_table(sections: Iterable[Section] = DECLARED) -> str:
+    """Return every path key by the directory a relative value is taken from, then the fixed names."""
+    sections = tuple(sections)
+    lines = ["| relative to | paths |", "|---|---|"]
+    for base in Base:
+        groups = []
+        for section in sections:
+            keys = [_path_key(key) for key in section.keys if key.base is base]
+            if keys:
+                groups.append(f"`[{section.name}]` " + ", ".join(keys))
+        lines.append(f"| {_WHERE[base]} | {'; '.join(groups)} |")
+    fixed = "; ".join(f"`{path.shown}`: {path.doc}" for path in FIXED)
+    lines.append(f"| `state_dir`, under fixed names (no key moves them) | {fixed} |")
+    return "\n".join(lines) + "\n"
+
+
 def undeclared() -> tuple[str, ...]:
     """The top-level tables whose keys the reference does not list yet (read by their own loaders)."""
     declared = {section.name for section in DECLARED}
@@ -123,15 +154,15 @@ def updated(text: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Print the table, or check or update a README's copy; 0 ok, 1 stale, 2 bad input."""
+    """Print the tables, or check or update a README's copies; 0 ok, 1 stale, 2 bad input."""
     return mdblock.generator_main(
         argv,
         prog="python -m meterd.config_reference",
         doc=__doc__,
-        what="the configuration key table",
-        begin=BEGIN,
-        end=END,
-        render=markdown_table,
+        blocks=(
+            mdblock.Block("the configuration key table", BEGIN, END, markdown_table),
+            mdblock.Block("the configuration paths table", PATHS_BEGIN, PATHS_END, paths_table),
+        ),
     )
 
 

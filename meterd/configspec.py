@@ -3,8 +3,12 @@
 A :class:`Section` lists its :class:`Key` s (name, type, default, bounds or
 choices, and for a path the directory a relative one is taken from); reading
 the section, its defaults, its unknown-key errors (with a did-you-mean) and the
-README's key reference (:mod:`meterd.config_reference`) all come from that one
-declaration.  A leaf: it imports only the TOML reader and the errors.
+README's key and path references (:mod:`meterd.config_reference`) all come from
+that one declaration.  A section's settings object is built by one
+:class:`Loader` (read every key, then the section's own cross-key checks), and
+its fields take their defaults from the declaration (:meth:`Section.default`),
+so a default is written nowhere else.  A leaf: it imports only the TOML reader
+and the errors.
 
 Invariant: a value that is missing takes the declared default; a value that is
 wrong is reported with its key path and the default is used in its place, so
@@ -18,7 +22,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from meterd.tomlreader import Reader, suggest
 
@@ -35,9 +39,15 @@ class Base(enum.Enum):
 #: An extra check of a value of the right type and bounds: the problem (and a
 #: suggestion), or None.
 Check = Callable[[Any], str | tuple[str, str] | None]
-#: Reads a key itself, given the values of the keys before it (a list checked item by
-#: item, a limit bounded by another): the value, its problems recorded on the reader.
-Custom = Callable[[Reader, Mapping[str, Any]], Any]
+#: Reads a key itself, given its declaration and the values of the keys before it (a
+#: list checked item by item, a limit bounded by another): the value, its problems
+#: recorded on the reader.
+Custom = Callable[[Reader, "Key", Mapping[str, Any]], Any]
+#: A section's own checks of its values together, once each key is read alone: records
+#: problems on the reader, and may replace a value or add a sub-table's settings.
+Finish = Callable[[Reader, dict[str, Any], Mapping[Base, Path]], None]
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +65,9 @@ class Key:
         low: Smallest value (``int`` and ``float``).
         high: Largest value (``int`` and ``float``).
         choices: The only values a ``str`` may take.
-        base: For a ``Path`` (or a ``tuple`` of them): the directory a relative path is taken from.
+        base: For a ``Path`` (or a ``tuple`` of them): the directory a relative path is
+            taken from.  A ``str`` that is either a word or a path (the serial
+            console's ``pty``) names it too; its section resolves it.
         check: An extra check (an IP address, a non-empty path).
         octal: Shown in octal in the reference (permission bits).
         custom: Reads the value itself instead of the checks above (which
@@ -75,9 +87,11 @@ class Key:
     custom: Custom | None = None
 
     def __post_init__(self) -> None:
-        paths = self.kind in (Path, tuple)
+        paths = self.kind in (Path, tuple, str)
         if (self.kind is Path and self.base is None) or (self.base is not None and not paths):
-            raise ValueError(f"{self.name}: a path, and only a path, names its base")
+            raise ValueError(
+                f"{self.name}: a path, and only a path (or a string that may be one), names its base"
+            )
         if self.kind in (int, float) and (self.low is None or self.high is None):
             raise ValueError(f"{self.name}: a number needs its bounds")
 
@@ -90,7 +104,7 @@ class Key:
         of the section's keys read so far (for a :data:`Custom` reader).
         """
         if self.custom is not None:
-            return self.custom(reader, before)
+            return self.custom(reader, self, before)
         value = self._typed(reader)
         if self.check is not None and value != self.default:
             problem = self.check(value)
@@ -175,6 +189,45 @@ class Section:
     def defaults(self) -> dict[str, Any]:
         """Every key's value in an absent table."""
         return self.read(Reader({}, self.name, "", []), {})
+
+    def default(self, name: str) -> Any:
+        """Key ``name``'s value in an absent table: the default of the settings field it fills.
+
+        Raises:
+            KeyError: No key of that name is declared.
+        """
+        return self.defaults()[name]
+
+
+@dataclass(frozen=True, slots=True)
+class Loader(Generic[T]):
+    """How a declared section becomes its settings object.
+
+    Attributes:
+        section: The declaration, read key by key.
+        build: Makes the settings from every key's value (and what ``finish`` adds), by name.
+        finish: The section's own checks of its values together, if any.
+    """
+
+    section: Section
+    build: Callable[..., T]
+    finish: Finish | None = None
+
+    def load(self, reader: Reader, bases: Mapping[Base, Path]) -> T:
+        """Read ``reader``'s table; problems are recorded on it and wrong values take defaults.
+
+        Args:
+            reader: The section's table, with its key path and the shared error list.
+            bases: The directories relative paths are taken from; a path whose base
+                is absent is kept as written (see :meth:`Key.read`).
+
+        Returns:
+            The settings.
+        """
+        values = self.section.read(reader, bases)
+        if self.finish is not None:
+            self.finish(reader, values, bases)
+        return self.build(**values)
 
 
 def resolve(base: Path, text: str) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from meterd.errors import MeterdError
@@ -46,47 +47,54 @@ def replaced(text: str, begin: str, end: str, block: str) -> str:
     return text[:start] + block + text[stop:]
 
 
-def generator_main(
-    argv: Sequence[str] | None,
-    *,
-    prog: str,
-    doc: str | None,
-    what: str,
-    begin: str,
-    end: str,
-    render: Callable[[], str],
-) -> int:
-    """The command line of a block's generator: print it, or check or update a README's copy.
+@dataclass(frozen=True, slots=True)
+class Block:
+    """One generated block of a README.
+
+    Attributes:
+        what: What it is, for the stale message (``the shell command table``).
+        begin: The begin marker line.
+        end: The end marker line.
+        render: Renders the block from the code.
+    """
+
+    what: str
+    begin: str
+    end: str
+    render: Callable[[], str]
+
+
+def generator_main(argv: Sequence[str] | None, *, prog: str, doc: str | None, blocks: Sequence[Block]) -> int:
+    """The command line of a generator: print its blocks, or check or update a README's copies.
 
     Args:
         argv: The arguments (None: the process's).
         prog: How the generator is run (``python -m ...``).
         doc: Its description.
-        what: What the block is, for the stale message (``the shell command table``).
-        begin: The begin marker line.
-        end: The end marker line.
-        render: Renders the block from the code.
+        blocks: The blocks it renders, each between its own markers in the README.
 
     Returns:
         0 ok, 1 stale, 2 bad input.
     """
     parser = argparse.ArgumentParser(prog=prog, description=doc)
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--check", type=Path, metavar="README", help="exit 1 if README's table is stale")
-    group.add_argument("--update", type=Path, metavar="README", help="rewrite README's table in place")
+    group.add_argument("--check", type=Path, metavar="README", help="exit 1 if README's copy is stale")
+    group.add_argument("--update", type=Path, metavar="README", help="rewrite README's copy in place")
     args = parser.parse_args(argv)
     path: Path | None = args.check or args.update
     if path is None:
-        sys.stdout.write(render())
+        sys.stdout.write("\n".join(block.render() for block in blocks))
         return 0
     try:
         text = path.read_text(encoding="utf-8")
         if args.check:
-            stale = embedded(text, begin, end) != render()
-            if stale:
-                print(f"{path}: {what} is stale; run with --update", file=sys.stderr)
+            stale = [block for block in blocks if embedded(text, block.begin, block.end) != block.render()]
+            for block in stale:
+                print(f"{path}: {block.what} is stale; run with --update", file=sys.stderr)
             return 1 if stale else 0
-        path.write_text(replaced(text, begin, end, render()), encoding="utf-8")
+        for block in blocks:
+            text = replaced(text, block.begin, block.end, block.render())
+        path.write_text(text, encoding="utf-8")
     except (OSError, ReferenceError) as e:
         print(f"{path}: {e}", file=sys.stderr)
         return 2

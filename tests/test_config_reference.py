@@ -2,29 +2,50 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import ast
+import dataclasses
+import inspect
+import textwrap
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from meterd.channels.modbus.config import ModbusConfig
-from meterd.channels.modbus.config import load as load_modbus
+from meterd.channels.modbus.config import LOADER as MODBUS_LOADER
+from meterd.channels.modbus.config import TLS_LOADER, ModbusConfig, TlsConfig
+from meterd.channels.panel.config import LOADER as PANEL_LOADER
 from meterd.channels.panel.config import PanelConfig
-from meterd.channels.panel.config import load as load_panel
+from meterd.channels.serial.config import LOADER as SERIAL_LOADER
 from meterd.channels.serial.config import SerialConfig
-from meterd.channels.serial.config import load as load_serial
+from meterd.channels.ssh.config import LOADER as SSH_LOADER
 from meterd.channels.ssh.config import SshConfig
-from meterd.channels.ssh.config import load as load_ssh
-from meterd.config import DAEMON, SECTIONS, load_config
-from meterd.config_reference import BEGIN, DECLARED, END, embedded, main, markdown_table, undeclared
-from meterd.configspec import Base, Key, Section
-from meterd.errors import ConfigError, ConfigValidationError
-from meterd.meter.config import METER
+from meterd.config import DAEMON, SECTIONS, DaemonConfig, load_config
+from meterd.config_reference import (
+    BEGIN,
+    DECLARED,
+    END,
+    PATHS_BEGIN,
+    PATHS_END,
+    embedded,
+    main,
+    markdown_table,
+    paths_table,
+    undeclared,
+)
+from meterd.configspec import Base, Key, Loader, Section
+from meterd.directory.radius_config import LOADER as RADIUS_LOADER
+from meterd.directory.radius_config import RadiusSettings
+from meterd.directory.settings import LDAP, DirectorySettings, LdapSettings
+from meterd.directory.settings import LOADER as DIRECTORY_LOADER
+from meterd.errors import ConfigValidationError
+from meterd.mdblock import embedded as block
+from meterd.meter.config import METER, MeterSettings
+from meterd.metrics.config import LOADER as METRICS_LOADER
 from meterd.metrics.config import MetricsConfig
-from meterd.metrics.config import load as load_metrics
 from meterd.seclog.config import LogConfig
-from meterd.security_log_settings import FORWARD, SECURITY_LOG
+from meterd.seclog.settings import FORWARD, FORWARD_LOADER, SECURITY_LOG, ForwardSettings, SecurityLogSettings
+from meterd.seclog.settings import LOADER as SECURITY_LOG_LOADER
+from meterd.statedir import FIXED
 from meterd.tomlreader import Reader
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -152,29 +173,120 @@ def test_a_declaration_is_checked_when_made() -> None:
 
 def test_update_rewrites_only_the_block(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
-    readme.write_text(f"before\n{BEGIN}\n| old |\n{END}\nafter\n")
+    readme.write_text(
+        f"before\n{BEGIN}\n| old |\n{END}\nbetween\n{PATHS_BEGIN}\n| old |\n{PATHS_END}\nafter\n"
+    )
     assert main(["--check", str(readme)]) == 1
     assert main(["--update", str(readme)]) == 0
-    assert readme.read_text() == f"before\n{BEGIN}\n{markdown_table()}{END}\nafter\n"
+    assert readme.read_text() == (
+        f"before\n{BEGIN}\n{markdown_table()}{END}\nbetween\n{PATHS_BEGIN}\n{paths_table()}{PATHS_END}\nafter\n"
+    )
+    assert main(["--check", str(readme)]) == 0
+
+
+def _with_default(loader: Loader[Any], name: str, default: Any) -> Loader[Any]:
+    """``loader`` with its section copied and key ``name``'s default changed."""
+    keys = tuple(
+        dataclasses.replace(k, default=default) if k.name == name else k for k in loader.section.keys
+    )
+    return dataclasses.replace(loader, section=dataclasses.replace(loader.section, keys=keys))
 
 
 @pytest.mark.parametrize(
-    ("load", "settings"),
+    ("loader", "name", "default", "loaded"),
     [
-        (load_ssh, SshConfig),
-        (load_serial, SerialConfig),
-        (load_panel, PanelConfig),
-        (load_modbus, ModbusConfig),
-        (load_metrics, MetricsConfig),
+        (SSH_LOADER, "port", 2022, lambda s: s.port),
+        (SERIAL_LOADER, "max_line", 512, lambda s: s.max_line),
+        (PANEL_LOADER, "rate", 7, lambda s: s.rate),
+        (MODBUS_LOADER, "max_connections_per_client", 3, lambda s: s.max_connections_per_client),
+        (TLS_LOADER, "max_handshakes", 4, lambda s: s.max_handshakes),
+        (METRICS_LOADER, "port", 9200, lambda s: s.port),
+        (DIRECTORY_LOADER, "workers", 2, lambda s: s.workers),
+        (RADIUS_LOADER, "retries", 3, lambda s: s.retries),
+        (SECURITY_LOG_LOADER, "checkpoint_interval", 10, lambda s: s.config.checkpoint_interval),
+        (FORWARD_LOADER, "port", 601, lambda s: s.port),
     ],
-    ids=["ssh", "serial", "panel", "modbus", "metrics"],
+    ids=lambda v: v.section.name if isinstance(v, Loader) else "",
 )
-def test_a_channel_s_declared_defaults_are_its_settings_defaults(
-    tmp_path: Path, load: Callable[[Reader, Path], Any], settings: type
+def test_a_section_s_defaults_are_written_only_in_its_declaration(
+    tmp_path: Path, loader: Loader[Any], name: str, default: Any, loaded: Any
 ) -> None:
-    errors: list[ConfigError] = []
-    assert load(Reader({}, "section", "meterd.toml", errors), tmp_path) == settings()
-    assert errors == []
+    # Declaring another default is all it takes to load another value: nothing else holds one.
+    empty = Reader({}, loader.section.name, "meterd.toml", [])
+    assert loaded(loader.load(empty, {Base.CONFIG: tmp_path})) == loader.section.default(name) != default
+    changed = _with_default(loader, name, default)
+    assert (
+        loaded(changed.load(Reader({}, loader.section.name, "meterd.toml", []), {Base.CONFIG: tmp_path}))
+        == default
+    )
+
+
+#: Every settings object a section builds, with the declaration its fields' defaults come from.
+SETTINGS: list[tuple[type, Section]] = [
+    (SshConfig, SSH_LOADER.section),
+    (SerialConfig, SERIAL_LOADER.section),
+    (PanelConfig, PANEL_LOADER.section),
+    (ModbusConfig, MODBUS_LOADER.section),
+    (TlsConfig, TLS_LOADER.section),
+    (MetricsConfig, METRICS_LOADER.section),
+    (MeterSettings, METER),
+    (DirectorySettings, DIRECTORY_LOADER.section),
+    (LdapSettings, LDAP),
+    (RadiusSettings, RADIUS_LOADER.section),
+    (ForwardSettings, FORWARD),
+    (SecurityLogSettings, SECURITY_LOG),
+    (DaemonConfig, DAEMON),
+]
+
+
+def _declared_default(value: ast.expr, section: str, field: str) -> bool:
+    """Whether ``value`` is ``<section>.default("<field>")``."""
+    return (
+        isinstance(value, ast.Call)
+        and isinstance(value.func, ast.Attribute)
+        and value.func.attr == "default"
+        and isinstance(value.func.value, ast.Name)
+        and value.func.value.id == section
+        and [a.value for a in value.args if isinstance(a, ast.Constant)] == [field]
+    )
+
+
+@pytest.mark.parametrize(("settings", "section"), SETTINGS, ids=lambda v: getattr(v, "__name__", ""))
+def test_no_settings_field_writes_a_default_of_its_own(settings: type, section: Section) -> None:
+    # A field that is a key takes the declared default; one that is not (a sub-table's
+    # settings) is absent (None) or that sub-table's own settings, themselves declared.
+    tree = ast.parse(textwrap.dedent(inspect.getsource(settings)))
+    module = inspect.getmodule(settings)
+    section_name = next(name for name, value in vars(module).items() if value is section)
+    keys = {key.name for key in section.keys}
+    fields = [node for node in ast.walk(tree) if isinstance(node, ast.AnnAssign) and node.value is not None]
+    for node in fields:
+        assert isinstance(node.target, ast.Name)
+        assert node.value is not None
+        name, value = node.target.id, node.value
+        if name in keys:
+            assert _declared_default(value, section_name, name), f"{settings.__name__}.{name}"
+        else:
+            # field(repr=False) has no default; field(default_factory=Settings) is a sub-table's.
+            nested = isinstance(value, ast.Call) and "default" not in [k.arg for k in value.keywords]
+            assert nested or (isinstance(value, ast.Constant) and value.value is None), (
+                f"{settings.__name__}.{name}"
+            )
+
+
+def test_the_readme_holds_exactly_the_rendered_paths_table() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert block(text, PATHS_BEGIN, PATHS_END) == paths_table()
+    # Every path key is listed in its section's group on the row of the base it declares,
+    # and every fixed name below state_dir on the last row.
+    config_row, state_row, fixed_row = paths_table().splitlines()[2:]
+    for section in DECLARED:
+        for key in section.keys:
+            if key.base is not None:
+                row = config_row if key.base is Base.CONFIG else state_row
+                group = row.split(f"`[{section.name}]` ", 1)[1].split(";", 1)[0]
+                assert f"`{key.name}`" in group, f"[{section.name}] {key.name}"
+    assert all(f"`{path.shown}`" in fixed_row for path in FIXED)
 
 
 def test_an_empty_security_log_directory_is_refused(tmp_path: Path) -> None:

@@ -28,12 +28,13 @@ from meterd.policy.signed import MeterIdentity
 from meterd.runtime import Listener, Runtime
 from meterd.seclog import SecurityLog
 from meterd.seclog.events import DetailValue
+from meterd.statedir import INITIAL_LOG_KEY
 
 if TYPE_CHECKING:
     from meterd.seclog.forwarder import Forwarder
 
 log = logging.getLogger(__name__)
-INITIAL_KEY_FILE = "security-log-initial-key"
+INITIAL_KEY_FILE = INITIAL_LOG_KEY.name
 MEASUREMENT_INTERVAL = 60.0
 
 

@@ -16,8 +16,9 @@ from pathlib import Path
 from meterd.errors import ConfigError
 from meterd.fsutil import atomic_write
 from meterd.policy.credentials import Credentials, decode_store, encode_store
+from meterd.statedir import CREDENTIALS
 
-FILE_NAME = "credentials.json"
+FILE_NAME = CREDENTIALS.name
 
 
 class CredentialStore:

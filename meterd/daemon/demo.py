@@ -29,10 +29,11 @@ from meterd.credentials import hash_secret
 from meterd.errors import ConfigError
 from meterd.fsutil import atomic_write, private_dir
 from meterd.policy.loader import NAME_PATTERN
+from meterd.statedir import DEMO_ACCOUNTS, DEMO_CREDENTIALS, DEMO_KEYS
 
-HASHES = "demo-accounts.toml"
-CLEAR_TEXT = "demo-credentials.txt"
-KEYS = "demo-keys"
+HASHES = DEMO_ACCOUNTS.name
+CLEAR_TEXT = DEMO_CREDENTIALS.name
+KEYS = DEMO_KEYS.name
 _HEADER = "# user  password  panel-PIN  ssh-private-key\n"
 _CREDENTIALS = ("password", "pin", "ssh_keys")
 #: The clear-text column of a password or PIN written to the file at an earlier start.

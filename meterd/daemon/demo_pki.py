@@ -42,8 +42,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from meterd.channels.modbus.certificates import MAX_ROLE_LENGTH, ROLE_OID
 from meterd.fsutil import atomic_write, private_dir
 from meterd.policy.loader import NAME_PATTERN
+from meterd.statedir import DEMO_PKI
 
-DIRECTORY = "demo-pki"
+DIRECTORY = DEMO_PKI.name
 CHECKED = "checked.json"
 _UTF8_STRING = 0x0C
 _CA_DAYS = 3650

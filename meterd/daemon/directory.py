@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meterd.errors import ConfigError
+from meterd.statedir import DIRECTORY_CACHE
 
 if TYPE_CHECKING:
     from meterd.directory.backend import DirectoryBackend
@@ -19,7 +20,7 @@ if TYPE_CHECKING:
     from meterd.guard.directory_gate import DirectoryGate
 
 #: The offline cache's file, below the state directory.
-OFFLINE_CACHE = "directory-cache.json"
+OFFLINE_CACHE = DIRECTORY_CACHE.name
 
 
 def _backend(settings: DirectorySettings) -> DirectoryBackend:

@@ -42,6 +42,7 @@ from meterd.policy.lint import Finding, Severity, lint_policy
 from meterd.policy.loader import load_policy
 from meterd.policy.model import Policy
 from meterd.policy.request import Channel, Outcome
+from meterd.statedir import POLICY_STORE
 
 if TYPE_CHECKING:
     from meterd.policy.diff import AccessChange
@@ -133,7 +134,7 @@ class PolicyManager:
         self.configured = configured
         self.state_dir = state_dir
         self.demo_accounts = demo_accounts
-        self.store = PolicyStore(state_dir / "policy")
+        self.store = PolicyStore(state_dir / POLICY_STORE.name)
         self.credentials = CredentialStore(state_dir)
         #: The credentials :meth:`initial` found or seeded (the guard starts with them).
         self.initial_credentials = Credentials()

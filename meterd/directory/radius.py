@@ -43,9 +43,9 @@ from meterd.directory.radius_codec import (
     hide_password,
     vendor_values,
 )
-from meterd.directory.radius_config import RadiusServer, RadiusSettings, load_radius, radius_settings
+from meterd.directory.radius_config import RadiusServer, RadiusSettings, radius_settings
 
-__all__ = ["RadiusBackend", "RadiusServer", "RadiusSettings", "load_radius", "radius_settings"]
+__all__ = ["RadiusBackend", "RadiusServer", "RadiusSettings", "radius_settings"]
 
 log = logging.getLogger(__name__)
 #: Discarded replies logged per server and login; the rest are only counted (a flood must not fill the log).

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meterd.configspec import Base, Custom, Key, Section, resolve
+from meterd.configspec import Base, Key, Loader, Section
 from meterd.errors import ConfigError, ConfigValidationError
 from meterd.tomlreader import Reader
 
@@ -47,35 +47,6 @@ class RadiusServer:
         """``radius://host:port`` (IPv6 in brackets), as messages and identities name it."""
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"radius://{host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class RadiusSettings:
-    """How meterd asks RADIUS servers.
-
-    Attributes:
-        servers: One or two servers, tried in order.
-        secret_file: Where the shared secret came from.
-        secret: The shared secret (never shown in a repr).
-        timeout: Seconds to wait for a reply to one transmission.
-        retries: Retransmissions to one server after the first send.
-        nas_identifier: The NAS-Identifier sent with every request.
-        vendor_id: Vendor id of meterd's vendor-specific attributes.
-        role_attribute: Vendor type of the role attribute (one role per value, repeatable).
-        scope_attribute: Vendor type of the optional scope attribute.
-        group_attribute: ``"class"`` or ``"filter-id"``: which attribute names directory groups.
-    """
-
-    servers: tuple[RadiusServer, ...]
-    secret_file: Path
-    secret: bytes = field(repr=False)
-    timeout: float = 2.0
-    retries: int = 1
-    nas_identifier: str = "meterd"
-    vendor_id: int = DEFAULT_VENDOR_ID
-    role_attribute: int = 1
-    scope_attribute: int = 2
-    group_attribute: str = "class"
 
 
 def parse_server(text: str) -> RadiusServer:
@@ -150,137 +121,138 @@ def _secret(reader: Reader, path: Path) -> bytes:
     return secret
 
 
-_DEFAULTS = RadiusSettings((), Path(), b"")
-
-
-def _servers_key(reader: Reader, values: Mapping[str, Any]) -> tuple[RadiusServer, ...]:
-    del values
+def _servers_key(reader: Reader, key: Key, values: Mapping[str, Any]) -> tuple[RadiusServer, ...]:
+    del key, values
     return _servers(reader)
 
 
-def _secret_file_key(config_dir: Path) -> Custom:
-    def read(reader: Reader, values: Mapping[str, Any]) -> Path:
-        del values
-        name = reader.get("secret_file", str, "")
-        if not name:
-            reader.error("secret_file", "a file holding the shared secret is required")
-            return Path()
-        return resolve(config_dir, name)
-
-    return read
+def _nas_identifier(text: str) -> str | None:
+    return None if 1 <= len(text.encode()) <= 253 else "must be 1 to 253 octets long"
 
 
-def _nas_identifier(reader: Reader, values: Mapping[str, Any]) -> str:
+def _group_attribute(reader: Reader, key: Key, values: Mapping[str, Any]) -> str:
     del values
-    nas = reader.get("nas_identifier", str, _DEFAULTS.nas_identifier)
-    if not 1 <= len(nas.encode()) <= 253:
-        reader.error("nas_identifier", "must be 1 to 253 octets long")
-        return _DEFAULTS.nas_identifier
-    return nas
-
-
-def _group_attribute(reader: Reader, values: Mapping[str, Any]) -> str:
-    del values
-    groups = reader.get("group_attribute", str, "Class")
+    groups = reader.get(key.name, str, key.default)
     if groups not in GROUP_ATTRIBUTES:
-        reader.error("group_attribute", f'must be "Class" or "Filter-Id", not "{groups}"')
-        groups = "Class"
+        reader.error(key.name, f'must be "Class" or "Filter-Id", not "{groups}"')
+        groups = key.default
     return GROUP_ATTRIBUTES[groups]
 
 
-def _scope_attribute(reader: Reader, values: Mapping[str, Any]) -> int:
-    scope = reader.bounded_int("scope_attribute", _DEFAULTS.scope_attribute, 1, 255)
+def _scope_attribute(reader: Reader, key: Key, values: Mapping[str, Any]) -> int:
+    scope = reader.bounded_int(key.name, key.default, int(key.low or 0), int(key.high or 0))
     if scope == values["role_attribute"]:
-        reader.error("scope_attribute", f"must differ from role_attribute ({scope})")
+        reader.error(key.name, f"must differ from role_attribute ({scope})")
     return scope
 
 
-def _section(config_dir: Path | None) -> Section:
-    """The declaration of ``[directory.radius]`` (``config_dir``: where a relative secret file is)."""
-    base = config_dir if config_dir is not None else Path()
-    return Section(
-        "directory.radius",
-        'directory login over RADIUS (backend = "radius")',
-        (
-            Key(
-                "servers",
-                tuple,
-                (),
-                "one or two servers, IP[:port] (1812), tried in order",
-                custom=_servers_key,
-            ),
-            Key(
-                "secret_file",
-                Path,
-                "",
-                "file holding the shared secret, 16+ octets, mode 0600 (required)",
-                base=Base.CONFIG,
-                custom=_secret_file_key(base),
-            ),
-            Key("timeout", float, _DEFAULTS.timeout, "seconds to wait for one reply", low=0.05, high=30),
-            Key("retries", int, _DEFAULTS.retries, "retransmissions to one server", low=0, high=5),
-            Key(
-                "nas_identifier",
-                str,
-                _DEFAULTS.nas_identifier,
-                "NAS-Identifier sent with every request (1 to 253 octets)",
-                custom=_nas_identifier,
-            ),
-            Key(
-                "vendor_id",
-                int,
-                _DEFAULTS.vendor_id,
-                "vendor id of meterd's vendor-specific attributes",
-                low=1,
-                high=(1 << 24) - 1,
-            ),
-            Key(
-                "role_attribute",
-                int,
-                _DEFAULTS.role_attribute,
-                "vendor type of the role attribute (one role per value)",
-                low=1,
-                high=255,
-            ),
-            Key(
-                "scope_attribute",
-                int,
-                _DEFAULTS.scope_attribute,
-                "vendor type of the scope attribute (differs from role_attribute)",
-                low=1,
-                high=255,
-                custom=_scope_attribute,
-            ),
-            Key(
-                "group_attribute",
-                str,
-                "Class",
-                "the attribute naming directory groups",
-                choices=tuple(GROUP_ATTRIBUTES),
-                custom=_group_attribute,
-            ),
+RADIUS = Section(
+    "directory.radius",
+    'directory login over RADIUS (backend = "radius")',
+    (
+        Key(
+            "servers",
+            tuple,
+            (),
+            "one or two servers, IP[:port] (1812), tried in order",
+            custom=_servers_key,
         ),
-    )
+        Key(
+            "secret_file",
+            Path,
+            "",
+            "file holding the shared secret, 16+ octets, mode 0600 (required)",
+            base=Base.CONFIG,
+        ),
+        Key("timeout", float, 2.0, "seconds to wait for one reply", low=0.05, high=30),
+        Key("retries", int, 1, "retransmissions to one server", low=0, high=5),
+        Key(
+            "nas_identifier",
+            str,
+            "meterd",
+            "NAS-Identifier sent with every request (1 to 253 octets)",
+            check=_nas_identifier,
+        ),
+        Key(
+            "vendor_id",
+            int,
+            DEFAULT_VENDOR_ID,
+            "vendor id of meterd's vendor-specific attributes",
+            low=1,
+            high=(1 << 24) - 1,
+        ),
+        Key(
+            "role_attribute",
+            int,
+            1,
+            "vendor type of the role attribute (one role per value)",
+            low=1,
+            high=255,
+        ),
+        Key(
+            "scope_attribute",
+            int,
+            2,
+            "vendor type of the scope attribute (differs from role_attribute)",
+            low=1,
+            high=255,
+            custom=_scope_attribute,
+        ),
+        Key(
+            "group_attribute",
+            str,
+            "Class",
+            "the attribute naming directory groups",
+            choices=tuple(GROUP_ATTRIBUTES),
+            custom=_group_attribute,
+        ),
+    ),
+)
 
 
-#: ``[directory.radius]`` as the README's key reference lists it.
-RADIUS = _section(None)
+@dataclass(frozen=True, slots=True)
+class RadiusSettings:
+    """How meterd asks RADIUS servers.
 
-
-def load_radius(reader: Reader, config_dir: Path) -> RadiusSettings:
-    """Read a ``[directory.radius]`` table; problems go to the reader's error list.
-
-    Args:
-        reader: The table's reader (its path names the keys in messages).
-        config_dir: Base of a relative ``secret_file``.
-
-    Returns:
-        The settings, with defaults where a value was missing or invalid.
+    Attributes:
+        servers: One or two servers, tried in order.
+        secret_file: Where the shared secret came from.
+        secret: The shared secret (never shown in a repr).
+        timeout: Seconds to wait for a reply to one transmission.
+        retries: Retransmissions to one server after the first send.
+        nas_identifier: The NAS-Identifier sent with every request.
+        vendor_id: Vendor id of meterd's vendor-specific attributes.
+        role_attribute: Vendor type of the role attribute (one role per value, repeatable).
+        scope_attribute: Vendor type of the optional scope attribute.
+        group_attribute: ``"class"`` or ``"filter-id"``: which attribute names directory groups.
     """
-    values = _section(config_dir).read(reader, {Base.CONFIG: config_dir})
-    secret_file: Path = values["secret_file"]
-    secret = _secret(reader, secret_file) if secret_file != Path() else b""
-    return RadiusSettings(secret=secret, **values)
+
+    servers: tuple[RadiusServer, ...]
+    secret_file: Path
+    secret: bytes = field(repr=False)
+    timeout: float = RADIUS.default("timeout")
+    retries: int = RADIUS.default("retries")
+    nas_identifier: str = RADIUS.default("nas_identifier")
+    vendor_id: int = RADIUS.default("vendor_id")
+    role_attribute: int = RADIUS.default("role_attribute")
+    scope_attribute: int = RADIUS.default("scope_attribute")
+    group_attribute: str = RADIUS.default("group_attribute")
+
+
+def _read_secret(reader: Reader, values: dict[str, Any], bases: Mapping[Base, Path]) -> None:
+    del bases
+    secret_file: Path | None = values["secret_file"]
+    if secret_file is None:
+        # Absent or empty; a value that is wrong is reported as such already.
+        if not reader.table.get("secret_file"):
+            reader.error("secret_file", "a file holding the shared secret is required")
+        values["secret_file"] = Path()
+    values["secret"] = b"" if secret_file is None else _secret(reader, secret_file)
+
+
+#: Reads ``[directory.radius]``: a relative ``secret_file`` is taken from the
+#: configuration file's directory, and the secret is read from it at once.
+LOADER = Loader(RADIUS, RadiusSettings, _read_secret)
 
 
 def radius_settings(table: dict[str, Any], config_dir: Path, source: str = "") -> RadiusSettings:
@@ -295,7 +267,7 @@ def radius_settings(table: dict[str, Any], config_dir: Path, source: str = "") -
         ConfigValidationError: Listing every problem with its key path (``directory.radius.…``).
     """
     errors: list[ConfigError] = []
-    settings = load_radius(Reader(table, "directory.radius", source, errors), config_dir)
+    settings = LOADER.load(Reader(table, "directory.radius", source, errors), {Base.CONFIG: config_dir})
     if errors:
         raise ConfigValidationError(errors)
     return settings

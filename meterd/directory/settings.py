@@ -20,12 +20,13 @@ ldap3, so ``meterd.config`` stays a leaf.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meterd.configspec import Base, Key, Section
-from meterd.directory.radius_config import RadiusSettings, load_radius
+from meterd.configspec import Base, Finish, Key, Loader, Section
+from meterd.directory.radius_config import LOADER as RADIUS_LOADER
+from meterd.directory.radius_config import RadiusSettings
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel
 from meterd.tomlreader import Reader
@@ -36,6 +37,89 @@ DIRECTORY_CHANNELS = (Channel.SSH, Channel.SERIAL)
 DEFAULT_OFFLINE_CAP = (Permission.USER_MANAGEMENT, Permission.FIRMWARE_MANAGEMENT)
 #: Seconds any one LDAP operation may take by default (never more than the whole login).
 DEFAULT_OPERATION_TIMEOUT = 5.0
+
+
+def _servers(reader: Reader, key: Key, values: Mapping[str, Any]) -> tuple[str, ...]:
+    del key
+    start_tls: bool = values["start_tls"]
+    servers = reader.strings("servers")
+    if not servers:
+        reader.error("servers", "at least one server URI is required", "ldaps://dc1.example:636")
+    for i, uri in enumerate(servers):
+        scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
+        if scheme == "ldap" and not start_tls:
+            reader.error_item(
+                "servers",
+                i,
+                f"{uri} is plain LDAP: passwords would cross the network in clear; "
+                "use ldaps:// or set start_tls = true",
+            )
+        elif scheme == "ldaps" and start_tls:
+            reader.error_item("servers", i, f"{uri} is already TLS: StartTLS applies to ldap:// URIs only")
+        elif scheme not in ("ldap", "ldaps"):
+            reader.error_item("servers", i, f'"{uri}" is not an ldaps:// or ldap:// URI')
+    return servers
+
+
+def _user_filter(text: str) -> str | None:
+    if "{user}" not in text or not (text.startswith("(") and text.endswith(")")):
+        return 'must be a parenthesised LDAP filter containing "{user}"'
+    return None
+
+
+def _group_base(reader: Reader, key: Key, values: Mapping[str, Any]) -> str:
+    mode = values["group_mode"]
+    group_base: str = reader.get(key.name, str, key.default)
+    if mode in ("ad-in-chain", "member-search") and not group_base:
+        reader.error("group_base", f'is required with group_mode = "{mode}"')
+    return group_base
+
+
+LDAP = Section(
+    "directory.ldap",
+    'directory login over LDAP (backend = "ldap"): LDAPS or StartTLS only',
+    (
+        Key("start_tls", bool, False, "upgrade ldap:// servers with StartTLS (required for them)"),
+        Key(
+            "servers", tuple, (), "ldaps:// (or ldap:// with start_tls) URIs, tried in order", custom=_servers
+        ),
+        Key("ca", Path, "", "CA certificate the servers' certificates chain to (required)", base=Base.CONFIG),
+        Key("bind_dn", str, "", "the service account's DN (required)"),
+        Key(
+            "bind_password_file",
+            Path,
+            "",
+            "file holding the service account's password, mode 0600 (required)",
+            base=Base.CONFIG,
+        ),
+        Key("user_base", str, "", "where users are searched, subtree (required)"),
+        Key(
+            "user_filter",
+            str,
+            "(uid={user})",
+            "search filter; {user} is the escaped login name",
+            check=_user_filter,
+        ),
+        Key("upn_suffix", str, "", "Active Directory: name@suffix logins search userPrincipalName"),
+        Key("group_mode", str, "memberof", "how a user's groups are resolved", choices=GROUP_MODES),
+        Key(
+            "group_base",
+            str,
+            "",
+            "where groups are searched (ad-in-chain, member-search)",
+            custom=_group_base,
+        ),
+        Key("group_depth", int, 3, "nesting levels member-search follows", low=1, high=16),
+        Key(
+            "operation_timeout",
+            float,
+            DEFAULT_OPERATION_TIMEOUT,
+            "seconds one connect, handshake, bind or search may take (at most login_timeout)",
+            low=0.1,
+            high=60,
+        ),
+    ),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,42 +159,11 @@ class LdapSettings:
     operation_timeout: float
 
 
-@dataclass(frozen=True, slots=True)
-class DirectorySettings:
-    """Directory login as a whole.
-
-    Attributes:
-        backend: ``ldap`` or ``radius``.
-        channels: Channels whose password logins may use the directory.
-        login_timeout: Seconds a whole directory login may take (every server, every step).
-        session_lifetime: Seconds a directory session may last before it is closed.
-        offline_ttl: Seconds a credential cached at an online login stays usable
-            while the directory is unreachable (0: no offline logins).
-        offline_cap: Permissions an offline login never has.
-        workers: Threads that talk to the directory (bounds concurrent directory logins).
-        reachability_max_age: Seconds a verdict of *unreachable* (from any directory
-            attempt) lets break-glass accounts in without asking the directory again.
-        ldap: LDAP settings (``backend = "ldap"``).
-        radius: RADIUS settings (``backend = "radius"``).
-    """
-
-    backend: str
-    channels: frozenset[Channel]
-    login_timeout: float
-    session_lifetime: float
-    offline_ttl: float
-    offline_cap: frozenset[Permission]
-    workers: int
-    reachability_max_age: float = 10.0
-    ldap: LdapSettings | None = None
-    radius: RadiusSettings | None = None
-
-
-def _channels(reader: Reader, values: Mapping[str, Any]) -> frozenset[Channel]:
+def _channels(reader: Reader, key: Key, values: Mapping[str, Any]) -> frozenset[Channel]:
     del values
     by_name = {c.value: c for c in DIRECTORY_CHANNELS}
     channels: set[Channel] = set()
-    for i, name in enumerate(reader.strings("channels", tuple(by_name))):
+    for i, name in enumerate(reader.strings(key.name, key.default)):
         if name in by_name:
             channels.add(by_name[name])
         else:
@@ -123,11 +176,11 @@ def _channels(reader: Reader, values: Mapping[str, Any]) -> frozenset[Channel]:
     return frozenset(channels)
 
 
-def _offline_cap(reader: Reader, values: Mapping[str, Any]) -> frozenset[Permission]:
+def _offline_cap(reader: Reader, key: Key, values: Mapping[str, Any]) -> frozenset[Permission]:
     del values
     cap: set[Permission] = set()
     known = {p.value: p for p in Permission}
-    for i, name in enumerate(reader.strings("offline_cap", tuple(p.value for p in DEFAULT_OFFLINE_CAP))):
+    for i, name in enumerate(reader.strings(key.name, key.default)):
         if name in known:
             cap.add(known[name])
         else:
@@ -186,86 +239,38 @@ DIRECTORY = Section(
 )
 
 
-def _servers(reader: Reader, values: Mapping[str, Any]) -> tuple[str, ...]:
-    start_tls: bool = values["start_tls"]
-    servers = reader.strings("servers")
-    if not servers:
-        reader.error("servers", "at least one server URI is required", "ldaps://dc1.example:636")
-    for i, uri in enumerate(servers):
-        scheme = uri.split("://", 1)[0].lower() if "://" in uri else ""
-        if scheme == "ldap" and not start_tls:
-            reader.error_item(
-                "servers",
-                i,
-                f"{uri} is plain LDAP: passwords would cross the network in clear; "
-                "use ldaps:// or set start_tls = true",
-            )
-        elif scheme == "ldaps" and start_tls:
-            reader.error_item("servers", i, f"{uri} is already TLS: StartTLS applies to ldap:// URIs only")
-        elif scheme not in ("ldap", "ldaps"):
-            reader.error_item("servers", i, f'"{uri}" is not an ldaps:// or ldap:// URI')
-    return servers
+@dataclass(frozen=True, slots=True)
+class DirectorySettings:
+    """Directory login as a whole.
 
+    Attributes:
+        backend: ``ldap`` or ``radius``.
+        channels: Channels whose password logins may use the directory.
+        login_timeout: Seconds a whole directory login may take (every server, every step).
+        session_lifetime: Seconds a directory session may last before it is closed.
+        offline_ttl: Seconds a credential cached at an online login stays usable
+            while the directory is unreachable (0: no offline logins).
+        offline_cap: Permissions an offline login never has.
+        workers: Threads that talk to the directory (bounds concurrent directory logins).
+        reachability_max_age: Seconds a verdict of *unreachable* (from any directory
+            attempt) lets break-glass accounts in without asking the directory again.
+        enabled: Always true once loaded (a disabled directory is no settings at all).
+        ldap: LDAP settings (``backend = "ldap"``).
+        radius: RADIUS settings (``backend = "radius"``).
+    """
 
-def _user_filter(text: str) -> str | None:
-    if "{user}" not in text or not (text.startswith("(") and text.endswith(")")):
-        return 'must be a parenthesised LDAP filter containing "{user}"'
-    return None
+    backend: str
+    channels: frozenset[Channel]
+    login_timeout: float
+    session_lifetime: float
+    offline_ttl: float
+    offline_cap: frozenset[Permission]
+    workers: int
+    reachability_max_age: float = DIRECTORY.default("reachability_max_age")
+    enabled: bool = DIRECTORY.default("enabled")
+    ldap: LdapSettings | None = None
+    radius: RadiusSettings | None = None
 
-
-def _group_base(reader: Reader, values: Mapping[str, Any]) -> str:
-    mode = values["group_mode"]
-    group_base = reader.get("group_base", str, "")
-    if mode in ("ad-in-chain", "member-search") and not group_base:
-        reader.error("group_base", f'is required with group_mode = "{mode}"')
-    return group_base
-
-
-LDAP = Section(
-    "directory.ldap",
-    'directory login over LDAP (backend = "ldap"): LDAPS or StartTLS only',
-    (
-        Key("start_tls", bool, False, "upgrade ldap:// servers with StartTLS (required for them)"),
-        Key(
-            "servers", tuple, (), "ldaps:// (or ldap:// with start_tls) URIs, tried in order", custom=_servers
-        ),
-        Key("ca", Path, "", "CA certificate the servers' certificates chain to (required)", base=Base.CONFIG),
-        Key("bind_dn", str, "", "the service account's DN (required)"),
-        Key(
-            "bind_password_file",
-            Path,
-            "",
-            "file holding the service account's password, mode 0600 (required)",
-            base=Base.CONFIG,
-        ),
-        Key("user_base", str, "", "where users are searched, subtree (required)"),
-        Key(
-            "user_filter",
-            str,
-            "(uid={user})",
-            "search filter; {user} is the escaped login name",
-            check=_user_filter,
-        ),
-        Key("upn_suffix", str, "", "Active Directory: name@suffix logins search userPrincipalName"),
-        Key("group_mode", str, "memberof", "how a user's groups are resolved", choices=GROUP_MODES),
-        Key(
-            "group_base",
-            str,
-            "",
-            "where groups are searched (ad-in-chain, member-search)",
-            custom=_group_base,
-        ),
-        Key("group_depth", int, 3, "nesting levels member-search follows", low=1, high=16),
-        Key(
-            "operation_timeout",
-            float,
-            DEFAULT_OPERATION_TIMEOUT,
-            "seconds one connect, handshake, bind or search may take (at most login_timeout)",
-            low=0.1,
-            high=60,
-        ),
-    ),
-)
 
 _REQUIRED = {
     "ca": "the CA certificate that signed the servers' certificates",
@@ -275,40 +280,40 @@ _REQUIRED = {
 }
 
 
-def _ldap(reader: Reader, config_dir: Path, login_timeout: float) -> LdapSettings:
-    values = LDAP.read(reader, {Base.CONFIG: config_dir})
-    for key, hint in _REQUIRED.items():
-        if not values[key]:
-            reader.error(key, f"is required ({hint})")
-            values[key] = Path() if key in ("ca", "bind_password_file") else ""
-    operation: float = values["operation_timeout"]
-    if "operation_timeout" not in reader.table:
-        operation = min(DEFAULT_OPERATION_TIMEOUT, login_timeout)
-    elif operation > login_timeout:
-        reader.error("operation_timeout", f"must not exceed directory.login_timeout ({login_timeout:g} s)")
-    values["operation_timeout"] = operation
-    values["upn_suffix"] = values["upn_suffix"].lstrip("@").lower()
-    return LdapSettings(**values)
+def _ldap_checks(login_timeout: float) -> Finish:
+    """The LDAP table's own checks: the keys without defaults, and a timeout within the login's."""
+
+    def finish(reader: Reader, values: dict[str, Any], bases: Mapping[Base, Path]) -> None:
+        del bases
+        for key, hint in _REQUIRED.items():
+            if not values[key]:
+                reader.error(key, f"is required ({hint})")
+                values[key] = Path() if key in ("ca", "bind_password_file") else ""
+        operation: float = values["operation_timeout"]
+        if "operation_timeout" not in reader.table:
+            operation = min(operation, login_timeout)
+        elif operation > login_timeout:
+            reader.error(
+                "operation_timeout", f"must not exceed directory.login_timeout ({login_timeout:g} s)"
+            )
+        values["operation_timeout"] = operation
+        values["upn_suffix"] = values["upn_suffix"].lstrip("@").lower()
+
+    return finish
 
 
-def load(reader: Reader, config_dir: Path) -> DirectorySettings:
-    """Read the ``[directory]`` table; problems are recorded on ``reader``.
-
-    Args:
-        reader: The section's reader.
-        config_dir: The configuration file's directory (base of relative paths).
-
-    Returns:
-        The settings (with defaults where a value was invalid; the caller
-        raises on the recorded errors).
-    """
-    values = DIRECTORY.read(reader, {Base.CONFIG: config_dir})
-    del values["enabled"]
-    settings = DirectorySettings(**values)
-    backend = settings.backend
+def _backend(reader: Reader, values: dict[str, Any], bases: Mapping[Base, Path]) -> None:
+    backend = values["backend"]
     other = "radius" if backend == "ldap" else "ldap"
     if other in reader.table:
         reader.error(other, f'applies to backend = "{other}" only')
     if backend == "ldap":
-        return replace(settings, ldap=_ldap(reader.sub("ldap"), config_dir, settings.login_timeout))
-    return replace(settings, radius=load_radius(reader.sub("radius"), config_dir))
+        ldap = Loader(LDAP, LdapSettings, _ldap_checks(values["login_timeout"]))
+        values["ldap"] = ldap.load(reader.sub("ldap"), bases)
+    else:
+        values["radius"] = RADIUS_LOADER.load(reader.sub("radius"), bases)
+
+
+#: Reads ``[directory]`` and the table of its backend (relative paths: from the
+#: configuration file's directory).
+LOADER = Loader(DIRECTORY, DirectorySettings, _backend)

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
-from meterd.configspec import Base, Key, Section
-from meterd.tomlreader import Reader
+from meterd.configspec import Key, Loader, Section
 
 #: The meter implementations meterd can build (:mod:`meterd.meter.factory` builds each).
 KINDS = ("simulated",)
+
 
 METER = Section(
     "meter",
@@ -31,9 +29,8 @@ class MeterSettings:
         kind: One of :data:`KINDS`.
     """
 
-    kind: str = "simulated"
+    kind: str = METER.default("kind")
 
 
-def load(reader: Reader, bases: Mapping[Base, Path]) -> MeterSettings:
-    """Read ``[meter]`` (an absent table takes the defaults)."""
-    return MeterSettings(**METER.read(reader, bases))
+#: Reads ``[meter]`` (an absent table takes the defaults).
+LOADER = Loader(METER, MeterSettings)

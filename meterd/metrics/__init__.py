@@ -1,7 +1,7 @@
 """Prometheus metrics: what meterd decides, who fails to log in, how the security log keeps up.
 
 Public surface:
-    * :class:`MetricsConfig` and :func:`load` — the ``[metrics]`` section of ``meterd.toml``.
+    * :class:`MetricsConfig` and :data:`LOADER` — the ``[metrics]`` section of ``meterd.toml``.
     * :class:`MeterdMetrics` — every metric, on its own registry; it is the
       guard's :class:`~meterd.guard.observer.GuardObserver`.
     * :class:`MetricsServer` — serves one registry over HTTP from asyncio.
@@ -11,7 +11,7 @@ takes its values from a fixed, closed set (channels, permissions, outcomes,
 Modbus function names, policy-load results).
 
 The registry and the endpoint are imported on first use, so reading the
-daemon's configuration (which needs :func:`load`) does not load
+daemon's configuration (which needs :data:`LOADER`) does not load
 prometheus_client.
 """
 
@@ -20,13 +20,13 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from meterd.metrics.config import MetricsConfig, load
+from meterd.metrics.config import LOADER, MetricsConfig
 
 if TYPE_CHECKING:
     from meterd.metrics.endpoint import MetricsServer
     from meterd.metrics.registry import MeterdMetrics
 
-__all__ = ["MeterdMetrics", "MetricsConfig", "MetricsServer", "load"]
+__all__ = ["LOADER", "MeterdMetrics", "MetricsConfig", "MetricsServer"]
 
 _LAZY = {"MetricsServer": "meterd.metrics.endpoint", "MeterdMetrics": "meterd.metrics.registry"}
 

@@ -37,35 +37,34 @@ The write pipeline, each fact with one owner:
 The compiled part is imported only by :mod:`~meterd.seclog.native` (the test
 suite runs a build with storage fault injection; the daemon's has none).
 
-The log and the forwarder are imported on first use, so the
-settings (:mod:`meterd.seclog.config`, read with the daemon's configuration)
-and the event types load without the store and its C sealer.
+Everything is imported on first use, so the settings
+(:mod:`meterd.seclog.config`, and :mod:`meterd.seclog.settings`, read with the
+daemon's configuration) load without the store and its C sealer, and
+without the reader and the verifiers.
 """
 
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING
 
-from meterd.seclog.config import FullPolicy, LogConfig
-from meterd.seclog.errors import (
-    LogAccessError,
-    LogCorruptError,
-    LogFullError,
-    LogKeyError,
-    LogUnavailableError,
-    RecordRejectedError,
-)
-from meterd.seclog.events import EventType, PrincipalKind, Record
-from meterd.seclog.reader import Query, read_records
-
-# Bound here, not lazily: importing the submodule ``verify`` would otherwise leave the
-# package's ``verify`` naming the module rather than the function.
-from meterd.seclog.verify import Finding, Problem, VerifyReport, load_anchor, verify
-
 if TYPE_CHECKING:
+    from meterd.seclog.config import FullPolicy, LogConfig
+    from meterd.seclog.errors import (
+        LogAccessError,
+        LogCorruptError,
+        LogFullError,
+        LogKeyError,
+        LogUnavailableError,
+        RecordRejectedError,
+    )
+    from meterd.seclog.events import EventType, PrincipalKind, Record
     from meterd.seclog.forwarder import CollectorConfig, Forwarder
     from meterd.seclog.log import SecurityLog
+    from meterd.seclog.reader import Query, read_records
+    from meterd.seclog.verify import Finding, Problem, VerifyReport, load_anchor, verify
 
 __all__ = [
     "CollectorConfig",
@@ -91,15 +90,43 @@ __all__ = [
     "verify",
 ]
 
-_LAZY = {
-    "CollectorConfig": "meterd.seclog.forwarder",
-    "Forwarder": "meterd.seclog.forwarder",
-    "SecurityLog": "meterd.seclog.log",
+_MODULES = {
+    "meterd.seclog.config": ("FullPolicy", "LogConfig"),
+    "meterd.seclog.errors": (
+        "LogAccessError",
+        "LogCorruptError",
+        "LogFullError",
+        "LogKeyError",
+        "LogUnavailableError",
+        "RecordRejectedError",
+    ),
+    "meterd.seclog.events": ("EventType", "PrincipalKind", "Record"),
+    "meterd.seclog.forwarder": ("CollectorConfig", "Forwarder"),
+    "meterd.seclog.log": ("SecurityLog",),
+    "meterd.seclog.reader": ("Query", "read_records"),
+    "meterd.seclog.verify": ("Finding", "Problem", "VerifyReport", "load_anchor", "verify"),
 }
+_LAZY = {name: module for module, names in _MODULES.items() for name in names}
+
+
+class _Package(types.ModuleType):
+    """This package, whose ``verify`` stays the function once the submodule of that name loads."""
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # The import system binds a submodule to its package's attribute of the same name
+        # when it first loads; here that name is taken by the verify function.
+        if name == "verify" and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> object:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

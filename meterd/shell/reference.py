@@ -63,10 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         argv,
         prog="python -m meterd.shell.reference",
         doc=__doc__,
-        what="the shell command table",
-        begin=BEGIN,
-        end=END,
-        render=markdown_table,
+        blocks=(mdblock.Block("the shell command table", BEGIN, END, markdown_table),),
     )
 
 

@@ -135,3 +135,13 @@ def test_missing_short_symlinked_or_special_secret_files(tmp_path: Path, secret_
     assert "cannot open" in one("link")
     os.mkfifo(tmp_path / "fifo", 0o600)
     assert "is not a regular file" in one("fifo")
+
+
+@pytest.mark.parametrize("name", ["", "secret\x00file"])
+def test_an_empty_or_unopenable_secret_file_name_is_a_configuration_error(tmp_path: Path, name: str) -> None:
+    # A NUL in the name used to reach os.open, whose ValueError escaped the configuration check.
+    found = errors({"servers": ["127.0.0.1"], "secret_file": name}, tmp_path)
+    assert found == [
+        "meterd.toml: directory.radius.secret_file: "
+        + ("a file holding the shared secret is required" if not name else "must be a non-empty path")
+    ]

@@ -5,14 +5,15 @@ from typing import Any
 
 import pytest
 
+from meterd.configspec import Base
 from meterd.errors import ConfigError
-from meterd.metrics import MetricsConfig, load
+from meterd.metrics import LOADER, MetricsConfig
 from meterd.tomlreader import Reader
 
 
 def _load(table: dict[str, Any]) -> tuple[MetricsConfig, list[ConfigError]]:
     errors: list[ConfigError] = []
-    config = load(Reader(table, "metrics", "meterd.toml", errors), Path("/etc/meterd"))
+    config = LOADER.load(Reader(table, "metrics", "meterd.toml", errors), {Base.CONFIG: Path("/etc/meterd")})
     return config, errors
 
 

@@ -7,7 +7,7 @@ are counted rather than recorded one by one.  The register map is
 :data:`~meterd.channels.modbus.registers.REGISTER_MAP`.
 
 :class:`ModbusListener` is imported on first use, so reading the daemon's
-configuration (which needs :func:`load`) does not load the server and its
+configuration (which needs :data:`LOADER`) does not load the server and its
 TLS and X.509 dependencies on a meter that runs no Modbus.
 """
 
@@ -15,12 +15,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from meterd.channels.modbus.config import ModbusConfig, TlsConfig, load
+from meterd.channels.modbus.config import LOADER, ModbusConfig, TlsConfig
 
 if TYPE_CHECKING:
     from meterd.channels.modbus.listener import ModbusListener
 
-__all__ = ["ModbusConfig", "ModbusListener", "TlsConfig", "load"]
+__all__ = ["LOADER", "ModbusConfig", "ModbusListener", "TlsConfig"]
 
 
 def __getattr__(name: str) -> object:

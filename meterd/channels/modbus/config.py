@@ -14,8 +14,74 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from meterd.configspec import Base, Custom, Key, Section
+from meterd.configspec import Base, Key, Loader, Section
 from meterd.tomlreader import Reader
+
+
+def _unit_ids(reader: Reader, key: Key, values: Mapping[str, Any]) -> tuple[int, ...]:
+    del values
+    listed = reader.get(key.name, list, list(key.default))
+    out: list[int] = []
+    for i, value in enumerate(listed):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
+            reader.error_item(key.name, i, "must be a unit id between 0 and 255")
+        elif value in out:
+            reader.error_item(key.name, i, f"unit id {value} is listed twice")
+        else:
+            out.append(value)
+    if not out:
+        reader.error(key.name, "must list at least one unit id")
+        return tuple(key.default)
+    return tuple(out)
+
+
+def _per_client(reader: Reader, key: Key, values: Mapping[str, Any]) -> int:
+    """Read ``max_<what>_per_client``: by default no more than ``max_<what>``, and never more."""
+    whole = key.name.removesuffix("_per_client")
+    total: int = values[whole]
+    per_client = reader.bounded_int(key.name, min(key.default, total), int(key.low or 0), int(key.high or 0))
+    if per_client > total:
+        reader.error(key.name, f"must not exceed {whole} ({total})")
+        per_client = total
+    return per_client
+
+
+def _ip_address(listen: str) -> str | None:
+    try:
+        ipaddress.ip_address(listen)
+    except ValueError:
+        return f"{listen!r} is not an IP address"
+    return None
+
+
+def _connections(what: str, total: int, per_client: int, doc: str) -> tuple[Key, Key]:
+    return (
+        Key(f"max_{what}", int, total, doc, low=1, high=4096),
+        Key(
+            f"max_{what}_per_client",
+            int,
+            per_client,
+            f"the same from one peer address (at most max_{what})",
+            low=1,
+            high=4096,
+            custom=_per_client,
+        ),
+    )
+
+
+TLS = Section(
+    "modbus.tls",
+    "Modbus/TCP Security (mutual TLS, the role in the client certificate)",
+    (
+        Key("enabled", bool, False, "serve Modbus/TCP Security"),
+        Key("port", int, 8020, "TCP port (0 picks a free one)", low=0, high=65535),
+        Key("cert", Path, "", "the meter's certificate chain (PEM; required)", base=Base.CONFIG),
+        Key("key", Path, "", "its private key (PEM; required)", base=Base.CONFIG),
+        Key("ca", Path, "", "the CA client certificates must chain to (PEM; required)", base=Base.CONFIG),
+        *_connections("connections", 32, 8, "TLS sessions, taken once the client certificate is verified"),
+        *_connections("handshakes", 8, 2, "TLS handshakes in progress"),
+    ),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,107 +106,15 @@ class TlsConfig:
     configuration file's directory.
     """
 
-    enabled: bool = False
-    port: int = 8020
-    cert: Path | None = None
-    key: Path | None = None
-    ca: Path | None = None
-    max_connections: int = 32
-    max_connections_per_client: int = 8
-    max_handshakes: int = 8
-    max_handshakes_per_client: int = 2
-
-
-@dataclass(frozen=True, slots=True)
-class ModbusConfig:
-    """Settings of the Modbus channel.
-
-    Attributes:
-        enabled: Run the channel at all.
-        plain_tcp: Serve plain Modbus TCP (clients are the anonymous principal).
-        listen: Address both listeners bind to.
-        port: Plain Modbus TCP port (502 in production; 0 picks a free port).
-        unit_ids: Unit identifiers the meter answers to; others get exception 0B.
-        max_connections: Open plain Modbus TCP connections; more are closed at once.
-            Modbus/TCP Security has its own (``tls.max_connections``), so anonymous
-            clients cannot take the connections authenticated ones need.
-        max_connections_per_client: Open plain Modbus TCP connections from one peer address.
-        max_requests_per_second: Sustained requests per peer address on each listener
-            (counted apart, so anonymous requests never slow a TLS client down); a
-            faster client is slowed down (its next request is read later), never
-            answered early.
-        idle_timeout: Seconds a connection may wait between requests before it is closed.
-        frame_timeout: Seconds a client has to finish a frame, or the TLS
-            handshake, once it has started sending it (half-open and slow clients).
-        tls: The Modbus/TCP Security listener.
-    """
-
-    enabled: bool = True
-    plain_tcp: bool = True
-    listen: str = "127.0.0.1"
-    port: int = 5020
-    unit_ids: tuple[int, ...] = (1,)
-    max_connections: int = 32
-    max_connections_per_client: int = 8
-    max_requests_per_second: int = 100
-    idle_timeout: float = 120.0
-    frame_timeout: float = 5.0
-    tls: TlsConfig = field(default_factory=TlsConfig)
-
-
-def _unit_ids(reader: Reader, values: Mapping[str, Any]) -> tuple[int, ...]:
-    del values
-    listed = reader.get("unit_ids", list, [1])
-    out: list[int] = []
-    for i, value in enumerate(listed):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 255:
-            reader.error_item("unit_ids", i, "must be a unit id between 0 and 255")
-        elif value in out:
-            reader.error_item("unit_ids", i, f"unit id {value} is listed twice")
-        else:
-            out.append(value)
-    if not out:
-        reader.error("unit_ids", "must list at least one unit id")
-        return (1,)
-    return tuple(out)
-
-
-def _per_client(what: str, default: int) -> Custom:
-    """Read ``max_<what>_per_client``: by default no more than ``max_<what>``, and never more."""
-
-    def read(reader: Reader, values: Mapping[str, Any]) -> int:
-        total: int = values[f"max_{what}"]
-        key = f"max_{what}_per_client"
-        per_client = reader.bounded_int(key, min(default, total), 1, 4096)
-        if per_client > total:
-            reader.error(key, f"must not exceed max_{what} ({total})")
-            per_client = total
-        return per_client
-
-    return read
-
-
-def _ip_address(listen: str) -> str | None:
-    try:
-        ipaddress.ip_address(listen)
-    except ValueError:
-        return f"{listen!r} is not an IP address"
-    return None
-
-
-def _connections(what: str, total: int, per_client: int, doc: str) -> tuple[Key, Key]:
-    return (
-        Key(f"max_{what}", int, total, doc, low=1, high=4096),
-        Key(
-            f"max_{what}_per_client",
-            int,
-            per_client,
-            f"the same from one peer address (at most max_{what})",
-            low=1,
-            high=4096,
-            custom=_per_client(what, per_client),
-        ),
-    )
+    enabled: bool = TLS.default("enabled")
+    port: int = TLS.default("port")
+    cert: Path | None = TLS.default("cert")  # noqa: RUF009 - immutable (None or a Path)
+    key: Path | None = TLS.default("key")  # noqa: RUF009 - immutable (None or a Path)
+    ca: Path | None = TLS.default("ca")  # noqa: RUF009 - immutable (None or a Path)
+    max_connections: int = TLS.default("max_connections")
+    max_connections_per_client: int = TLS.default("max_connections_per_client")
+    max_handshakes: int = TLS.default("max_handshakes")
+    max_handshakes_per_client: int = TLS.default("max_handshakes_per_client")
 
 
 MODBUS = Section(
@@ -174,40 +148,60 @@ MODBUS = Section(
     tables=("tls",),
 )
 
-TLS = Section(
-    "modbus.tls",
-    "Modbus/TCP Security (mutual TLS, the role in the client certificate)",
-    (
-        Key("enabled", bool, False, "serve Modbus/TCP Security"),
-        Key("port", int, 8020, "TCP port (0 picks a free one)", low=0, high=65535),
-        Key("cert", Path, "", "the meter's certificate chain (PEM; required)", base=Base.CONFIG),
-        Key("key", Path, "", "its private key (PEM; required)", base=Base.CONFIG),
-        Key("ca", Path, "", "the CA client certificates must chain to (PEM; required)", base=Base.CONFIG),
-        *_connections("connections", 32, 8, "TLS sessions, taken once the client certificate is verified"),
-        *_connections("handshakes", 8, 2, "TLS handshakes in progress"),
-    ),
-)
 
+@dataclass(frozen=True, slots=True)
+class ModbusConfig:
+    """Settings of the Modbus channel.
 
-def _tls(reader: Reader, config_dir: Path) -> TlsConfig:
-    config = TlsConfig(**TLS.read(reader, {Base.CONFIG: config_dir}))
-    if config.enabled:
-        for key in ("cert", "key", "ca"):
-            if getattr(config, key) is None:
-                reader.error(key, "is required when Modbus/TCP Security is enabled")
-    return config
-
-
-def load(reader: Reader, config_dir: Path) -> ModbusConfig:
-    """Read the ``[modbus]`` table.
-
-    Args:
-        reader: The table, with its key path and the shared error list.
-        config_dir: Directory of the configuration file, which relative paths
-            (certificate, key, CA: files meterd only reads) are resolved against.
-
-    Returns:
-        The settings; fields with problems (recorded in ``reader.errors``) keep their defaults.
+    Attributes:
+        enabled: Run the channel at all.
+        plain_tcp: Serve plain Modbus TCP (clients are the anonymous principal).
+        listen: Address both listeners bind to.
+        port: Plain Modbus TCP port (502 in production; 0 picks a free port).
+        unit_ids: Unit identifiers the meter answers to; others get exception 0B.
+        max_connections: Open plain Modbus TCP connections; more are closed at once.
+            Modbus/TCP Security has its own (``tls.max_connections``), so anonymous
+            clients cannot take the connections authenticated ones need.
+        max_connections_per_client: Open plain Modbus TCP connections from one peer address.
+        max_requests_per_second: Sustained requests per peer address on each listener
+            (counted apart, so anonymous requests never slow a TLS client down); a
+            faster client is slowed down (its next request is read later), never
+            answered early.
+        idle_timeout: Seconds a connection may wait between requests before it is closed.
+        frame_timeout: Seconds a client has to finish a frame, or the TLS
+            handshake, once it has started sending it (half-open and slow clients).
+        tls: The Modbus/TCP Security listener.
     """
-    values = MODBUS.read(reader, {Base.CONFIG: config_dir})
-    return ModbusConfig(**values, tls=_tls(reader.sub("tls"), config_dir))
+
+    enabled: bool = MODBUS.default("enabled")
+    plain_tcp: bool = MODBUS.default("plain_tcp")
+    listen: str = MODBUS.default("listen")
+    port: int = MODBUS.default("port")
+    unit_ids: tuple[int, ...] = MODBUS.default("unit_ids")
+    max_connections: int = MODBUS.default("max_connections")
+    max_connections_per_client: int = MODBUS.default("max_connections_per_client")
+    max_requests_per_second: int = MODBUS.default("max_requests_per_second")
+    idle_timeout: float = MODBUS.default("idle_timeout")
+    frame_timeout: float = MODBUS.default("frame_timeout")
+    tls: TlsConfig = field(default_factory=TlsConfig)
+
+
+def _tls_files(reader: Reader, values: dict[str, Any], bases: Mapping[Base, Path]) -> None:
+    del bases
+    if values["enabled"]:
+        for key in ("cert", "key", "ca"):
+            if values[key] is None:
+                reader.error(key, "is required when Modbus/TCP Security is enabled")
+
+
+#: Reads ``[modbus.tls]``: the three files are only read, so relative paths are taken
+#: from the configuration file's directory.
+TLS_LOADER = Loader(TLS, TlsConfig, _tls_files)
+
+
+def _tls(reader: Reader, values: dict[str, Any], bases: Mapping[Base, Path]) -> None:
+    values["tls"] = TLS_LOADER.load(reader.sub("tls"), bases)
+
+
+#: Reads ``[modbus]`` and its ``[modbus.tls]`` table.
+LOADER = Loader(MODBUS, ModbusConfig, _tls)

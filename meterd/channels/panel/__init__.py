@@ -4,7 +4,7 @@ See :mod:`meterd.channels.panel.protocol` for the messages and
 :mod:`meterd.channels.panel.actions` for what each action needs.
 
 :class:`PanelListener` is imported on first use, so reading the daemon's
-configuration (which needs :func:`load`) loads neither the listener nor
+configuration (which needs :data:`LOADER`) loads neither the listener nor
 the guard.
 """
 
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from meterd.channels.panel.config import PanelConfig, load
+from meterd.channels.panel.config import LOADER, PanelConfig
 
 if TYPE_CHECKING:
     from meterd.channels.panel.listener import PanelListener
 
-__all__ = ["PanelConfig", "PanelListener", "load"]
+__all__ = ["LOADER", "PanelConfig", "PanelListener"]
 
 
 def __getattr__(name: str) -> object:

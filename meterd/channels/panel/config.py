@@ -5,40 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from meterd.configspec import Base, Key, Section
-from meterd.tomlreader import Reader
+from meterd.configspec import Base, Key, Loader, Section
 
 #: Bits a panel socket may never grant: anyone outside the owner and group.
 _OTHER_BITS = 0o007
-
-
-@dataclass(frozen=True, slots=True)
-class PanelConfig:
-    """Front-panel channel settings.
-
-    Attributes:
-        enabled: Whether the daemon runs the channel.
-        socket: Socket path; a relative path is taken below the state directory.
-        mode: Permission bits of the socket file (never any bit for others).
-        max_message: Longest accepted message in bytes, newline included.
-        max_clients: Connections served at once; more are closed on accept.
-        max_sessions: Panel sessions one connection may hold at once.
-        rate: Messages per second a connection may send on average.
-        burst: Messages a connection may send at once above ``rate``.
-    """
-
-    enabled: bool = True
-    socket: Path = Path("panel.sock")
-    mode: int = 0o660
-    max_message: int = 4096
-    max_clients: int = 8
-    max_sessions: int = 4
-    rate: int = 20
-    burst: int = 40
-
-    def socket_path(self, state_dir: Path) -> Path:
-        """Return the socket's absolute path for the daemon's ``state_dir``."""
-        return state_dir / self.socket
 
 
 def _owner_and_group(mode: int) -> str | None:
@@ -70,17 +40,35 @@ PANEL = Section(
 )
 
 
-def load(reader: Reader, config_dir: Path) -> PanelConfig:
-    """Read the ``[panel]`` table (declared in :data:`PANEL`); problems go to the reader's error list.
+@dataclass(frozen=True, slots=True)
+class PanelConfig:
+    """Front-panel channel settings.
 
-    Args:
-        reader: The section's reader.
-        config_dir: Directory of the configuration file (unused: meterd creates
-            the socket, so it lives below the state directory, which the
-            daemon resolves at start).
-
-    Returns:
-        The settings, with defaults where a value was missing or invalid.
+    Attributes:
+        enabled: Whether the daemon runs the channel.
+        socket: Socket path; a relative path is taken below the state directory.
+        mode: Permission bits of the socket file (never any bit for others).
+        max_message: Longest accepted message in bytes, newline included.
+        max_clients: Connections served at once; more are closed on accept.
+        max_sessions: Panel sessions one connection may hold at once.
+        rate: Messages per second a connection may send on average.
+        burst: Messages a connection may send at once above ``rate``.
     """
-    del config_dir
-    return PanelConfig(**PANEL.read(reader, {}))
+
+    enabled: bool = PANEL.default("enabled")
+    socket: Path = PANEL.default("socket")  # noqa: RUF009 - immutable (None or a Path)
+    mode: int = PANEL.default("mode")
+    max_message: int = PANEL.default("max_message")
+    max_clients: int = PANEL.default("max_clients")
+    max_sessions: int = PANEL.default("max_sessions")
+    rate: int = PANEL.default("rate")
+    burst: int = PANEL.default("burst")
+
+    def socket_path(self, state_dir: Path) -> Path:
+        """Return the socket's absolute path for the daemon's ``state_dir``."""
+        return state_dir / self.socket
+
+
+#: Reads ``[panel]``; its socket is kept as written (the daemon takes it below the state
+#: directory at start, :meth:`PanelConfig.socket_path`).
+LOADER = Loader(PANEL, PanelConfig)

@@ -4,7 +4,7 @@ See :mod:`meterd.channels.serial.console` for the state machine and
 :mod:`meterd.channels.serial.line` for the line discipline.
 
 :class:`SerialListener` is imported on first use, so reading the daemon's
-configuration (which needs :func:`load`) loads none of the listener,
+configuration (which needs :data:`LOADER`) loads none of the listener,
 pyserial, the shell or the guard.
 """
 
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from meterd.channels.serial.config import SerialConfig, load
+from meterd.channels.serial.config import LOADER, SerialConfig
 
 if TYPE_CHECKING:
     from meterd.channels.serial.listener import SerialListener
 
-__all__ = ["SerialConfig", "SerialListener", "load"]
+__all__ = ["LOADER", "SerialConfig", "SerialListener"]
 
 
 def __getattr__(name: str) -> object:

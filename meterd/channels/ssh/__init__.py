@@ -1,7 +1,7 @@
 """The SSH channel: password and public-key login, the meter shell, and SFTP on the file area.
 
 :class:`SshListener` is imported on first use, so reading the daemon's
-configuration (which needs :func:`load`) loads none of the listener,
+configuration (which needs :data:`LOADER`) loads none of the listener,
 asyncssh, the shell or the guard.
 """
 
@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from meterd.channels.ssh.config import SshConfig, load
+from meterd.channels.ssh.config import LOADER, SshConfig
 
 if TYPE_CHECKING:
     from meterd.channels.ssh.listener import SshListener
 
-__all__ = ["SshConfig", "SshListener", "load"]
+__all__ = ["LOADER", "SshConfig", "SshListener"]
 
 
 def __getattr__(name: str) -> object:

@@ -5,37 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from meterd.configspec import Base, Key, Section
-from meterd.tomlreader import Reader
-
-
-@dataclass(frozen=True, slots=True)
-class SshConfig:
-    """Settings of the SSH/SFTP listener.
-
-    Attributes:
-        enabled: Whether the daemon starts the listener.
-        listen: Address to bind (loopback by default).
-        port: TCP port (0 picks a free one, for tests).
-        host_key_dir: Where host keys are generated on first start and kept; a
-            relative path is taken below the state directory (see :meth:`host_key_path`).
-        login_grace_time: Seconds a client has to authenticate.
-        max_auth_tries: Authentication attempts per connection.
-        max_sessions: Open shell and SFTP sessions across all connections.
-    """
-
-    enabled: bool = True
-    listen: str = "127.0.0.1"
-    port: int = 2222
-    host_key_dir: Path = Path("ssh")
-    login_grace_time: int = 30
-    max_auth_tries: int = 6
-    max_sessions: int = 32
-
-    def host_key_path(self, state_dir: Path) -> Path:
-        """Return the host key directory for the daemon's ``state_dir``."""
-        return state_dir / self.host_key_dir
-
+from meterd.configspec import Base, Key, Loader, Section
 
 SSH = Section(
     "ssh",
@@ -59,17 +29,34 @@ SSH = Section(
 )
 
 
-def load(reader: Reader, config_dir: Path) -> SshConfig:
-    """Read the ``[ssh]`` table (declared in :data:`SSH`); problems go to the reader's error list.
+@dataclass(frozen=True, slots=True)
+class SshConfig:
+    """Settings of the SSH/SFTP listener.
 
-    Args:
-        reader: The ``ssh`` table.
-        config_dir: Directory of the configuration file (unused: the host keys
-            are written, so they live below the state directory, which the
-            daemon resolves at start).
-
-    Returns:
-        The settings, with defaults where a value was missing or invalid.
+    Attributes:
+        enabled: Whether the daemon starts the listener.
+        listen: Address to bind (loopback by default).
+        port: TCP port (0 picks a free one, for tests).
+        host_key_dir: Where host keys are generated on first start and kept; a
+            relative path is taken below the state directory (see :meth:`host_key_path`).
+        login_grace_time: Seconds a client has to authenticate.
+        max_auth_tries: Authentication attempts per connection.
+        max_sessions: Open shell and SFTP sessions across all connections.
     """
-    del config_dir
-    return SshConfig(**SSH.read(reader, {}))
+
+    enabled: bool = SSH.default("enabled")
+    listen: str = SSH.default("listen")
+    port: int = SSH.default("port")
+    host_key_dir: Path = SSH.default("host_key_dir")  # noqa: RUF009 - immutable (None or a Path)
+    login_grace_time: int = SSH.default("login_grace_time")
+    max_auth_tries: int = SSH.default("max_auth_tries")
+    max_sessions: int = SSH.default("max_sessions")
+
+    def host_key_path(self, state_dir: Path) -> Path:
+        """Return the host key directory for the daemon's ``state_dir``."""
+        return state_dir / self.host_key_dir
+
+
+#: Reads ``[ssh]``; its host key directory is kept as written (the daemon takes it below
+#: the state directory at start, :meth:`SshConfig.host_key_path`).
+LOADER = Loader(SSH, SshConfig)

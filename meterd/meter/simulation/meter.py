@@ -53,6 +53,7 @@ from meterd.meter.settings import (
 from meterd.meter.simulation import registers
 from meterd.meter.simulation.profile import DEFAULT_PROFILE, LoadProfile
 from meterd.meter.simulation.state import MeterState, StateStore
+from meterd.statedir import FILE_AREA, METER_STATE
 
 MODEL = "Simulated ION meter"
 MAX_CERTIFICATES = 32
@@ -86,8 +87,8 @@ class SimulatedMeter:
     ) -> None:
         self._clock = clock
         self._profile = profile
-        self._store = StateStore(state_dir / "meter")
-        self._files = FileArea(state_dir / "files")
+        self._store = StateStore(state_dir / METER_STATE.name)
+        self._files = FileArea(state_dir / FILE_AREA.name)
         now = self._now()
         stored = self._store.load()
         if stored is None:

@@ -18,6 +18,7 @@ from meterd.channels.modbus.certificates import _utf8_string, identify
 from meterd.channels.modbus.encoding import EncodingError, Kind, decode, encode
 from meterd.channels.modbus.limits import ConnectionLimits, RateLimiter
 from meterd.channels.modbus.registers import INDEX, REGISTER_MAP, Group, covers_whole_fields, fields_in
+from meterd.configspec import Base
 from meterd.errors import ConfigError
 from meterd.tomlreader import Reader
 
@@ -125,7 +126,9 @@ def test_role_extension_parsing(pki: Pki) -> None:
 
 def _load(table: dict[str, Any]) -> tuple[modbus_config.ModbusConfig, list[ConfigError]]:
     errors: list[ConfigError] = []
-    loaded = modbus_config.load(Reader(table, "modbus", "meterd.toml", errors), Path("/etc/meterd"))
+    loaded = modbus_config.LOADER.load(
+        Reader(table, "modbus", "meterd.toml", errors), {Base.CONFIG: Path("/etc/meterd")}
+    )
     return loaded, errors
 
 

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from meterd.channels.panel import PanelConfig, PanelListener, load
+from meterd.channels.panel import LOADER, PanelConfig, PanelListener
+from meterd.configspec import Base
 from meterd.errors import ChannelError, ConfigError
 from meterd.policy.request import Channel, Outcome
 from meterd.seclog import EventType
@@ -228,17 +229,18 @@ def test_stale_socket_is_replaced_and_a_live_or_foreign_one_refused(tmp_path: Pa
 
 def test_config_is_validated() -> None:
     errors: list[ConfigError] = []
-    config = load(
+    config = LOADER.load(
         Reader({"socket": "panel/front.sock", "mode": 0o640, "rate": 50}, "panel", "meterd.toml", errors),
-        Path("/etc/meterd"),
+        {Base.CONFIG: Path("/etc/meterd")},
     )
     assert not errors
     assert config.socket_path(Path("/var/lib/meterd")) == Path("/var/lib/meterd/panel/front.sock")
     assert config.mode == 0o640
     assert config.rate == 50
     errors = []
-    load(
-        Reader({"sockett": "x", "mode": 0o666, "max_message": 10**9}, "panel", "meterd.toml", errors), Path()
+    LOADER.load(
+        Reader({"sockett": "x", "mode": 0o666, "max_message": 10**9}, "panel", "meterd.toml", errors),
+        {Base.CONFIG: Path()},
     )
     messages = [e.render() for e in errors]
     assert 'meterd.toml: panel.sockett: unknown key "sockett"; did you mean "socket"?' in messages

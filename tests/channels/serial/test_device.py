@@ -8,7 +8,8 @@ import os
 import tty
 from pathlib import Path
 
-from meterd.channels.serial import SerialConfig, load
+from meterd.channels.serial import LOADER, SerialConfig
+from meterd.configspec import Base
 from meterd.errors import ConfigError
 from meterd.policy.request import Channel
 from meterd.seclog import EventType
@@ -85,30 +86,30 @@ def test_absent_device_does_not_stop_the_daemon(tmp_path: Path) -> None:
 
 def test_config_is_validated(tmp_path: Path) -> None:
     errors: list[ConfigError] = []
-    config = load(
+    config = LOADER.load(
         Reader(
             {"device": "/dev/ttyS1", "baud": 9600, "parity": "even", "reconnect_interval": 0.5},
             "serial",
             "meterd.toml",
             errors,
         ),
-        Path("/etc/meterd"),
+        {Base.CONFIG: Path("/etc/meterd")},
     )
     assert not errors
     assert config.device == "/dev/ttyS1"
     assert not config.is_pty
     assert config.reconnect_interval == 0.5
-    pty = load(Reader({}, "serial", "meterd.toml", errors), Path("/etc/meterd"))
+    pty = LOADER.load(Reader({}, "serial", "meterd.toml", errors), {Base.CONFIG: Path("/etc/meterd")})
     assert pty.is_pty
     assert pty.link_path(tmp_path) == tmp_path / "serial-console"
-    load(
+    LOADER.load(
         Reader(
             {"baudrate": 9600, "baud": 12345, "parity": "evn", "stopbits": 3, "max_line": 1},
             "serial",
             "meterd.toml",
             errors,
         ),
-        Path(),
+        {Base.CONFIG: Path()},
     )
     messages = [e.render() for e in errors]
     assert 'meterd.toml: serial.baudrate: unknown key "baudrate"; did you mean "baud"?' in messages

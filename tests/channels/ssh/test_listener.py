@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from meterd.channels.ssh import SshConfig, SshListener, load
+from meterd.channels.ssh import LOADER, SshConfig, SshListener
 from meterd.channels.ssh.hostkeys import HOST_KEY_NAME, load_or_create_host_key
+from meterd.configspec import Base
 from meterd.errors import ConfigError
 from meterd.guard import Guard, Session
 from meterd.policy.credentials import Credentials
@@ -24,21 +25,23 @@ from tests.channels.ssh.harness import Server
 
 def test_config_defaults_bounds_and_unknown_keys(tmp_path: Path) -> None:
     errors: list[ConfigError] = []
-    config = load(Reader({}, "ssh", "meterd.toml", errors), tmp_path / "etc")
+    config = LOADER.load(Reader({}, "ssh", "meterd.toml", errors), {Base.CONFIG: tmp_path / "etc"})
     assert config == SshConfig()
     # Host keys are written: below the state directory, never beside the configuration file.
     assert config.host_key_path(tmp_path / "state") == tmp_path / "state" / "ssh"
     assert errors == []
-    relative = load(Reader({"host_key_dir": "keys/ssh"}, "ssh", "meterd.toml", errors), tmp_path / "etc")
+    relative = LOADER.load(
+        Reader({"host_key_dir": "keys/ssh"}, "ssh", "meterd.toml", errors), {Base.CONFIG: tmp_path / "etc"}
+    )
     assert relative.host_key_path(tmp_path / "state") == tmp_path / "state" / "keys" / "ssh"
-    config = load(
+    config = LOADER.load(
         Reader(
             {"port": 70000, "listne": "0.0.0.0", "host_key_dir": "/etc/meterd/keys"},
             "ssh",
             "meterd.toml",
             errors,
         ),
-        tmp_path,
+        {Base.CONFIG: tmp_path},
     )
     assert config.port == 2222
     assert config.host_key_path(tmp_path / "state") == Path("/etc/meterd/keys")

@@ -2,8 +2,10 @@
 
 Declared once (:data:`SECURITY_LOG`, :data:`FORWARD`) beside the log's own
 settings (:class:`~meterd.seclog.config.LogConfig`): the log's limits take
-their defaults from ``LogConfig``, which checks their combination again when
-built.  A leaf like :mod:`meterd.config`.
+their defaults from ``LogConfig`` (whose fields the log is also built with
+directly, configuration or not), which checks their combination again when
+built.  A leaf like :mod:`meterd.config`: it loads neither the log nor its C
+sealer (the package imports those on first use).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from meterd.configspec import Base, Key, Section
+from meterd.configspec import Base, Key, Loader, Section
 from meterd.seclog.config import FullPolicy, LogConfig
 from meterd.tomlreader import Reader
 
@@ -122,18 +124,20 @@ class ForwardSettings:
     """The off-meter copy: an RFC 5424 collector over TCP, or TLS (RFC 5425).
 
     Attributes:
+        enabled: Always true once loaded (a disabled forward is no settings at all).
         host: Collector address.
         port: Collector port.
         tls: Use TLS.
         ca: CA certificate that signed the collector's certificate (TLS only).
         cert: Client certificate, when the collector asks for one.
         key: The client certificate's private key.
+        server_hostname: Name expected in the collector's certificate (default: host).
 
     The three files are only read: relative paths are taken from the
     configuration file's directory.
-        server_hostname: Name expected in the collector's certificate (default: host).
     """
 
+    enabled: bool
     host: str
     port: int
     tls: bool
@@ -158,45 +162,36 @@ class SecurityLogSettings:
     forward: ForwardSettings | None = None
 
 
-def load_forward(reader: Reader, bases: Mapping[Base, Path]) -> ForwardSettings | None:
-    """Read ``[security_log.forward]``; None if absent or ``enabled = false``."""
-    if not reader.table or reader.table.get("enabled", True) is False:
-        return None
-    values = FORWARD.read(reader, bases)
+def _forward_checks(reader: Reader, values: dict[str, Any], bases: Mapping[Base, Path]) -> None:
+    del bases
     if not values["host"]:
         reader.error("host", "a collector host is required")
     if values["tls"] and values["ca"] is None:
         reader.error("ca", "TLS needs the CA certificate that signed the collector's certificate")
-    tls_default = values["tls"] and "port" not in reader.table
-    return ForwardSettings(
-        host=values["host"],
-        port=6514 if tls_default else values["port"],
-        tls=values["tls"],
-        ca=values["ca"],
-        cert=values["cert"],
-        key=values["key"],
-        server_hostname=values["server_hostname"] or None,
-    )
+    if values["tls"] and "port" not in reader.table:
+        values["port"] = 6514
+    values["server_hostname"] = values["server_hostname"] or None
 
 
-def load_security_log(reader: Reader, bases: Mapping[Base, Path]) -> SecurityLogSettings:
-    """Read ``[security_log]`` (always present: an absent table takes every default)."""
-    values = SECURITY_LOG.read(reader, bases)
+#: Reads ``[security_log.forward]`` (present and enabled: see :func:`_limits_and_forward`).
+FORWARD_LOADER = Loader(FORWARD, ForwardSettings, _forward_checks)
+
+
+def _limits_and_forward(reader: Reader, values: dict[str, Any], bases: Mapping[Base, Path]) -> None:
+    # Every key but the directory is a limit of the log itself, checked together by LogConfig.
+    limits = {key.name: values.pop(key.name) for key in SECURITY_LOG.keys if key.name != "directory"}
+    limits["full_policy"] = FullPolicy(limits["full_policy"])
+    limits["append_timeout"] = float(limits["append_timeout"])
     try:
-        config = LogConfig(
-            segment_bytes=values["segment_bytes"],
-            capacity_bytes=values["capacity_bytes"],
-            full_policy=FullPolicy(values["full_policy"]),
-            checkpoint_interval=values["checkpoint_interval"],
-            append_timeout=float(values["append_timeout"]),
-            append_only_attr=values["append_only_attr"],
-            fill_warnings=values["fill_warnings"],
-            unauthenticated_share=values["unauthenticated_share"],
-            unauthenticated_records=values["unauthenticated_records"],
-            unauthenticated_records_total=values["unauthenticated_records_total"],
-            unauthenticated_interval=values["unauthenticated_interval"],
-        )
+        values["config"] = LogConfig(**limits)
     except ValueError as e:
         reader.error(None, str(e))
-        config = LogConfig()
-    return SecurityLogSettings(values["directory"], config, load_forward(reader.sub("forward"), bases))
+        values["config"] = LogConfig()
+    # An absent or empty table, or one with enabled = false, forwards nothing.
+    forward = reader.sub("forward")
+    enabled = bool(forward.table) and forward.table.get("enabled", True) is not False
+    values["forward"] = FORWARD_LOADER.load(forward, bases) if enabled else None
+
+
+#: Reads ``[security_log]`` (always present: an absent table takes every default).
+LOADER = Loader(SECURITY_LOG, SecurityLogSettings, _limits_and_forward)
