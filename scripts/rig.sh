@@ -192,7 +192,7 @@ choose_accel() {
 # sealer against the Python codec), run in the guest against the installed package.
 # The compiler's differential test is left to the host: 2500 examples, minutes under TCG.
 native_tests=(
-    tests/policy/test_native_table.py
+    tests/policy/table_specs.py tests/policy/test_table.py tests/policy/test_evaluator.py
     tests/seclog/__init__.py tests/seclog/conftest.py tests/seclog/test_sealer.py
 )
 

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.rig
 SITE = "/opt/meterd/lib/python3.11/site-packages/meterd"
 #: ELF e_machine of each architecture the rig boots.
 MACHINES = {"x86_64": 62, "aarch64": 183}
-TESTS = "tests/policy/test_native_table.py tests/seclog/test_sealer.py"
+TESTS = "tests/policy/test_table.py tests/policy/test_evaluator.py tests/seclog/test_sealer.py"
 #: Put beside the tests in the guest: leaves out the property-based tests on request.
 CONFTEST = """
 import os

@@ -1,4 +1,4 @@
-"""One Modbus/TCP (or Modbus/TCP Security) peer: admission, TLS login, the request loop.
+"""One Modbus/TCP peer: admission, the request loop, its timing and its end.
 
 Each connection is an :class:`asyncio.Protocol`: frames are cut from what
 ``data_received`` delivers, and a request is answered in place when it needs
@@ -18,48 +18,45 @@ Timing, with one timer per connection, re-armed only when it fires:
       paused, so a flooding client fills its own TCP window; a wait longer
       than ``idle_timeout`` hangs up.
 
-A TLS connection first holds a handshake slot (its own small budget, in total
-and per address) for at most ``frame_timeout``, and takes a session slot only
-once the handshake has succeeded with a verified client certificate.
+A Modbus/TCP Security peer is a
+:class:`~meterd.channels.modbus.tls.ModbusTlsConnection`: the same
+connection, admitted through a TLS handshake and a certificate's session
+rather than as the anonymous principal.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
-import struct
 import time
 from collections.abc import Coroutine
 from typing import Any
 
-from meterd.channels.modbus import protocol, tls
+from meterd.channels.modbus import protocol
 from meterd.channels.modbus.config import ModbusConfig
 from meterd.channels.modbus.limits import ConnectionLimits, Pool
 from meterd.channels.modbus.service import ModbusService, Peer, SessionEndedError
-from meterd.errors import ChannelError
 from meterd.policy.request import Channel
 from meterd.runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-_MBAP = struct.Struct(">HHHB")
+# Assigned, not imported: CPython 3.11 compiles a method call on an imported name
+# as an attribute load (a bound method per call), on an assigned one as LOAD_METHOD.
+_MBAP = protocol.MBAP
 _HEADER = protocol.MBAP_SIZE
-_MAX_LENGTH = protocol.MAX_PDU + 1
+_MAX_LENGTH = protocol.MAX_MBAP_LENGTH
 _monotonic = time.monotonic
-_ANSWER_HEAD = struct.Struct(">HHHB")
 
 
 class ModbusConnection(asyncio.Protocol):
-    """Serves one accepted connection of a Modbus listener until it ends; never raises for what the peer does.
+    """Serves one connection of the plain Modbus TCP listener until it ends; never raises for the peer.
 
     Args:
         config: The ``[modbus]`` settings.
         runtime: The guard, the meter and the state directory.
         service: The listener's request handler (and its counters).
-        ssl_context: The server TLS context (None without Modbus/TCP Security).
         pool: The budget of the listener that accepted it.
-        tls: True on the Modbus/TCP Security listener.
         connections: The listener's open connections (this one adds and removes itself).
     """
 
@@ -68,25 +65,20 @@ class ModbusConnection(asyncio.Protocol):
         config: ModbusConfig,
         runtime: Runtime,
         service: ModbusService,
-        ssl_context: ssl.SSLContext | None,
         pool: Pool,
         *,
-        tls: bool,
         connections: set[ModbusConnection],
     ) -> None:
         self.config = config
         self.runtime = runtime
         self.service = service
-        self._ssl = ssl_context
         self._pool = pool
         # Bound once: both run per request.
         self._delay = pool.rate.delay
         self._answer_now = service.answer_now
-        self._tls = tls
         self._connections = connections
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
-        self._plain: asyncio.Transport | None = None  # the TCP transport, under TLS's once it runs
         self._client = "?"
         self._source = "?:0"
         self._held: ConnectionLimits | None = None
@@ -100,9 +92,8 @@ class ModbusConnection(asyncio.Protocol):
         self._frame_since: float | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = 0.0
-        #: The task running now (TLS login, a request that awaits, the session's close), if any.
+        #: The task running now (TLS login, a request that awaits), if any.
         self.task: asyncio.Task[None] | None = None
-        self._logout: asyncio.Task[None] | None = None
         #: True while the TLS handshake runs: stopping cancels it rather than hanging up.
         self.handshaking = False
         #: Done once the connection is closed and everything it started has finished.
@@ -111,29 +102,37 @@ class ModbusConnection(asyncio.Protocol):
     # -- lifetime -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """Admit the connection (or close it at once), then start its login or its requests."""
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = self._plain = transport
-        address = transport.get_extra_info("peername") or ("?", 0)
-        self._client = str(address[0])
-        self._source = f"{self._client}:{address[1]}"
-        self._connections.add(self)
-        # A TLS connection is held in the handshake budget until it has proved who it is.
-        held = self._pool.handshakes if self._tls else self._pool.connections
-        if held is None or not held.admit(self._client):
-            self.service.counters["connections_refused"] += 1
-            transport.abort()
-            return
-        self._held = held
-        if self._tls:
-            transport.pause_reading()  # the ClientHello is start_tls's to read, not ours
-            self._run(self._tls_start())
+        """Admit the connection (or close it at once), then start its requests as the anonymous principal."""
+        if self._accept(transport, self._pool.connections) is None:
             return
         self._peer = Peer(self.runtime.guard.anonymous_session(Channel.MODBUS, self._source))
         self._start_requests()
 
+    def _accept(
+        self, transport: asyncio.BaseTransport, held: ConnectionLimits | None
+    ) -> asyncio.Transport | None:
+        """Take the peer's address and a slot in ``held``; the transport, or None (aborted) without a slot."""
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        address = transport.get_extra_info("peername") or ("?", 0)
+        self._client = str(address[0])
+        self._source = f"{self._client}:{address[1]}"
+        self._connections.add(self)
+        if not self._admit(held):
+            transport.abort()
+            return None
+        return transport
+
+    def _admit(self, held: ConnectionLimits | None) -> bool:
+        """Hold a slot in ``held`` until the connection is lost; False (counted as refused) without one."""
+        if held is None or not held.admit(self._client):
+            self.service.counters["connections_refused"] += 1
+            return False
+        self._held = held
+        return True
+
     def connection_lost(self, exc: Exception | None) -> None:
-        """Give the slot back; a TLS session is closed (and recorded) before the connection has finished.
+        """Give the slot back; the connection has finished once the task under way (if any) has.
 
         Runs once, whoever calls it first: asyncio, or the TLS login after a failed
         handshake (asyncio tells no protocol of a connection lost during ``start_tls``).
@@ -155,16 +154,9 @@ class ModbusConnection(asyncio.Protocol):
             self._end()
 
     def _end(self) -> None:
-        peer, self._peer = self._peer, None
-        if peer is not None and peer.tls:
-            # Not self.task: stopping never cancels the logout's record half-way.
-            logout = self._loop.create_task(
-                self.runtime.guard.close_session(peer.session, reason="disconnected")
-            )
-            self._logout = logout
-            logout.add_done_callback(lambda _t: self._finish())
-        else:
-            self._finish()
+        """Let go of the peer once nothing runs for it any more (an anonymous session needs no closing)."""
+        self._peer = None
+        self._finish()
 
     def _finish(self) -> None:
         self._connections.discard(self)
@@ -289,7 +281,7 @@ class ModbusConnection(asyncio.Protocol):
                 self._hold()
                 self._run(self._answer_async(protocol.Header(transaction, length - 1, unit), body))
                 return
-            transport.write(_ANSWER_HEAD.pack(transaction, 0, len(answer) + 1, unit) + answer)  # as _send
+            transport.write(_MBAP.pack(transaction, 0, len(answer) + 1, unit) + answer)  # as _send
             self._idle_since = now
 
     def _frame_started(self) -> None:
@@ -312,7 +304,7 @@ class ModbusConnection(asyncio.Protocol):
 
     def _send(self, transaction: int, unit: int, pdu: bytes, now: float) -> None:
         if self._transport is not None and not self._closing:
-            self._transport.write(_ANSWER_HEAD.pack(transaction, 0, len(pdu) + 1, unit) + pdu)
+            self._transport.write(_MBAP.pack(transaction, 0, len(pdu) + 1, unit) + pdu)
         self._idle_since = now
 
     def _answer_later(self, transaction: int, unit: int, body: bytes) -> None:
@@ -347,84 +339,3 @@ class ModbusConnection(asyncio.Protocol):
             return
         self._send(header.transaction, header.unit, answer, self._loop.time())
         self._release()
-
-    # -- Modbus/TCP Security --------------------------------------------------
-
-    async def _tls_start(self) -> None:
-        """Handshake, trade the handshake slot for a session slot, log in; then serve requests."""
-        try:
-            await self._tls_login_steps()
-        except asyncio.CancelledError:
-            # stop() cancels a handshake, and what outlives its grace period.
-            self.service.counters["connections_stopped"] += 1
-            self._close()
-            raise
-        except ConnectionError as e:
-            self._drop("connections_dropped", e)
-        except Exception:  # fail closed: a fault in one login ends only its connection
-            log.exception("modbus: TLS login from %s failed", self._source)
-            self._close()
-        finally:
-            if self._closing and self._transport is self._plain:
-                self.connection_lost(None)  # closed before TLS ran: asyncio will not say so
-
-    async def _tls_login_steps(self) -> None:
-        try:
-            verified = await self._handshake()
-        finally:
-            if self._held is not None:  # the handshake slot, still held unless the connection is gone
-                self._held.release(self._client)
-                self._held = None
-        if not verified or self._closing:
-            self._close()
-            return
-        if not self._pool.connections.admit(self._client):
-            self.service.counters["connections_refused"] += 1
-            self._close()
-            return
-        self._held = self._pool.connections
-        self._peer = await self._tls_login()
-        if self._peer is None or self._closing:
-            self._close()
-            return
-        self._start_requests()
-
-    def _session_closed(self, _reason: str) -> None:
-        """The guard ended the session (idle, revoked): hang up."""
-        self._close()
-
-    async def _handshake(self) -> bool:
-        """Run the TLS handshake under ``frame_timeout``; True if the client presented a verified certificate.
-
-        A failed or timed-out handshake is recorded as a login failure.
-        """
-        transport = self._transport
-        if self._ssl is None or transport is None:
-            raise ChannelError("modbus: TLS connection without a TLS context")
-        self.handshaking = True
-        try:
-            try:
-                async with asyncio.timeout(self.config.frame_timeout):
-                    upgraded = await self._loop.start_tls(transport, self, self._ssl, server_side=True)
-            finally:
-                # Past start_tls a stop may hang up rather than cancel: the failure's record
-                # below must not be cancelled half-way (a refusal is always recorded).
-                self.handshaking = False
-        except (ssl.SSLError, TimeoutError) as e:
-            await tls.handshake_failed(self.runtime.guard, self._source, e)
-            return False
-        if upgraded is None:
-            return False
-        assert isinstance(upgraded, asyncio.Transport)
-        self._transport = upgraded
-        ssl_object = upgraded.get_extra_info("ssl_object")
-        # The context requires a client certificate; a handshake without one is no login.
-        return ssl_object is not None and bool(ssl_object.getpeercert(binary_form=True))
-
-    async def _tls_login(self) -> Peer | None:
-        """Open the session of the handshake's verified certificate (see :func:`tls.login`)."""
-        assert self._transport is not None
-        ssl_object = self._transport.get_extra_info("ssl_object")
-        return await tls.login(
-            self.runtime.guard, ssl_object, self._source, self.config.unit_ids[0], self._session_closed
-        )

@@ -13,7 +13,9 @@ changed incompatibly across 3.x; pymodbus remains the reference client in
 the tests and the baseline in the benchmark.
 
 Each connection is served by
-:class:`~meterd.channels.modbus.connection.ModbusConnection`.
+:class:`~meterd.channels.modbus.connection.ModbusConnection`, or on the
+Modbus/TCP Security listener by
+:class:`~meterd.channels.modbus.tls.ModbusTlsConnection`.
 
 Each listener has its own budget of connections and request rate (a
 :class:`~meterd.channels.modbus.limits.Pool`), so anonymous plain TCP clients
@@ -37,6 +39,7 @@ from meterd.channels.modbus.config import ModbusConfig
 from meterd.channels.modbus.connection import ModbusConnection
 from meterd.channels.modbus.limits import ConnectionLimits, Pool, RateLimiter
 from meterd.channels.modbus.service import ModbusService
+from meterd.channels.modbus.tls import ModbusTlsConnection
 from meterd.errors import ChannelError
 from meterd.runtime import Runtime
 
@@ -74,7 +77,6 @@ class ModbusListener:
         }
         self._servers: list[asyncio.Server] = []
         self._connections: set[ModbusConnection] = set()
-        self._ssl: ssl.SSLContext | None = None
         self.ports: dict[str, int] = {}
 
     @property
@@ -92,29 +94,27 @@ class ModbusListener:
         config = self.config
         if not config.enabled:
             return
-        if config.tls.enabled:
-            self._ssl = server_context(config.tls)
+        context = server_context(config.tls) if config.tls.enabled else None
         try:
             if config.plain_tcp:
-                await self._bind("tcp", config.port, tls=False)
-            if config.tls.enabled:
-                await self._bind("tls", config.tls.port, tls=True)
+                await self._bind("tcp", config.port, None)
+            if context is not None:
+                await self._bind("tls", config.tls.port, context)
         except OSError as e:
             await self.stop()
             raise ChannelError(f"cannot listen on {config.listen}: {e.strerror or e}") from e
 
-    async def _bind(self, kind: str, port: int, *, tls: bool) -> None:
+    async def _bind(self, kind: str, port: int, context: ssl.SSLContext | None) -> None:
+        """Listen on ``port``: Modbus/TCP Security with ``context``, plain Modbus TCP without."""
         pool = self.pools[kind]
 
         def accept() -> ModbusConnection:
-            return ModbusConnection(
-                self.config,
-                self.runtime,
-                self.service,
-                self._ssl,
-                pool,
-                tls=tls,
-                connections=self._connections,
+            if context is None:
+                return ModbusConnection(
+                    self.config, self.runtime, self.service, pool, connections=self._connections
+                )
+            return ModbusTlsConnection(
+                self.config, self.runtime, self.service, pool, context, connections=self._connections
             )
 
         server = await asyncio.get_running_loop().create_server(accept, self.config.listen, port)

@@ -24,6 +24,8 @@ from meterd.errors import ChannelError
 
 MBAP_SIZE = 7
 MAX_PDU = 253
+#: The MBAP length field counts the unit id and the PDU.
+MAX_MBAP_LENGTH = MAX_PDU + 1
 MAX_READ_COUNT = 125
 MAX_WRITE_COUNT = 123
 ADDRESS_SPACE = 0x10000
@@ -35,7 +37,8 @@ WRITE_MULTIPLE = 0x10
 READ_FUNCTIONS = frozenset({READ_HOLDING, READ_INPUT})
 WRITE_FUNCTIONS = frozenset({WRITE_SINGLE, WRITE_MULTIPLE})
 
-_HEADER = struct.Struct(">HHHB")
+#: The MBAP header: transaction id, protocol id, length, unit id.
+MBAP = struct.Struct(">HHHB")
 _ADDRESS_COUNT = struct.Struct(">HH")
 
 
@@ -127,11 +130,11 @@ def parse_header(raw: bytes) -> Header:
     Raises:
         FramingError: Protocol id not 0, or a length that cannot hold a PDU.
     """
-    transaction, protocol, length, unit = _HEADER.unpack(raw)
+    transaction, protocol, length, unit = MBAP.unpack(raw)
     if protocol != 0:
         raise FramingError(f"protocol id {protocol} is not Modbus")
-    if not 2 <= length <= MAX_PDU + 1:
-        raise FramingError(f"MBAP length {length} outside 2..{MAX_PDU + 1}")
+    if not 2 <= length <= MAX_MBAP_LENGTH:
+        raise FramingError(f"MBAP length {length} outside 2..{MAX_MBAP_LENGTH}")
     return Header(transaction, length - 1, unit)
 
 
@@ -180,7 +183,7 @@ def parse_request(pdu: bytes) -> Request | Refusal:
 
 def frame(header: Header, pdu: bytes) -> bytes:
     """Return the response ADU carrying ``pdu`` for the request ``header``."""
-    return _HEADER.pack(header.transaction, 0, len(pdu) + 1, header.unit) + pdu
+    return MBAP.pack(header.transaction, 0, len(pdu) + 1, header.unit) + pdu
 
 
 def exception_pdu(function: int, code: ExceptionCode) -> bytes:

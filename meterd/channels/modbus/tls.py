@@ -1,24 +1,38 @@
-"""Modbus/TCP Security logins: the record of a failed handshake, and the session of a verified certificate.
+"""One Modbus/TCP Security peer: the TLS handshake, the certificate's session, its close.
 
-The handshake itself runs in
-:class:`~meterd.channels.modbus.connection.ModbusConnection` (it swaps the
-connection's transport); what follows it is here.  A client proves who it is
-with its certificate alone: the application is the one that lists the
-certificate's fingerprint, and the certificate's role extension names the one
-role the session acts through.
+:class:`ModbusTlsConnection` is a
+:class:`~meterd.channels.modbus.connection.ModbusConnection` that serves
+requests only once the client has proved who it is, with its certificate
+alone: the application is the one that lists the certificate's fingerprint,
+and the certificate's role extension names the one role the session acts
+through.  Once requests run, it is the plain connection's request loop.
+
+A TLS connection first holds a handshake slot (its own small budget, in total
+and per address) for at most ``frame_timeout``, and takes a session slot only
+once the handshake has succeeded with a verified client certificate.  A failed
+or timed-out handshake is recorded as a login failure; the session is closed
+(and recorded) before the connection has finished.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
 from collections.abc import Callable
 
 from meterd.channels.modbus.certificates import identify
-from meterd.channels.modbus.service import Peer
+from meterd.channels.modbus.config import ModbusConfig
+from meterd.channels.modbus.connection import ModbusConnection
+from meterd.channels.modbus.limits import Pool
+from meterd.channels.modbus.service import ModbusService, Peer
 from meterd.guard import Certificate, Guard, Session
 from meterd.guard.credentials import application_for_certificate
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel
+from meterd.runtime import Runtime
+
+log = logging.getLogger(__name__)
 
 #: A TLS client needs one of these to open a session at all.
 SESSION_PERMISSIONS = (
@@ -69,3 +83,121 @@ async def login(
     # NULL role); the guard enforces it on every request.
     session.role_limit = (identity.role.lower(),) if identity.role and identity.role.isascii() else ()
     return Peer(session, tls=True)
+
+
+class ModbusTlsConnection(ModbusConnection):
+    """Serves one accepted connection of the Modbus/TCP Security listener: handshake, login, then requests.
+
+    Args:
+        config: The ``[modbus]`` settings.
+        runtime: The guard, the meter and the state directory.
+        service: The listener's request handler (and its counters).
+        pool: The budget of the listener that accepted it (with its handshake budget).
+        ssl_context: The server TLS context, which requires a client certificate.
+        connections: The listener's open connections (this one adds and removes itself).
+    """
+
+    def __init__(
+        self,
+        config: ModbusConfig,
+        runtime: Runtime,
+        service: ModbusService,
+        pool: Pool,
+        ssl_context: ssl.SSLContext,
+        *,
+        connections: set[ModbusConnection],
+    ) -> None:
+        super().__init__(config, runtime, service, pool, connections=connections)
+        self._ssl = ssl_context
+        self._plain: asyncio.Transport | None = None  # the TCP transport, under TLS's once it runs
+        self._logout: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """Hold a handshake slot (or close the connection at once), then run the handshake and the login."""
+        # Held in the handshake budget until it has proved who it is.
+        plain = self._accept(transport, self._pool.handshakes)
+        if plain is None:
+            return
+        self._plain = plain
+        plain.pause_reading()  # the ClientHello is start_tls's to read, not ours
+        self._run(self._start())
+
+    def _end(self) -> None:
+        """Close the session (and record it) once nothing else runs for it; then the connection is done."""
+        peer, self._peer = self._peer, None
+        if peer is None:
+            self._finish()
+            return
+        # Not self.task: stopping never cancels the logout's record half-way.
+        logout = self._loop.create_task(self.runtime.guard.close_session(peer.session, reason="disconnected"))
+        self._logout = logout
+        logout.add_done_callback(lambda _t: self._finish())
+
+    async def _start(self) -> None:
+        """Handshake, trade the handshake slot for a session slot, log in; then serve requests."""
+        try:
+            await self._login_steps()
+        except asyncio.CancelledError:
+            # stop() cancels a handshake, and what outlives its grace period.
+            self.service.counters["connections_stopped"] += 1
+            self._close()
+            raise
+        except ConnectionError as e:
+            self._drop("connections_dropped", e)
+        except Exception:  # fail closed: a fault in one login ends only its connection
+            log.exception("modbus: TLS login from %s failed", self._source)
+            self._close()
+        finally:
+            if self._closing and self._transport is self._plain:
+                self.connection_lost(None)  # closed before TLS ran: asyncio will not say so
+
+    async def _login_steps(self) -> None:
+        try:
+            verified = await self._handshake()
+        finally:
+            if self._held is not None:  # the handshake slot, still held unless the connection is gone
+                self._held.release(self._client)
+                self._held = None
+        if not verified or self._closing or not self._admit(self._pool.connections):
+            self._close()
+            return
+        assert self._transport is not None
+        ssl_object = self._transport.get_extra_info("ssl_object")
+        self._peer = await login(
+            self.runtime.guard, ssl_object, self._source, self.config.unit_ids[0], self._session_closed
+        )
+        if self._peer is None or self._closing:
+            self._close()
+            return
+        self._start_requests()
+
+    def _session_closed(self, _reason: str) -> None:
+        """The guard ended the session (idle, revoked): hang up."""
+        self._close()
+
+    async def _handshake(self) -> bool:
+        """Run the TLS handshake under ``frame_timeout``; True if the client presented a verified certificate.
+
+        A failed or timed-out handshake is recorded as a login failure.
+        """
+        transport = self._transport
+        assert transport is not None
+        self.handshaking = True
+        try:
+            try:
+                async with asyncio.timeout(self.config.frame_timeout):
+                    upgraded = await self._loop.start_tls(transport, self, self._ssl, server_side=True)
+            finally:
+                # Past start_tls a stop may hang up rather than cancel: the failure's record
+                # below must not be cancelled half-way (a refusal is always recorded).
+                self.handshaking = False
+        except (ssl.SSLError, TimeoutError) as e:
+            await handshake_failed(self.runtime.guard, self._source, e)
+            return False
+        if upgraded is None:
+            return False
+        assert isinstance(upgraded, asyncio.Transport)
+        self._transport = upgraded
+        ssl_object = upgraded.get_extra_info("ssl_object")
+        # The context requires a client certificate; a handshake without one is no login.
+        return ssl_object is not None and bool(ssl_object.getpeercert(binary_form=True))

@@ -1,4 +1,4 @@
-"""The compiled table and the native evaluator: format, refusal of bad tables, decisions."""
+"""The compiled table (table.py): its spec's checks, its byte layout, the evaluator's refusal of bad tables."""
 
 from __future__ import annotations
 
@@ -11,16 +11,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from meterd.errors import EvaluatorError
-from meterd.policy.evaluator import (
-    NativeEvaluator,
-    RequestBatch,
-    TableFault,
-    TableInfo,
-    TableRefusedError,
-    verdicts,
-)
-from meterd.policy.permissions import ALL_PERMISSIONS_MASK, Permission
-from meterd.policy.request import Channel, DenyReason
+from meterd.policy.evaluator import NativeEvaluator, TableFault, TableInfo, TableRefusedError, verdicts
+from meterd.policy.permissions import ALL_PERMISSIONS_MASK
+from meterd.policy.request import DenyReason
 from meterd.policy.table import (
     HEADER_SIZE,
     MAX_GRANTS,
@@ -35,37 +28,7 @@ from meterd.policy.table import (
     pack_table,
     table_size,
 )
-
-# Scope tree of the hand-made spec:
-#   0 /            1 /files        2 /files/data      3 /files/firmware
-#   4 /modbus      5 /modbus/unit/1
-PARENTS = (NO_PARENT, 0, 1, 1, 0, 4)
-FS_RO = Permission.FS_READ_ONLY.bit
-FS_RW = Permission.FS_READ_WRITE.bit
-FW = Permission.FIRMWARE_MANAGEMENT.bit
-TERMINAL = Permission.TERMINAL_ACCESS.bit
-DEMAND = Permission.PEAK_DEMAND_RESET.bit
-SSH, SFTP, SERIAL, PANEL, MODBUS, LOCAL = (c.index for c in Channel)
-
-CAPS = tuple(
-    ALL_PERMISSIONS_MASK & ~(1 << TERMINAL) if c is Channel.MODBUS else ALL_PERMISSIONS_MASK for c in Channel
-)
-
-HAND_SPEC = TableSpec(
-    policy_version=42,
-    channel_caps=CAPS,
-    node_parents=PARENTS,
-    principals=(
-        # 0: reader of /files/data, terminal everywhere
-        PrincipalRow(True, (Grant(2, 1 << FS_RO), Grant(0, 1 << TERMINAL))),
-        # 1: disabled administrator
-        PrincipalRow(False, (Grant(0, ALL_PERMISSIONS_MASK),)),
-        # 2: no grants at all
-        PrincipalRow(True, ()),
-        # 3: firmware under /files/firmware, demand reset on unit 1, read-write under /files
-        PrincipalRow(True, (Grant(3, 1 << FW), Grant(5, 1 << DEMAND), Grant(1, 1 << FS_RW))),
-    ),
-)
+from tests.policy.table_specs import FS_RO, HAND_SPEC, PARENTS, SFTP, specs, u32
 
 
 def _evaluator(spec: TableSpec = HAND_SPEC) -> NativeEvaluator:
@@ -264,151 +227,7 @@ def test_mutable_buffer_is_copied() -> None:
     assert evaluator.decide(0, FS_RO, 2, SFTP) is Verdict.ALLOW
 
 
-# --- hand-checked decisions -----------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("request_", "verdict"),
-    [
-        ((0, FS_RO, 2, SFTP), Verdict.ALLOW),  # at the anchor
-        ((0, TERMINAL, 5, SSH), Verdict.ALLOW),  # root grant covers every node
-        ((0, FS_RO, 1, SFTP), Verdict.OUT_OF_SCOPE),  # above the anchor
-        ((0, FS_RO, 3, SFTP), Verdict.OUT_OF_SCOPE),  # sibling of the anchor
-        ((0, FS_RW, 2, SFTP), Verdict.NOT_GRANTED),
-        ((0, TERMINAL, 0, MODBUS), Verdict.CHANNEL_CAP),
-        ((1, FS_RO, 0, SFTP), Verdict.DISABLED),
-        ((2, FS_RO, 0, SFTP), Verdict.NOT_GRANTED),
-        ((3, FW, 3, SFTP), Verdict.ALLOW),
-        ((3, DEMAND, 5, MODBUS), Verdict.ALLOW),
-        ((3, DEMAND, 4, MODBUS), Verdict.OUT_OF_SCOPE),
-        ((3, FS_RW, 3, SFTP), Verdict.ALLOW),  # below the /files anchor
-        ((3, FS_RW, 0, SFTP), Verdict.OUT_OF_SCOPE),
-        ((4, FS_RO, 0, SFTP), Verdict.UNKNOWN_PRINCIPAL),
-        ((U32_MAX, FS_RO, 0, SFTP), Verdict.UNKNOWN_PRINCIPAL),
-        # Malformed requests are BAD_REQUEST before the principal is looked at.
-        ((4, 17, 0, SFTP), Verdict.BAD_REQUEST),
-        ((0, FS_RO, 6, SFTP), Verdict.BAD_REQUEST),
-        ((0, FS_RO, 2, 6), Verdict.BAD_REQUEST),
-        ((0, U32_MAX, 2, SFTP), Verdict.BAD_REQUEST),
-        ((-1, FS_RO, 2, SFTP), Verdict.BAD_REQUEST),
-        ((0, FS_RO, 1 << 32, SFTP), Verdict.BAD_REQUEST),
-        # Disabled wins over everything the principal lacks.
-        ((1, 16, 5, LOCAL), Verdict.DISABLED),
-    ],
-)
-def test_hand_checked_decisions(request_: tuple[int, int, int, int], verdict: Verdict) -> None:
-    evaluator = _evaluator()
-    assert evaluator.decide(*request_) is verdict
-    assert evaluator.decide_many([request_]) == [verdict]
-
-
-def test_scope_check_uses_the_granting_grant() -> None:
-    # Bit 4 is granted at /files/data and bit 3 at the root: the root grant must
-    # not lend its scope to bit 4.
-    spec = TableSpec(
-        1, (ALL_PERMISSIONS_MASK,), PARENTS, (PrincipalRow(True, (Grant(2, 1 << 4), Grant(0, 1 << 3))),)
-    )
-    evaluator = _evaluator(spec)
-    assert evaluator.decide(0, 4, 5, 0) is Verdict.OUT_OF_SCOPE
-    assert evaluator.decide(0, 3, 5, 0) is Verdict.ALLOW
-
-
-def test_batches_are_reusable_and_immutable() -> None:
-    evaluator = _evaluator()
-    requests = [(0, FS_RO, 2, SFTP), (1, FS_RO, 0, SFTP), (9, 99, 99, 99)]
-    batch = RequestBatch(requests)
-    assert len(batch) == 3
-    first = evaluator.decide_batch(batch)
-    assert first == bytes([Verdict.ALLOW, Verdict.DISABLED, Verdict.BAD_REQUEST])
-    assert evaluator.decide_batch(batch) == first
-    # The same batch against another table: node 2 no longer exists.
-    assert _evaluator(TableSpec(1, (0,) * 6, (NO_PARENT,), ())).decide_batch(batch) == bytes(
-        [Verdict.BAD_REQUEST, Verdict.UNKNOWN_PRINCIPAL, Verdict.BAD_REQUEST]
-    )
-
-
-def test_batch_from_generator_and_empty_batch() -> None:
-    evaluator = _evaluator()
-    assert evaluator.decide_many(r for r in [(0, FS_RO, 2, SFTP)]) == [Verdict.ALLOW]
-    assert evaluator.decide_many([]) == []
-    assert evaluator.decide_batch(RequestBatch(())) == b""
-
-
-def test_malformed_batch_requests_raise() -> None:
-    with pytest.raises(ValueError, match="tuple"):
-        RequestBatch([(0, 1, 2)])  # type: ignore[list-item]
-    with pytest.raises(ValueError, match="tuple"):
-        RequestBatch([(0, 1, 2), (0, 1, 2, 3, 4)])  # type: ignore[list-item]
-    with pytest.raises(TypeError):
-        RequestBatch([(0, 1.5, 2, 3)])  # type: ignore[list-item]
-
-
 # --- properties -----------------------------------------------------------------------------------
-
-u32 = st.integers(min_value=0, max_value=U32_MAX)
-
-
-@st.composite
-def specs(draw: st.DrawFn, max_principals: int = 8) -> TableSpec:
-    n_nodes = draw(st.integers(1, 12))
-    parents = [NO_PARENT] + [draw(st.integers(0, i - 1)) for i in range(1, n_nodes)]
-    # Few bits per mask, so that both allows and each kind of denial occur.
-    masks = st.one_of(
-        st.integers(0, 16).map(lambda bit: 1 << bit),
-        st.integers(0, ALL_PERMISSIONS_MASK),
-        st.just(ALL_PERMISSIONS_MASK),
-    )
-    grants = st.builds(Grant, st.integers(0, n_nodes - 1), masks)
-    rows = draw(
-        st.lists(
-            st.builds(PrincipalRow, st.booleans(), st.lists(grants, max_size=4).map(tuple)),
-            max_size=max_principals,
-        )
-    )
-    caps = draw(st.lists(masks, min_size=1, max_size=8))
-    return TableSpec(draw(u32), tuple(caps), tuple(parents), tuple(rows))
-
-
-def requests_for(spec: TableSpec) -> st.SearchStrategy[tuple[int, int, int, int]]:
-    """Requests mostly inside the table's ranges, sometimes just or far outside."""
-
-    def field(limit: int) -> st.SearchStrategy[int]:
-        return st.one_of(st.integers(0, limit), st.integers(0, limit - 1), u32)
-
-    return st.tuples(
-        field(len(spec.principals) + 1),
-        field(17),
-        field(len(spec.node_parents)),
-        field(len(spec.channel_caps)),
-    )
-
-
-def reference(spec: TableSpec, principal: int, permission: int, node: int, channel: int) -> Verdict:
-    """The decision rules of the format, written as plainly as possible."""
-    if not all(0 <= field <= U32_MAX for field in (principal, permission, node, channel)):
-        return Verdict.BAD_REQUEST
-    if not (
-        0 <= permission < 17 and 0 <= channel < len(spec.channel_caps) and 0 <= node < len(spec.node_parents)
-    ):
-        return Verdict.BAD_REQUEST
-    if not 0 <= principal < len(spec.principals):
-        return Verdict.UNKNOWN_PRINCIPAL
-    row = spec.principals[principal]
-    if not row.enabled:
-        return Verdict.DISABLED
-    bit = 1 << permission
-    anchors = {g.node for g in row.grants if g.mask & bit}
-    if not anchors:
-        return Verdict.NOT_GRANTED
-    path = {node}
-    while node != 0:
-        node = spec.node_parents[node]
-        path.add(node)
-    if not anchors & path:
-        return Verdict.OUT_OF_SCOPE
-    if not spec.channel_caps[channel] & bit:
-        return Verdict.CHANNEL_CAP
-    return Verdict.ALLOW
 
 
 @settings(max_examples=400, deadline=None)
@@ -465,48 +284,3 @@ def test_resealed_counts_that_disagree_with_the_size_are_refused(
     same_size = sum(map(operator.mul, weights, sizes)) == sum(map(operator.mul, weights, counts))
     if not same_size:
         assert caught.value.fault in {TableFault.COUNT, TableFault.SIZE}
-    # Counts that add up to the same size pass both checks; a structural one must refuse them.
-
-
-@settings(max_examples=300, deadline=None)
-@given(data=st.data())
-def test_decisions_match_the_reference(data: st.DataObject) -> None:
-    spec = data.draw(specs())
-    evaluator = _evaluator(spec)
-    requests = data.draw(st.lists(requests_for(spec), max_size=20))
-    for request in requests:
-        assert evaluator.decide(*request) is reference(spec, *request), request
-
-
-@settings(max_examples=300, deadline=None)
-@given(data=st.data())
-def test_batch_equals_singles(data: st.DataObject) -> None:
-    spec = data.draw(specs())
-    evaluator = _evaluator(spec)
-    requests = data.draw(st.lists(requests_for(spec), max_size=40))
-    singles = [evaluator.decide(*r) for r in requests]
-    assert evaluator.decide_many(requests) == singles
-    assert evaluator.decide_batch(RequestBatch(requests)) == bytes(singles)
-
-
-wide = st.integers(min_value=-(1 << 40), max_value=1 << 40)
-
-
-@settings(max_examples=300, deadline=None)
-@given(data=st.data())
-def test_out_of_range_requests_never_allow(data: st.DataObject) -> None:
-    spec = data.draw(specs())
-    evaluator = _evaluator(spec)
-    request = data.draw(st.tuples(wide, wide, wide, wide))
-    principal, permission, node, channel = request
-    in_range = (
-        0 <= principal < len(spec.principals)
-        and 0 <= permission < 17
-        and 0 <= node < len(spec.node_parents)
-        and 0 <= channel < len(spec.channel_caps)
-    )
-    assume(not in_range)
-    expected = reference(spec, *request)
-    assert expected in {Verdict.BAD_REQUEST, Verdict.UNKNOWN_PRINCIPAL}
-    assert evaluator.decide(*request) is expected
-    assert evaluator.decide_many([request]) == [expected]
