@@ -14,6 +14,7 @@ problem.  Forking is for tools (``meterctl``), never the daemon's threads.
 from __future__ import annotations
 
 import functools
+import gc
 import itertools
 import os
 from collections.abc import Callable
@@ -36,6 +37,10 @@ _counts: Any = None
 def _init_worker(counts: Any) -> None:
     global _counts  # noqa: PLW0603 - the one way a pool's initializer hands a worker state
     _counts = counts
+    # Whatever the fork copied is the caller's: its garbage may hold native objects whose
+    # finalisers take locks the caller's threads held at the fork, and no thread here will
+    # release them.  Frozen, it is never collected in this process (which ends in _exit).
+    gc.freeze()
 
 
 def _count(index: int, records: int) -> None:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import gc
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meterd.policy.request import Outcome
-from meterd.seclog import EventType, LogConfig, SecurityLog
+from meterd.seclog import EventType, LogConfig, SecurityLog, parts
 from meterd.seclog.codec import decode_frame, make_frame
 from meterd.seclog.parts import scan_log
 from meterd.seclog.report import VerifyReport
@@ -122,3 +125,44 @@ def test_a_time_outside_the_writers_layout_is_left_to_the_reference(
         assert lean is None or lean == reference
     else:
         assert lean is None
+
+
+class _Garbage:
+    """Half of a reference cycle whose finaliser notes the process that ran it."""
+
+    def __init__(self, marks: Path) -> None:
+        self.marks = marks
+        self.other: _Garbage | None = None
+
+    def __del__(self) -> None:
+        with self.marks.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+
+
+def test_a_forked_part_never_collects_the_callers_garbage(
+    sample: Sample, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A caller with threads (a test process holding a log's syncer, say) may leave garbage
+    # whose finaliser takes a lock one of those threads held at the fork: collected in
+    # the child, it would wait forever.  The child's collector runs here on demand.
+    real_scan = parts.scan
+
+    def scan_after_collecting(*args: Any, **kwargs: Any) -> Any:
+        gc.collect()
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(parts, "scan", scan_after_collecting)
+    marks = tmp_path / "finalised-by"
+    gc.collect()
+    gc.disable()  # the cycle must still be uncollected when the workers fork
+    try:
+        first, second = _Garbage(marks), _Garbage(marks)
+        first.other, second.other = second, first
+        del first, second
+        lean, reference = both(sample.segments, sample.key, 2)
+    finally:
+        gc.enable()
+    gc.collect()
+    assert reference.ok
+    assert lean == reference
+    assert marks.read_text().split() == [str(os.getpid())] * 2
