@@ -145,7 +145,7 @@ def test_a_forked_part_never_collects_the_callers_garbage(
     # A caller with threads (a test process holding a log's syncer, say) may leave garbage
     # whose finaliser takes a lock one of those threads held at the fork: collected in
     # the child, it would wait forever.  The child's collector runs here on demand.
-    real_scan = parts.scan
+    real_scan = parts.scan  # type: ignore[attr-defined]  # the name the workers call
 
     def scan_after_collecting(*args: Any, **kwargs: Any) -> Any:
         gc.collect()
