@@ -30,7 +30,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meterd.channels.modbus.config import ModbusConfig
 from meterd.channels.modbus.config import load as load_modbus
@@ -41,8 +41,6 @@ from meterd.channels.serial.config import load as load_serial
 from meterd.channels.ssh.config import SshConfig
 from meterd.channels.ssh.config import load as load_ssh
 from meterd.configspec import Base, Key, Section
-from meterd.directory.settings import DirectorySettings
-from meterd.directory.settings import load as load_directory
 from meterd.errors import ConfigError, ConfigValidationError
 from meterd.meter.config import MeterSettings
 from meterd.meter.config import load as load_meter
@@ -54,6 +52,9 @@ from meterd.security_log_settings import (
     load_security_log,
 )
 from meterd.tomlreader import Reader
+
+if TYPE_CHECKING:
+    from meterd.directory.settings import DirectorySettings
 
 __all__ = [
     "DAEMON",
@@ -167,6 +168,13 @@ class SectionLoader:
     name: str
     read: ReadSection
     optional: bool = True
+
+
+def load_directory(reader: Reader, config_dir: Path) -> DirectorySettings:
+    """Read ``[directory]``; its settings (LDAP and RADIUS) load only for a meter that has the table."""
+    from meterd.directory.settings import load  # noqa: PLC0415
+
+    return load(reader, config_dir)
 
 
 def _channel(load: Callable[[Reader, Path], Any]) -> ReadSection:

@@ -4,7 +4,7 @@ Public surface:
     * :class:`SecurityLog` — ``init``, ``open``, ``append``/``append_async``,
       ``append_decision_async`` (the guard's call),
       ``read`` (gated by a ``security_logs_access`` decision), ``checkpoint``, ``close``.
-    * :func:`verify` — check a log directory or an exported copy.
+    * :func:`meterd.seclog.verify.verify` — check a log directory or an exported copy.
     * :class:`Forwarder` — RFC 5424 store-and-forward to a syslog collector.
 
 The write pipeline, each fact with one owner:
@@ -39,7 +39,11 @@ suite runs a build with storage fault injection; the daemon's has none).
 
 The log and the forwarder are imported on first use, so the
 settings (:mod:`meterd.seclog.config`, read with the daemon's configuration)
-and the event types load without the store and its C sealer.
+and the event types load without the store and its C sealer.  So are the
+verifier's report types (``Finding``, ``Problem``, ``VerifyReport``,
+``load_anchor``): a running meter checks its log only when an auditor asks.
+The verifier itself is :func:`meterd.seclog.verify.verify`, never a name of
+this package (importing the submodule would rebind the name to the module).
 """
 
 from __future__ import annotations
@@ -59,13 +63,11 @@ from meterd.seclog.errors import (
 from meterd.seclog.events import EventType, PrincipalKind, Record
 from meterd.seclog.reader import Query, read_records
 
-# Bound here, not lazily: importing the submodule ``verify`` would otherwise leave the
-# package's ``verify`` naming the module rather than the function.
-from meterd.seclog.verify import Finding, Problem, VerifyReport, load_anchor, verify
-
 if TYPE_CHECKING:
     from meterd.seclog.forwarder import CollectorConfig, Forwarder
     from meterd.seclog.log import SecurityLog
+    from meterd.seclog.report import Finding, Problem, VerifyReport
+    from meterd.seclog.verify import load_anchor
 
 __all__ = [
     "CollectorConfig",
@@ -88,13 +90,16 @@ __all__ = [
     "VerifyReport",
     "load_anchor",
     "read_records",
-    "verify",
 ]
 
 _LAZY = {
     "CollectorConfig": "meterd.seclog.forwarder",
     "Forwarder": "meterd.seclog.forwarder",
     "SecurityLog": "meterd.seclog.log",
+    "Finding": "meterd.seclog.report",
+    "Problem": "meterd.seclog.report",
+    "VerifyReport": "meterd.seclog.report",
+    "load_anchor": "meterd.seclog.verify",
 }
 
 
