@@ -27,7 +27,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meterd.channels.modbus.config import LOADER as MODBUS_LOADER
 from meterd.channels.modbus.config import ModbusConfig
@@ -38,8 +38,6 @@ from meterd.channels.serial.config import SerialConfig
 from meterd.channels.ssh.config import LOADER as SSH_LOADER
 from meterd.channels.ssh.config import SshConfig
 from meterd.configspec import Base, Key, Loader, Section
-from meterd.directory.settings import LOADER as DIRECTORY_LOADER
-from meterd.directory.settings import DirectorySettings
 from meterd.errors import ConfigError, ConfigValidationError
 from meterd.meter.config import LOADER as METER_LOADER
 from meterd.meter.config import MeterSettings
@@ -48,6 +46,9 @@ from meterd.metrics.config import MetricsConfig
 from meterd.seclog.settings import LOADER as SECURITY_LOG_LOADER
 from meterd.seclog.settings import ForwardSettings, SecurityLogSettings
 from meterd.tomlreader import Reader
+
+if TYPE_CHECKING:
+    from meterd.directory.settings import DirectorySettings
 
 __all__ = [
     "DAEMON",
@@ -171,6 +172,13 @@ def _channel(loader: Loader[Any]) -> SectionLoader:
     )
 
 
+def _read_directory(reader: Reader, bases: Mapping[Base, Path]) -> DirectorySettings:
+    # [directory]'s settings (LDAP and RADIUS) load only for a meter that has the table.
+    from meterd.directory.settings import LOADER  # noqa: PLC0415
+
+    return LOADER.load(reader, {Base.CONFIG: bases[Base.CONFIG]})
+
+
 #: Every top-level table but ``[daemon]``, in file order.
 SECTIONS: dict[str, SectionLoader] = {
     loader.name: loader
@@ -182,7 +190,7 @@ SECTIONS: dict[str, SectionLoader] = {
         _channel(PANEL_LOADER),
         _channel(MODBUS_LOADER),
         _channel(METRICS_LOADER),
-        _channel(DIRECTORY_LOADER),
+        SectionLoader("directory", _read_directory),
     )
 }
 

@@ -39,23 +39,28 @@ def test_the_security_log_section_is_read_beside_the_log_without_loading_the_log
 
 
 def test_the_security_log_package_still_offers_its_surface() -> None:
-    # Loaded on first use, each name is what it was (verify the function, even once the
-    # submodule of the same name has loaded), and the log brings its C sealer when asked for.
+    # Loaded on first use, each name is what it was, the verifier is its module's function
+    # (no package name to be rebound by the submodule), and the log brings its C sealer
+    # when asked for.
     probe = (
         "import json, sys, types\n"
-        "import meterd.seclog.verify\n"
-        "from meterd.seclog import EventType, LogConfig, SecurityLog, verify\n"
-        "print(json.dumps([isinstance(verify, types.FunctionType), meterd.seclog.verify is verify,"
-        " SecurityLog.__module__, LogConfig.__module__, EventType.__module__,"
+        "import meterd.seclog\n"
+        "from meterd.seclog import EventType, LogConfig, SecurityLog, VerifyReport, __all__\n"
+        "from meterd.seclog.verify import verify\n"
+        "print(json.dumps([isinstance(verify, types.FunctionType), 'verify' in __all__,"
+        " all(getattr(meterd.seclog, name) is not None for name in __all__),"
+        " SecurityLog.__module__, LogConfig.__module__, EventType.__module__, VerifyReport.__module__,"
         " any(name.startswith('meterd._seal') for name in sys.modules)]))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert json.loads(out.stdout) == [
         True,
+        False,
         True,
         "meterd.seclog.log",
         "meterd.seclog.config",
         "meterd.seclog.events",
+        "meterd.seclog.report",
         True,
     ]
 

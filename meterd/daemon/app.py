@@ -24,7 +24,7 @@ from meterd.meter.interface import Meter
 from meterd.metrics.endpoint import MetricsServer
 from meterd.metrics.registry import MeterdMetrics
 from meterd.policy.compile import CompiledPolicy
-from meterd.policy.signed import MeterIdentity
+from meterd.policy.trust import MeterIdentity
 from meterd.runtime import Listener, Runtime
 from meterd.seclog import SecurityLog
 from meterd.seclog.events import DetailValue

@@ -19,6 +19,10 @@ keeps:
 
 A meter with no configured signing key accepts format 1 bundles only: it has
 no key to check a format 2 bundle's signatures, and it refuses what it cannot verify.
+
+The gate's state and key set are read at start (a corrupt one stops the
+daemon there); the verifier (:mod:`meterd.policy.signed`) loads with the
+first push.
 """
 
 from __future__ import annotations
@@ -27,20 +31,15 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from meterd.errors import ConfigError
 from meterd.fsutil import atomic_write
 from meterd.policy.bundle import Bundle, load_verify_key
-from meterd.policy.signed import (
-    BundleRefusedError,
-    KeySet,
-    MeterIdentity,
-    Reason,
-    SignedBundle,
-    policy_hash,
-    verify,
-)
+from meterd.policy.trust import KeySet, MeterIdentity
+
+if TYPE_CHECKING:
+    from meterd.policy.signed import SignedBundle
 
 STATE_FILE = "bundles.json"
 
@@ -110,6 +109,14 @@ class BundleGate:
         Raises:
             BundleRefusedError: Naming the field at fault and the reason.
         """
+        from meterd.policy.signed import (  # noqa: PLC0415 - see the module docstring
+            BundleRefusedError,
+            Reason,
+            SignedBundle,
+            policy_hash,
+            verify,
+        )
+
         trusted = self.trusted()
         if trusted is None:
             if isinstance(bundle, SignedBundle):

@@ -34,7 +34,7 @@ from meterd.policy.files import read_policy_text
 from meterd.policy.model import Policy
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Outcome
-from meterd.policy.signed import BundleRefusedError, KeySet, MeterIdentity, decode_any
+from meterd.policy.trust import KeySet, MeterIdentity
 from meterd.seclog import EventType
 
 COMMAND = "meterd-policy"
@@ -172,6 +172,9 @@ class PolicyService:
         return status, "\n".join(["refused; the running policy is unchanged:", *problems])
 
     async def _push(self, guard: Guard, session: Session, payload: bytes, *, dry_run: bool) -> Reply:
+        # Bundle verification loads with the first push (see BundleGate).
+        from meterd.policy.signed import BundleRefusedError, decode_any  # noqa: PLC0415
+
         try:
             bundle = decode_any(payload)
         except BundleRefusedError as e:

@@ -9,14 +9,17 @@ caller outside the guard names an event type or writes a record itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-from meterd.guard.audit import Detail, EventType, Query, Record, VerifyReport
+from meterd.guard.audit import Detail, EventType, Query, Record
 from meterd.guard.core import GuardCore
 from meterd.guard.observer import Tally
 from meterd.guard.sessions import Session
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome
+
+if TYPE_CHECKING:
+    from meterd.guard.audit import VerifyReport
 
 #: What a refusal made before any decision is recorded as: a refused request
 #: (``permission_denied``), a refused login (``login_failure``) or a request

@@ -24,7 +24,6 @@ from meterd.guard.credentials import (
     counts_toward_lockout,
 )
 from meterd.guard.decide import decide, evaluate
-from meterd.guard.directory_login import break_glass_allowed, directory_login, login_path
 from meterd.guard.sessions import Session
 from meterd.policy.compile import CompiledPolicy
 from meterd.policy.directory import is_local
@@ -65,6 +64,9 @@ class Login(GuardCore):
             and gate.applies(channel)
             and not is_local(self._base.policy, name)
         ):
+            # Directory logins (and their offline cache) load only on a meter that has a gate.
+            from meterd.guard.directory_login import directory_login  # noqa: PLC0415
+
             return await directory_login(
                 self, gate, channel=channel, source=source, name=name, password=credential.secret
             )
@@ -134,15 +136,18 @@ class Login(GuardCore):
         Returns:
             The session, or the refusing decision (recorded as a login failure).
         """
-        if self.directory is not None and not await break_glass_allowed(
-            self, self.directory, channel=channel, source=source, name=principal
-        ):
-            return Decision(
-                Request(principal, any_of[0], resource, channel, source),
-                Outcome.DENY,
-                DenyReason.NOT_GRANTED,
-                "break-glass accounts log in only while the directory is unreachable",
-            )
+        if self.directory is not None:
+            from meterd.guard.directory_login import break_glass_allowed  # noqa: PLC0415 - see authenticate
+
+            if not await break_glass_allowed(
+                self, self.directory, channel=channel, source=source, name=principal
+            ):
+                return Decision(
+                    Request(principal, any_of[0], resource, channel, source),
+                    Outcome.DENY,
+                    DenyReason.NOT_GRANTED,
+                    "break-glass accounts log in only while the directory is unreachable",
+                )
         compiled = self._compiled
         places = [resource, *sorted(_scopes_below(compiled, principal, resource))]
         refusal: Decision | None = None
@@ -174,6 +179,8 @@ class Login(GuardCore):
         )
         detail: dict[str, DetailValue] = {"session": session.id[:8]}
         if self.directory is not None:
+            from meterd.guard.directory_login import login_path  # noqa: PLC0415 - as above
+
             detail.update(login_path(self, self.directory, session))
         if not await self.record(
             EventType.LOGIN_SUCCESS, principal, Outcome.ALLOW, channel=channel, source=source, detail=detail

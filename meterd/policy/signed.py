@@ -40,12 +40,30 @@ from enum import Enum
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from meterd.errors import PolicyError
 from meterd.policy.bundle import FORMAT as FORMAT_1
 from meterd.policy.bundle import MAX_BUNDLE_BYTES, Bundle, decode_bundle, load_verify_key
+from meterd.policy.trust import KeySet, MeterIdentity, key_id, public_pem
+
+__all__ = [
+    "FORMAT",
+    "MAX_VERSION",
+    "TYPE",
+    "BundleRefusedError",
+    "KeySet",
+    "MeterIdentity",
+    "Reason",
+    "Signed",
+    "SignedBundle",
+    "decode_any",
+    "format_time",
+    "key_id",
+    "policy_hash",
+    "public_pem",
+    "verify",
+]
 
 FORMAT = 2
 TYPE = "meterd-policy"
@@ -79,51 +97,9 @@ class BundleRefusedError(PolicyError):
         super().__init__(message, source="bundle", key_path=field_name)
 
 
-def key_id(key: Ed25519PublicKey) -> str:
-    """The key id of a public key: hex SHA-256 of its raw 32 bytes."""
-    return hashlib.sha256(key.public_bytes(Encoding.Raw, PublicFormat.Raw)).hexdigest()
-
-
-def public_pem(key: Ed25519PublicKey) -> str:
-    """A public key as PEM text."""
-    return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
-
-
 def format_time(moment: datetime) -> str:
     """A UTC time as ``YYYY-MM-DDTHH:MM:SSZ``."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-@dataclass(frozen=True, slots=True)
-class KeySet:
-    """Trusted signing keys and how many of them must sign.
-
-    Raises:
-        PolicyError: The threshold is not between 1 and the number of keys.
-    """
-
-    keys: Mapping[str, Ed25519PublicKey]
-    threshold: int
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.threshold <= len(self.keys):
-            raise PolicyError(
-                f"threshold {self.threshold} must be between 1 and the number of keys ({len(self.keys)})",
-                source="signing keys",
-            )
-
-    @classmethod
-    def of(cls, keys: Sequence[Ed25519PublicKey], threshold: int) -> KeySet:
-        """Build a key set from public keys (duplicates count once)."""
-        return cls({key_id(k): k for k in keys}, threshold)
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``signed.keys`` form: PEM texts, sorted by key id, and the threshold."""
-        return {"keys": [public_pem(self.keys[k]) for k in sorted(self.keys)], "threshold": self.threshold}
-
-    def fingerprint(self) -> str:
-        """A short stable name of this exact key set and threshold."""
-        return hashlib.sha256((",".join(sorted(self.keys)) + f"/{self.threshold}").encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,14 +279,6 @@ def decode_any(data: bytes) -> Bundle | SignedBundle:
     if not isinstance(top["policy"], str):
         raise _malformed("policy", "must be the policy text")
     return SignedBundle(top["policy"], _signed(top["signed"]), _signatures(top["signatures"]))
-
-
-@dataclass(frozen=True, slots=True)
-class MeterIdentity:
-    """What a bundle's targets are matched against (``[daemon] meter_id``, ``meter_labels``)."""
-
-    meter_id: str
-    labels: frozenset[str]
 
 
 def _check_signatures(bundle: SignedBundle, trusted: KeySet) -> tuple[str, ...]:

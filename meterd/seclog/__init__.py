@@ -4,7 +4,7 @@ Public surface:
     * :class:`SecurityLog` — ``init``, ``open``, ``append``/``append_async``,
       ``append_decision_async`` (the guard's call),
       ``read`` (gated by a ``security_logs_access`` decision), ``checkpoint``, ``close``.
-    * :func:`verify` — check a log directory or an exported copy.
+    * :func:`meterd.seclog.verify.verify` — check a log directory or an exported copy.
     * :class:`Forwarder` — RFC 5424 store-and-forward to a syslog collector.
 
 The write pipeline, each fact with one owner:
@@ -40,14 +40,15 @@ suite runs a build with storage fault injection; the daemon's has none).
 Everything is imported on first use, so the settings
 (:mod:`meterd.seclog.config`, and :mod:`meterd.seclog.settings`, read with the
 daemon's configuration) load without the store and its C sealer, and
-without the reader and the verifiers.
+without the reader and the verifiers: a running meter checks its log only
+when an auditor asks.  The verifier itself is
+:func:`meterd.seclog.verify.verify`, never a name of this package (importing
+the submodule would rebind the name to the module).
 """
 
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -64,7 +65,8 @@ if TYPE_CHECKING:
     from meterd.seclog.forwarder import CollectorConfig, Forwarder
     from meterd.seclog.log import SecurityLog
     from meterd.seclog.reader import Query, read_records
-    from meterd.seclog.verify import Finding, Problem, VerifyReport, load_anchor, verify
+    from meterd.seclog.report import Finding, Problem, VerifyReport
+    from meterd.seclog.verify import load_anchor
 
 __all__ = [
     "CollectorConfig",
@@ -87,7 +89,6 @@ __all__ = [
     "VerifyReport",
     "load_anchor",
     "read_records",
-    "verify",
 ]
 
 _MODULES = {
@@ -104,23 +105,10 @@ _MODULES = {
     "meterd.seclog.forwarder": ("CollectorConfig", "Forwarder"),
     "meterd.seclog.log": ("SecurityLog",),
     "meterd.seclog.reader": ("Query", "read_records"),
-    "meterd.seclog.verify": ("Finding", "Problem", "VerifyReport", "load_anchor", "verify"),
+    "meterd.seclog.report": ("Finding", "Problem", "VerifyReport"),
+    "meterd.seclog.verify": ("load_anchor",),
 }
 _LAZY = {name: module for module, names in _MODULES.items() for name in names}
-
-
-class _Package(types.ModuleType):
-    """This package, whose ``verify`` stays the function once the submodule of that name loads."""
-
-    def __setattr__(self, name: str, value: object) -> None:
-        # The import system binds a submodule to its package's attribute of the same name
-        # when it first loads; here that name is taken by the verify function.
-        if name == "verify" and isinstance(value, types.ModuleType):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> object:

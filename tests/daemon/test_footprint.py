@@ -34,6 +34,7 @@ sys.exit(main.main(["--config", sys.argv[1], "--log-level", "ERROR"]))
 #: Loaded on first use only: a shell session, an SFTP session, a policy change or dry run, an
 #: installed certificate, forwarding the log, a mistake to suggest a correction for.
 RARELY_USED = (
+    "meterd.shell",
     "meterd.shell.shell",
     "meterd.shell.commands",
     "meterd.shell.policy_edit",
@@ -45,11 +46,29 @@ RARELY_USED = (
     "meterd.meter.der",
     "meterd.seclog.forwarder",
     "difflib",
-    # A meter without [directory] never loads a directory client.
+    # A meter without [directory] never loads a directory client, its settings or its logins.
     "meterd.directory.ldap",
     "meterd.directory.radius",
+    "meterd.directory.settings",
+    "meterd.directory.radius_config",
+    "meterd.directory.offline",
+    "meterd.guard.directory_gate",
+    "meterd.guard.directory_login",
     "ldap3",
     "pyasn1",
+    # An auditor's check of the log (``log verify``): the verifier and its lean pass.
+    "meterd.seclog.verify",
+    "meterd.seclog.scan",
+    "meterd.seclog.parts",
+    "meterd.seclog.report",
+    # A pushed bundle's verification (the key set and the gate's state are read at start).
+    "meterd.policy.signed",
+    # An SSH connection's code, and the serial console's once a terminal attaches.
+    "meterd.channels.ssh.connection",
+    "meterd.channels.ssh.terminal",
+    "meterd.channels.serial.console",
+    "meterd.channels.serial.terminal",
+    "meterd.channels.serial.line",
 )
 
 
@@ -64,5 +83,10 @@ def test_a_restarted_daemon_has_not_loaded_its_rarely_used_parts(tmp_path: Path)
     config, _ = embedded_default(tmp_path)
     _modules_at_ready(config)  # the first start: it stores the policy (with the dumper), makes the demo state
     loaded = _modules_at_ready(config)
-    assert {"meterd.channels.ssh.listener", "meterd.channels.modbus.listener"} <= loaded
+    assert {
+        "meterd.channels.ssh.listener",
+        "meterd.channels.serial.listener",
+        "meterd.channels.modbus.listener",
+        "meterd.daemon.bundle_gate",
+    } <= loaded
     assert sorted(loaded.intersection(RARELY_USED)) == []

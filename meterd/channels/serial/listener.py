@@ -3,6 +3,9 @@
 Nothing the line does stops the console: a hang-up, a vanished device or an
 unexpected error in one attachment ends that attachment (and its session),
 and the supervisor attaches again after the reconnect interval.
+
+The console itself (login, line editing, the shell) loads when a terminal
+first attaches: a meter nobody has plugged into holds only the device.
 """
 
 from __future__ import annotations
@@ -10,12 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 from meterd.channels.serial.config import SerialConfig
-from meterd.channels.serial.console import Console
 from meterd.channels.serial.device import PtyDevice, TtyDevice
-from meterd.channels.serial.terminal import ConsoleTerminal
 from meterd.runtime import Runtime
+
+if TYPE_CHECKING:
+    from meterd.channels.serial.console import Console
 
 log = logging.getLogger(__name__)
 
@@ -63,11 +68,16 @@ class SerialListener:
         self._task = asyncio.get_running_loop().create_task(self._supervise(), name="serial-console")
 
     async def _supervise(self) -> None:
-        console = Console(self._runtime, self._config, f"serial:{self._device.name}")
+        console: Console | None = None
         while True:
             port = await self._device.attach()
             log.info("serial console attached on %s", port.name)
+            # See the module docstring.
+            from meterd.channels.serial.console import Console  # noqa: PLC0415
+            from meterd.channels.serial.terminal import ConsoleTerminal  # noqa: PLC0415
+
             try:
+                console = console or Console(self._runtime, self._config, f"serial:{self._device.name}")
                 await console.serve(ConsoleTerminal(port, self._config.max_line))
             except Exception:  # a console bug must not take the daemon down; start over
                 log.exception("serial console failed; restarting it")

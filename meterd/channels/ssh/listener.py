@@ -1,4 +1,9 @@
-"""The SSH listener: binds, generates or loads the host key, serves shells and SFTP."""
+"""The SSH listener: binds, generates or loads the host key, serves shells and SFTP.
+
+The connection code (:mod:`~meterd.channels.ssh.connection`: login, the
+session's terminal) loads with the first connection, the shell and SFTP with
+their first session: an idle meter holds only the listener.
+"""
 
 from __future__ import annotations
 
@@ -9,20 +14,14 @@ from typing import TYPE_CHECKING
 import asyncssh
 
 from meterd.channels.ssh.config import SshConfig
-from meterd.channels.ssh.connection import (
-    MeterSSHServer,
-    close_guard_session,
-    open_guard_session,
-    run_session,
-)
 from meterd.channels.ssh.hostkeys import load_or_create_host_key
-from meterd.channels.ssh.terminal import SessionStreams
 from meterd.errors import ChannelError
 from meterd.guard import Session
 from meterd.policy.request import Channel
 from meterd.runtime import Runtime
 
 if TYPE_CHECKING:
+    from meterd.channels.ssh.connection import MeterSSHServer
     from meterd.channels.ssh.sftp import MeterSFTPServer
 
 log = logging.getLogger(__name__)
@@ -63,11 +62,9 @@ class SshListener:
             self._server = await asyncssh.listen(
                 self.config.listen,
                 self.config.port,
-                server_factory=lambda: MeterSSHServer(self),
+                server_factory=self._server_for_connection,
                 server_host_keys=[host_key],
-                session_factory=lambda stdin, stdout, stderr: run_session(
-                    self, SessionStreams(stdin, stdout, stderr)
-                ),
+                session_factory=self._session,
                 sftp_factory=self._sftp,
                 sftp_version=3,
                 allow_scp=False,
@@ -87,9 +84,26 @@ class SshListener:
         self.port = self._server.get_port()
         log.info("ssh listening on %s:%d", self.config.listen, self.port)
 
+    def _server_for_connection(self) -> MeterSSHServer:
+        from meterd.channels.ssh.connection import MeterSSHServer  # noqa: PLC0415 - see module docstring
+
+        return MeterSSHServer(self)
+
+    async def _session(
+        self,
+        stdin: asyncssh.SSHReader[str],
+        stdout: asyncssh.SSHWriter[str],
+        stderr: asyncssh.SSHWriter[str],
+    ) -> None:
+        from meterd.channels.ssh.connection import run_session  # noqa: PLC0415 - see module docstring
+        from meterd.channels.ssh.terminal import SessionStreams  # noqa: PLC0415
+
+        await run_session(self, SessionStreams(stdin, stdout, stderr))
+
     async def _sftp(self, chan: asyncssh.SSHServerChannel[bytes]) -> MeterSFTPServer:
         # The SFTP server is imported on the first SFTP session: an idle meter does not hold it.
         from meterd.channels.ssh.area import Area  # noqa: PLC0415
+        from meterd.channels.ssh.connection import close_guard_session, open_guard_session  # noqa: PLC0415
         from meterd.channels.ssh.sftp import MeterSFTPServer  # noqa: PLC0415
         from meterd.channels.ssh.sftp_session import SESSION  # noqa: PLC0415
 
@@ -109,8 +123,11 @@ class SshListener:
             return
         server, self._server = self._server, None
         server.close()
-        for session in list(self.sessions):
-            await close_guard_session(self, session, "daemon stopping")
+        if self.sessions:  # then a connection has loaded the connection code
+            from meterd.channels.ssh.connection import close_guard_session  # noqa: PLC0415
+
+            for session in list(self.sessions):
+                await close_guard_session(self, session, "daemon stopping")
         try:
             await asyncio.wait_for(server.wait_closed(), STOP_TIMEOUT)
         except TimeoutError:

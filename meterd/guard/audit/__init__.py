@@ -11,12 +11,17 @@ state and contents to the guard's read-only verbs
 that imports :mod:`meterd.seclog`.
 """
 
+from typing import TYPE_CHECKING
+
 from meterd.guard.audit.events import ALLOW_EVENTS, Detail, allow_event, principal_kind
 from meterd.guard.audit.log_access import Audit, LogStatus
 from meterd.guard.audit.writer import AggregateKey, aggregate_key
 from meterd.seclog import EventType, Query, Record, SecurityLog
 from meterd.seclog.events import DetailValue
-from meterd.seclog.verify import VerifyReport
+
+if TYPE_CHECKING:
+    # Annotations only: the verifier and its report load when an auditor asks for a check.
+    from meterd.seclog.report import VerifyReport
 
 __all__ = [
     "ALLOW_EVENTS",

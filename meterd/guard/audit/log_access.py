@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from meterd.guard.audit.writer import AuditWriter
 from meterd.guard.sessions import Session
@@ -12,7 +13,9 @@ from meterd.policy.permissions import Permission
 from meterd.policy.request import Decision, Outcome
 from meterd.seclog import EventType, Query, Record
 from meterd.seclog.errors import LogUnavailableError
-from meterd.seclog.verify import VerifyReport, verify
+
+if TYPE_CHECKING:
+    from meterd.seclog.report import VerifyReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,4 +114,7 @@ class Audit(AuditWriter):
 
     async def verify(self) -> VerifyReport:
         """Check the chain of the whole log (MACs need the auditor's key, off the meter)."""
+        # The verifier loads when an auditor first asks for a check, not with every meter.
+        from meterd.seclog.verify import verify  # noqa: PLC0415
+
         return await asyncio.to_thread(verify, self.seclog.directory)
