@@ -23,9 +23,10 @@ Invariants:
       does not end the start-up, so a valid key cannot hold unbounded
       connections either.
     * An authenticated connection with no session open is closed after
-      ``no_session_timeout``.  If it never asked for a session, that close is
-      the one record of its login (``login_failure``, ``no_session``): who
-      authenticated, from where, and that nothing followed.
+      ``no_session_timeout``.  If it never asked for a session, its end (that
+      close, or the client's) is the one record of its login
+      (``login_failure``, ``no_session``): who authenticated, from where, and
+      that nothing followed.
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ class MeterSSHServer(asyncssh.SSHServer):
         self._refusals = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._acks: PromptAcks | None = None
+        self._user: str | None = None  # who authenticated, once someone has
         self._login_recorded = False
         #: The start-up slot and the no-session timer (see startup.py).
         self.watch = SessionWatch(listener.startups, listener.config.no_session_timeout, self._no_session)
@@ -118,9 +120,13 @@ class MeterSSHServer(asyncssh.SSHServer):
         self._acks = PromptAcks(conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Give the start-up slot back; each session's channel closes its own guard session."""
+        """Give the start-up slot back; each session's channel closes its own guard session.
+
+        An authenticated connection that never asked for a session gets its login's record now.
+        """
         self._conn = None
         self.watch.lost()
+        self._record_no_session("disconnected")
 
     def auth_completed(self) -> None:
         """Authentication is over: acknowledgements may be delayed again (see acks.py).
@@ -129,22 +135,26 @@ class MeterSSHServer(asyncssh.SSHServer):
         """
         if self._acks is not None:
             self._acks.stop()
+        if self._conn is not None:
+            self._user = str(self._conn.get_extra_info("username", ""))
         self.watch.authenticated()
 
     # -- sessions of this connection --------------------------------------------
 
     def _no_session(self) -> None:
         """Close a connection that has held no session for ``no_session_timeout``."""
-        conn = self._conn
-        if conn is None:
+        if self._conn is not None:
+            seconds = self._listener.config.no_session_timeout
+            self._record_no_session("timeout")
+            self._conn.disconnect(asyncssh.DISC_BY_APPLICATION, f"no session open for {seconds} s")
+
+    def _record_no_session(self, ended: str) -> None:
+        """Record an authentication no session request followed: once, as that login's record."""
+        if self._user is None or self._login_recorded:
             return
-        seconds = self._listener.config.no_session_timeout
-        if not self._login_recorded:
-            self._login_recorded = True
-            user = conn.get_extra_info("username", "")
-            detail: dict[str, str | int] = {"reason": "no_session", "seconds": seconds}
-            self._spawn(self._guard.refuse(user, Channel.SSH, self.source, detail, kind="login"))
-        conn.disconnect(asyncssh.DISC_BY_APPLICATION, f"no session open for {seconds} s")
+        self._login_recorded = True
+        detail: dict[str, str | int] = {"reason": "no_session", "ended": ended}
+        self._spawn(self._guard.refuse(self._user, Channel.SSH, self.source, detail, kind="login"))
 
     def login_recorded(self) -> None:
         """A session request of this connection was decided, and so recorded, by the guard."""

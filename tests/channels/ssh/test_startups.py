@@ -10,7 +10,7 @@ import contextlib
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -75,10 +75,12 @@ def key_login(
 
 
 @contextlib.contextmanager
-def held_open(server: Server, port: int, *, session: bool = False) -> Iterator[None]:
+def held_open(
+    server: Server, port: int, *, session: bool = False, extra: Sequence[str] = ()
+) -> Iterator[subprocess.Popen[str]]:
     """``operator1`` logged in with ``ssh -N`` (or a shell, with ``session``), until the block ends."""
     # LocalCommand runs once the client has authenticated: its line says the login is done.
-    args = [*server.ssh_key_args("operator1")[:-1], str(port), "-o", "PermitLocalCommand=yes"]
+    args = [*server.ssh_key_args("operator1")[:-1], str(port), *extra, "-o", "PermitLocalCommand=yes"]
     args += ["-o", "LocalCommand=echo authenticated", *([] if session else ["-N"]), "operator1@127.0.0.1"]
     with subprocess.Popen(
         args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
@@ -86,7 +88,7 @@ def held_open(server: Server, port: int, *, session: bool = False) -> Iterator[N
         try:
             assert client.stdout is not None
             assert client.stdout.readline() == "authenticated\n"
-            yield
+            yield client
         finally:
             client.kill()
             client.wait(DEADLINE)
@@ -177,8 +179,48 @@ def test_an_authenticated_connection_without_a_session_is_closed_and_recorded(se
         records = server.until(mark, lambda rs: any(r.principal == "operator1" for r in rs))
         mine = [r for r in records if r.principal == "operator1"]
         # One record for the login: who authenticated, from where, and why nothing followed.
-        assert [(r.event, r.detail.get("reason")) for r in mine] == [(EventType.LOGIN_FAILURE, "no_session")]
+        assert [(r.event, r.detail.get("reason"), r.detail.get("ended")) for r in mine] == [
+            (EventType.LOGIN_FAILURE, "no_session", "timeout")
+        ]
         assert mine[0].source.startswith("127.0.0.1:")
+
+
+def test_an_authenticated_connection_that_leaves_without_a_session_is_recorded(server: Server) -> None:
+    with listening(server, no_session_timeout=30) as listener:
+        mark = server.mark()
+        with held_open(server, listener.port):
+            pass  # authenticated; the client is killed without asking for a session
+        records = server.until(mark, lambda rs: any(r.principal == "operator1" for r in rs))
+        assert [
+            (r.event, r.detail.get("reason"), r.detail.get("ended"))
+            for r in records
+            if r.principal == "operator1"
+        ] == [(EventType.LOGIN_FAILURE, "no_session", "disconnected")]
+
+
+def test_a_connection_whose_sessions_ended_is_closed_without_a_second_login_record(
+    server: Server, tmp_path: Path
+) -> None:
+    # An OpenSSH control master keeps its connection for later sessions: once the last one has
+    # ended, the connection has no session again and the same bound applies.  Its login is the
+    # session's login_success; the close adds no login record.
+    with listening(server, no_session_timeout=2) as listener:
+        control = ["-o", f"ControlPath={tmp_path / 'cm'}"]
+        mark = server.mark()
+        with held_open(server, listener.port, extra=[*control, "-o", "ControlMaster=yes"]) as master:
+            args = [*server.ssh_key_args("operator1")[:-1], str(listener.port), *control]
+            args += ["-o", "ControlMaster=no", "operator1@127.0.0.1", "whoami"]
+            shared = subprocess.run(args, capture_output=True, text=True, timeout=CLIENT_TIMEOUT, check=False)
+            assert shared.returncode == 0, shared.stderr
+            ended = time.monotonic()
+            assert master.wait(DEADLINE) == 255
+            assert 1.5 < time.monotonic() - ended < DEADLINE
+        records = server.until(mark, lambda rs: any(r.event is EventType.LOGOUT_MANUAL for r in rs))
+        logins = (EventType.LOGIN_SUCCESS, EventType.LOGIN_FAILURE, EventType.LOGOUT_MANUAL)
+        assert [r.event for r in records if r.principal == "operator1" and r.event in logins] == [
+            EventType.LOGIN_SUCCESS,
+            EventType.LOGOUT_MANUAL,
+        ]
 
 
 def test_a_connection_holds_its_start_up_slot_until_it_opens_a_session(server: Server) -> None:
