@@ -149,7 +149,7 @@ class MeterSSHServer(asyncssh.SSHServer):
             self._conn.disconnect(asyncssh.DISC_BY_APPLICATION, f"no session open for {seconds} s")
 
     def _record_no_session(self, ended: str) -> None:
-        """Record an authentication no session request followed: once, as that login's record."""
+        """Record an authentication that no session request followed: once, as that login's record."""
         if self._user is None or self._login_recorded:
             return
         self._login_recorded = True
