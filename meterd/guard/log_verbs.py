@@ -15,6 +15,7 @@ from meterd.guard.audit import Detail, EventType, Query, Record
 from meterd.guard.core import GuardCore
 from meterd.guard.observer import Tally
 from meterd.guard.sessions import Session
+from meterd.policy.model import ANONYMOUS
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome
 
@@ -96,6 +97,24 @@ class LogVerbs(GuardCore):
             detail=detail,
             budgeted=budgeted,
         )
+
+    async def refuse_connection(self, channel: Channel, source: str, reason: str) -> bool:
+        """Count and record a connection closed as it was accepted (a channel's connection limit).
+
+        Nobody has authenticated on it, so the record is budgeted: a flood of
+        connections writes a bounded number of records and is counted into
+        summaries beyond (see :mod:`meterd.guard.evidence`).
+
+        Args:
+            channel: Where.
+            source: Peer address.
+            reason: Which limit (the summary the refusal is counted under).
+
+        Returns:
+            False if the log could not take it.
+        """
+        self.observer.connection_refused(channel)
+        return await self.refuse(ANONYMOUS, channel, source, {"reason": reason}, kind="login", budgeted=True)
 
     async def policy_changed(
         self, by: Party, outcome: Outcome, detail: Detail, *, principal: str | None = None

@@ -45,6 +45,9 @@ class GuardObserver(Protocol):
     def refusal_summarised(self, channel: Channel) -> None:
         """A refusal of an unauthenticated party was counted for a summary record, not recorded alone."""
 
+    def connection_refused(self, channel: Channel) -> None:
+        """A connection was closed as it was accepted: a channel's connection limit was reached."""
+
     def directory_login(self, backend: str, outcome: str) -> None:
         """A directory login ended (``backend``, ``outcome``: the closed sets of directory.backend)."""
 
@@ -89,6 +92,9 @@ class NullObserver:
         """Ignore."""
 
     def refusal_summarised(self, channel: Channel) -> None:
+        """Ignore."""
+
+    def connection_refused(self, channel: Channel) -> None:
         """Ignore."""
 
     def directory_login(self, backend: str, outcome: str) -> None:

@@ -139,6 +139,12 @@ class MeterdMetrics:
             ("channel",),
             registry=r,
         )
+        self._connections_refused = Counter(
+            "meterd_connections_refused",
+            "Connections closed as they were accepted: a channel's connection limit was reached.",
+            ("channel",),
+            registry=r,
+        )
         self._directory_logins = Counter(
             "meterd_directory_logins",
             "Directory logins by backend and result.",
@@ -157,6 +163,7 @@ class MeterdMetrics:
                 self._directory_logins.labels(backend, outcome)
         for channel in Channel:
             self._summarised.labels(channel.value)
+            self._connections_refused.labels(channel.value)
             # Present from the start, so a rate over the first failure is not lost.
             self._login_failures.labels(channel.value)
             self._lockouts.labels(channel.value)
@@ -286,6 +293,10 @@ class MeterdMetrics:
     def refusal_summarised(self, channel: Channel) -> None:
         """Count a refusal that went into a summary record."""
         self._summarised.labels(channel.value).inc()
+
+    def connection_refused(self, channel: Channel) -> None:
+        """Count a connection closed at accept."""
+        self._connections_refused.labels(channel.value).inc()
 
     def policy_in_force(self, store_version: int, policy_version: int) -> None:
         """A policy was put in force (start, reload, push, rollback, shell edit): count it as a load."""

@@ -9,52 +9,18 @@ accept, beyond the connection limits once the handshake has succeeded);
 requests beyond the rate are delayed (the next request is read later, so a
 flooding client fills its own TCP window, not the meter's CPU), never answered
 early and never dropped (:meth:`~meterd.channels.ratelimit.RateLimiter.delay`,
-the limiter the front panel uses too).
+the limiter the front panel uses too).  The connection counter is the one SSH
+uses too (:class:`~meterd.channels.connlimit.ConnectionLimits`).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 
+from meterd.channels.connlimit import ConnectionLimits
 from meterd.channels.ratelimit import RateLimiter
 
 __all__ = ["ConnectionLimits", "Pool", "RateLimiter"]
-
-
-class ConnectionLimits:
-    """Counts open connections, in total and per client.
-
-    Args:
-        total: Most connections open at once.
-        per_client: Most connections open at once from one client.
-    """
-
-    def __init__(self, total: int, per_client: int) -> None:
-        self.total = total
-        self.per_client = per_client
-        self._open: Counter[str] = Counter()
-        self._count = 0
-
-    @property
-    def open(self) -> int:
-        """Connections open now."""
-        return self._count
-
-    def admit(self, client: str) -> bool:
-        """Count a new connection from ``client``; False (and nothing counted) if over a limit."""
-        if self._count >= self.total or self._open[client] >= self.per_client:
-            return False
-        self._open[client] += 1
-        self._count += 1
-        return True
-
-    def release(self, client: str) -> None:
-        """Forget one admitted connection of ``client``."""
-        self._count -= 1
-        self._open[client] -= 1
-        if self._open[client] <= 0:
-            del self._open[client]
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,23 @@ SSH = Section(
             low=1,
             high=1024,
         ),
+        Key(
+            "max_startups",
+            int,
+            30,
+            "connections without a session yet; more are closed at accept",
+            low=1,
+            high=1024,
+        ),
+        Key("max_startups_per_source", int, 10, "the same, from one peer address", low=1, high=1024),
+        Key(
+            "no_session_timeout",
+            int,
+            30,
+            "seconds an authenticated connection may hold no session",
+            low=1,
+            high=3600,
+        ),
     ),
 )
 
@@ -42,6 +59,11 @@ class SshConfig:
         login_grace_time: Seconds a client has to authenticate.
         max_auth_tries: Authentication attempts per connection.
         max_sessions: Open shell and SFTP sessions across all connections.
+        max_startups: Connections at once that have not opened a session yet
+            (unauthenticated, or authenticated with no session); more are closed at accept.
+        max_startups_per_source: The same, from one peer address.
+        no_session_timeout: Seconds an authenticated connection may stay with no
+            session open before it is closed.
     """
 
     enabled: bool = SSH.default("enabled")
@@ -51,6 +73,9 @@ class SshConfig:
     login_grace_time: int = SSH.default("login_grace_time")
     max_auth_tries: int = SSH.default("max_auth_tries")
     max_sessions: int = SSH.default("max_sessions")
+    max_startups: int = SSH.default("max_startups")
+    max_startups_per_source: int = SSH.default("max_startups_per_source")
+    no_session_timeout: int = SSH.default("no_session_timeout")
 
     def host_key_path(self, state_dir: Path) -> Path:
         """Return the host key directory for the daemon's ``state_dir``."""

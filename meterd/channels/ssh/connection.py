@@ -16,6 +16,17 @@ Invariants:
       request, agent and X11 included, is recorded.
     * A client gets ``max_auth_tries`` attempts per connection, then is
       disconnected.
+    * A connection is in its start-up from accept until its first session
+      opens: at most ``max_startups`` are, ``max_startups_per_source`` from one
+      address; one more is closed at accept, before any key exchange, and
+      recorded within the budget of unauthenticated refusals.  Authenticating
+      does not end the start-up, so a valid key cannot hold unbounded
+      connections either.
+    * An authenticated connection with no session open is closed after
+      ``no_session_timeout``.  If it never asked for a session, its end (that
+      close, or the client's) is the one record of its login
+      (``login_failure``, ``no_session``): who authenticated, from where, and
+      that nothing followed.
 """
 
 from __future__ import annotations
@@ -30,6 +41,7 @@ from typing import TYPE_CHECKING, AnyStr
 import asyncssh
 
 from meterd.channels.ssh.acks import PromptAcks
+from meterd.channels.ssh.startup import SessionWatch
 from meterd.channels.ssh.terminal import SessionStreams, SessionTerminal
 from meterd.guard import Password, PublicKey, Session
 from meterd.policy.permissions import Permission
@@ -71,6 +83,10 @@ class MeterSSHServer(asyncssh.SSHServer):
         self._refusals = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self._acks: PromptAcks | None = None
+        self._user: str | None = None  # who authenticated, once someone has
+        self._login_recorded = False
+        #: The start-up slot and the no-session timer (see startup.py).
+        self.watch = SessionWatch(listener.startups, listener.config.no_session_timeout, self._no_session)
 
     # -- connection ---------------------------------------------------------
 
@@ -89,6 +105,13 @@ class MeterSSHServer(asyncssh.SSHServer):
         """
         self._conn = conn
         self.source = source_of(conn)
+        address = str((conn.get_extra_info("peername") or ("",))[0])
+        if not self.watch.admit(address):
+            # Closed before asyncssh sends its version: no key exchange, no login timer.
+            self._conn = None
+            conn.abort()
+            self._spawn(self._guard.refuse_connection(Channel.SSH, self.source, "too_many_startups"))
+            return
         # Instance attributes, so only this connection is affected.  mypy still checks the
         # signatures against asyncssh's, and reports it if a method is renamed or removed.
         conn.create_agent_listener = self._agent_requested  # type: ignore[method-assign]
@@ -97,12 +120,45 @@ class MeterSSHServer(asyncssh.SSHServer):
         self._acks = PromptAcks(conn)
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """Nothing to do: each session's channel closes its guard session."""
+        """Give the start-up slot back; each session's channel closes its own guard session.
+
+        An authenticated connection that never asked for a session gets its login's record now.
+        """
+        self._conn = None
+        self.watch.lost()
+        self._record_no_session("disconnected")
 
     def auth_completed(self) -> None:
-        """Authentication is over: acknowledgements may be delayed again (see acks.py)."""
+        """Authentication is over: acknowledgements may be delayed again (see acks.py).
+
+        The connection now has ``no_session_timeout`` to open a session.
+        """
         if self._acks is not None:
             self._acks.stop()
+        if self._conn is not None:
+            self._user = str(self._conn.get_extra_info("username", ""))
+        self.watch.authenticated()
+
+    # -- sessions of this connection --------------------------------------------
+
+    def _no_session(self) -> None:
+        """Close a connection that has held no session for ``no_session_timeout``."""
+        if self._conn is not None:
+            seconds = self._listener.config.no_session_timeout
+            self._record_no_session("timeout")
+            self._conn.disconnect(asyncssh.DISC_BY_APPLICATION, f"no session open for {seconds} s")
+
+    def _record_no_session(self, ended: str) -> None:
+        """Record an authentication that no session request followed: once, as that login's record."""
+        if self._user is None or self._login_recorded:
+            return
+        self._login_recorded = True
+        detail: dict[str, str | int] = {"reason": "no_session", "ended": ended}
+        self._spawn(self._guard.refuse(self._user, Channel.SSH, self.source, detail, kind="login"))
+
+    def login_recorded(self) -> None:
+        """A session request of this connection was decided, and so recorded, by the guard."""
+        self._login_recorded = True
 
     # -- authentication -------------------------------------------------------
 
@@ -240,6 +296,10 @@ async def open_guard_session(
     user = conn.get_extra_info("username", "")
     source = source_of(conn)
     runtime: Runtime = listener.runtime
+    owner = conn.get_owner()
+    server = owner if isinstance(owner, MeterSSHServer) else None
+    if server is not None:
+        server.login_recorded()
     if len(listener.sessions) >= listener.config.max_sessions:
         await runtime.guard.refuse(user, channel, source, {"reason": "too_many_sessions"}, kind="login")
         return Decision(
@@ -249,6 +309,9 @@ async def open_guard_session(
     if isinstance(opened, Session):
         listener.sessions.add(opened)
         opened.on_close.append(lambda _reason: chan.close())
+        if server is not None:
+            server.watch.session_opened()
+            opened.on_close.append(lambda _reason: server.watch.session_closed())
     return opened
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import asyncssh
 
+from meterd.channels.connlimit import ConnectionLimits
 from meterd.channels.ssh.config import SshConfig
 from meterd.channels.ssh.hostkeys import load_or_create_host_key
 from meterd.errors import ChannelError
@@ -38,6 +39,8 @@ class SshListener:
 
     Attributes:
         sessions: Open guard sessions of this listener (shell and SFTP).
+        startups: Connections that have not opened a session yet, in total and per
+            peer address (see :class:`~meterd.channels.ssh.connection.MeterSSHServer`).
         port: The bound port once started (useful when the configured port is 0).
     """
 
@@ -47,6 +50,7 @@ class SshListener:
         self.config = config
         self.runtime = runtime
         self.sessions: set[Session] = set()
+        self.startups = ConnectionLimits(config.max_startups, config.max_startups_per_source)
         self.port = config.port
         self._server: asyncssh.SSHAcceptor | None = None
 

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from meterd.channels.ssh import SshConfig, SshListener
 from meterd.credentials import hash_secret
 from meterd.guard import Guard
+from meterd.guard.observer import GuardObserver
 from meterd.meter.simulation import SimulatedMeter
 from meterd.policy.compile import compile_policy
 from meterd.policy.loader import load_policy
@@ -111,6 +112,10 @@ class Server:
     runtime: Runtime | None = None
     clock: list[float] = field(default_factory=lambda: [1000.0])
     initial_key: bytes = b""
+    #: The log's budgets of unauthenticated refusals (per source, in total): ample unless a
+    #: test looks at the budget itself.
+    unauthenticated_records: tuple[int, int] = (100_000, 100_000)
+    observer: GuardObserver | None = None
     _thread: threading.Thread | None = None
 
     @property
@@ -141,13 +146,16 @@ class Server:
         # One server (and a test clock that never refills budgets) stands for a whole module's
         # clients on 127.0.0.1: every refusal these tests look for must be recorded on its own.
         # The budgets themselves are tested in tests/guard and tests/daemon/test_log_flood.py.
+        per_source, total = self.unauthenticated_records
         log_config = LogConfig(
-            append_only_attr=False, unauthenticated_records=100_000, unauthenticated_records_total=100_000
+            append_only_attr=False,
+            unauthenticated_records=per_source,
+            unauthenticated_records_total=total,
         )
         self.initial_key = SecurityLog.init(self.log_dir, log_config)
         seclog = SecurityLog.open(self.log_dir, log_config)
         compiled = compile_policy(load_policy(policy_data(self.key_lines, self.hashed, **settings)))
-        guard = Guard(compiled, seclog, monotonic=lambda: self.clock[0])
+        guard = Guard(compiled, seclog, observer=self.observer, monotonic=lambda: self.clock[0])
         self.runtime = Runtime(guard, SimulatedMeter(self.root / "state"), self.root / "state")
         config = SshConfig(port=0, host_key_dir=self.root / "state" / "ssh", login_grace_time=10)
         self.listener = SshListener(config, self.runtime)
