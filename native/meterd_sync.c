@@ -124,7 +124,8 @@ static void notify_locked(mtr_syncer *s) {
 }
 
 /*
- * Caller holds mu: wake every waiter and subscriber with the mutex released.
+ * Caller holds mu: wake every waiter and subscriber, then the key thread,
+ * with the mutex released.
  * An event loop woken by its eventfd reads the durable seq and submits its
  * next group at once, and a blocked appender woken on done must take the
  * mutex again: had the worker still held it (and been preempted by the
@@ -146,6 +147,8 @@ static void notify_unlocked(mtr_syncer *s) {
         ssize_t ignored = write(fds[i], &one, sizeof one); /* EAGAIN: still readable */
         (void)ignored;
     }
+    /* The appenders first: the key thread's store is off their path. */
+    pthread_cond_signal(&s->keys);
     pthread_mutex_lock(&s->mu);
     if (--s->notifying == 0) {
         pthread_cond_broadcast(&s->notified);
@@ -379,9 +382,7 @@ static int sync_written_locked(mtr_syncer *s) {
         memcpy(s->durable_key, key, sizeof key);
         __atomic_store(&s->latencies[s->n_latencies % MTR_SYNC_LATENCIES], &took, __ATOMIC_RELAXED);
         __atomic_store_n(&s->n_latencies, s->n_latencies + 1, __ATOMIC_RELEASE);
-        /* The appenders first: the key thread's store is off their path. */
         notify_unlocked(s);
-        pthread_cond_signal(&s->keys);
     }
     erase(key, sizeof key);
     return err;
