@@ -15,10 +15,7 @@ Who flushes:
     * In an event loop, the first append of a loop iteration schedules one
       flush after the iteration, so the appenders that ran together are
       written together, and a group reaching :data:`GROUP_RECORDS` is
-      flushed at once; the sync runs while the loop goes on.  An append
-      finding everything submitted durable (the disk idle) is flushed at
-      once too: waiting could only delay its sync, and the appenders after
-      it in the iteration form the next group.
+      flushed at once; the sync runs while the loop goes on.
 
 Their futures belong to their own loop and are settled when the eventfd
 the syncer writes after each sync becomes readable.  Neither the loop nor the
@@ -166,8 +163,7 @@ class GroupCommitWriter:
         groups = waiting.groups
         if not groups or groups[-1] is not group:
             groups.append(group)
-        if pending >= GROUP_RECORDS or (pending == 1 and self._store.durable == self._store.last_submitted):
-            # Full, or the first record while the disk has nothing to do (see the module's docstring).
+        if pending >= GROUP_RECORDS:
             self._flush()
         elif not waiting.flush_scheduled:
             waiting.flush_scheduled = True

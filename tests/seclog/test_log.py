@@ -23,7 +23,6 @@ from meterd.seclog import (
     SecurityLog,
     read_records,
 )
-from meterd.seclog.entry import encode_record
 from meterd.seclog.syncer import Fault
 from meterd.seclog.verify import verify
 
@@ -131,33 +130,6 @@ def test_async_append_and_decision(log: SecurityLog) -> None:
 
     seqs = asyncio.run(main())
     assert sorted(seqs) == list(range(min(seqs), min(seqs) + 21))
-
-
-def test_an_append_to_an_idle_disk_is_submitted_at_once(log: SecurityLog) -> None:
-    """The first record while nothing is syncing goes to the syncer in the append itself.
-
-    Appenders running while its sync is under way form the next group, submitted
-    when the loop's iteration ends (group commit), and everything is acknowledged.
-    """
-    store = log._store
-    record = encode_record(EventType.ALARM, "meterd", Outcome.ERROR, Channel.LOCAL, "", None, "", None, None)
-
-    async def main() -> tuple[int, list[int]]:
-        idle = store.last_submitted
-        assert store.durable == idle
-        store.syncer.set_fault(Fault.STALL)  # the first group's sync stays under way until cleared
-        first = log._writer.submit(record, 5.0)
-        assert store.last_submitted == idle + 1  # no loop iteration needed
-        second = log._writer.submit(record, 5.0)
-        third = log._writer.submit(record, 5.0)
-        assert store.last_submitted == idle + 1
-        await asyncio.sleep(0)
-        assert store.last_submitted == idle + 3  # one group, at the end of the iteration
-        store.syncer.set_fault(Fault.NONE)
-        return idle, list(await asyncio.gather(first, second, third))
-
-    idle, seqs = asyncio.run(main())
-    assert seqs == [idle + 1, idle + 2, idle + 3]
 
 
 def test_closed_log_refuses_promptly(log_dir: Path, initial_key: bytes) -> None:
