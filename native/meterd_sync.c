@@ -71,6 +71,7 @@ struct mtr_syncer {
     uint8_t written_key[MTR_SYNC_KEY_BYTES]; /* seals written + 1 */
     int sealing;                             /* a worker is sealing and writing */
     int flushing;                            /* a worker is syncing segment_fd */
+    int rotating;                            /* a worker waits on done for flushing to end */
     int workers_running;
     uint64_t durable;
     uint8_t durable_key[MTR_SYNC_KEY_BYTES]; /* seals durable + 1 */
@@ -289,9 +290,11 @@ static int seal_and_write(mtr_syncer *s, group *groups, uint64_t *last, int64_t 
              * it is closed once it is not.
              */
             pthread_mutex_lock(&s->mu);
+            s->rotating = 1;
             while (s->flushing) {
-                pthread_cond_wait(&s->done, &s->mu);
+                pthread_cond_wait(&s->done, &s->mu); /* run_worker wakes it when flushing ends */
             }
+            s->rotating = 0;
             if (used != 0 || s->durable != g->first_seq - 1) {
                 pthread_mutex_unlock(&s->mu);
                 return MTR_SYNC_E_SEAL;
@@ -407,6 +410,14 @@ static void *run_worker(void *arg) {
             s->flushing = 1;
             err = sync_written_locked(s);
             s->flushing = 0;
+            if (s->rotating) {
+                /*
+                 * The sync's own wake (notify_unlocked) came before flushing
+                 * ended, with the mutex free: a rotation woken by it may
+                 * have found flushing still set and waited again.
+                 */
+                pthread_cond_broadcast(&s->done);
+            }
         } else if (s->stopping && s->queue_head == NULL && !s->sealing && !s->flushing) {
             break; /* everything submitted is written and durable */
         } else {
