@@ -12,11 +12,14 @@
  * newest durable key.
  *
  * One mutex guards the state; the threads drop it around every system call
- * that touches the disk, and a worker drops it to write the subscribers'
- * eventfds after a sync (notify_unlocked: the loop it wakes must not find the
- * mutex held); mtr_syncer_unsubscribe waits for such writes to end, so a
- * removed subscriber is never written to afterwards (its descriptor number
- * may be reused at once).  The rare wakes (failure, stop) are made under it.
+ * that touches the disk, and a worker drops it to wake the waiters and write
+ * the subscribers' eventfds after a sync (notify_unlocked: the thread it
+ * wakes must not find the mutex held); mtr_syncer_unsubscribe waits for such
+ * writes to end, so a removed subscriber is never written to afterwards (its
+ * descriptor number may be reused at once).  The rare wakes (failure, stop)
+ * are made under it.  What a woken appender reads first (the durable and
+ * submitted seqs, the failure, the sync durations) is also stored atomically
+ * and read without the mutex, which the worker that woke it may still hold.
  */
 #define _GNU_SOURCE
 #include "meterd_sync.h"
@@ -68,6 +71,7 @@ struct mtr_syncer {
     uint8_t written_key[MTR_SYNC_KEY_BYTES]; /* seals written + 1 */
     int sealing;                             /* a worker is sealing and writing */
     int flushing;                            /* a worker is syncing segment_fd */
+    int rotating;                            /* a worker waits on done for flushing to end */
     int workers_running;
     uint64_t durable;
     uint8_t durable_key[MTR_SYNC_KEY_BYTES]; /* seals durable + 1 */
@@ -86,7 +90,8 @@ struct mtr_syncer {
     int notifying;           /* workers writing subscribers' eventfds outside the mutex */
     pthread_cond_t notified; /* mtr_syncer_unsubscribe waits here until notifying is 0 */
     double latencies[MTR_SYNC_LATENCIES];
-    uint32_t n_latencies;
+    uint64_t n_latencies;   /* syncs timed so far: latencies[n % MTR_SYNC_LATENCIES] is the next */
+    uint64_t latencies_read; /* n_latencies as of the last mtr_syncer_latencies */
 };
 
 static void erase(void *p, size_t n) { explicit_bzero(p, n); }
@@ -103,7 +108,7 @@ static void notify_locked(mtr_syncer *s);
 /* Caller holds mu: record the first failure and tell every waiter. */
 static void fail_locked(mtr_syncer *s, int err) {
     if (!s->failure) {
-        s->failure = err;
+        __atomic_store_n(&s->failure, err, __ATOMIC_RELEASE);
     }
     pthread_cond_broadcast(&s->done);
     pthread_cond_signal(&s->keys);
@@ -120,12 +125,16 @@ static void notify_locked(mtr_syncer *s) {
 }
 
 /*
- * Caller holds mu: wake every subscriber with the mutex released.  An event
- * loop woken by its eventfd asks for the durable seq and submits its next
- * group at once; had the worker still held the mutex (and been preempted by
- * the loop it woke), the loop would block on it and the CPU would change
- * hands twice more per acknowledgement.  mtr_syncer_unsubscribe waits until
- * no worker is in here, so a descriptor is never written after it returns.
+ * Caller holds mu: wake every waiter and subscriber, then the key thread,
+ * with the mutex released.
+ * An event loop woken by its eventfd reads the durable seq and submits its
+ * next group at once, and a blocked appender woken on done must take the
+ * mutex again: had the worker still held it (and been preempted by the
+ * thread it woke), that thread would block on it and the CPU would change
+ * hands twice more per acknowledgement.  Waking waiters after the unlock
+ * loses none: each checks durable under the mutex before it waits.
+ * mtr_syncer_unsubscribe waits until no worker is in here, so a descriptor
+ * is never written after it returns.
  */
 static void notify_unlocked(mtr_syncer *s) {
     static const uint64_t one = 1;
@@ -134,10 +143,13 @@ static void notify_unlocked(mtr_syncer *s) {
     memcpy(fds, s->subscribers, (size_t)n * sizeof fds[0]);
     s->notifying++;
     pthread_mutex_unlock(&s->mu);
+    pthread_cond_broadcast(&s->done);
     for (int i = 0; i < n; i++) {
         ssize_t ignored = write(fds[i], &one, sizeof one); /* EAGAIN: still readable */
         (void)ignored;
     }
+    /* The appenders first: the key thread's store is off their path. */
+    pthread_cond_signal(&s->keys);
     pthread_mutex_lock(&s->mu);
     if (--s->notifying == 0) {
         pthread_cond_broadcast(&s->notified);
@@ -278,9 +290,11 @@ static int seal_and_write(mtr_syncer *s, group *groups, uint64_t *last, int64_t 
              * it is closed once it is not.
              */
             pthread_mutex_lock(&s->mu);
+            s->rotating = 1;
             while (s->flushing) {
-                pthread_cond_wait(&s->done, &s->mu);
+                pthread_cond_wait(&s->done, &s->mu); /* run_worker wakes it when flushing ends */
             }
+            s->rotating = 0;
             if (used != 0 || s->durable != g->first_seq - 1) {
                 pthread_mutex_unlock(&s->mu);
                 return MTR_SYNC_E_SEAL;
@@ -365,15 +379,13 @@ static int sync_written_locked(mtr_syncer *s) {
 
     pthread_mutex_lock(&s->mu);
     if (err == 0) {
-        s->durable = target;
+        /* Read without the mutex too (mtr_syncer_durable, mtr_syncer_latencies): atomic, published last. */
+        __atomic_store_n(&s->durable, target, __ATOMIC_RELEASE);
         s->syncs_done = number;
         memcpy(s->durable_key, key, sizeof key);
-        s->latencies[s->n_latencies % MTR_SYNC_LATENCIES] = took;
-        s->n_latencies++;
-        /* The appenders first: the key thread's store is off their path. */
-        pthread_cond_broadcast(&s->done);
+        __atomic_store(&s->latencies[s->n_latencies % MTR_SYNC_LATENCIES], &took, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->n_latencies, s->n_latencies + 1, __ATOMIC_RELEASE);
         notify_unlocked(s);
-        pthread_cond_signal(&s->keys);
     }
     erase(key, sizeof key);
     return err;
@@ -398,6 +410,14 @@ static void *run_worker(void *arg) {
             s->flushing = 1;
             err = sync_written_locked(s);
             s->flushing = 0;
+            if (s->rotating) {
+                /*
+                 * The sync's own wake (notify_unlocked) came before flushing
+                 * ended, with the mutex free: a rotation woken by it may
+                 * have found flushing still set and waited again.
+                 */
+                pthread_cond_broadcast(&s->done);
+            }
         } else if (s->stopping && s->queue_head == NULL && !s->sealing && !s->flushing) {
             break; /* everything submitted is written and durable */
         } else {
@@ -625,7 +645,7 @@ int mtr_syncer_submit(mtr_syncer *s, const uint8_t *records, uint64_t records_le
             s->queue_head = g;
         }
         s->queue_tail = g;
-        s->submitted += n;
+        __atomic_store_n(&s->submitted, s->submitted + n, __ATOMIC_RELEASE);
         g = NULL;
     }
     pthread_mutex_unlock(&s->mu);
@@ -666,6 +686,9 @@ static int wait_locked(mtr_syncer *s, uint64_t seq, int64_t timeout_ns) {
 }
 
 int mtr_syncer_wait(mtr_syncer *s, uint64_t seq, int64_t timeout_ns) {
+    if (mtr_syncer_durable(s) >= seq) {
+        return 0; /* already: no need to take the mutex */
+    }
     pthread_mutex_lock(&s->mu);
     s->waiters++;
     int rc = wait_locked(s, seq, timeout_ns);
@@ -676,26 +699,18 @@ int mtr_syncer_wait(mtr_syncer *s, uint64_t seq, int64_t timeout_ns) {
     return rc;
 }
 
-uint64_t mtr_syncer_submitted(mtr_syncer *s) {
-    pthread_mutex_lock(&s->mu);
-    uint64_t submitted = s->submitted;
-    pthread_mutex_unlock(&s->mu);
-    return submitted;
-}
+/*
+ * These three read without the mutex: an event loop woken by a sync calls
+ * them at once, while the worker that woke it may still hold the mutex, and
+ * blocking on it would cost the loop another sleep and wake-up.  Each value
+ * is stored atomically under the mutex; a reader gets the latest or one
+ * just before it, as it could with the mutex.
+ */
+uint64_t mtr_syncer_submitted(mtr_syncer *s) { return __atomic_load_n(&s->submitted, __ATOMIC_ACQUIRE); }
 
-uint64_t mtr_syncer_durable(mtr_syncer *s) {
-    pthread_mutex_lock(&s->mu);
-    uint64_t durable = s->durable;
-    pthread_mutex_unlock(&s->mu);
-    return durable;
-}
+uint64_t mtr_syncer_durable(mtr_syncer *s) { return __atomic_load_n(&s->durable, __ATOMIC_ACQUIRE); }
 
-int mtr_syncer_failure(mtr_syncer *s) {
-    pthread_mutex_lock(&s->mu);
-    int failure = s->failure;
-    pthread_mutex_unlock(&s->mu);
-    return failure;
-}
+int mtr_syncer_failure(mtr_syncer *s) { return __atomic_load_n(&s->failure, __ATOMIC_ACQUIRE); }
 
 int mtr_syncer_subscribe(mtr_syncer *s, int fd) {
     int rc = 0;
@@ -729,17 +744,23 @@ void mtr_syncer_notify(mtr_syncer *s) {
     pthread_mutex_unlock(&s->mu);
 }
 
+/*
+ * Without the mutex, for the same reason as mtr_syncer_durable; callers are
+ * serialised (Syncer.latencies).  A duration is published by n_latencies
+ * after it is stored; a slot is overwritten only MTR_SYNC_LATENCIES syncs
+ * later, far longer than this copy takes.
+ */
 uint32_t mtr_syncer_latencies(mtr_syncer *s, double *out, uint32_t cap) {
-    pthread_mutex_lock(&s->mu);
-    uint32_t n = s->n_latencies < MTR_SYNC_LATENCIES ? s->n_latencies : MTR_SYNC_LATENCIES;
+    uint64_t end = __atomic_load_n(&s->n_latencies, __ATOMIC_ACQUIRE);
+    uint64_t n = end - s->latencies_read;
+    n = n < MTR_SYNC_LATENCIES ? n : MTR_SYNC_LATENCIES;
     n = n < cap ? n : cap;
     /* The newest n, oldest first. */
-    for (uint32_t i = 0; i < n; i++) {
-        out[i] = s->latencies[(s->n_latencies - n + i) % MTR_SYNC_LATENCIES];
+    for (uint64_t i = 0; i < n; i++) {
+        __atomic_load(&s->latencies[(end - n + i) % MTR_SYNC_LATENCIES], &out[i], __ATOMIC_RELAXED);
     }
-    s->n_latencies = 0;
-    pthread_mutex_unlock(&s->mu);
-    return n;
+    s->latencies_read = end;
+    return (uint32_t)n;
 }
 
 int mtr_syncer_stop(mtr_syncer *s) {
@@ -760,7 +781,7 @@ int mtr_syncer_stop(mtr_syncer *s) {
     pthread_mutex_lock(&s->mu);
     /* The last key's erasure is made durable too: nothing will sync it later. */
     if (!s->failure && fdatasync(s->key_fd) != 0) {
-        s->failure = errno;
+        __atomic_store_n(&s->failure, errno, __ATOMIC_RELEASE);
     }
     s->stopped = 1;
     erase(s->chain_key, sizeof s->chain_key);

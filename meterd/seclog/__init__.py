@@ -13,7 +13,8 @@ The write pipeline, each fact with one owner:
    (:mod:`~meterd.seclog.entry`) in the appender's thread.
 2. :mod:`~meterd.seclog.writer` collects appenders into groups (group commit)
    and hands each group to the store; it reaches the native part only
-   through the store.
+   through the store.  Async appenders' futures are settled by their own
+   loop (:mod:`~meterd.seclog.waiters`).
 3. :mod:`~meterd.seclog.store` owns what goes into the log: capacity (drops,
    fill warnings, the auditor's reserve), the log's own records
    (checkpoints), and rotation, which it submits only once everything

@@ -6,8 +6,8 @@ store (the pipeline behind it is described in :mod:`meterd.seclog`): groups
 submitted while a sync runs share the next one, which is what makes
 throughput under load far above one sync per record.
 
-Async appenders wait per group, not per record (:class:`_Group`): one seq
-and one error settle every future of a group, in order.
+Async appenders wait per group, not per record (:class:`~meterd.seclog.waiters.Group`):
+one seq and one error settle every future of a group, in order.
 
 Who flushes:
     * A blocking appender (:meth:`GroupCommitWriter.append`) flushes itself,
@@ -31,7 +31,6 @@ longer than its timeout raises instead of hanging.
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import logging
 import os
@@ -41,6 +40,7 @@ from collections.abc import Callable
 from meterd.seclog.entry import Entry
 from meterd.seclog.errors import LogFullError, LogUnavailableError
 from meterd.seclog.store import SegmentStore
+from meterd.seclog.waiters import Group, LoopWaiters, copy_error, expire, settle
 
 _log = logging.getLogger(__name__)
 #: An event loop submits its pending group at the end of each iteration, or
@@ -49,62 +49,6 @@ _log = logging.getLogger(__name__)
 #: them had appended; with it, the next sync starts on the first part while
 #: the rest are prepared, so the disk and the loop work at the same time.
 GROUP_RECORDS = 32
-
-
-class _Group:
-    """Records appended together and submitted to the syncer in one go.
-
-    Waiting is per group, not per record: the syncer makes a submitted group
-    durable as a whole, so one seq (``first``) and one error say everything,
-    and no object is built per record beyond its future.
-    """
-
-    __slots__ = ("deadlines", "error", "first", "futures", "loop", "ordinary", "records", "shared")
-
-    def __init__(self) -> None:
-        #: The records' encoded fields (:func:`meterd.seclog.entry.encode_record`).
-        self.records: list[bytes] = []
-        #: One per record: an async appender's future, None for a blocking appender.
-        self.futures: list[asyncio.Future[int] | None] = []
-        #: One per record: when the async appender's wait times out (loop time).
-        self.deadlines: list[float] = []
-        self.first = 0  # seq of records[0], once submitted
-        self.error: BaseException | None = None
-        self.loop: asyncio.AbstractEventLoop | None = None  # the first loop with futures here
-        self.shared = False  # futures of more than one loop
-        #: Some record may not use the log's reserve (see :meth:`GroupCommitWriter.submit`).
-        self.ordinary = False
-
-    def owns(self, future: asyncio.Future[int] | None, loop: asyncio.AbstractEventLoop) -> bool:
-        """Whether ``future`` is an unsettled one of ``loop``'s (only that loop may settle it)."""
-        return future is not None and not future.done() and (not self.shared or future.get_loop() is loop)
-
-
-class _LoopWaiters:
-    """The groups one event loop waits on, in submission order, and the eventfd that wakes it."""
-
-    __slots__ = ("eventfd", "flush_scheduled", "groups", "loop", "timer", "timer_at")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop, eventfd: int) -> None:
-        self.loop = loop
-        self.eventfd = eventfd
-        self.groups: collections.deque[_Group] = collections.deque()
-        self.flush_scheduled = False
-        self.timer: asyncio.TimerHandle | None = None
-        self.timer_at = 0.0
-
-
-def _copy_error(error: BaseException) -> BaseException:
-    """Return an exception to raise in one waiter (shared instances would share tracebacks)."""
-    if isinstance(error, LogFullError):
-        return LogFullError(str(error))
-    if isinstance(error, LogUnavailableError):
-        return LogUnavailableError(str(error), reason=error.reason)
-    return LogUnavailableError(f"the security log failed: {error}", reason="failed")
-
-
-def _timed_out(timeout: float) -> LogUnavailableError:
-    return LogUnavailableError(f"the security log did not confirm within {timeout} s", reason="timeout")
 
 
 class GroupCommitWriter:
@@ -123,7 +67,7 @@ class GroupCommitWriter:
         # operations; the flush lock serialises writers and is held across I/O.
         self._queue_lock = threading.Lock()
         self._flush_lock = threading.Lock()
-        self._group = _Group()  # the pending group
+        self._group = Group()  # the pending group
         self._backlog = 0  # written but not durable, as of the last flush
         self._closing = False
         self._closed = False
@@ -131,7 +75,7 @@ class GroupCommitWriter:
         #: True once a write or sync has failed (for good): a plain attribute, cheap to
         #: read per request.  Set here, or by the loop a failed sync wakes.
         self.failed = False
-        self._loops: dict[asyncio.AbstractEventLoop, _LoopWaiters] = {}
+        self._loops: dict[asyncio.AbstractEventLoop, LoopWaiters] = {}
         self._loops_lock = threading.Lock()
         #: Called with each sync's duration in seconds, in the thread or loop of an
         #: appender woken by a sync; it must be cheap, thread-safe and must not
@@ -171,7 +115,7 @@ class GroupCommitWriter:
         # Whoever held the flush lock before took this entry along, or this call does.
         self._flush()
         if group.error is not None:
-            raise _copy_error(group.error) from group.error
+            raise copy_error(group.error) from group.error
         seq = group.first + index
         self._store.wait(seq, timeout)
         self._report_syncs()
@@ -227,7 +171,7 @@ class GroupCommitWriter:
         if waiting.timer is None or deadline < waiting.timer_at:
             if waiting.timer is not None:
                 waiting.timer.cancel()
-            waiting.timer = loop.call_at(deadline, self._expire, waiting, timeout)
+            waiting.timer = loop.call_at(deadline, expire, waiting, timeout)
             waiting.timer_at = deadline
         return future
 
@@ -238,13 +182,13 @@ class GroupCommitWriter:
                 raise LogUnavailableError("the security log is not writable", reason="closed")
         result = self._flush(checkpoint=True)
         if isinstance(result, BaseException):
-            raise _copy_error(result) from result
+            raise copy_error(result) from result
         self._store.wait(result, timeout)
         return result
 
     # -- writing ----------------------------------------------------------
 
-    def _flush_from_loop(self, waiting: _LoopWaiters) -> None:
+    def _flush_from_loop(self, waiting: LoopWaiters) -> None:
         waiting.flush_scheduled = False
         self._flush()
 
@@ -260,7 +204,7 @@ class GroupCommitWriter:
                 group = self._group
                 if not group.records and not checkpoint:
                     return self._store.last_submitted
-                self._group = _Group()
+                self._group = Group()
             error: BaseException | None = None
             try:
                 if self._failure is not None:
@@ -293,7 +237,7 @@ class GroupCommitWriter:
 
     # -- waking async appenders --------------------------------------------
 
-    def _subscribe(self, loop: asyncio.AbstractEventLoop) -> _LoopWaiters:
+    def _subscribe(self, loop: asyncio.AbstractEventLoop) -> LoopWaiters:
         with self._loops_lock:
             for old in [w for w in self._loops.values() if w.loop.is_closed()]:
                 # A closed loop's selector is gone with it: only our side is left to release.
@@ -306,11 +250,11 @@ class GroupCommitWriter:
             except BaseException:
                 os.close(eventfd)
                 raise
-            waiting = self._loops[loop] = _LoopWaiters(loop, eventfd)
+            waiting = self._loops[loop] = LoopWaiters(loop, eventfd)
         loop.add_reader(eventfd, self._on_sync, waiting)
         return waiting
 
-    def _on_sync(self, waiting: _LoopWaiters) -> None:
+    def _on_sync(self, waiting: LoopWaiters) -> None:
         with contextlib.suppress(BlockingIOError):
             os.eventfd_read(waiting.eventfd)
         self._resolve(waiting)
@@ -324,57 +268,18 @@ class GroupCommitWriter:
             for seconds in self._store.latencies():
                 self.on_commit(seconds)
 
-    def _resolve(self, waiting: _LoopWaiters) -> None:
+    def _resolve(self, waiting: LoopWaiters) -> None:
         """Settle, in order, the futures of the groups that are durable or failed."""
-        durable = self._store.durable
-        groups = waiting.groups
-        loop = waiting.loop
-        while groups:
-            group = groups[0]
-            error = group.error
-            if error is None and (not group.first or group.first + len(group.records) - 1 > durable):
-                break
-            groups.popleft()
-            shared = group.shared
-            for seq, future in enumerate(group.futures, group.first):
-                # group.owns(), inline: this runs once per async append.
-                if future is not None and not future.done() and (not shared or future.get_loop() is loop):
-                    if error is None:
-                        future.set_result(seq)
-                    else:
-                        future.set_exception(_copy_error(error))
-        if not groups:
-            return
+        settle(waiting, self._store.durable, self._failure_now)
+
+    def _failure_now(self) -> BaseException | None:
+        """Why the groups still waiting never will be durable (the log failed or closed), or None."""
         failure = self.failure
         if failure is None and self._closed:
             failure = LogUnavailableError("the security log is closed", reason="closed")
-        if failure is not None:
-            while groups:
-                group = groups.popleft()
-                for future in group.futures:
-                    if group.owns(future, loop):
-                        assert future is not None
-                        future.set_exception(_copy_error(failure))
+        return failure
 
-    def _expire(self, waiting: _LoopWaiters, timeout: float) -> None:
-        waiting.timer = None
-        loop = waiting.loop
-        now = loop.time()
-        nearest: float | None = None
-        for group in waiting.groups:
-            for future, deadline in zip(group.futures, group.deadlines, strict=True):
-                if not group.owns(future, loop):
-                    continue
-                assert future is not None
-                if deadline <= now:
-                    future.set_exception(_timed_out(timeout))
-                elif nearest is None or deadline < nearest:
-                    nearest = deadline
-        if nearest is not None:
-            waiting.timer = loop.call_at(nearest, self._expire, waiting, timeout)
-            waiting.timer_at = nearest
-
-    def _retire(self, waiting: _LoopWaiters) -> None:
+    def _retire(self, waiting: LoopWaiters) -> None:
         """In the waiting loop, after the log closed: settle every future and release the eventfd."""
         self._resolve(waiting)
         if waiting.timer is not None:

@@ -35,7 +35,13 @@ def test_only_the_audit_step_imports_the_security_log() -> None:
 FORBIDDEN = frozenset({"record", "seclog", "observer", "dual_control", "sessions", "compiled"})
 #: The log's writing side: channels and the shell never write records themselves.
 WRITERS = frozenset({"SecurityLog", "append", "append_async", "append_decision_async"})
-WRITER_MODULES = ("meterd.seclog.log", "meterd.seclog.writer", "meterd.seclog.store", "meterd.seclog.syncer")
+WRITER_MODULES = (
+    "meterd.seclog.log",
+    "meterd.seclog.writer",
+    "meterd.seclog.waiters",
+    "meterd.seclog.store",
+    "meterd.seclog.syncer",
+)
 
 
 def _is_guard(node: ast.expr) -> bool:
