@@ -126,7 +126,8 @@ class ModbusConnection(asyncio.Protocol):
     def _admit(self, held: ConnectionLimits | None) -> bool:
         """Hold a slot in ``held`` until the connection is lost; False (counted as refused) without one."""
         if held is None or not held.admit(self._client):
-            self.service.counters["connections_refused"] += 1
+            limit = "too_many_handshakes" if held is self._pool.handshakes else "too_many_connections"
+            self.service.refuse_connection(self._source, limit)
             return False
         self._held = held
         return True

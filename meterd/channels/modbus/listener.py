@@ -132,6 +132,7 @@ class ModbusListener:
         for server in self._servers:
             server.close()
         await stop_all(self._connections, STOP_GRACE)
+        await self.service.settle(STOP_GRACE)
         for server in self._servers:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(server.wait_closed(), STOP_GRACE)

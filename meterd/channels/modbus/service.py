@@ -20,6 +20,7 @@ anything else is left to :meth:`handle`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import struct
 from collections import Counter
@@ -93,6 +94,7 @@ class ModbusService:
         self.unit_ids = frozenset(unit_ids)
         self.measurements = MeasurementCache(runtime.meter)
         self.counters: Counter[str] = Counter()
+        self._refusals: set[asyncio.Task[bool]] = set()
         self._resources = {unit: f"/modbus/unit/{unit}" for unit in self.unit_ids}
         #: The guard's :meth:`~meterd.guard.Guard.authorize_again` (an attribute: it runs per read).
         self._allowed_again: Callable[[Session, Permission, str], Decision | None] = (
@@ -100,6 +102,28 @@ class ModbusService:
         )
         #: The metrics' count of the reads :meth:`answer_now` answers, by function.
         self._answered = {f: self.guard.modbus_tally(f, Outcome.ALLOW) for f in protocol.READ_FUNCTIONS}
+
+    def refuse_connection(self, source: str, reason: str) -> None:
+        """Count a connection closed as it was accepted; the guard counts and records it.
+
+        Nobody has authenticated on it, so the guard records it within the budget of
+        unauthenticated refusals (a flood writes a bounded number of records).
+
+        Args:
+            source: Peer address and port.
+            reason: Which limit turned it away.
+        """
+        self.counters["connections_refused"] += 1
+        task = asyncio.get_running_loop().create_task(
+            self.guard.refuse_connection(Channel.MODBUS, source, reason)
+        )
+        self._refusals.add(task)
+        task.add_done_callback(self._refusals.discard)
+
+    async def settle(self, grace: float) -> None:
+        """Wait (at most ``grace``) for the refusals still being recorded."""
+        if self._refusals:
+            await asyncio.wait(list(self._refusals), timeout=grace)
 
     def answer_now(self, peer: Peer, unit: int, body: bytes) -> bytes | None:
         """Answer a measurement read the guard allows again without deciding, or return None.
