@@ -34,13 +34,16 @@ _POLL = 0.1
 _counts: Any = None
 
 
-def _init_worker(counts: Any) -> None:
+def _init_worker(counts: Any, collect: bool) -> None:
     global _counts  # noqa: PLW0603 - the one way a pool's initializer hands a worker state
     _counts = counts
     # Whatever the fork copied is the caller's: its garbage may hold native objects whose
     # finalisers take locks the caller's threads held at the fork, and no thread here will
-    # release them.  Frozen, it is never collected in this process (which ends in _exit).
+    # release them.  Frozen, it is never collected in this process (which ends in _exit);
+    # the collector was off from the fork until here (see scan_log).
     gc.freeze()
+    if collect:
+        gc.enable()
 
 
 def _count(index: int, records: int) -> None:
@@ -132,26 +135,43 @@ def scan_log(
         return joined([span], key=key), contents
     # Imported here: the package is imported with the configuration, which must stay light.
     import multiprocessing.sharedctypes  # noqa: PLC0415
-    from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait  # noqa: PLC0415
+    from concurrent.futures import ProcessPoolExecutor  # noqa: PLC0415
 
     parts = split_lines(segments, workers)
     counts = multiprocessing.sharedctypes.RawArray("q", len(parts))
     # fork: the workers need nothing but what is imported already.
     context = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(
-        max_workers=len(parts), mp_context=context, initializer=_init_worker, initargs=(counts,)
-    ) as pool:
-        futures = [
-            pool.submit(_scan_part, index, part, key=key, window=window) for index, part in enumerate(parts)
-        ]
-        pending = set(futures)
-        while pending:
-            _, pending = wait(pending, timeout=_POLL, return_when=FIRST_EXCEPTION)
-            if progress is not None:
-                progress(sum(counts))
-        results = [future.result() for future in futures]
+    collect = gc.isenabled()
+    # Off while the workers are forked (all at the first submit), so none collects what it
+    # copied before its initializer has frozen it.
+    gc.disable()
+    try:
+        with ProcessPoolExecutor(
+            max_workers=len(parts), mp_context=context, initializer=_init_worker, initargs=(counts, collect)
+        ) as pool:
+            futures = [
+                pool.submit(_scan_part, index, part, key=key, window=window)
+                for index, part in enumerate(parts)
+            ]
+            if collect:
+                gc.enable()
+            results = _gather(futures, counts, progress)
+    finally:
+        if collect:
+            gc.enable()
     report = joined([span for span, _ in results], key=key)
     return report, merge_contents([contents for _, contents in results])
+
+
+def _gather(futures: list[Any], counts: Any, progress: Callable[[int], None] | None) -> list[Any]:
+    from concurrent.futures import FIRST_EXCEPTION, wait  # noqa: PLC0415
+
+    pending = set(futures)
+    while pending:
+        _, pending = wait(pending, timeout=_POLL, return_when=FIRST_EXCEPTION)
+        if progress is not None:
+            progress(sum(counts))
+    return [future.result() for future in futures]
 
 
 def cpu_count() -> int:
