@@ -1,9 +1,9 @@
-"""One connection counter for every channel that limits open connections: in total and per client; no I/O.
+"""A connection counter for channels that refuse connections past a limit: in total and per client; no I/O.
 
 A client is a peer address (never ``address:port``: a client gets a new port
 with every connection and must not get a new allowance with it).  Modbus
-counts its open connections and TLS handshakes with it, SSH its connections
-that have not yet opened a session.
+counts its open connections and TLS handshakes with it.  (SSH's start-ups make
+room for newcomers instead: see :mod:`meterd.channels.ssh.startup`.)
 """
 
 from __future__ import annotations

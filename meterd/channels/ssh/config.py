@@ -29,11 +29,18 @@ SSH = Section(
             "max_startups",
             int,
             30,
-            "connections without a session yet; more are closed at accept",
+            "connections without a session; past it a newcomer takes the busiest source's oldest",
             low=1,
             high=1024,
         ),
-        Key("max_startups_per_source", int, 10, "the same, from one peer address", low=1, high=1024),
+        Key(
+            "max_startups_per_source",
+            int,
+            10,
+            "the same from one source (IPv4 address, IPv6 /64); more are closed at accept",
+            low=1,
+            high=1024,
+        ),
         Key(
             "no_session_timeout",
             int,
@@ -59,9 +66,11 @@ class SshConfig:
         login_grace_time: Seconds a client has to authenticate.
         max_auth_tries: Authentication attempts per connection.
         max_sessions: Open shell and SFTP sessions across all connections.
-        max_startups: Connections at once that have not opened a session yet
-            (unauthenticated, or authenticated with no session); more are closed at accept.
-        max_startups_per_source: The same, from one peer address.
+        max_startups: Connections at once with no session open (unauthenticated, or
+            authenticated with none); past it a newcomer takes the slot of the busiest
+            source's oldest, which is closed.
+        max_startups_per_source: The same from one source (an IPv4 address, an IPv6 /64);
+            more are closed at accept.
         no_session_timeout: Seconds an authenticated connection may stay with no
             session open before it is closed.
     """

@@ -17,11 +17,14 @@ Invariants:
     * A client gets ``max_auth_tries`` attempts per connection, then is
       disconnected.
     * A connection is in its start-up from accept until its first session
-      opens: at most ``max_startups`` are, ``max_startups_per_source`` from one
-      address; one more is closed at accept, before any key exchange, and
-      recorded within the budget of unauthenticated refusals.  Authenticating
-      does not end the start-up, so a valid key cannot hold unbounded
-      connections either.
+      opens, and again once its last session has closed: at most
+      ``max_startups_per_source`` from one source (an IPv4 address, an IPv6
+      /64); one more is closed at accept, before any key exchange, and recorded
+      within the budget of unauthenticated refusals.  Past ``max_startups`` in
+      all, a newcomer takes the slot of the busiest source's oldest start-up,
+      which is closed (see startup.py): a flood cannot keep other sources out.
+      Authenticating does not end the start-up, so a valid key cannot hold
+      unbounded connections either.
     * An authenticated connection with no session open is closed after
       ``no_session_timeout``.  If it never asked for a session, its end (that
       close, or the client's) is the one record of its login
@@ -86,7 +89,9 @@ class MeterSSHServer(asyncssh.SSHServer):
         self._user: str | None = None  # who authenticated, once someone has
         self._login_recorded = False
         #: The start-up slot and the no-session timer (see startup.py).
-        self.watch = SessionWatch(listener.startups, listener.config.no_session_timeout, self._no_session)
+        self.watch = SessionWatch(
+            listener.startups, listener.config.no_session_timeout, self._no_session, self._crowded
+        )
 
     # -- connection ---------------------------------------------------------
 
@@ -147,6 +152,21 @@ class MeterSSHServer(asyncssh.SSHServer):
             seconds = self._listener.config.no_session_timeout
             self._record_no_session("timeout")
             self._conn.disconnect(asyncssh.DISC_BY_APPLICATION, f"no session open for {seconds} s")
+
+    def _crowded(self) -> None:
+        """Close a connection whose start-up slot went to a newer one (or that found none free again)."""
+        conn = self._conn
+        if conn is None:
+            return
+        self._conn = None
+        if self._user is not None:
+            self._record_no_session("crowded_out")
+        elif not self._login_recorded:
+            detail: dict[str, str | int] = {"reason": "startup_crowded_out"}
+            self._spawn(
+                self._guard.refuse("anonymous", Channel.SSH, self.source, detail, kind="login", budgeted=True)
+            )
+        conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, "too many connections starting up")
 
     def _record_no_session(self, ended: str) -> None:
         """Record an authentication that no session request followed: once, as that login's record."""
@@ -300,12 +320,18 @@ async def open_guard_session(
     server = owner if isinstance(owner, MeterSSHServer) else None
     if server is not None:
         server.login_recorded()
-    if len(listener.sessions) >= listener.config.max_sessions:
+    # Counted before the first await: requests arriving together (channels of one
+    # connection, or many clients) must not all pass while the first is recorded.
+    if len(listener.sessions) + listener.opening >= listener.config.max_sessions:
         await runtime.guard.refuse(user, channel, source, {"reason": "too_many_sessions"}, kind="login")
         return Decision(
             Request(user, any_of[0], resource, channel, source), Outcome.DENY, None, "too many sessions"
         )
-    opened = await runtime.guard.open_session(user, channel, source, any_of, resource)
+    listener.opening += 1
+    try:
+        opened = await runtime.guard.open_session(user, channel, source, any_of, resource)
+    finally:
+        listener.opening -= 1
     if isinstance(opened, Session):
         listener.sessions.add(opened)
         opened.on_close.append(lambda _reason: chan.close())

@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING
 
 import asyncssh
 
-from meterd.channels.connlimit import ConnectionLimits
 from meterd.channels.ssh.config import SshConfig
 from meterd.channels.ssh.hostkeys import load_or_create_host_key
+from meterd.channels.ssh.startup import StartupSlots
 from meterd.errors import ChannelError
 from meterd.guard import Session
 from meterd.policy.request import Channel
@@ -39,8 +39,9 @@ class SshListener:
 
     Attributes:
         sessions: Open guard sessions of this listener (shell and SFTP).
-        startups: Connections that have not opened a session yet, in total and per
-            peer address (see :class:`~meterd.channels.ssh.connection.MeterSSHServer`).
+        startups: Connections that have no session open, in total and per source
+            (see :mod:`~meterd.channels.ssh.startup`).
+        opening: Sessions being opened now (counted against ``max_sessions``).
         port: The bound port once started (useful when the configured port is 0).
     """
 
@@ -50,7 +51,8 @@ class SshListener:
         self.config = config
         self.runtime = runtime
         self.sessions: set[Session] = set()
-        self.startups = ConnectionLimits(config.max_startups, config.max_startups_per_source)
+        self.startups = StartupSlots(config.max_startups, config.max_startups_per_source)
+        self.opening = 0
         self.port = config.port
         self._server: asyncssh.SSHAcceptor | None = None
 
