@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import shlex
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, AnyStr
 
@@ -45,12 +44,8 @@ import asyncssh
 
 from meterd.channels.ssh.acks import PromptAcks
 from meterd.channels.ssh.startup import SessionWatch
-from meterd.channels.ssh.terminal import SessionStreams, SessionTerminal
-from meterd.guard import Password, PublicKey, Session
-from meterd.policy.permissions import Permission
-from meterd.policy.request import Channel, Decision, Outcome, Request
-from meterd.runtime import Runtime
-from meterd.shell.terminal import EXIT_DENIED, EXIT_USAGE
+from meterd.guard import Password, PublicKey
+from meterd.policy.request import Channel
 
 if TYPE_CHECKING:
     from asyncssh.connection import SSHConnection
@@ -81,10 +76,10 @@ class MeterSSHServer(asyncssh.SSHServer):
         self._listener = listener
         self._guard = listener.runtime.guard
         self._conn: asyncssh.SSHServerConnection | None = None
+        self._registered: asyncssh.SSHServerConnection | None = None  # in the listener's set
         self.source = ""
         self._failures = 0
         self._refusals = 0
-        self._tasks: set[asyncio.Task[None]] = set()
         self._acks: PromptAcks | None = None
         self._user: str | None = None  # who authenticated, once someone has
         self._login_recorded = False
@@ -117,6 +112,8 @@ class MeterSSHServer(asyncssh.SSHServer):
             conn.abort()
             self._spawn(self._guard.refuse_connection(Channel.SSH, self.source, "too_many_startups"))
             return
+        self._registered = conn
+        self._listener.connections.add(conn)
         # Instance attributes, so only this connection is affected.  mypy still checks the
         # signatures against asyncssh's, and reports it if a method is renamed or removed.
         conn.create_agent_listener = self._agent_requested  # type: ignore[method-assign]
@@ -129,6 +126,9 @@ class MeterSSHServer(asyncssh.SSHServer):
 
         An authenticated connection that never asked for a session gets its login's record now.
         """
+        if self._registered is not None:
+            self._listener.connections.discard(self._registered)
+            self._registered = None
         self._conn = None
         self.watch.lost()
         self._record_no_session("disconnected")
@@ -240,9 +240,12 @@ class MeterSSHServer(asyncssh.SSHServer):
         async def run() -> None:
             await coro
 
+        # Held by the listener, which waits for them when it stops: a record spawned as a
+        # connection ends (its no-session login, a refusal) lands before the log closes.
         task = asyncio.ensure_future(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        records = self._listener.records
+        records.add(task)
+        task.add_done_callback(records.discard)
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int) -> bool:
         """Refuse local port forwarding (``ssh -L``, ``-D``)."""
@@ -302,112 +305,3 @@ class MeterSSHServer(asyncssh.SSHServer):
             {"auth_proto": auth_proto[:64].decode("ascii", "replace"), "screen": screen},
         )
         return None
-
-
-async def open_guard_session(
-    listener: SshListener,
-    chan: asyncssh.SSHServerChannel[str] | asyncssh.SSHServerChannel[bytes],
-    channel: Channel,
-    any_of: tuple[Permission, ...],
-    resource: str,
-) -> Session | Decision:
-    """Open the guard session of one SSH session channel, within the listener's session limit."""
-    conn = chan.get_connection()
-    user = conn.get_extra_info("username", "")
-    source = source_of(conn)
-    runtime: Runtime = listener.runtime
-    owner = conn.get_owner()
-    server = owner if isinstance(owner, MeterSSHServer) else None
-    if server is not None:
-        server.login_recorded()
-    # Counted before the first await: requests arriving together (channels of one
-    # connection, or many clients) must not all pass while the first is recorded.
-    if len(listener.sessions) + listener.opening >= listener.config.max_sessions:
-        await runtime.guard.refuse(user, channel, source, {"reason": "too_many_sessions"}, kind="login")
-        return Decision(
-            Request(user, any_of[0], resource, channel, source), Outcome.DENY, None, "too many sessions"
-        )
-    listener.opening += 1
-    try:
-        opened = await runtime.guard.open_session(user, channel, source, any_of, resource)
-    finally:
-        listener.opening -= 1
-    if isinstance(opened, Session):
-        listener.sessions.add(opened)
-        opened.on_close.append(lambda _reason: chan.close())
-        if server is not None:
-            server.watch.session_opened()
-            opened.on_close.append(lambda _reason: server.watch.session_closed())
-    return opened
-
-
-async def close_guard_session(listener: SshListener, session: Session, reason: str) -> None:
-    """Close a session opened by :func:`open_guard_session`."""
-    listener.sessions.discard(session)
-    await listener.runtime.guard.close_session(session, reason=reason)
-
-
-POLICY_COMMAND = "meterd-policy"
-MAX_POLICY_PAYLOAD = 4 * 1024 * 1024
-
-
-async def _policy_command(runtime: Runtime, session: Session, streams: SessionStreams) -> int:
-    """Hand ``meterd-policy ARGS`` to the daemon's policy service, with stdin (to EOF) as payload.
-
-    The service decides what the session may do; without one the command does not exist here.
-    """
-    if runtime.policies is None:
-        streams.stderr.write(f"{POLICY_COMMAND}: not available on this meter\n")
-        return EXIT_USAGE
-    try:
-        argv = shlex.split(streams.command or "")[1:]
-    except ValueError as e:
-        streams.stderr.write(f"{POLICY_COMMAND}: {e}\n")
-        return EXIT_USAGE
-    payload = await streams.stdin.read(MAX_POLICY_PAYLOAD + 1)
-    if len(payload) > MAX_POLICY_PAYLOAD:
-        streams.stderr.write(f"{POLICY_COMMAND}: input larger than {MAX_POLICY_PAYLOAD} bytes\n")
-        return EXIT_USAGE
-    status, output = await runtime.policies.run(runtime.guard, session, argv, payload.encode())
-    # Lines of text, like every other answer: the caller's prompt must not follow on the last one.
-    streams.stdout.write(output if not output or output.endswith("\n") else output + "\n")
-    return status
-
-
-async def run_session(listener: SshListener, streams: SessionStreams) -> None:
-    """Serve one shell, command or refused subsystem on a session channel."""
-    if streams.subsystem:
-        streams.stderr.write(f"subsystem {streams.subsystem[:32]!r} is not available\n")
-        streams.exit(EXIT_DENIED)
-        return
-    opened = await open_guard_session(
-        listener, streams.channel, Channel.SSH, (Permission.TERMINAL_ACCESS,), "/"
-    )
-    if not isinstance(opened, Session):
-        streams.stderr.write(f"denied: {opened.request.permission.value} ({opened.detail or 'refused'})\n")
-        streams.exit(EXIT_DENIED)
-        return
-    from meterd.shell import MeterShell  # noqa: PLC0415 - on first use (see meterd.shell)
-
-    shell = MeterShell(listener.runtime, opened, SessionTerminal(streams))
-    status = EXIT_DENIED
-    reason = ""
-    try:
-        if streams.command is not None and streams.command.split(maxsplit=1)[:1] == [POLICY_COMMAND]:
-            status = await _policy_command(listener.runtime, opened, streams)
-        elif streams.command is not None:
-            status = await shell.execute(streams.command)
-        else:
-            await shell.run()
-            status = 0
-    except (asyncssh.Error, OSError, ConnectionError) as e:
-        reason = "disconnected"
-        log.info("ssh session of %s ended: %s", opened.principal, e)
-    except Exception:  # a bug in a command must end the session, never the listener
-        reason = "internal error"
-        log.exception("ssh session of %s failed", opened.principal)
-    finally:
-        # Exit status first: the guard's close callback hangs the channel up.
-        if not streams.channel.is_closing():
-            streams.exit(status)
-        await close_guard_session(listener, opened, reason or "logged out")

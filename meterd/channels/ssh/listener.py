@@ -42,6 +42,8 @@ class SshListener:
         startups: Connections that have no session open, in total and per source
             (see :mod:`~meterd.channels.ssh.startup`).
         opening: Sessions being opened now (counted against ``max_sessions``).
+        records: Records the listener's connections are writing (awaited at stop).
+        connections: Open connections (closed at stop).
         port: The bound port once started (useful when the configured port is 0).
     """
 
@@ -53,6 +55,8 @@ class SshListener:
         self.sessions: set[Session] = set()
         self.startups = StartupSlots(config.max_startups, config.max_startups_per_source)
         self.opening = 0
+        self.records: set[asyncio.Task[None]] = set()
+        self.connections: set[asyncssh.SSHServerConnection] = set()
         self.port = config.port
         self._server: asyncssh.SSHAcceptor | None = None
 
@@ -101,7 +105,7 @@ class SshListener:
         stdout: asyncssh.SSHWriter[str],
         stderr: asyncssh.SSHWriter[str],
     ) -> None:
-        from meterd.channels.ssh.connection import run_session  # noqa: PLC0415 - see module docstring
+        from meterd.channels.ssh.sessions import run_session  # noqa: PLC0415 - see module docstring
         from meterd.channels.ssh.terminal import SessionStreams  # noqa: PLC0415
 
         await run_session(self, SessionStreams(stdin, stdout, stderr))
@@ -109,7 +113,7 @@ class SshListener:
     async def _sftp(self, chan: asyncssh.SSHServerChannel[bytes]) -> MeterSFTPServer:
         # The SFTP server is imported on the first SFTP session: an idle meter does not hold it.
         from meterd.channels.ssh.area import Area  # noqa: PLC0415
-        from meterd.channels.ssh.connection import close_guard_session, open_guard_session  # noqa: PLC0415
+        from meterd.channels.ssh.sessions import close_guard_session, open_guard_session  # noqa: PLC0415
         from meterd.channels.ssh.sftp import MeterSFTPServer  # noqa: PLC0415
         from meterd.channels.ssh.sftp_session import SESSION  # noqa: PLC0415
 
@@ -130,7 +134,7 @@ class SshListener:
         server, self._server = self._server, None
         server.close()
         if self.sessions:  # then a connection has loaded the connection code
-            from meterd.channels.ssh.connection import close_guard_session  # noqa: PLC0415
+            from meterd.channels.ssh.sessions import close_guard_session  # noqa: PLC0415
 
             for session in list(self.sessions):
                 await close_guard_session(self, session, "daemon stopping")
@@ -138,3 +142,11 @@ class SshListener:
             await asyncio.wait_for(server.wait_closed(), STOP_TIMEOUT)
         except TimeoutError:
             log.warning("ssh connections did not close within %s s", STOP_TIMEOUT)
+        # Connections with no session (in their start-up, or `ssh -N`) end here too.
+        for conn in list(self.connections):
+            conn.close()
+        deadline = asyncio.get_running_loop().time() + STOP_TIMEOUT
+        while self.connections and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)
+        if self.records:
+            await asyncio.wait(list(self.records), timeout=STOP_TIMEOUT)

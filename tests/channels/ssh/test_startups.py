@@ -283,3 +283,24 @@ def test_sessions_asked_for_together_stay_within_max_sessions(server: Server) ->
             mark, lambda rs: sum(r.detail.get("reason") == "too_many_sessions" for r in rs) >= 6
         )
         assert sum(r.detail.get("reason") == "too_many_sessions" for r in records) == 6
+
+
+def test_a_connection_ended_by_the_listeners_stop_has_its_record_when_stop_returns(server: Server) -> None:
+    config = SshConfig(port=0, host_key_dir=server.root / "state" / "ssh", no_session_timeout=30)
+    assert server.runtime is not None
+    listener = SshListener(config, server.runtime)
+    server.call(listener.start())
+    mark = server.mark()
+    try:
+        with held_open(server, listener.port):
+
+            async def stop_then_read() -> list[Record]:
+                await listener.stop()
+                return server.since(mark)  # nothing else ran on the loop in between
+
+            records = server.call(stop_then_read())
+    finally:
+        server.call(listener.stop())
+    assert [
+        (r.detail.get("reason"), r.detail.get("ended")) for r in records if r.principal == "operator1"
+    ] == [("no_session", "disconnected")]
