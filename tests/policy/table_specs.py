@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
+from meterd.policy.evaluator import NativeEvaluator
 from meterd.policy.permissions import ALL_PERMISSIONS_MASK, Permission
 from meterd.policy.request import Channel
-from meterd.policy.table import NO_PARENT, U32_MAX, Grant, PrincipalRow, TableSpec
+from meterd.policy.table import NO_PARENT, U32_MAX, Grant, PrincipalRow, TableSpec, pack_table
 
 # Scope tree of the hand-made spec:
 #   0 /            1 /files        2 /files/data      3 /files/firmware
@@ -62,3 +63,8 @@ def specs(draw: st.DrawFn, max_principals: int = 8) -> TableSpec:
     )
     caps = draw(st.lists(masks, min_size=1, max_size=8))
     return TableSpec(draw(u32), tuple(caps), tuple(parents), tuple(rows))
+
+
+def packed_evaluator(spec: TableSpec = HAND_SPEC) -> NativeEvaluator:
+    """The C evaluator over ``spec`` packed as a table."""
+    return NativeEvaluator(pack_table(spec))

@@ -6,29 +6,24 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from meterd.policy.evaluator import NativeEvaluator, RequestBatch
+from meterd.policy.evaluator import RequestBatch
 from meterd.policy.permissions import ALL_PERMISSIONS_MASK
-from meterd.policy.table import NO_PARENT, U32_MAX, Grant, PrincipalRow, TableSpec, Verdict, pack_table
+from meterd.policy.table import NO_PARENT, U32_MAX, Grant, PrincipalRow, TableSpec, Verdict
 from tests.policy.table_specs import (
     DEMAND,
     FS_RO,
     FS_RW,
     FW,
-    HAND_SPEC,
     LOCAL,
     MODBUS,
     PARENTS,
     SFTP,
     SSH,
     TERMINAL,
+    packed_evaluator,
     specs,
     u32,
 )
-
-
-def _evaluator(spec: TableSpec = HAND_SPEC) -> NativeEvaluator:
-    return NativeEvaluator(pack_table(spec))
-
 
 # --- hand-checked decisions -----------------------------------------------------------------------
 
@@ -63,7 +58,7 @@ def _evaluator(spec: TableSpec = HAND_SPEC) -> NativeEvaluator:
     ],
 )
 def test_hand_checked_decisions(request_: tuple[int, int, int, int], verdict: Verdict) -> None:
-    evaluator = _evaluator()
+    evaluator = packed_evaluator()
     assert evaluator.decide(*request_) is verdict
     assert evaluator.decide_many([request_]) == [verdict]
 
@@ -74,13 +69,13 @@ def test_scope_check_uses_the_granting_grant() -> None:
     spec = TableSpec(
         1, (ALL_PERMISSIONS_MASK,), PARENTS, (PrincipalRow(True, (Grant(2, 1 << 4), Grant(0, 1 << 3))),)
     )
-    evaluator = _evaluator(spec)
+    evaluator = packed_evaluator(spec)
     assert evaluator.decide(0, 4, 5, 0) is Verdict.OUT_OF_SCOPE
     assert evaluator.decide(0, 3, 5, 0) is Verdict.ALLOW
 
 
 def test_batches_are_reusable_and_immutable() -> None:
-    evaluator = _evaluator()
+    evaluator = packed_evaluator()
     requests = [(0, FS_RO, 2, SFTP), (1, FS_RO, 0, SFTP), (9, 99, 99, 99)]
     batch = RequestBatch(requests)
     assert len(batch) == 3
@@ -88,13 +83,13 @@ def test_batches_are_reusable_and_immutable() -> None:
     assert first == bytes([Verdict.ALLOW, Verdict.DISABLED, Verdict.BAD_REQUEST])
     assert evaluator.decide_batch(batch) == first
     # The same batch against another table: node 2 no longer exists.
-    assert _evaluator(TableSpec(1, (0,) * 6, (NO_PARENT,), ())).decide_batch(batch) == bytes(
+    assert packed_evaluator(TableSpec(1, (0,) * 6, (NO_PARENT,), ())).decide_batch(batch) == bytes(
         [Verdict.BAD_REQUEST, Verdict.UNKNOWN_PRINCIPAL, Verdict.BAD_REQUEST]
     )
 
 
 def test_batch_from_generator_and_empty_batch() -> None:
-    evaluator = _evaluator()
+    evaluator = packed_evaluator()
     assert evaluator.decide_many(r for r in [(0, FS_RO, 2, SFTP)]) == [Verdict.ALLOW]
     assert evaluator.decide_many([]) == []
     assert evaluator.decide_batch(RequestBatch(())) == b""
@@ -158,7 +153,7 @@ def reference(spec: TableSpec, principal: int, permission: int, node: int, chann
 @given(data=st.data())
 def test_decisions_match_the_reference(data: st.DataObject) -> None:
     spec = data.draw(specs())
-    evaluator = _evaluator(spec)
+    evaluator = packed_evaluator(spec)
     requests = data.draw(st.lists(requests_for(spec), max_size=20))
     for request in requests:
         assert evaluator.decide(*request) is reference(spec, *request), request
@@ -168,7 +163,7 @@ def test_decisions_match_the_reference(data: st.DataObject) -> None:
 @given(data=st.data())
 def test_batch_equals_singles(data: st.DataObject) -> None:
     spec = data.draw(specs())
-    evaluator = _evaluator(spec)
+    evaluator = packed_evaluator(spec)
     requests = data.draw(st.lists(requests_for(spec), max_size=40))
     singles = [evaluator.decide(*r) for r in requests]
     assert evaluator.decide_many(requests) == singles
@@ -182,7 +177,7 @@ wide = st.integers(min_value=-(1 << 40), max_value=1 << 40)
 @given(data=st.data())
 def test_out_of_range_requests_never_allow(data: st.DataObject) -> None:
     spec = data.draw(specs())
-    evaluator = _evaluator(spec)
+    evaluator = packed_evaluator(spec)
     request = data.draw(st.tuples(wide, wide, wide, wide))
     principal, permission, node, channel = request
     in_range = (

@@ -28,11 +28,7 @@ from meterd.policy.table import (
     pack_table,
     table_size,
 )
-from tests.policy.table_specs import FS_RO, HAND_SPEC, PARENTS, SFTP, specs, u32
-
-
-def _evaluator(spec: TableSpec = HAND_SPEC) -> NativeEvaluator:
-    return NativeEvaluator(pack_table(spec))
+from tests.policy.table_specs import FS_RO, HAND_SPEC, PARENTS, SFTP, packed_evaluator, specs, u32
 
 
 def _reseal(body: bytes | bytearray) -> bytes:
@@ -89,14 +85,14 @@ def test_pack_table_layout() -> None:
 
 
 def test_table_info_is_read_back() -> None:
-    assert _evaluator().info == TableInfo(
+    assert packed_evaluator().info == TableInfo(
         policy_version=42, n_channels=6, n_nodes=6, n_principals=4, n_grants=6
     )
-    assert _evaluator().policy_version == 42
+    assert packed_evaluator().policy_version == 42
 
 
 def test_minimal_table_is_accepted() -> None:
-    evaluator = _evaluator(TableSpec(0, (0,), (NO_PARENT,), ()))
+    evaluator = packed_evaluator(TableSpec(0, (0,), (NO_PARENT,), ()))
     assert evaluator.info == TableInfo(0, 1, 1, 0, 0)
     assert evaluator.decide(0, 0, 0, 0) is Verdict.UNKNOWN_PRINCIPAL
 
