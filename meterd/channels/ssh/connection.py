@@ -1,4 +1,4 @@
-"""One SSH connection: authentication through the guard, sessions, refusals.
+"""One SSH connection: authentication through the guard, its start-up, refusals.
 
 Invariants:
     * Every login question goes to the guard: passwords to
@@ -10,7 +10,8 @@ Invariants:
       ``ssh`` channel); the ``sftp`` subsystem needs ``fs_read_only``,
       ``fs_read_write``, ``certificate_management`` or
       ``firmware_management`` (a session on the ``sftp`` channel).  Each
-      session channel is one guard session, closed when the channel ends.
+      session channel is one guard session, closed when the channel ends
+      (opened and run by :mod:`~meterd.channels.ssh.sessions`).
     * No port forwarding (TCP or Unix, either direction), no agent or X11
       forwarding, no other subsystem, no legacy SCP; every refused forwarding
       request, agent and X11 included, is recorded.
@@ -45,6 +46,7 @@ import asyncssh
 from meterd.channels.ssh.acks import PromptAcks
 from meterd.channels.ssh.startup import SessionWatch
 from meterd.guard import Password, PublicKey
+from meterd.policy.model import ANONYMOUS
 from meterd.policy.request import Channel
 
 if TYPE_CHECKING:
@@ -164,7 +166,7 @@ class MeterSSHServer(asyncssh.SSHServer):
         elif not self._login_recorded:
             detail: dict[str, str | int] = {"reason": "startup_crowded_out"}
             self._spawn(
-                self._guard.refuse("anonymous", Channel.SSH, self.source, detail, kind="login", budgeted=True)
+                self._guard.refuse(ANONYMOUS, Channel.SSH, self.source, detail, kind="login", budgeted=True)
             )
         conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, "too many connections starting up")
 
@@ -232,7 +234,7 @@ class MeterSSHServer(asyncssh.SSHServer):
                 self._conn.close()
             return
         record = self._guard.refuse(
-            user or "anonymous", Channel.SSH, self.source, {"refused": what, **detail}, budgeted=True
+            user or ANONYMOUS, Channel.SSH, self.source, {"refused": what, **detail}, budgeted=True
         )
         self._spawn(record)
 
