@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,7 @@ from meterd.meter.config import LOADER as METER_LOADER
 from meterd.meter.config import MeterSettings
 from meterd.metrics.config import LOADER as METRICS_LOADER
 from meterd.metrics.config import MetricsConfig
+from meterd.record import record
 from meterd.seclog.settings import LOADER as SECURITY_LOG_LOADER
 from meterd.seclog.settings import ForwardSettings, SecurityLogSettings
 from meterd.tomlreader import Reader
@@ -90,7 +91,7 @@ DAEMON = Section(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DaemonConfig:
     """Everything ``meterd --config`` needs.
 
@@ -148,7 +149,7 @@ class DaemonConfig:
 ReadSection = Callable[[Reader, Mapping[Base, Path]], Any]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SectionLoader:
     """How one top-level table of ``meterd.toml`` becomes a field of :class:`DaemonConfig`.
 

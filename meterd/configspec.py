@@ -20,10 +20,10 @@ from __future__ import annotations
 import enum
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
+from meterd.record import record
 from meterd.tomlreader import Reader, suggest
 
 
@@ -50,7 +50,7 @@ Finish = Callable[[Reader, dict[str, Any], Mapping[Base, Path]], None]
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Key:
     """One key of a section.
 
@@ -152,7 +152,7 @@ class Key:
         return text
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Section:
     """One table of ``meterd.toml``.
 
@@ -199,7 +199,7 @@ class Section:
         return self.defaults()[name]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Loader(Generic[T]):
     """How a declared section becomes its settings object.
 

@@ -18,9 +18,9 @@ import hashlib
 import hmac
 import re
 import secrets
-from dataclasses import dataclass
 
 from meterd.errors import CredentialError
+from meterd.record import record
 
 DEFAULT_LOG2_N = 15
 MIN_LOG2_N = 14
@@ -36,7 +36,7 @@ _FORMAT = re.compile(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ScryptHash:
     """A parsed scrypt hash.
 

@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from meterd.errors import MeterdError
+from meterd.record import record
 
 
 class ReferenceError(MeterdError):
@@ -47,7 +47,7 @@ def replaced(text: str, begin: str, end: str, block: str) -> str:
     return text[:start] + block + text[stop:]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Block:
     """One generated block of a README.
 

@@ -7,7 +7,6 @@ and above the guard and the meter it hands out.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -15,6 +14,7 @@ from meterd.guard import Guard, Session
 from meterd.meter.interface import Meter
 from meterd.policy.credentials import Credentials
 from meterd.policy.model import Policy
+from meterd.record import record
 
 
 class PolicyCommands(Protocol):
@@ -34,7 +34,7 @@ class PolicyCommands(Protocol):
         """Store changed local credentials (from the meter shell) and put them in force."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Runtime:
     """The daemon's shared parts, handed to each channel at start.
 

@@ -8,10 +8,10 @@ A leaf.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from meterd.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class StatePath:
     """One fixed name below ``state_dir``.
 

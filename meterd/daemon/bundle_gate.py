@@ -28,7 +28,6 @@ first push.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +36,7 @@ from meterd.errors import ConfigError
 from meterd.fsutil import atomic_write
 from meterd.policy.bundle import Bundle, load_verify_key
 from meterd.policy.trust import KeySet, MeterIdentity
+from meterd.record import record
 
 if TYPE_CHECKING:
     from meterd.policy.signed import SignedBundle
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 STATE_FILE = "bundles.json"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Accepted:
     """A bundle that passed every check (nothing is recorded until :meth:`BundleGate.commit`).
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import logging
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +41,7 @@ from meterd.policy.lint import Finding, Severity, lint_policy
 from meterd.policy.loader import load_policy
 from meterd.policy.model import Policy
 from meterd.policy.request import Channel, Outcome
+from meterd.record import record
 from meterd.statedir import POLICY_STORE
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ class PolicyRefusedError(PolicyError):
         super().__init__("policy refused: " + "; ".join(problems), source=source)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Applied:
     """The result of putting a policy in force.
 

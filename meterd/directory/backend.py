@@ -11,10 +11,10 @@ Invariants:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol
 
 from meterd.errors import MeterdError
+from meterd.record import record
 
 #: Backend names (``DirectoryBackend.name``), a closed set for metrics labels.
 BACKEND_NAMES = ("ldap", "radius")
@@ -31,7 +31,7 @@ LOGIN_OUTCOMES = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DirectoryIdentity:
     """Who a directory says a user is.
 

@@ -41,6 +41,7 @@ from meterd.directory.backend import DirectoryIdentity, DirectoryRefused, Direct
 from meterd.directory.names import first_cn, login_name_problem, normalise_group
 from meterd.directory.settings import LdapSettings
 from meterd.errors import ConfigError
+from meterd.record import record
 
 #: Active Directory's LDAP_MATCHING_RULE_IN_CHAIN: every group the user is in, nested ones included.
 IN_CHAIN = "1.2.840.113556.1.4.1941"
@@ -69,7 +70,7 @@ def read_password_file(path: Path, key: str = "directory.ldap.bind_password_file
     return password
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class _Target:
     uri: str
     host: str

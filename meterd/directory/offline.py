@@ -23,12 +23,12 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from meterd.credentials import hash_secret, verify_secret
 from meterd.fsutil import atomic_write
+from meterd.record import record
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 MAX_ENTRIES = 1000
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CachedLogin:
     """What an online login left for offline use.
 

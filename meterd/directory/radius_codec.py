@@ -21,9 +21,9 @@ import hashlib
 import hmac
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from meterd.errors import MeterdError
+from meterd.record import record
 
 ACCESS_REQUEST = 1
 ACCESS_ACCEPT = 2
@@ -56,7 +56,7 @@ class RadiusPacketError(MeterdError):
     """A datagram that is not a valid reply to our request, or a request that cannot be built."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Reply:
     """A verified reply.
 

@@ -12,12 +12,13 @@ import ipaddress
 import os
 import stat
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from meterd.configspec import Base, Key, Loader, Section
 from meterd.errors import ConfigError, ConfigValidationError
+from meterd.record import record
 from meterd.tomlreader import Reader
 
 #: Where directory group names come from in an Access-Accept (RADIUS dictionary names).
@@ -30,7 +31,7 @@ MAX_SECRET = 1024
 DEFAULT_VENDOR_ID = 50316
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RadiusServer:
     """One RADIUS server.
 
@@ -210,7 +211,7 @@ RADIUS = Section(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class RadiusSettings:
     """How meterd asks RADIUS servers.
 

@@ -20,7 +20,6 @@ ldap3, so ``meterd.config`` stays a leaf.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from meterd.directory.radius_config import LOADER as RADIUS_LOADER
 from meterd.directory.radius_config import RadiusSettings
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel
+from meterd.record import record
 from meterd.tomlreader import Reader
 
 BACKENDS = ("ldap", "radius")
@@ -122,7 +122,7 @@ LDAP = Section(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LdapSettings:
     """How to reach an LDAP directory (OpenLDAP or Active Directory) and read a user's groups.
 
@@ -239,7 +239,7 @@ DIRECTORY = Section(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DirectorySettings:
     """Directory login as a whole.
 

@@ -9,14 +9,13 @@ policy says who exists and whether they are enabled.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from meterd.credentials import dummy_verify, verify_secret
 from meterd.policy.credentials import Credentials
 from meterd.policy.model import Application, Policy, User
+from meterd.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Password:
     """A password typed at a login prompt (SSH, serial)."""
 
@@ -26,7 +25,7 @@ class Password:
         return "Password(<redacted>)"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Pin:
     """A front-panel PIN."""
 
@@ -36,7 +35,7 @@ class Pin:
         return "Pin(<redacted>)"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PublicKey:
     """An SSH public key whose signature the transport has verified.
 
@@ -49,7 +48,7 @@ class PublicKey:
     blob: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Certificate:
     """A TLS client certificate the transport has verified against the trusted CA.
 

@@ -12,10 +12,10 @@ is positive (a second reset is refused while the first is reserved).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from meterd.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Reservation:
     """A reset allowed but not yet known to have happened.
 

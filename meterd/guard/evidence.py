@@ -26,6 +26,7 @@ from enum import Enum
 from typing import Generic, TypeVar
 
 from meterd.policy.request import Channel
+from meterd.record import record
 
 E = TypeVar("E", bound=Enum)
 
@@ -54,7 +55,7 @@ def party(source: str) -> str:
     return source
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SummaryKey(Generic[E]):
     """What one summary record stands for."""
 

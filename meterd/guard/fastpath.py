@@ -27,7 +27,6 @@ Invariants:
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meterd.guard.audit import AggregateKey, Audit, aggregate_key
@@ -36,6 +35,7 @@ from meterd.guard.permit import Permit
 from meterd.policy.compile import CompiledPolicy
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Request
+from meterd.record import record
 
 if TYPE_CHECKING:
     from meterd.guard.sessions import Session
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 MAX_REMEMBERED = 64
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Remembered:
     """One aggregated allow a session may be given again.
 

@@ -8,7 +8,6 @@ caller outside the guard names an event type or writes a record itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from meterd.guard.audit import Detail, EventType, Query, Record
@@ -18,6 +17,7 @@ from meterd.guard.sessions import Session
 from meterd.policy.model import ANONYMOUS
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel, Decision, Outcome
+from meterd.record import record
 
 if TYPE_CHECKING:
     from meterd.guard.audit import VerifyReport
@@ -35,7 +35,7 @@ _REFUSAL_EVENTS: dict[RefusalKind, EventType] = {
 DAEMON = "meterd"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Actor:
     """A party that made a change outside any session: meterd itself, or a push's channel.
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from meterd.configspec import Key, Loader, Section
+from meterd.record import record
 
 #: The meter implementations meterd can build (:mod:`meterd.meter.factory` builds each).
 KINDS = ("simulated",)
@@ -21,7 +20,7 @@ METER = Section(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MeterSettings:
     """Which meter the daemon builds.
 

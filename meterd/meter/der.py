@@ -10,9 +10,9 @@ uses the certificate for TLS does that.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
 from meterd.meter.errors import CertificateError
+from meterd.record import record
 
 _SEQUENCE, _SET, _INTEGER, _BIT_STRING, _OID = 0x30, 0x31, 0x02, 0x03, 0x06
 _UTC_TIME, _GENERALIZED_TIME, _EXPLICIT_VERSION = 0x17, 0x18, 0xA0
@@ -38,7 +38,7 @@ _ATTRIBUTE_NAMES = {
 _RFC4514_SPECIALS = ',+"\\<>;'
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CertificateFields:
     """What the meter records from a certificate's tbsCertificate.
 

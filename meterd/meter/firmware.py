@@ -19,10 +19,10 @@ from __future__ import annotations
 import hashlib
 import re
 import struct
-from dataclasses import dataclass
 
 from meterd.meter.errors import FirmwareImageError
 from meterd.meter.model import VERSION_PATTERN
+from meterd.record import record
 
 MAGIC = b"MTRFWIMG"
 HEADER = struct.Struct(">8s16sQ32s")
@@ -32,7 +32,7 @@ MAX_IMAGE_BYTES = 32 * 1024 * 1024
 IMAGE_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CheckedImage:
     """A firmware image that passed :func:`check_image`.
 

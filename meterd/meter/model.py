@@ -10,7 +10,6 @@ the customer; negative: export, received from the customer).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 from meterd.meter.checks import (
     EARLIEST_TIME,
@@ -23,6 +22,7 @@ from meterd.meter.checks import (
     check_time,
 )
 from meterd.meter.errors import CertificateError, MeterValueError
+from meterd.record import record
 
 # Generous physical bounds: they reject corrupt values, not unusual sites.
 MAX_VOLTAGE_V = 1_000_000.0
@@ -36,7 +36,7 @@ VERSION_PATTERN = r"[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}"
 MIN_FINGERPRINT_PREFIX = 8
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PhaseReading:
     """Instantaneous figures of one phase.
 
@@ -57,7 +57,7 @@ class PhaseReading:
         check_number("power_kw", self.power_kw, -MAX_POWER_KW, MAX_POWER_KW)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PeakDemand:
     """The highest block demand since the last peak demand reset.
 
@@ -75,7 +75,7 @@ class PeakDemand:
         check_optional_time("peak_demand_at", self.at)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Readings:
     """One snapshot of the meter's measurements.
 
@@ -128,7 +128,7 @@ class Readings:
         return sum(p.power_kw for p in self.phases)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PeakDemandReset:
     """What a peak demand reset cleared, and when.
 
@@ -145,7 +145,7 @@ class PeakDemandReset:
         check_time("reset_at", self.reset_at)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MeterClock:
     """The meter's clock.
 
@@ -163,7 +163,7 @@ class MeterClock:
         check_number("offset_s", self.offset_s, -MAX_CLOCK_OFFSET_S, MAX_CLOCK_OFFSET_S)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FirmwareImageInfo:
     """One firmware image accepted into the meter's firmware area.
 
@@ -190,7 +190,7 @@ class FirmwareImageInfo:
         check_time("installed_at", self.installed_at)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class FirmwareInfo:
     """The running firmware and the images installed.
 
@@ -207,7 +207,7 @@ class FirmwareInfo:
         check_text("version", self.version, 11, VERSION_PATTERN)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CertificateInfo:
     """An installed X.509 certificate, as far as the meter records it.
 
@@ -265,7 +265,7 @@ def match_certificate(certificates: Iterable[CertificateInfo], fingerprint: str)
     return matches[0]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MasterResetReport:
     """What a master reset cleared.
 
@@ -289,7 +289,7 @@ class MasterResetReport:
         check_time("at", self.at)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MeterStatus:
     """The meter's identity and housekeeping state.
 

@@ -13,16 +13,16 @@ import binascii
 import hashlib
 import re
 import textwrap
-from dataclasses import dataclass
 
 from meterd.meter.der import CertificateFields, read_certificate
 from meterd.meter.errors import CertificateError
+from meterd.record import record
 
 MAX_PEM_BYTES = 16 * 1024
 _BLOCK = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----\r?\n(.*?)-----END \1-----", re.DOTALL)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ParsedCertificate:
     """A certificate that passed the structural checks.
 

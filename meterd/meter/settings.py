@@ -12,11 +12,11 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, TypeVar, get_type_hints
 
 from meterd.meter.checks import check_choice, check_int, check_number, check_text
 from meterd.meter.errors import MeterValueError
+from meterd.record import record
 
 SettingValue = str | int | float | bool
 """What a channel may pass as a new setting value; text is converted."""
@@ -41,7 +41,7 @@ def _check_ipv4(key: str, value: str) -> None:
         raise MeterValueError(f"{value!r} is not an IPv4 address", key=key) from e
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CommSettings:
     """Network, Modbus and serial port settings.
 
@@ -80,7 +80,7 @@ class CommSettings:
         check_choice("serial_stop_bits", self.serial_stop_bits, (1, 2))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DssSettings:
     """The meter's specific setting values (DSS): wiring, ratios and demand.
 
@@ -115,7 +115,7 @@ class DssSettings:
         check_choice("demand_interval_min", self.demand_interval_min, DEMAND_INTERVALS_MIN)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SetpointParams:
     """A Setpoint module: raises its output while a value stays over a limit.
 
@@ -144,7 +144,7 @@ class SetpointParams:
         check_int("sustain_off_s", self.sustain_off_s, 0, 86_400)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PeriodicTimerParams:
     """A Periodic Timer module: pulses its output every period.
 
@@ -162,7 +162,7 @@ class PeriodicTimerParams:
         check_choice("sync_to_clock", self.sync_to_clock, (True, False))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DataRecorderParams:
     """A Data Recorder module: logs its inputs on each trigger.
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
 
 from meterd.configspec import Key, Loader, Section
+from meterd.record import record
 
 
 def _ip_address(text: str) -> str | None:
@@ -33,7 +33,7 @@ METRICS = Section(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MetricsConfig:
     """Where the metrics endpoint listens.
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 
 from meterd.credentials import parse_hash
@@ -33,12 +33,13 @@ from meterd.policy.lint import Finding, Severity
 from meterd.policy.loader import NAME_PATTERN
 from meterd.policy.model import Policy, frozen_map
 from meterd.policy.permissions import Permission
+from meterd.record import record
 
 #: The credential store's format number.
 STORE_FORMAT = 1
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UserCredentials:
     """What one local user can log in with.
 
@@ -58,7 +59,7 @@ class UserCredentials:
         return self.password_hash is None and self.pin_hash is None and not self.ssh_keys
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Credentials:
     """Every local user's credentials, by user name (read-only).
 

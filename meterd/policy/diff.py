@@ -7,14 +7,13 @@ it actually changes, not as the edit that caused it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from meterd.policy.grants import effective_pairs, principals
 from meterd.policy.model import Policy
 from meterd.policy.permissions import Permission
+from meterd.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AccessChange:
     """One permission gained or lost by one principal at one scope.
 

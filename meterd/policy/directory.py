@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 
 from meterd.directory.names import normalise_group
 from meterd.policy.grants import held_permissions
 from meterd.policy.model import ANONYMOUS, SYSTEM, DirectoryPrincipal, Policy, frozen_map
 from meterd.policy.permissions import Permission
 from meterd.policy.scope import ROOT
+from meterd.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MappingRefusal:
     """Why a directory user gets no session.
 

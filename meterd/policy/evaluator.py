@@ -23,7 +23,6 @@ from __future__ import annotations
 import enum
 from array import array
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
@@ -31,6 +30,7 @@ from meterd._evaluator import ffi, lib
 from meterd.errors import EvaluatorError
 from meterd.policy import table as table_format
 from meterd.policy.table import U32_MAX, Verdict
+from meterd.record import record
 
 #: A request as indices: (principal, permission bit, resource node, channel).
 RequestTuple = tuple[int, int, int, int]
@@ -80,7 +80,7 @@ class TableRefusedError(EvaluatorError):
         super().__init__(f"compiled policy refused: {fault.message}")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TableInfo:
     """What the C code read back from an accepted table's header.
 

@@ -7,8 +7,6 @@ granted the permission, and which scope or channel cap removed it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from meterd.policy.compile import CompiledPolicy
 from meterd.policy.grants import grants_of
 from meterd.policy.permissions import Permission
@@ -16,9 +14,10 @@ from meterd.policy.request import Channel
 from meterd.policy.review import describe_grant
 from meterd.policy.scope import ScopePathError, contains
 from meterd.policy.table import Verdict
+from meterd.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Explanation:
     """The verdict on one request and the reasons behind it.
 

@@ -7,12 +7,12 @@ grants from here rather than re-deriving them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
 
 from meterd.policy.model import ANONYMOUS, Policy
 from meterd.policy.permissions import Permission
 from meterd.policy.scope import minimal
+from meterd.record import record
 
 
 class PrincipalKind(Enum):
@@ -23,7 +23,7 @@ class PrincipalKind(Enum):
     ANONYMOUS = "anonymous"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Principal:
     """A principal as the permission core sees it.
 
@@ -39,7 +39,7 @@ class Principal:
     enabled: bool
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Grant:
     """One role reaching one principal, and where it applies.
 

@@ -6,7 +6,6 @@ should look).  Pure: takes a :class:`Policy`, returns findings.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
 
 from meterd.policy.builtin import BUILTIN_ROLES
@@ -14,6 +13,7 @@ from meterd.policy.grants import PrincipalKind, grants_of, held_permissions, pri
 from meterd.policy.model import Policy
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel
+from meterd.record import record
 
 
 class Severity(Enum):
@@ -23,7 +23,7 @@ class Severity(Enum):
     WARNING = "warning"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Finding:
     """One lint result.
 

@@ -13,13 +13,14 @@ the constructors where a value alone can be checked):
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import MappingProxyType
 from typing import TypeVar
 
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel
 from meterd.policy.scope import ROOT, ScopeTree
+from meterd.record import record
 
 ANONYMOUS = "anonymous"
 #: The principal of meterd's own records (start, stop, the log's housekeeping): no policy may name it.
@@ -34,7 +35,7 @@ def frozen_map(items: Mapping[K, V] | None = None) -> Mapping[K, V]:
     return MappingProxyType(dict(items or {}))
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Role:
     """A named, reusable set of permissions.
 
@@ -57,7 +58,7 @@ class Role:
         return self.builtin_id is not None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class User:
     """A person who logs in with a password, an SSH key or a panel PIN.
 
@@ -87,7 +88,7 @@ class User:
     break_glass: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Group:
     """A set of users who share roles.
 
@@ -107,7 +108,7 @@ class Group:
     directory_group: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DirectoryPrincipal:
     """A user a directory vouched for at login; never in a policy file.
 
@@ -132,7 +133,7 @@ class DirectoryPrincipal:
     path: str = "ldap"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Application:
     """A service account: a SCADA system, the configuration tool, a data collector.
 
@@ -156,7 +157,7 @@ class Application:
     description: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Anonymous:
     """What an unauthenticated channel (plain Modbus TCP) may do; nothing by default.
 
@@ -170,7 +171,7 @@ class Anonymous:
     scopes: tuple[str, ...] = (ROOT,)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Constraints:
     """Rules that hold whatever roles say.
 
@@ -186,7 +187,7 @@ class Constraints:
     channel_caps: Mapping[Channel, frozenset[Permission]] = field(default_factory=frozen_map)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PasswordRules:
     """What a new password must satisfy.
 
@@ -200,7 +201,7 @@ class PasswordRules:
     min_character_classes: int = 3
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Settings:
     """Policy-wide limits, all in seconds or counts.
 
@@ -222,7 +223,7 @@ class Settings:
     password: PasswordRules = PasswordRules()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Policy:
     """A complete, validated policy.  Build it with :func:`meterd.policy.loader.load_policy`.
 

@@ -11,10 +11,11 @@ Invariants:
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+
+from meterd.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PermissionInfo:
     """The documented face of one permission.
 

@@ -7,9 +7,9 @@ with a :class:`Decision`.  Both are immutable values.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 from meterd.policy.permissions import Permission
+from meterd.record import record
 
 
 class Channel(enum.Enum):
@@ -67,7 +67,7 @@ class DenyReason(enum.Enum):
     ROLE_LIMIT = "role_limit"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Request:
     """One thing a principal wants to do.
 
@@ -87,7 +87,7 @@ class Request:
     source: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Decision:
     """The answer to a :class:`Request`.
 

@@ -9,15 +9,15 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass
 
 from meterd.policy.grants import Grant, PrincipalKind, grants_of, principals
 from meterd.policy.model import Policy
 from meterd.policy.permissions import BY_BIT, Permission
 from meterd.policy.request import Channel
+from meterd.record import record
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ReviewRow:
     """Whether one principal holds one permission, and why.
 

@@ -34,7 +34,7 @@ import binascii
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -46,6 +46,7 @@ from meterd.errors import PolicyError
 from meterd.policy.bundle import FORMAT as FORMAT_1
 from meterd.policy.bundle import MAX_BUNDLE_BYTES, Bundle, decode_bundle, load_verify_key
 from meterd.policy.trust import KeySet, MeterIdentity, key_id, public_pem
+from meterd.record import record
 
 __all__ = [
     "FORMAT",
@@ -102,7 +103,7 @@ def format_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Signed:
     """The signed metadata of a format 2 bundle.
 
@@ -145,7 +146,7 @@ class Signed:
         return json.dumps(self.to_json(), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SignedBundle:
     """A format 2 bundle: policy text, signed metadata and signatures (key id → signature)."""
 

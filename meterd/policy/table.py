@@ -25,12 +25,12 @@ from __future__ import annotations
 import enum
 import struct
 import zlib
-from dataclasses import dataclass
 from itertools import chain
 
 from meterd.errors import EvaluatorError
 from meterd.policy.permissions import ALL_PERMISSIONS_MASK
 from meterd.policy.request import DenyReason
+from meterd.record import record
 
 MAGIC = b"MTRT"
 FORMAT_VERSION = 1
@@ -87,7 +87,7 @@ _DENY_REASONS: dict[Verdict, DenyReason | None] = {
 }
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Grant:
     """One assignment of a principal: permissions anchored at a scope node.
 
@@ -101,7 +101,7 @@ class Grant:
     mask: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PrincipalRow:
     """A principal as the table sees it.
 
@@ -115,7 +115,7 @@ class PrincipalRow:
     grants: tuple[Grant, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TableSpec:
     """The flat, validated input of a compiled table.
 

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from meterd.errors import PolicyError
+from meterd.record import record
 
 
 def key_id(key: Ed25519PublicKey) -> str:
@@ -30,7 +30,7 @@ def public_pem(key: Ed25519PublicKey) -> str:
     return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo).decode()
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class KeySet:
     """Trusted signing keys and how many of them must sign.
 
@@ -62,7 +62,7 @@ class KeySet:
         return hashlib.sha256((",".join(sorted(self.keys)) + f"/{self.threshold}").encode()).hexdigest()[:16]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MeterIdentity:
     """What a bundle's targets are matched against (``[daemon] meter_id``, ``meter_labels``)."""
 

@@ -21,17 +21,17 @@ Findings (their ``kind`` is a stable identifier):
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 
 from meterd.policy.grants import PrincipalKind, grants_of, principals
 from meterd.policy.model import Policy
 from meterd.policy.review import ReviewRow, review_rows
+from meterd.record import record
 from meterd.review.usage import LogUsage
 
 DEFAULT_REFUSAL_THRESHOLD = 3
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class UsageRow:
     """One principal and permission: the grant and its use.
 
@@ -61,7 +61,7 @@ class UsageRow:
         return "refused" if self.refusals else "none"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Finding:
     """Something an auditor should look at, with the evidence.
 
@@ -82,7 +82,7 @@ class Finding:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Review:
     """The whole review: usage rows and findings over one log window."""
 

@@ -12,13 +12,14 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import TextIO
 
 from meterd.errors import MeterdError
 from meterd.policy.model import Policy
+from meterd.record import record
 from meterd.review.usage import LogUsage, UsageCollector
 from meterd.seclog.codec import GENESIS, decode_body, make_body
 from meterd.seclog.events import Record
@@ -36,7 +37,7 @@ class ReviewInputError(MeterdError):
     """The log or the window cannot be reviewed (missing, does not verify, another meter's, empty)."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ReadLog:
     """A verified (or knowingly unverified) log window.
 

@@ -12,18 +12,19 @@ checked with ``policy lint`` like any other.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from itertools import combinations
 
 from meterd.policy.model import ANONYMOUS, Application, Policy, Role, User, frozen_map
 from meterd.policy.permissions import Permission
+from meterd.record import record
 from meterd.review.usage import LogUsage
 
 #: Combinations of existing roles tried per principal; past that a custom role is proposed.
 MAX_ROLES = 3
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Suggestion:
     """The proposed roles of one principal or group.
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from meterd.policy.permissions import BY_ID, Permission
 from meterd.policy.request import Channel, Outcome
+from meterd.record import record
 from meterd.seclog.events import EventType, Record
 
 #: Refusal reasons that come from the guard's stateful rules, not from the policy table.
@@ -34,7 +35,7 @@ STATEFUL_REASONS = frozenset(
 _REJECTED_BY = re.compile(r"rejected by (\S+)")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DecisionKey:
     """One distinct request as decided: who asked what, where, through which channel."""
 
@@ -76,7 +77,7 @@ class Tally:
             self.last_time = record.time
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class DualControlEnd:
     """A dual-control request that did not go through.
 
@@ -99,7 +100,7 @@ class DualControlEnd:
     by: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PolicyChange:
     """A ``policy_change`` record: who changed the policy (or tried to), how, and what it did.
 

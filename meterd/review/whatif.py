@@ -25,10 +25,11 @@ from meterd.policy.model import Policy
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Channel
 from meterd.policy.table import Verdict
+from meterd.record import record
 from meterd.review.usage import DecisionKey, LogUsage, Tally
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class AccessShift:
     """Requests of one principal, permission and channel that the candidate decides differently.
 
@@ -55,7 +56,7 @@ class AccessShift:
     why: tuple[str, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class NotReplayed:
     """Decisions a replay cannot re-run, counted per principal, permission, channel and rule.
 
@@ -78,7 +79,7 @@ class NotReplayed:
     candidate: str
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WhatIf:
     """The replay's result.
 

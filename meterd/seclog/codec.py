@@ -29,11 +29,11 @@ import json.encoder
 import re
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from types import MappingProxyType
 
 from meterd.errors import SecurityLogError
 from meterd.policy.request import Channel, Outcome
+from meterd.record import record
 from meterd.seclog.events import (
     BY_CHANNEL_NAME,
     BY_EVENT_NAME,
@@ -67,7 +67,7 @@ class FrameError(SecurityLogError, ValueError):
     """
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Frame:
     """One decoded line: the body bytes as stored and the MAC.
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+
+from meterd.record import record
 
 
 class FullPolicy(enum.Enum):
@@ -28,7 +29,7 @@ class FullPolicy(enum.Enum):
 FILL_WARNINGS = (80, 85, 90, 95, 98)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LogConfig:
     """Limits and policies of a security log.
 

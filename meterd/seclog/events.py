@@ -8,12 +8,13 @@ they are never renamed.  ``log_*`` types are written by the log itself.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import field
 from types import MappingProxyType
 from typing import TypeAlias
 
 from meterd.policy.model import SYSTEM
 from meterd.policy.request import Channel, Outcome
+from meterd.record import record
 
 #: A detail value: small scalars only, so records stay flat and greppable.
 DetailValue: TypeAlias = str | int | bool | None
@@ -75,7 +76,7 @@ def _empty_detail() -> MappingProxyType[str, DetailValue]:
     return MappingProxyType({})
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Record:
     """One sealed entry of the security log, as read back.
 

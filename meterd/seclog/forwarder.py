@@ -26,9 +26,10 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 
+from meterd.record import record
 from meterd.seclog.codec import FrameError, decode_frame
 from meterd.seclog.segments import last_line, list_segments, read_exported, read_lines, write_exported
 from meterd.seclog.syslog import local_hostname, octet_counted, to_syslog
@@ -36,7 +37,7 @@ from meterd.seclog.syslog import local_hostname, octet_counted, to_syslog
 _log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class CollectorConfig:
     """Where and how to send.
 

@@ -9,11 +9,11 @@ no frame (other syslog traffic) are skipped in exported files.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from meterd.policy.request import Outcome
+from meterd.record import record
 from meterd.seclog.codec import Frame, FrameError, decode_frame, find_frame
 from meterd.seclog.events import EventType, Record
 from meterd.seclog.segments import Line, list_segments, read_lines
@@ -56,7 +56,7 @@ def utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Query:
     """Which records to return; every given criterion must match.
 

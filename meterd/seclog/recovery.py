@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from meterd.record import record
 from meterd.seclog.codec import GENESIS, FrameError, decode_frame, evolve
 from meterd.seclog.errors import LogCorruptError, LogKeyError
 from meterd.seclog.keys import KeyFile
@@ -32,7 +33,7 @@ class Segment:
     untrusted: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Recovery:
     """What reopening found at the tail.
 

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+
+from meterd.record import record
 
 
 class Problem(enum.Enum):
@@ -17,7 +18,7 @@ class Problem(enum.Enum):
     BAD_MAC = "bad MAC"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Finding:
     """The first problem found.
 
@@ -34,7 +35,7 @@ class Finding:
     location: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class VerifyReport:
     """The outcome of :func:`verify`.
 

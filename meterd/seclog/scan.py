@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from meterd.errors import SecurityLogError
+from meterd.record import record
 from meterd.seclog.codec import (
     EVOLVE,
     GENESIS,
@@ -113,7 +114,7 @@ class Occurrences:
 Contents = dict[bytes, Occurrences]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Span:
     """What a scan found in one contiguous run of a log.
 

@@ -16,10 +16,10 @@ import os
 import re
 import struct
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from meterd.fsutil import fsync_directory
+from meterd.record import record
 
 KEY_FILE = "key"
 EXPORTED_FILE = "exported"
@@ -48,7 +48,7 @@ def list_segments(directory: Path) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Line:
     """One line of a segment as stored.
 

@@ -11,11 +11,11 @@ sealer (the package imports those on first use).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from meterd.configspec import Base, Key, Loader, Section
+from meterd.record import record
 from meterd.seclog.config import FullPolicy, LogConfig
 from meterd.tomlreader import Reader
 
@@ -119,7 +119,7 @@ FORWARD = Section(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ForwardSettings:
     """The off-meter copy: an RFC 5424 collector over TCP, or TLS (RFC 5425).
 
@@ -147,7 +147,7 @@ class ForwardSettings:
     server_hostname: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SecurityLogSettings:
     """Where the security log lives and how it behaves.
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from meterd.policy.permissions import Permission
+from meterd.record import record
 from meterd.shell.context import Check, Handler
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Command:
     """One shell command.
 

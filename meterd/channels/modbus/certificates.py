@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import ssl
-from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
@@ -19,13 +18,14 @@ from cryptography.x509.oid import NameOID
 
 from meterd.channels.modbus.config import TlsConfig
 from meterd.errors import ChannelError
+from meterd.record import record
 
 ROLE_OID = x509.ObjectIdentifier("1.3.6.1.4.1.50316.802.1")
 _UTF8_STRING = 0x0C
 MAX_ROLE_LENGTH = 64
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ClientIdentity:
     """What a verified client certificate claims.
 

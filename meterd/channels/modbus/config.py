@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from meterd.configspec import Base, Key, Loader, Section
+from meterd.record import record
 from meterd.tomlreader import Reader
 
 
@@ -84,7 +85,7 @@ TLS = Section(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class TlsConfig:
     """The Modbus/TCP Security listener (mutual TLS, TLS 1.2 or later).
 
@@ -108,9 +109,9 @@ class TlsConfig:
 
     enabled: bool = TLS.default("enabled")
     port: int = TLS.default("port")
-    cert: Path | None = TLS.default("cert")  # noqa: RUF009 - immutable (None or a Path)
-    key: Path | None = TLS.default("key")  # noqa: RUF009 - immutable (None or a Path)
-    ca: Path | None = TLS.default("ca")  # noqa: RUF009 - immutable (None or a Path)
+    cert: Path | None = TLS.default("cert")
+    key: Path | None = TLS.default("key")
+    ca: Path | None = TLS.default("ca")
     max_connections: int = TLS.default("max_connections")
     max_connections_per_client: int = TLS.default("max_connections_per_client")
     max_handshakes: int = TLS.default("max_handshakes")
@@ -149,7 +150,7 @@ MODBUS = Section(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ModbusConfig:
     """Settings of the Modbus channel.
 

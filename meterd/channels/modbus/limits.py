@@ -15,15 +15,14 @@ uses too (:class:`~meterd.channels.connlimit.ConnectionLimits`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from meterd.channels.connlimit import ConnectionLimits
 from meterd.channels.ratelimit import RateLimiter
+from meterd.record import record
 
 __all__ = ["ConnectionLimits", "Pool", "RateLimiter"]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Pool:
     """What the clients of one listener share, and only they.
 

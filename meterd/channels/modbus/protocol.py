@@ -18,9 +18,9 @@ from __future__ import annotations
 import enum
 import struct
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from meterd.errors import ChannelError
+from meterd.record import record
 
 MBAP_SIZE = 7
 MAX_PDU = 253
@@ -56,7 +56,7 @@ class FramingError(ChannelError):
     """The byte stream is not Modbus TCP framing; the connection must close."""
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Header:
     """A decoded MBAP header.
 
@@ -71,7 +71,7 @@ class Header:
     unit: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ReadRequest:
     """Read holding (03) or input (04) registers.
 
@@ -86,7 +86,7 @@ class ReadRequest:
     count: int
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WriteRequest:
     """Write one (06) or several (16) holding registers.
 
@@ -106,7 +106,7 @@ class WriteRequest:
         return len(self.values)
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Refusal:
     """A request answered with an exception before anything else looks at it.
 

@@ -14,11 +14,11 @@ Invariants (checked at import):
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 from meterd.channels.modbus.encoding import Kind, Value
 from meterd.meter.settings import SERIAL_PARITIES, SERIAL_PROTOCOLS, VOLTS_MODES
 from meterd.policy.permissions import Permission
+from meterd.record import record
 
 
 class Group(enum.Enum):
@@ -48,7 +48,7 @@ class Group(enum.Enum):
 READ_PERMISSION = Permission.FS_READ_ONLY
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Field:
     """One value in the map.
 

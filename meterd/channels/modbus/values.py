@@ -13,11 +13,11 @@ import math
 import struct
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 from meterd.channels.modbus.encoding import EncodingError, Value, decode, encode
 from meterd.channels.modbus.registers import GROUP_FIELDS, Field, Group
 from meterd.meter.interface import Meter
+from meterd.record import record
 
 _MEASUREMENTS = GROUP_FIELDS[Group.MEASUREMENT]
 #: The address of the first measurement register.
@@ -131,7 +131,7 @@ def read_words(
     return words[start : start + count]
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Change:
     """A decoded write: which group, and the new value of each field written.
 

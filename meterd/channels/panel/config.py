@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from meterd.configspec import Base, Key, Loader, Section
+from meterd.record import record
 
 #: Bits a panel socket may never grant: anyone outside the owner and group.
 _OTHER_BITS = 0o007
@@ -40,7 +40,7 @@ PANEL = Section(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PanelConfig:
     """Front-panel channel settings.
 
@@ -56,7 +56,7 @@ class PanelConfig:
     """
 
     enabled: bool = PANEL.default("enabled")
-    socket: Path = PANEL.default("socket")  # noqa: RUF009 - immutable (None or a Path)
+    socket: Path = PANEL.default("socket")
     mode: int = PANEL.default("mode")
     max_message: int = PANEL.default("max_message")
     max_clients: int = PANEL.default("max_clients")

@@ -33,10 +33,10 @@ import enum
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from meterd.errors import ChannelError
+from meterd.record import record
 
 MAX_NAME = 64
 MAX_PIN = 128
@@ -90,7 +90,7 @@ class ActionKind(enum.Enum):
     MASTER_RESET = "master_reset"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Login:
     """Open a panel session with a user name and PIN."""
 
@@ -102,7 +102,7 @@ class Login:
         return f"Login(user={self.user!r}, pin=<redacted>, ref={self.ref!r})"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Logout:
     """End one session, or (``session`` None) every session of the connection."""
 
@@ -110,7 +110,7 @@ class Logout:
     ref: Ref = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Action:
     """Ask for one meter action.
 
@@ -126,7 +126,7 @@ class Action:
     ref: Ref = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Approve:
     """Approve (or reject) a pending dual-control request as the second person."""
 
@@ -136,7 +136,7 @@ class Approve:
     ref: Ref = None
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class ListPending:
     """List the dual-control requests waiting for a second person."""
 

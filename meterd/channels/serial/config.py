@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from meterd.configspec import Base, Key, Loader, Section
+from meterd.record import record
 from meterd.tomlreader import Reader
 
 #: The ``device`` value that makes meterd create a pseudo-terminal.
@@ -67,7 +67,7 @@ SERIAL = Section(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SerialConfig:
     """Serial console settings.
 
@@ -91,7 +91,7 @@ class SerialConfig:
 
     enabled: bool = SERIAL.default("enabled")
     device: str = SERIAL.default("device")
-    link: Path = SERIAL.default("link")  # noqa: RUF009 - immutable (None or a Path)
+    link: Path = SERIAL.default("link")
     baud: int = SERIAL.default("baud")
     bytesize: int = SERIAL.default("bytesize")
     parity: str = SERIAL.default("parity")

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
+
+from meterd.record import record
 
 CR, LF, BS, DEL, ESC = 0x0D, 0x0A, 0x08, 0x7F, 0x1B
 CTRL_C, CTRL_D, CTRL_U = 0x03, 0x04, 0x15
@@ -34,7 +35,7 @@ class _State(enum.Enum):
     SS3 = enum.auto()  # after ESC O : one more byte
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class Step:
     """What one input byte did.
 

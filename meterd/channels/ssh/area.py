@@ -39,10 +39,10 @@ import os
 import stat
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 from meterd.channels.ssh.paths import PathRefusedError, VPath
+from meterd.record import record
 
 NEW_FILE_MODE = 0o640
 NEW_FOLDER_MODE = 0o750
@@ -52,7 +52,7 @@ _FILE_FLAGS = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 _RENAME_NOREPLACE = 1
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class WriteMode:
     """How a file is opened for a change (the client's open flags).
 

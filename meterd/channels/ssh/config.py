@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from meterd.configspec import Base, Key, Loader, Section
+from meterd.record import record
 
 SSH = Section(
     "ssh",
@@ -53,7 +53,7 @@ SSH = Section(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SshConfig:
     """Settings of the SSH/SFTP listener.
 
@@ -78,7 +78,7 @@ class SshConfig:
     enabled: bool = SSH.default("enabled")
     listen: str = SSH.default("listen")
     port: int = SSH.default("port")
-    host_key_dir: Path = SSH.default("host_key_dir")  # noqa: RUF009 - immutable (None or a Path)
+    host_key_dir: Path = SSH.default("host_key_dir")
     login_grace_time: int = SSH.default("login_grace_time")
     max_auth_tries: int = SSH.default("max_auth_tries")
     max_sessions: int = SSH.default("max_sessions")

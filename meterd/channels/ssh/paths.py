@@ -22,9 +22,9 @@ The disk side (links never followed, check then act) is :mod:`meterd.channels.ss
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from meterd.errors import ChannelError
+from meterd.record import record
 
 AREA_FOLDERS = ("data", "firmware", "certs")
 SECURITY_LOG = "security-log"
@@ -48,7 +48,7 @@ class PathRefusedError(ChannelError):
         self.why = why
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class VPath:
     """A normalised client path; build it with :meth:`of`.
 

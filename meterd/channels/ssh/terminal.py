@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import cast
 
 import asyncssh
+
+from meterd.record import record
 
 #: Longest input line accepted; longer lines are cut (the shell then rejects them).
 MAX_LINE = 8192
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class SessionStreams:
     """The streams of one shell, command or subsystem session channel (text mode).
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from meterd.guard.audit.writer import AuditWriter
@@ -11,6 +10,7 @@ from meterd.guard.sessions import Session
 from meterd.policy.compile import CompiledPolicy
 from meterd.policy.permissions import Permission
 from meterd.policy.request import Decision, Outcome
+from meterd.record import record
 from meterd.seclog import EventType, Query, Record
 from meterd.seclog.errors import LogUnavailableError
 
@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from meterd.seclog.report import VerifyReport
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LogStatus:
     """What ``show status`` says of the security log.
 

@@ -11,10 +11,10 @@ pattern, and tests can drive them with an injected clock.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from meterd.meter.errors import MeterValueError
 from meterd.meter.model import PhaseReading
+from meterd.record import record
 
 DAY_S = 86_400.0
 _OMEGA = 2 * math.pi / DAY_S
@@ -23,7 +23,7 @@ NOMINAL_VOLTAGE_V = 230.0
 NOMINAL_FREQUENCY_HZ = 50.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class PhaseProfile:
     """One phase's power over the day.
 
@@ -61,7 +61,7 @@ class PhaseProfile:
         return max(kws, 0.0) / 3600.0
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class LoadProfile:
     """The site's three phases.
 

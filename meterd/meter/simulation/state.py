@@ -17,7 +17,7 @@ import dataclasses
 import json
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin, get_type_hints
 
@@ -34,12 +34,13 @@ from meterd.meter.model import (
     PeakDemand,
 )
 from meterd.meter.settings import ION_MODULES, CommSettings, DssSettings, IonModuleParams, default_ion_modules
+from meterd.record import record
 
 FORMAT_VERSION = 1
 STATE_FILE = "state.json"
 
 
-@dataclass(frozen=True, slots=True)
+@record
 class MeterState:
     """Everything the simulated meter remembers across restarts.
 
