@@ -59,7 +59,8 @@ def _delattr(self: object, name: str) -> None:
 
 def _getter(names: list[str]) -> Callable[[object], object]:
     """One C call that reads the fields ``names`` of an instance."""
-    return operator.attrgetter(*names) if names else _no_fields
+    # A plain function on the class would bind to the instance: a staticmethod does not.
+    return operator.attrgetter(*names) if names else staticmethod(_no_fields)
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, dataclasses.Field))
