@@ -58,9 +58,13 @@ def _delattr(self: object, name: str) -> None:
 
 
 def _getter(names: list[str]) -> Callable[[object], object]:
-    """One C call that reads the fields ``names`` of an instance."""
-    # A plain function on the class would bind to the instance: a staticmethod does not.
-    return operator.attrgetter(*names) if names else staticmethod(_no_fields)
+    """One C call that reads the fields ``names`` of an instance, as a tuple."""
+    if not names:
+        # A plain function on the class would bind to the instance: a staticmethod does not.
+        return staticmethod(_no_fields)
+    # One name alone would read the bare value; a tuple compares its items as the
+    # generated methods do (identity first, so a field holding NaN equals itself).
+    return operator.attrgetter(*names, *names) if len(names) == 1 else operator.attrgetter(*names)
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field, dataclasses.Field))

@@ -178,3 +178,10 @@ def test_meterd_declares_its_frozen_slotted_dataclasses_as_records() -> None:
         if path.name != "record.py" and "@dataclass(frozen=True, slots=True)" in path.read_text()
     ]
     assert spelled == []
+
+
+def test_one_field_compares_as_the_generated_tuple_does() -> None:
+    nan = float("nan")
+    assert Single(nan) == Single(nan)  # type: ignore[arg-type]
+    assert ReadingDataclass(nan) == ReadingDataclass(nan)  # type: ignore[arg-type]
+    assert Single("a") != Single("b")
