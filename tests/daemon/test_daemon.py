@@ -11,7 +11,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
+from meterd.channels.modbus import TlsConfig
+from meterd.channels.modbus.certificates import server_context
+from meterd.errors import ChannelError
 from meterd.seclog import EventType, Query, read_records
+from tests.channels.modbus.pki import make_pki
 from tests.daemon.conftest import ROOT, RunningDaemon, free_port, write_config
 
 StartDaemon = Callable[[Path], RunningDaemon]
@@ -129,6 +135,32 @@ def test_port_in_use_exits_1_and_leaves_nothing_listening(tmp_path: Path) -> Non
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1].startswith("meterd: cannot start: ssh")
     assert "address already in use" in result.stderr
+
+
+def test_a_tls_key_not_matching_its_certificate_exits_1_with_one_line(tmp_path: Path) -> None:
+    # Checked in a child process at start (the daemon's threads run by then); its message is the daemon's.
+    (tmp_path / "pki").mkdir()
+    pki = make_pki(tmp_path / "pki")
+    tls = TlsConfig(enabled=True, cert=pki.server.cert, key=pki.clients["viewer"].key, ca=pki.ca)
+    with pytest.raises(ChannelError) as in_process:
+        server_context(tls)
+    extra = "\n".join(
+        [
+            "[modbus]",
+            f"port = {free_port()}",
+            "[modbus.tls]",
+            "enabled = true",
+            f"port = {free_port()}",
+            f'cert = "{tls.cert}"',
+            f'key = "{tls.key}"',
+            f'ca = "{tls.ca}"',
+            "",
+        ]
+    )
+    result = run_once(write_config(tmp_path, copy_policy(tmp_path), ssh_port=free_port(), extra=extra))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == f"meterd: cannot start: modbus: {in_process.value}"
+    assert result.stderr.count("KEY_VALUES_MISMATCH") == 1, result.stderr
 
 
 def test_sighup_reload_good_and_bad(tmp_path: Path, start_daemon: StartDaemon) -> None:

@@ -32,12 +32,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 
-from meterd.channels.modbus.certificates import server_context
 from meterd.channels.modbus.config import ModbusConfig
 from meterd.channels.modbus.connection import ModbusConnection
 from meterd.channels.modbus.limits import ConnectionLimits, Pool, RateLimiter
+from meterd.channels.modbus.server_tls import ServerTls
 from meterd.channels.modbus.service import ModbusService
 from meterd.channels.modbus.tls import ModbusTlsConnection
 from meterd.errors import ChannelError
@@ -87,6 +86,9 @@ class ModbusListener:
     async def start(self) -> None:
         """Bind the configured listeners.
 
+        The TLS certificate, key and CA are checked here, before anything listens,
+        but the TLS context is built only at the first TLS handshake.
+
         Raises:
             ChannelError: A certificate cannot be loaded or an address cannot be bound;
                 nothing is left listening.
@@ -94,27 +96,27 @@ class ModbusListener:
         config = self.config
         if not config.enabled:
             return
-        context = server_context(config.tls) if config.tls.enabled else None
+        server_tls = ServerTls(config.tls) if config.tls.enabled else None
         try:
             if config.plain_tcp:
                 await self._bind("tcp", config.port, None)
-            if context is not None:
-                await self._bind("tls", config.tls.port, context)
+            if server_tls is not None:
+                await self._bind("tls", config.tls.port, server_tls)
         except OSError as e:
             await self.stop()
             raise ChannelError(f"cannot listen on {config.listen}: {e.strerror or e}") from e
 
-    async def _bind(self, kind: str, port: int, context: ssl.SSLContext | None) -> None:
-        """Listen on ``port``: Modbus/TCP Security with ``context``, plain Modbus TCP without."""
+    async def _bind(self, kind: str, port: int, server_tls: ServerTls | None) -> None:
+        """Listen on ``port``: Modbus/TCP Security with ``server_tls``, plain Modbus TCP without."""
         pool = self.pools[kind]
 
         def accept() -> ModbusConnection:
-            if context is None:
+            if server_tls is None:
                 return ModbusConnection(
                     self.config, self.runtime, self.service, pool, connections=self._connections
                 )
             return ModbusTlsConnection(
-                self.config, self.runtime, self.service, pool, context, connections=self._connections
+                self.config, self.runtime, self.service, pool, server_tls, connections=self._connections
             )
 
         server = await asyncio.get_running_loop().create_server(accept, self.config.listen, port)

@@ -10,8 +10,10 @@ through.  Once requests run, it is the plain connection's request loop.
 A TLS connection first holds a handshake slot (its own small budget, in total
 and per address) for at most ``frame_timeout``, and takes a session slot only
 once the handshake has succeeded with a verified client certificate.  A failed
-or timed-out handshake is recorded as a login failure; the session is closed
-(and recorded) before the connection has finished.
+or timed-out handshake is recorded as a login failure, and so is a connection
+refused because the server's TLS context cannot be built (its files changed
+since meterd started, see :mod:`~meterd.channels.modbus.server_tls`); the
+session is closed (and recorded) before the connection has finished.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ from meterd.channels.modbus.certificates import identify
 from meterd.channels.modbus.config import ModbusConfig
 from meterd.channels.modbus.connection import ModbusConnection
 from meterd.channels.modbus.limits import Pool
+from meterd.channels.modbus.server_tls import ServerTls
 from meterd.channels.modbus.service import ModbusService, Peer
+from meterd.errors import ChannelError
 from meterd.guard import Certificate, Guard, Session
 from meterd.guard.credentials import application_for_certificate
 from meterd.policy.permissions import Permission
@@ -45,10 +49,15 @@ SESSION_PERMISSIONS = (
 )
 
 
-async def handshake_failed(guard: Guard, source: str, error: ssl.SSLError | TimeoutError) -> None:
-    """Record a failed or timed-out handshake as a login failure, and count it."""
-    why = "tls_timeout" if isinstance(error, TimeoutError) else "tls_handshake"
-    text = getattr(error, "verify_message", None) or getattr(error, "reason", None) or why
+async def handshake_failed(
+    guard: Guard, source: str, error: ssl.SSLError | TimeoutError | ChannelError
+) -> None:
+    """Record a failed, timed-out or impossible (no server context) handshake as a login failure; count it."""
+    if isinstance(error, ChannelError):
+        why, text = "tls_context", str(error)
+    else:
+        why = "tls_timeout" if isinstance(error, TimeoutError) else "tls_handshake"
+        text = getattr(error, "verify_message", None) or getattr(error, "reason", None) or why
     await guard.refuse("", Channel.MODBUS, source, {"reason": why, "error": str(text)[:200]}, kind="login")
     guard.login_failed(Channel.MODBUS)
 
@@ -93,7 +102,7 @@ class ModbusTlsConnection(ModbusConnection):
         runtime: The guard, the meter and the state directory.
         service: The listener's request handler (and its counters).
         pool: The budget of the listener that accepted it (with its handshake budget).
-        ssl_context: The server TLS context, which requires a client certificate.
+        server_tls: The server's TLS context (which requires a client certificate), built on demand.
         connections: The listener's open connections (this one adds and removes itself).
     """
 
@@ -103,12 +112,12 @@ class ModbusTlsConnection(ModbusConnection):
         runtime: Runtime,
         service: ModbusService,
         pool: Pool,
-        ssl_context: ssl.SSLContext,
+        server_tls: ServerTls,
         *,
         connections: set[ModbusConnection],
     ) -> None:
         super().__init__(config, runtime, service, pool, connections=connections)
-        self._ssl = ssl_context
+        self._tls = server_tls
         self._plain: asyncio.Transport | None = None  # the TCP transport, under TLS's once it runs
         self._logout: asyncio.Task[None] | None = None
 
@@ -178,15 +187,21 @@ class ModbusTlsConnection(ModbusConnection):
     async def _handshake(self) -> bool:
         """Run the TLS handshake under ``frame_timeout``; True if the client presented a verified certificate.
 
-        A failed or timed-out handshake is recorded as a login failure.
+        A failed or timed-out handshake is recorded as a login failure, and so is one
+        that cannot start because the server's context cannot be built.
         """
         transport = self._transport
         assert transport is not None
+        try:
+            context = self._tls.context()  # built at the first handshake, then the same one
+        except ChannelError as e:
+            await handshake_failed(self.runtime.guard, self._source, e)
+            return False
         self.handshaking = True
         try:
             try:
                 async with asyncio.timeout(self.config.frame_timeout):
-                    upgraded = await self._loop.start_tls(transport, self, self._ssl, server_side=True)
+                    upgraded = await self._loop.start_tls(transport, self, context, server_side=True)
             finally:
                 # Past start_tls a stop may hang up rather than cancel: the failure's record
                 # below must not be cancelled half-way (a refusal is always recorded).
