@@ -200,6 +200,9 @@ def _child(writer: int, tls: TlsConfig) -> NoReturn:
     """Check ``tls`` as the server would load it, answer on ``writer``, and leave without cleaning up."""
     code = _NO_ANSWER_EXIT
     try:
+        # The daemon's signal wake-up fd is shared with this child: a signal aimed at
+        # the child alone must not reach the daemon's loop as if it were the daemon's.
+        signal.set_wakeup_fd(-1)
         try:
             server_context(tls)
             answer = _VALID

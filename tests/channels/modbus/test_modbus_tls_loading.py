@@ -8,8 +8,10 @@ import dataclasses
 import logging
 import os
 import shutil
+import signal
 import socket
 import ssl
+import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ from typing import Any
 import pytest
 from pymodbus.exceptions import ModbusException
 
-from meterd.channels.modbus import ModbusListener, TlsConfig
+from meterd.channels.modbus import ModbusListener, TlsConfig, server_tls
 from meterd.channels.modbus.certificates import server_context
 from meterd.errors import ChannelError
 from meterd.seclog import EventType
@@ -155,8 +157,6 @@ def test_tls_files_replaced_after_start_refuse_every_tls_client_until_a_restart(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import meterd.channels.modbus.server_tls as server_tls  # noqa: PLC0415 - only this branch has it
-
     reads: list[int] = []
     digests = server_tls.file_digests
 
@@ -208,8 +208,6 @@ def fork_refused() -> int:
 @contextlib.contextmanager
 def child_that(behaviour: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """Make the start-time check's child fail to answer; yields the pids it forked."""
-    import meterd.channels.modbus.server_tls as server_tls  # noqa: PLC0415 - only this branch has it
-
     forked: list[int] = []
     if behaviour == "cannot fork":
         monkeypatch.setattr(os, "fork", fork_refused)
@@ -260,3 +258,50 @@ def test_without_an_answer_from_the_child_the_context_is_built_at_start_and_tls_
     run(scenario())
     (warning,) = [r for r in caplog.records if r.name == SERVER_TLS and r.levelno == logging.WARNING]
     assert "not checked in a child process" in warning.getMessage()
+
+
+def test_a_signal_sent_to_the_checking_child_never_reaches_the_daemon(
+    own_files: TlsConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The child shares the daemon's signal wake-up fd; it must not pass a signal on through it."""
+    parent, real_fork = os.getpid(), os.fork
+    forked: list[int] = []
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    def slow_check(tls: TlsConfig) -> ssl.SSLContext:
+        if os.getpid() != parent:
+            time.sleep(1.0)  # the signal arrives meanwhile (sleep resumes after the handler)
+        return server_context(tls)
+
+    def signal_the_child() -> None:
+        deadline = time.monotonic() + 5
+        while not forked and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.2)
+        os.kill(forked[0], signal.SIGUSR1)
+
+    monkeypatch.setattr(os, "fork", fork)
+    monkeypatch.setattr(server_tls, "server_context", slow_check)
+
+    async def scenario() -> list[str]:
+        loop = asyncio.get_running_loop()
+        received: list[str] = []
+        loop.add_signal_handler(signal.SIGUSR1, received.append, "daemon")
+        try:
+            sender = threading.Thread(target=signal_the_child)
+            sender.start()
+            checked = server_tls.ServerTls(own_files)
+            sender.join()
+            await asyncio.sleep(0.3)  # a wake-up byte from the child would be handled by now
+        finally:
+            loop.remove_signal_handler(signal.SIGUSR1)
+        assert not checked.built
+        return received
+
+    assert asyncio.run(scenario()) == []
+    assert len(forked) == 1
