@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 
+import asyncssh
 import pytest
+
+from meterd.workers import WORKER_NICE
 
 from .meter import Meter
 
@@ -46,3 +50,32 @@ def test_the_daemon_runs_as_meterd_with_only_the_listed_capability(meter: Meter)
         "anon_inode:",
     )
     assert [f for f in files if not f.startswith(allowed)] == [], files
+
+
+def test_the_credential_workers_run_below_the_event_loop(meter: Meter) -> None:
+    """A password login's check runs in a worker thread that lowered its own priority."""
+    meter.wait_active()
+    password = meter.credentials("operator")[0]
+
+    async def login() -> None:
+        async with asyncssh.connect(
+            "127.0.0.1",
+            meter.ssh_port,
+            username="operator",
+            password=password,
+            known_hosts=str(meter.known_hosts()),
+            client_keys=None,
+            preferred_auth="password",
+            connect_timeout=60,
+        ) as connection:
+            await connection.run("exit", timeout=60)
+
+    asyncio.run(login())
+    pid = meter.unit("MainPID")["MainPID"]
+    nice = {}
+    for line in meter.sh(f"cat /proc/{pid}/task/*/stat").splitlines():
+        tid, _, rest = line.partition(" (")
+        fields = rest.rsplit(") ", 1)[1].split()
+        nice[int(tid)] = int(fields[16])  # stat field 19, counted from field 3 after the name
+    assert nice[int(pid)] == 0, nice
+    assert WORKER_NICE in nice.values(), nice

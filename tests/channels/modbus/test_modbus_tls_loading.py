@@ -205,6 +205,19 @@ def fork_refused() -> int:
     raise OSError(11, "Resource temporarily unavailable")
 
 
+def record_forks(forked: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Have ``os.fork`` append each child's pid to ``forked`` (in the parent)."""
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork)
+
+
 @contextlib.contextmanager
 def child_that(behaviour: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     """Make the start-time check's child fail to answer; yields the pids it forked."""
@@ -214,13 +227,7 @@ def child_that(behaviour: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list
         yield forked
         return
     parent = os.getpid()
-    real_fork = os.fork
-
-    def fork() -> int:
-        pid = real_fork()
-        if pid:
-            forked.append(pid)
-        return pid
+    record_forks(forked, monkeypatch)
 
     def check(tls: TlsConfig) -> ssl.SSLContext:
         if os.getpid() != parent:
@@ -229,7 +236,6 @@ def child_that(behaviour: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list
             time.sleep(30)  # hangs: killed at the check's deadline
         return server_context(tls)
 
-    monkeypatch.setattr(os, "fork", fork)
     monkeypatch.setattr(server_tls, "server_context", check)
     monkeypatch.setattr(server_tls, "CHECK_TIMEOUT", 0.5)
     yield forked
@@ -264,14 +270,9 @@ def test_a_signal_sent_to_the_checking_child_never_reaches_the_daemon(
     own_files: TlsConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The child shares the daemon's signal wake-up fd; it must not pass a signal on through it."""
-    parent, real_fork = os.getpid(), os.fork
+    parent = os.getpid()
     forked: list[int] = []
-
-    def fork() -> int:
-        pid = real_fork()
-        if pid:
-            forked.append(pid)
-        return pid
+    record_forks(forked, monkeypatch)
 
     def slow_check(tls: TlsConfig) -> ssl.SSLContext:
         if os.getpid() != parent:
@@ -285,7 +286,6 @@ def test_a_signal_sent_to_the_checking_child_never_reaches_the_daemon(
         time.sleep(0.2)
         os.kill(forked[0], signal.SIGUSR1)
 
-    monkeypatch.setattr(os, "fork", fork)
     monkeypatch.setattr(server_tls, "server_context", slow_check)
 
     async def scenario() -> list[str]:
