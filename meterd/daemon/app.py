@@ -226,7 +226,9 @@ class Daemon:
             except (MeterdError, OSError) as e:
                 self._listeners = started
                 await self._stop_all()
-                raise StartupError(f"{listener.name}: {e}") from e
+                # Named once: some messages already start with the channel's name.
+                prefix = f"{listener.name}: "
+                raise StartupError(str(e) if str(e).startswith(prefix) else prefix + str(e)) from e
             started.append(listener)
 
     async def _stop_all(self) -> None:
