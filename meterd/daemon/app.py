@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from meterd.config import DaemonConfig, ForwardSettings
 from meterd.daemon.demo_pki import ensure_demo_meter_certificate
 from meterd.daemon.directory import build_gate
-from meterd.daemon.listeners import build_listeners
+from meterd.daemon.listeners import build_listeners, check_channel_files
 from meterd.daemon.notify import Notifier
 from meterd.daemon.policies import PolicyManager
 from meterd.daemon.policy_service import PolicyService
@@ -31,6 +31,7 @@ from meterd.seclog.events import DetailValue
 from meterd.statedir import INITIAL_LOG_KEY
 
 if TYPE_CHECKING:
+    from meterd.channels.modbus.server_tls import ServerTls
     from meterd.seclog.forwarder import Forwarder
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._listeners: list[Listener] = []
         self._reloads: set[asyncio.Task[None]] = set()
+        self._files_checked: asyncio.Task[ServerTls] | None = None
 
     async def run(self) -> int:
         """Start, serve until SIGTERM/SIGINT, stop; return the exit code."""
@@ -116,6 +118,16 @@ class Daemon:
         if config.demo_accounts:
             # Every start, not only the first: the TLS listener loads the meter's certificate.
             policies.new_demo_pki = await asyncio.to_thread(ensure_demo_meter_certificate, config.state_dir)
+        # The files are final now: their check runs while the rest starts.
+        self._files_checked = check_channel_files(config)
+        try:
+            return await self._run_checked(seclog, policies)
+        finally:
+            if self._files_checked is not None and not self._files_checked.done():
+                self._files_checked.cancel()  # the start failed before the listener awaited it
+
+    async def _run_checked(self, seclog: SecurityLog, policies: PolicyManager) -> int:
+        config = self.config
         compiled, version = policies.initial()
         meter = build_meter(config.meter, config.state_dir)
         forward = config.security_log.forward
@@ -179,7 +191,7 @@ class Daemon:
             MeterIdentity(config.meter_id, frozenset(config.meter_labels)),
         )
         runtime = Runtime(guard, meter, config.state_dir, service)
-        self._listeners = build_listeners(config, runtime)
+        self._listeners = build_listeners(config, runtime, self._files_checked)
         if metrics is not None and config.metrics is not None:
             self._listeners.append(MetricsServer(config.metrics, metrics))
         await self._start_all()

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import hashlib
 import ssl
-from pathlib import Path
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from meterd.channels.modbus.config import TlsConfig
+from meterd.channels.modbus.tls_context import build_server_context
 from meterd.errors import ChannelError
 from meterd.record import record
 
 ROLE_OID = x509.ObjectIdentifier("1.3.6.1.4.1.50316.802.1")
+#: How a refused certificate, key or CA file begins its message.
+CANNOT_LOAD = "modbus: cannot load the TLS certificate, key or CA"
 _UTF8_STRING = 0x0C
 MAX_ROLE_LENGTH = 64
 
@@ -86,14 +88,7 @@ def server_context(tls: TlsConfig) -> ssl.SSLContext:
     """
     if tls.cert is None or tls.key is None or tls.ca is None:
         raise ChannelError("modbus: Modbus/TCP Security needs tls.cert, tls.key and tls.ca")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.verify_mode = ssl.CERT_REQUIRED
-    # A renegotiation could swap the client certificate under an open session.
-    context.options |= ssl.OP_NO_RENEGOTIATION
     try:
-        context.load_cert_chain(Path(tls.cert), Path(tls.key))
-        context.load_verify_locations(cafile=Path(tls.ca))
+        return build_server_context(str(tls.cert), str(tls.key), str(tls.ca))
     except (OSError, ssl.SSLError) as e:
-        raise ChannelError(f"modbus: cannot load the TLS certificate, key or CA: {e}") from e
-    return context
+        raise ChannelError(f"{CANNOT_LOAD}: {e}") from e

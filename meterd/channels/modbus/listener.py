@@ -53,13 +53,18 @@ class ModbusListener:
     Args:
         config: The ``[modbus]`` settings.
         runtime: The guard, the meter and the state directory.
+        tls_check: The check of the TLS files, if the daemon began it already
+            (:func:`~meterd.daemon.listeners.check_channel_files`).
     """
 
     name = "modbus"
 
-    def __init__(self, config: ModbusConfig, runtime: Runtime) -> None:
+    def __init__(
+        self, config: ModbusConfig, runtime: Runtime, *, tls_check: asyncio.Task[ServerTls] | None = None
+    ) -> None:
         self.config = config
         self.runtime = runtime
+        self._tls_check = tls_check
         self.service = ModbusService(runtime, config.unit_ids)
         rate = config.max_requests_per_second
         #: One budget per listener ("tcp", "tls"): no listener's clients spend another's.
@@ -96,7 +101,10 @@ class ModbusListener:
         config = self.config
         if not config.enabled:
             return
-        server_tls = ServerTls(config.tls) if config.tls.enabled else None
+        server_tls = None
+        if config.tls.enabled:
+            # Begun early by the daemon (the check takes tens of milliseconds), or now.
+            server_tls = await (self._tls_check or ServerTls.checked(config.tls))
         try:
             if config.plain_tcp:
                 await self._bind("tcp", config.port, None)

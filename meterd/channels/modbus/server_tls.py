@@ -8,12 +8,17 @@ start and builds the context when the first client connects.
 
 Invariants:
     * A certificate, key or CA that :func:`server_context` refuses stops the
-      start, with its message, before anything listens: the check runs the
-      same function in a forked child, which exits right after, so the
-      daemon's own process never loads the context.  If the child gives no
-      answer (fork refused, a crash, no answer within ``CHECK_TIMEOUT``), the
-      context is built in the daemon at start instead: the check is never
-      skipped.
+      start, with its message, before anything listens: the check builds the
+      same context (:mod:`~meterd.channels.modbus.tls_context`) in a fresh
+      interpreter, awaited without blocking the event loop.  A fresh process,
+      not a fork: a forked child would inherit OpenSSL's locks as other threads
+      held them (a password check's scrypt) and could wait for them for ever.
+      If it gives no answer (it cannot start, dies, or is still running after
+      ``CHECK_TIMEOUT``, when it is killed), the context is built in the
+      daemon at start instead: the check is never skipped.
+    * Only regular files are read, opened without blocking: a FIFO or device at
+      a configured path is refused, never waited on.  The bytes read (the key's
+      included) are overwritten once hashed.
     * The context served is built from files whose digests are those checked
       at start; files changed since (or unreadable) fail closed: every TLS
       client is refused until meterd restarts.  The failure is kept: a flood
@@ -22,17 +27,18 @@ Invariants:
 
 from __future__ import annotations
 
-import gc
+import asyncio
 import hashlib
 import logging
 import os
-import select
-import signal
 import ssl
-import time
-from typing import NoReturn
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
-from meterd.channels.modbus.certificates import server_context
+from meterd.channels.modbus import tls_context
+from meterd.channels.modbus.certificates import CANNOT_LOAD, server_context
 from meterd.channels.modbus.config import TlsConfig
 from meterd.errors import ChannelError
 
@@ -40,15 +46,10 @@ log = logging.getLogger(__name__)
 
 #: The largest certificate chain, key or CA bundle meterd reads.
 MAX_FILE_SIZE = 1 << 20
-#: Seconds the start-time check in a child may take before meterd builds the context itself.
+#: Seconds the start-time check in a fresh interpreter may take before meterd builds the context itself.
 CHECK_TIMEOUT = 10.0
 
-_CANNOT_LOAD = "modbus: cannot load the TLS certificate, key or CA"
-# The child's answer: _VALID, or _INVALID and the error's text.
-_VALID = b"+"
-_INVALID = b"-"
 _MAX_ANSWER = 4096
-_NO_ANSWER_EXIT = 70
 
 
 def file_digests(tls: TlsConfig) -> tuple[bytes, ...]:
@@ -60,53 +61,73 @@ def file_digests(tls: TlsConfig) -> tuple[bytes, ...]:
     """
     if tls.cert is None or tls.key is None or tls.ca is None:
         raise ChannelError("modbus: Modbus/TCP Security needs tls.cert, tls.key and tls.ca")
-    digests = []
-    for path in (tls.cert, tls.key, tls.ca):
-        try:
-            with path.open("rb") as f:
-                data = f.read(MAX_FILE_SIZE + 1)
-        except OSError as e:
-            raise ChannelError(f"{_CANNOT_LOAD}: {e}") from e
-        if len(data) > MAX_FILE_SIZE:
-            raise ChannelError(f"{_CANNOT_LOAD}: {path}: larger than {MAX_FILE_SIZE >> 20} MiB")
-        digests.append(hashlib.sha256(data).digest())
-    return tuple(digests)
+    return tuple(_digest(path) for path in (tls.cert, tls.key, tls.ca))
+
+
+def _digest(path: Path) -> bytes:
+    """SHA-256 of a regular file of at most :data:`MAX_FILE_SIZE` bytes, never waiting to open it."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as e:
+        raise ChannelError(f"{CANNOT_LOAD}: {e}") from e
+    data = bytearray()
+    try:
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise ChannelError(f"{CANNOT_LOAD}: {path}: not a regular file")
+        if status.st_size > MAX_FILE_SIZE:
+            raise ChannelError(f"{CANNOT_LOAD}: {path}: larger than {MAX_FILE_SIZE >> 20} MiB")
+        # Sized by the file (a few KiB): one byte more shows a file that grew meanwhile.
+        data = bytearray(status.st_size + 1)
+        size = 0
+        with memoryview(data) as view:
+            while size < len(data) and (n := os.readv(fd, [view[size:]])):
+                size += n
+        if size > status.st_size:
+            raise ChannelError(f"{CANNOT_LOAD}: {path}: changed while meterd was reading it")
+        return hashlib.sha256(memoryview(data)[:size]).digest()
+    except OSError as e:
+        raise ChannelError(f"{CANNOT_LOAD}: {e}") from e
+    finally:
+        os.close(fd)
+        data[:] = bytes(len(data))  # the key's bytes do not linger in the heap
 
 
 class ServerTls:
-    """The context of the Modbus/TCP Security listener: checked now, built at the first handshake.
+    """The context of the Modbus/TCP Security listener: checked at start, built at the first handshake.
+
+    Made by :meth:`checked`.
 
     Args:
         tls: The ``[modbus.tls]`` settings (enabled).
-
-    Raises:
-        ChannelError: A file is missing, unreadable, too large or refused by
-            :func:`server_context` (a bad certificate or CA, a key that does not
-            match), or changed while it was checked.
+        digests: The SHA-256 of the certificate, key and CA files as checked.
+        context: The context, if the check had to build it in this process.
     """
 
-    def __init__(self, tls: TlsConfig) -> None:
+    def __init__(self, tls: TlsConfig, digests: tuple[bytes, ...], context: ssl.SSLContext | None) -> None:
         self._tls = tls
-        self._digests = file_digests(tls)
-        self._context: ssl.SSLContext | None = None
+        self._digests = digests
+        self._context = context
         self._failure: str | None = None
-        answer = _check_in_child(tls, CHECK_TIMEOUT)
-        if isinstance(answer, str):
-            log.warning(
-                "modbus: the TLS certificate, key and CA were not checked in a child process (%s); "
-                "building the TLS context at start instead",
-                answer,
-            )
-            self._context = server_context(tls)
-        elif answer != _VALID:
-            raise ChannelError(answer[1:].decode("utf-8", "replace"))
-        # What was checked must be what the digests are of.
-        if file_digests(tls) != self._digests:
-            raise ChannelError(f"{_CANNOT_LOAD}: a file changed while meterd was checking it")
+
+    @classmethod
+    async def checked(cls, tls: TlsConfig) -> ServerTls:
+        """Check ``tls``'s files in a fresh interpreter and return the context's source.
+
+        Raises:
+            ChannelError: A file is missing, unreadable, not a regular file, too
+                large or refused by :func:`server_context` (a bad certificate or
+                CA, a key that does not match), or changed while it was checked.
+        """
+        digests = file_digests(tls)
+        context = await _check(tls, CHECK_TIMEOUT)
+        if file_digests(tls) != digests:  # what was checked must be what the digests are of
+            raise ChannelError(f"{CANNOT_LOAD}: a file changed while meterd was checking it")
+        return cls(tls, digests, context)
 
     @property
     def built(self) -> bool:
-        """True once the context exists (at start only if the check in a child gave no answer)."""
+        """True once the context exists (at start only if the separate check gave no answer)."""
         return self._context is not None
 
     def context(self) -> ssl.SSLContext:
@@ -156,93 +177,54 @@ def _changed(detail: str) -> str:
     )
 
 
-def _check_in_child(tls: TlsConfig, timeout: float) -> bytes | str:
-    """Run :func:`server_context` in a forked child; its answer, or why it gave none.
+class _NoAnswerError(Exception):
+    """The fresh interpreter gave no verdict (it could not start, died, or ran too long)."""
 
-    The daemon has threads (the security log's syncers, the default executor) when
-    this runs: the child touches only the files, OpenSSL and the pipe, and never
-    collects garbage, whose finalisers could wait for a lock a thread held at the fork.
+
+async def _check(tls: TlsConfig, timeout: float) -> ssl.SSLContext | None:
+    """Build ``tls``'s context in a fresh interpreter; None if it builds there.
+
+    Without a verdict from that interpreter, the context is built here instead
+    (the files being regular ones first) and returned.
+
+    Raises:
+        ChannelError: The context cannot be built, with OpenSSL's or the system's message.
     """
     try:
-        reader, writer = os.pipe()
+        answer = await _run_check(tls, timeout)
+    except _NoAnswerError as e:
+        log.warning(
+            "modbus: the TLS certificate, key and CA could not be checked in a separate process (%s); "
+            "loading them in meterd at start instead",
+            e,
+        )
+        file_digests(tls)  # regular files only: OpenSSL would wait on a FIFO
+        return server_context(tls)
+    if answer is not None:
+        raise ChannelError(f"{CANNOT_LOAD}: {answer}")
+    return None
+
+
+async def _run_check(tls: TlsConfig, timeout: float) -> str | None:
+    command = [sys.executable, "-I", "-S", tls_context.__file__, str(tls.cert), str(tls.key), str(tls.ca)]
+    # In the default executor's thread, which the start has made already: a new thread
+    # (asyncio's child watcher makes one per process) would keep a malloc arena of its own.
+    try:
+        done = await asyncio.to_thread(
+            subprocess.run,
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise _NoAnswerError(f"no answer within {timeout:g} s") from None  # run() killed and reaped it
     except OSError as e:
-        return f"no pipe: {e}"
-    collect = gc.isenabled()
-    gc.disable()
-    try:
-        pid = os.fork()
-    except OSError as e:
-        pid = -1
-        why = f"cannot fork: {e}"
-    if pid == 0:
-        _child(writer, tls)
-    if collect:
-        gc.enable()
-    os.close(writer)
-    if pid < 0:
-        os.close(reader)
-        return why
-    deadline = time.monotonic() + timeout
-    answer: bytes | None = None
-    try:
-        answer = _read_answer(reader, deadline)
-    finally:
-        os.close(reader)
-        code = _reap(pid, deadline)
-    if code is None:
-        return f"no answer within {timeout:g} s"
-    if code != 0 or answer is None or not answer.startswith((_VALID, _INVALID)):
-        return f"no answer, exit status {code}"
-    return answer
-
-
-def _child(writer: int, tls: TlsConfig) -> NoReturn:
-    """Check ``tls`` as the server would load it, answer on ``writer``, and leave without cleaning up."""
-    code = _NO_ANSWER_EXIT
-    try:
-        # The daemon's signal wake-up fd is shared with this child: a signal aimed at
-        # the child alone must not reach the daemon's loop as if it were the daemon's.
-        signal.set_wakeup_fd(-1)
-        try:
-            server_context(tls)
-            answer = _VALID
-        except ChannelError as e:
-            answer = _INVALID + str(e).encode("utf-8", "replace")[: _MAX_ANSWER - 1]
-        view = memoryview(answer)
-        while view:
-            view = view[os.write(writer, view) :]
-        code = 0
-    except BaseException:  # noqa: S110 - no answer: the parent checks in its own process
-        pass
-    # Neither atexit handlers nor the parent's buffers: this process only checked the files.
-    os._exit(code)
-
-
-def _read_answer(reader: int, deadline: float) -> bytes | None:
-    """Read the child's whole answer (until it closes the pipe); None past the deadline or too long."""
-    poller = select.poll()
-    poller.register(reader, select.POLLIN)
-    answer = b""
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not poller.poll(remaining * 1000):
-            return None
-        chunk = os.read(reader, _MAX_ANSWER)
-        if not chunk:
-            return answer
-        answer += chunk
-        if len(answer) > _MAX_ANSWER:
-            return None
-
-
-def _reap(pid: int, deadline: float) -> int | None:
-    """Wait for the child until the deadline; its exit code, or None once killed past the deadline."""
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            return os.waitstatus_to_exitcode(status)
-        if time.monotonic() >= deadline:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            return None
-        time.sleep(0.001)
+        raise _NoAnswerError(f"cannot start {sys.executable}: {e}") from e
+    if done.returncode == 0:
+        return None
+    if done.returncode == 1 and done.stdout and len(done.stdout) <= _MAX_ANSWER:
+        return bytes(done.stdout).decode("utf-8", "replace")
+    raise _NoAnswerError(f"exit status {done.returncode}")

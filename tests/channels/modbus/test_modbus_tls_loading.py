@@ -1,16 +1,16 @@
-"""When the Modbus/TCP Security context is checked and built: at start in a child, then at the first handshake."""
+"""When the Modbus/TCP Security context is checked and built: at start in a fresh interpreter, then at the first handshake."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
+import hashlib
 import logging
 import os
 import shutil
-import signal
 import socket
 import ssl
+import sys
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -23,7 +23,9 @@ from pymodbus.exceptions import ModbusException
 from meterd.channels.modbus import ModbusListener, TlsConfig, server_tls
 from meterd.channels.modbus.certificates import server_context
 from meterd.errors import ChannelError
+from meterd.guard.credential_checks import LOCAL_CHECKS, NETWORK_CHECKS
 from meterd.seclog import EventType
+from meterd.workers import worker_pool
 
 from .conftest import Env, serving, tcp_client, tls_client
 
@@ -119,9 +121,9 @@ def test_bad_tls_files_stop_the_start_with_the_in_process_message_and_nothing_li
         return str(raised.value)
 
     checked_in_child = asyncio.run(start())
-    assert server_contexts == []  # the error came from the child's check
+    assert server_contexts == []  # the error came from the separate interpreter's check
     with monkeypatch.context() as m:
-        m.setattr(os, "fork", fork_refused)
+        m.setattr(sys, "executable", str(tmp_path / "no-such-python"))
         in_process = asyncio.run(start())
     assert checked_in_child == in_process
     assert checked_in_child.startswith("modbus: cannot load the TLS certificate, key or CA: ")
@@ -201,107 +203,184 @@ def test_tls_files_replaced_after_start_refuse_every_tls_client_until_a_restart(
     assert "changed since meterd started" in errors[0].getMessage()
 
 
-def fork_refused() -> int:
-    raise OSError(11, "Resource temporarily unavailable")
-
-
-def record_forks(forked: list[int], monkeypatch: pytest.MonkeyPatch) -> None:
-    """Have ``os.fork`` append each child's pid to ``forked`` (in the parent)."""
-    real_fork = os.fork
-
-    def fork() -> int:
-        pid = real_fork()
-        if pid:
-            forked.append(pid)
-        return pid
-
-    monkeypatch.setattr(os, "fork", fork)
-
-
-@contextlib.contextmanager
-def child_that(behaviour: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
-    """Make the start-time check's child fail to answer; yields the pids it forked."""
-    forked: list[int] = []
-    if behaviour == "cannot fork":
-        monkeypatch.setattr(os, "fork", fork_refused)
-        yield forked
-        return
-    parent = os.getpid()
-    record_forks(forked, monkeypatch)
-
-    def check(tls: TlsConfig) -> ssl.SSLContext:
-        if os.getpid() != parent:
-            if behaviour == "dies":
-                os._exit(3)
-            time.sleep(30)  # hangs: killed at the check's deadline
-        return server_context(tls)
-
-    monkeypatch.setattr(server_tls, "server_context", check)
+def stand_in_interpreter(behaviour: str, directory: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Make the start-time check run a stand-in that gives no answer; return where it notes its pid."""
+    pid_file = directory / "check.pid"
+    program = directory / "check"
+    if behaviour == "dies":
+        program.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexit 3\n")
+    elif behaviour == "hangs":
+        program.write_text(f"#!/bin/sh\necho $$ > {pid_file}\nexec sleep 30\n")
+    if behaviour != "cannot start":
+        program.chmod(0o700)
+    monkeypatch.setattr(sys, "executable", str(program))
     monkeypatch.setattr(server_tls, "CHECK_TIMEOUT", 0.5)
-    yield forked
+    return pid_file
 
 
-@pytest.mark.parametrize("behaviour", ["cannot fork", "dies", "hangs"])
-def test_without_an_answer_from_the_child_the_context_is_built_at_start_and_tls_works(
+@pytest.mark.parametrize("behaviour", ["cannot start", "dies", "hangs"])
+def test_without_an_answer_from_the_check_the_context_is_built_at_start_and_tls_works(
     env: Env,
+    tmp_path: Path,
     server_contexts: list[int],
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
     behaviour: str,
 ) -> None:
     caplog.set_level(logging.WARNING, SERVER_TLS)
+    pid_file = stand_in_interpreter(behaviour, tmp_path, monkeypatch)
 
     async def scenario() -> None:
-        with child_that(behaviour, monkeypatch) as forked:
-            async with serving(env) as listener:
-                assert len(server_contexts) == 1  # checked, and built, in this process at start
-                for pid in forked:  # reaped, even the one killed at the deadline
-                    assert not Path(f"/proc/{pid}").exists()
-                assert await reads_over_tls(env, listener, "viewer")
-                assert len(server_contexts) == 1
-            assert len(forked) == (0 if behaviour == "cannot fork" else 1)
+        async with serving(env) as listener:
+            assert len(server_contexts) == 1  # checked, and built, in this process at start
+            if behaviour != "cannot start":  # reaped, even the one killed at the deadline
+                assert not Path(f"/proc/{pid_file.read_text().strip()}").exists()
+            assert await reads_over_tls(env, listener, "viewer")
+            assert len(server_contexts) == 1
 
     run(scenario())
     (warning,) = [r for r in caplog.records if r.name == SERVER_TLS and r.levelno == logging.WARNING]
-    assert "not checked in a child process" in warning.getMessage()
+    assert "could not be checked in a separate process" in warning.getMessage()
 
 
-def test_a_signal_sent_to_the_checking_child_never_reaches_the_daemon(
-    own_files: TlsConfig, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture
+def openssl_in_worker_threads() -> Iterator[None]:
+    """meterd's credential worker pools deriving scrypt keys (OpenSSL's KDF) without pause.
+
+    What password logins on the channels that start before Modbus do while its
+    start-time check runs.  The cost is below meterd's own so that OpenSSL's
+    algorithm fetch, where it holds a lock, comes often: a forked child
+    inherited that lock held about once in 40 checks here.
+    """
+    stop = threading.Event()
+
+    def logins() -> None:
+        while not stop.is_set():
+            hashlib.scrypt(b"wrong guess", salt=b"0123456789abcdef", n=1 << 10, r=8, p=1, dklen=32)
+
+    pools = [
+        worker_pool(NETWORK_CHECKS, "meterd-check-network"),
+        worker_pool(LOCAL_CHECKS, "meterd-check-local"),
+    ]
+    futures = [
+        pool.submit(logins)
+        for pool, size in zip(pools, (NETWORK_CHECKS, LOCAL_CHECKS), strict=True)
+        for _ in range(size)
+    ]
+    try:
+        yield
+    finally:
+        stop.set()
+        for future in futures:
+            future.result()
+        for pool in pools:
+            pool.shutdown()
+
+
+def test_the_check_answers_while_worker_threads_use_openssl(
+    own_files: TlsConfig, openssl_in_worker_threads: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The child shares the daemon's signal wake-up fd; it must not pass a signal on through it."""
-    parent = os.getpid()
-    forked: list[int] = []
-    record_forks(forked, monkeypatch)
+    """The check inherits no lock: a fresh interpreter, not a fork of the daemon."""
+    monkeypatch.setattr(server_tls, "CHECK_TIMEOUT", 5.0)  # a check answers in tens of milliseconds
 
-    def slow_check(tls: TlsConfig) -> ssl.SSLContext:
-        if os.getpid() != parent:
-            time.sleep(1.0)  # the signal arrives meanwhile (sleep resumes after the handler)
-        return server_context(tls)
+    async def checks() -> None:
+        for check in range(60):
+            checked = await server_tls.ServerTls.checked(own_files)
+            assert not checked.built, f"check {check}: no answer; the context was built in this process"
 
-    def signal_the_child() -> None:
-        deadline = time.monotonic() + 5
-        while not forked and time.monotonic() < deadline:
-            time.sleep(0.01)
-        time.sleep(0.2)
-        os.kill(forked[0], signal.SIGUSR1)
+    asyncio.run(asyncio.wait_for(checks(), 120))
 
-    monkeypatch.setattr(server_tls, "server_context", slow_check)
 
-    async def scenario() -> list[str]:
-        loop = asyncio.get_running_loop()
-        received: list[str] = []
-        loop.add_signal_handler(signal.SIGUSR1, received.append, "daemon")
+def _release_fifo_reader(fifo: Path, after: float, released: list[float]) -> threading.Thread:
+    """After ``after`` s, open ``fifo`` for writing if someone is blocked opening it to read; note when."""
+
+    def release() -> None:
+        time.sleep(after)
         try:
-            sender = threading.Thread(target=signal_the_child)
-            sender.start()
-            checked = server_tls.ServerTls(own_files)
-            sender.join()
-            await asyncio.sleep(0.3)  # a wake-up byte from the child would be handled by now
-        finally:
-            loop.remove_signal_handler(signal.SIGUSR1)
-        assert not checked.built
-        return received
+            fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)  # ENXIO unless a reader waits in open()
+        except OSError:
+            return
+        released.append(time.monotonic())
+        os.close(fd)  # the reader sees an empty file
 
-    assert asyncio.run(scenario()) == []
-    assert len(forked) == 1
+    thread = threading.Thread(target=release, daemon=True)
+    thread.start()
+    return thread
+
+
+def _drain(fifo: Path, blocked: threading.Thread) -> None:
+    """Let whatever still waits on ``fifo`` go on."""
+    deadline = time.monotonic() + 30
+    while blocked.is_alive() and time.monotonic() < deadline:
+        _release_fifo_reader(fifo, 0.05, []).join()
+    assert not blocked.is_alive()
+
+
+def test_a_fifo_in_place_of_the_ca_fails_the_start_instead_of_hanging_it(own_files: TlsConfig) -> None:
+    assert own_files.ca is not None
+    own_files.ca.unlink()
+    os.mkfifo(own_files.ca)
+    released: list[float] = []
+    outcome: list[BaseException | None] = []
+
+    def start() -> None:
+        try:
+            asyncio.run(server_tls.ServerTls.checked(own_files))
+            outcome.append(None)
+        except BaseException as e:  # recorded for the assertion below
+            outcome.append(e)
+
+    started = threading.Thread(target=start, daemon=True)
+    started.start()
+    try:
+        _release_fifo_reader(own_files.ca, 3.0, released).join()
+        started.join(1)
+    finally:
+        _drain(own_files.ca, started)
+    assert not released, "the start was blocked in open() of the FIFO until this test wrote to it"
+    assert outcome
+    assert isinstance(outcome[0], ChannelError)
+    assert str(outcome[0]).endswith(f"{own_files.ca}: not a regular file")
+
+
+def test_a_fifo_swapped_in_after_start_never_blocks_the_event_loop(env: Env, own_files: TlsConfig) -> None:
+    """Since the context is built at the first client, the event loop opens the files then."""
+    assert own_files.ca is not None
+    gaps: list[float] = []
+    released: list[float] = []
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        async with serving(env, tls=own_files) as listener:
+            assert own_files.ca is not None
+            own_files.ca.unlink()
+            os.mkfifo(own_files.ca)
+            stop = asyncio.Event()
+
+            async def heartbeat() -> None:
+                last = loop.time()
+                while not stop.is_set():
+                    await asyncio.sleep(0.05)
+                    now = loop.time()
+                    gaps.append(now - last)
+                    last = now
+
+            beat = asyncio.create_task(heartbeat())
+            releaser = _release_fifo_reader(own_files.ca, 3.0, released)
+            async with tls_client(env, listener, "viewer") as client:
+                assert (
+                    not client.connected
+                    or (await client.read_holding_registers(VOLTAGES, count=10)).isError()
+                )
+            await asyncio.to_thread(releaser.join)
+            async with tcp_client(listener) as plain:  # plain Modbus still answers
+                assert not (await plain.read_holding_registers(VOLTAGES, count=10)).isError()
+            stop.set()
+            await beat
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+    assert not released, "the event loop was blocked in open() of the FIFO until this test wrote to it"
+    assert max(gaps) < 1.0, f"the event loop stalled {max(gaps):.1f} s"
+    failures = env.records(events=frozenset({EventType.LOGIN_FAILURE}))
+    assert [f.detail["reason"] for f in failures] == ["tls_context"]
+    assert "changed since meterd started" in str(failures[0].detail["error"])
