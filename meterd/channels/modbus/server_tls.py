@@ -40,7 +40,7 @@ from pathlib import Path
 from meterd.channels.modbus import tls_context
 from meterd.channels.modbus.certificates import CANNOT_LOAD, server_context
 from meterd.channels.modbus.config import TlsConfig
-from meterd.errors import ChannelError
+from meterd.errors import ChannelError, MeterdError
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ def _changed(detail: str) -> str:
     )
 
 
-class _NoAnswerError(Exception):
+class _NoAnswerError(MeterdError):
     """The fresh interpreter gave no verdict (it could not start, died, or ran too long)."""
 
 
