@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import ssl
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meterd.config import DaemonConfig, ForwardSettings
@@ -104,30 +105,28 @@ class Daemon:
         """Start, serve until SIGTERM/SIGINT, stop; return the exit code."""
         config = self.config
         private_dir(config.state_dir)
-        seclog = await asyncio.to_thread(open_security_log, config)
-        try:
-            return await self._run(seclog)
-        finally:
-            # Closing seals a checkpoint of the head (after a clean stop: of the "stopped"
-            # record, written once the listeners are down), so the log ends on one.
-            await asyncio.to_thread(seclog.close)
-
-    async def _run(self, seclog: SecurityLog) -> int:
-        config = self.config
-        policies = PolicyManager(config.policy, config.state_dir, demo_accounts=config.demo_accounts)
+        new_demo_pki = None
         if config.demo_accounts:
             # Every start, not only the first: the TLS listener loads the meter's certificate.
-            policies.new_demo_pki = await asyncio.to_thread(ensure_demo_meter_certificate, config.state_dir)
-        # The files are final now: their check runs while the rest starts.
+            new_demo_pki = await asyncio.to_thread(ensure_demo_meter_certificate, config.state_dir)
+        # The channels' files are final now: their check runs while the rest starts.
         self._files_checked = check_channel_files(config)
         try:
-            return await self._run_checked(seclog, policies)
+            seclog = await asyncio.to_thread(open_security_log, config)
+            try:
+                return await self._run(seclog, new_demo_pki)
+            finally:
+                # Closing seals a checkpoint of the head (after a clean stop: of the "stopped"
+                # record, written once the listeners are down), so the log ends on one.
+                await asyncio.to_thread(seclog.close)
         finally:
             if self._files_checked is not None and not self._files_checked.done():
                 self._files_checked.cancel()  # the start failed before the listener awaited it
 
-    async def _run_checked(self, seclog: SecurityLog, policies: PolicyManager) -> int:
+    async def _run(self, seclog: SecurityLog, new_demo_pki: Path | None) -> int:
         config = self.config
+        policies = PolicyManager(config.policy, config.state_dir, demo_accounts=config.demo_accounts)
+        policies.new_demo_pki = new_demo_pki
         compiled, version = policies.initial()
         meter = build_meter(config.meter, config.state_dir)
         forward = config.security_log.forward
