@@ -109,19 +109,20 @@ class Daemon:
         if config.demo_accounts:
             # Every start, not only the first: the TLS listener loads the meter's certificate.
             new_demo_pki = await asyncio.to_thread(ensure_demo_meter_certificate, config.state_dir)
-        # The channels' files are final now: their check runs while the rest starts.
+        seclog = await asyncio.to_thread(open_security_log, config)
+        # The channels' files are final now: their check runs while the rest starts.  Not
+        # before the log is open: the check's process holds copies of meterd's descriptors
+        # from its fork to its exec, and a first start locks the new log's key file, closes
+        # it and locks it again, which such a copy of the first lock refuses.
         self._files_checked = check_channel_files(config)
         try:
-            seclog = await asyncio.to_thread(open_security_log, config)
-            try:
-                return await self._run(seclog, new_demo_pki)
-            finally:
-                # Closing seals a checkpoint of the head (after a clean stop: of the "stopped"
-                # record, written once the listeners are down), so the log ends on one.
-                await asyncio.to_thread(seclog.close)
+            return await self._run(seclog, new_demo_pki)
         finally:
             if self._files_checked is not None and not self._files_checked.done():
                 self._files_checked.cancel()  # the start failed before the listener awaited it
+            # Closing seals a checkpoint of the head (after a clean stop: of the "stopped"
+            # record, written once the listeners are down), so the log ends on one.
+            await asyncio.to_thread(seclog.close)
 
     async def _run(self, seclog: SecurityLog, new_demo_pki: Path | None) -> int:
         config = self.config

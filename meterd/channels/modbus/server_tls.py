@@ -56,8 +56,8 @@ def file_digests(tls: TlsConfig) -> tuple[bytes, ...]:
     """Return the SHA-256 of the certificate, key and CA files, each read whole.
 
     Raises:
-        ChannelError: A path is not configured, or a file cannot be read or is
-            larger than :data:`MAX_FILE_SIZE`.
+        ChannelError: A path is not configured, or a file cannot be read, is not
+            a regular file or is larger than :data:`MAX_FILE_SIZE`.
     """
     if tls.cert is None or tls.key is None or tls.ca is None:
         raise ChannelError("modbus: Modbus/TCP Security needs tls.cert, tls.key and tls.ca")
@@ -207,8 +207,8 @@ async def _check(tls: TlsConfig, timeout: float) -> ssl.SSLContext | None:
 
 async def _run_check(tls: TlsConfig, timeout: float) -> str | None:
     command = [sys.executable, "-I", "-S", tls_context.__file__, str(tls.cert), str(tls.key), str(tls.ca)]
-    # In the default executor's thread, which the start has made already: a new thread
-    # (asyncio's child watcher makes one per process) would keep a malloc arena of its own.
+    # Run and awaited from the default executor's thread, which the start has made already
+    # (asyncio's own subprocess support would start a child-watcher thread per process).
     try:
         done = await asyncio.to_thread(
             subprocess.run,
